@@ -1,0 +1,85 @@
+//! Storage backends: where the repository's files live. The layout is restic's:
+//! `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `data/<id[0..2]>/<id>`, `locks/<id>`.
+
+pub mod s3;
+
+use std::fmt;
+use std::ops::Range;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// The kinds of file in a restic repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileType {
+    Config,
+    Key,
+    Snapshot,
+    Index,
+    Pack,
+    Lock,
+}
+
+/// One file of the repository: its kind and its name (hex id; empty for `config`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Handle {
+    pub kind: FileType,
+    pub name: String,
+}
+
+impl Handle {
+    pub fn new(kind: FileType, name: impl Into<String>) -> Self {
+        Self { kind, name: name.into() }
+    }
+
+    pub fn config() -> Self {
+        Self::new(FileType::Config, "")
+    }
+
+    /// The path of this file relative to the repository root, as restic lays it out.
+    pub fn relative_path(&self) -> String {
+        match self.kind {
+            FileType::Config => "config".to_string(),
+            FileType::Key => format!("keys/{}", self.name),
+            FileType::Snapshot => format!("snapshots/{}", self.name),
+            FileType::Index => format!("index/{}", self.name),
+            FileType::Lock => format!("locks/{}", self.name),
+            FileType::Pack => format!("data/{}/{}", &self.name[..2.min(self.name.len())], self.name),
+        }
+    }
+}
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.relative_path())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// Worth retrying: a 5xx, a timeout, a reset connection.
+    #[error("transient error on {what}: {message}")]
+    Transient { what: String, message: String },
+    #[error("{what}: {message}")]
+    Other { what: String, message: String },
+}
+
+/// A place that stores a repository's files. Implementations must be safe to call
+/// concurrently: the engines fetch and store many files at once.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// A human-readable location (for messages), in restic's syntax.
+    fn location(&self) -> String;
+    /// Stores a whole file. Files are immutable: saving an existing name is an error
+    /// for everything but locks.
+    async fn save(&self, handle: &Handle, data: Bytes) -> Result<(), BackendError>;
+    /// Reads a file, or the byte range of it.
+    async fn load(&self, handle: &Handle, range: Option<Range<u64>>) -> Result<Bytes, BackendError>;
+    /// The size of a file.
+    async fn stat(&self, handle: &Handle) -> Result<u64, BackendError>;
+    async fn remove(&self, handle: &Handle) -> Result<(), BackendError>;
+    /// Names and sizes of all files of a kind.
+    async fn list(&self, kind: FileType) -> Result<Vec<(String, u64)>, BackendError>;
+}

@@ -1,0 +1,10 @@
+//! One module per top-level subcommand; each owns its clap arguments and a `run` function.
+
+pub mod bench;
+pub mod config;
+pub mod controller;
+pub mod data_mover;
+pub mod demo;
+pub mod install;
+pub mod repo;
+pub mod restore;

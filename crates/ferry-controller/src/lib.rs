@@ -1,1 +1,5 @@
-//! placeholder
+//! ferry's controller side: the CRD types it shares with Velero, the manifests `ferry install`
+//! renders, and the DataDownload reconciler with its exposer, placement and rebind.
+
+pub mod crds;
+pub mod install;

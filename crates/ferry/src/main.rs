@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "ferry", version, about = "Kubernetes volume data mover (Velero data-mover compatible)")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Kubernetes volume data mover (Velero data-mover compatible)"
+)]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `ferry=debug`.
     #[arg(long, global = true, env = "FERRY_LOG", default_value = "warn")]
@@ -57,7 +61,10 @@ fn init_tracing(filter: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -1,1 +1,3 @@
-//! placeholder
+//! kubesim: a simulated Kubernetes cluster for tests and the demo.
+
+pub mod nodes;

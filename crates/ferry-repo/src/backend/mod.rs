@@ -29,7 +29,10 @@ pub struct Handle {
 
 impl Handle {
     pub fn new(kind: FileType, name: impl Into<String>) -> Self {
-        Self { kind, name: name.into() }
+        Self {
+            kind,
+            name: name.into(),
+        }
     }
 
     pub fn config() -> Self {
@@ -44,7 +47,11 @@ impl Handle {
             FileType::Snapshot => format!("snapshots/{}", self.name),
             FileType::Index => format!("index/{}", self.name),
             FileType::Lock => format!("locks/{}", self.name),
-            FileType::Pack => format!("data/{}/{}", &self.name[..2.min(self.name.len())], self.name),
+            FileType::Pack => format!(
+                "data/{}/{}",
+                &self.name[..2.min(self.name.len())],
+                self.name
+            ),
         }
     }
 }
@@ -76,7 +83,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// for everything but locks.
     async fn save(&self, handle: &Handle, data: Bytes) -> Result<(), BackendError>;
     /// Reads a file, or the byte range of it.
-    async fn load(&self, handle: &Handle, range: Option<Range<u64>>) -> Result<Bytes, BackendError>;
+    async fn load(&self, handle: &Handle, range: Option<Range<u64>>)
+    -> Result<Bytes, BackendError>;
     /// The size of a file.
     async fn stat(&self, handle: &Handle) -> Result<u64, BackendError>;
     async fn remove(&self, handle: &Handle) -> Result<(), BackendError>;

@@ -1,0 +1,1 @@
+//! CRD types shared with Velero (not built yet).

@@ -1,0 +1,1 @@
+//! Manifests rendered by `ferry install` (not built yet).

@@ -3,6 +3,7 @@
 //! lost, and restored twice (default and `restorePVC.ignoreDelayBinding`), every byte verified;
 //! a report and a timeline picture show why ignoreDelayBinding matters.
 
+mod report;
 mod timeline;
 mod timings;
 

@@ -668,5 +668,9 @@ mod picture {
         let path = std::env::var("FERRY_TIMELINE_SAMPLE").expect("FERRY_TIMELINE_SAMPLE");
         let input = super::tests::sample_input();
         std::fs::write(path, super::render_svg(&input)).unwrap();
+        println!(
+            "{}",
+            crate::commands::demo::report::render_report(&input.modes)
+        );
     }
 }

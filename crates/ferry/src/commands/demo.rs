@@ -3,9 +3,13 @@
 //! lost, and restored twice (default and `restorePVC.ignoreDelayBinding`), every byte verified;
 //! a report and a timeline picture show why ignoreDelayBinding matters.
 
+mod progress;
 mod report;
+mod size;
 mod timeline;
 mod timings;
+mod verify;
+mod workload;
 
 use std::process::ExitCode;
 

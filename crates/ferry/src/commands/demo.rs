@@ -3,6 +3,8 @@
 //! lost, and restored twice (default and `restorePVC.ignoreDelayBinding`), every byte verified;
 //! a report and a timeline picture show why ignoreDelayBinding matters.
 
+mod objects;
+mod observe;
 mod progress;
 mod report;
 mod size;

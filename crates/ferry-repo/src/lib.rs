@@ -4,3 +4,24 @@
 
 pub mod backend;
 pub mod chunker;
+pub mod config;
+pub mod crypto;
+pub mod error;
+mod fsmeta;
+pub mod gostr;
+pub mod id;
+pub mod index;
+pub mod keyfile;
+mod ls;
+pub mod pack;
+pub mod repository;
+pub mod restore;
+pub mod snapshot;
+pub mod sys;
+pub mod tree;
+
+pub use error::{RepoError, Result};
+pub use id::Id;
+pub use repository::Repository;
+pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary, RestoreTarget};
+pub use snapshot::Snapshot;

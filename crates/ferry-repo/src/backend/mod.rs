@@ -1,10 +1,12 @@
 //! Storage backends: where the repository's files live. The layout is restic's:
 //! `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `data/<id[0..2]>/<id>`, `locks/<id>`.
 
+pub mod local;
 pub mod s3;
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -90,4 +92,32 @@ pub trait Backend: Send + Sync + fmt::Debug {
     async fn remove(&self, handle: &Handle) -> Result<(), BackendError>;
     /// Names and sizes of all files of a kind.
     async fn list(&self, kind: FileType) -> Result<Vec<(String, u64)>, BackendError>;
+    /// Prepares an empty location for a new repository (directories, bucket prefix).
+    /// The default does nothing: object stores need no preparation.
+    async fn create(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+/// Opens a repository location in restic's syntax: `s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]`
+/// for S3-compatible storage, `local:PATH` or a plain path for a local directory.
+pub fn open(location: &str) -> Result<Arc<dyn Backend>, BackendError> {
+    if location.starts_with("s3:") {
+        return open_s3(location);
+    }
+    let path = location.strip_prefix("local:").unwrap_or(location);
+    if path.is_empty() {
+        return Err(BackendError::Other {
+            what: "repository location".into(),
+            message: "empty location: pass --repo PATH or set FERRY_REPOSITORY".into(),
+        });
+    }
+    Ok(Arc::new(local::LocalBackend::new(path)))
+}
+
+fn open_s3(location: &str) -> Result<Arc<dyn Backend>, BackendError> {
+    Err(BackendError::Other {
+        what: location.to_string(),
+        message: "the S3 backend is not built into this ferry".into(),
+    })
 }

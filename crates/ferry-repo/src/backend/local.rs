@@ -1,0 +1,208 @@
+//! A repository in a local directory, laid out as restic lays it out.
+
+use std::io::Write;
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{Backend, BackendError, FileType, Handle};
+
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+fn dir_of(kind: FileType) -> &'static str {
+    match kind {
+        FileType::Config => "",
+        FileType::Key => "keys",
+        FileType::Snapshot => "snapshots",
+        FileType::Index => "index",
+        FileType::Pack => "data",
+        FileType::Lock => "locks",
+    }
+}
+
+fn io_err(what: &Path, e: std::io::Error) -> BackendError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        BackendError::NotFound(what.display().to_string())
+    } else {
+        BackendError::Other {
+            what: what.display().to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackendError::Other {
+            what: "local backend".into(),
+            message: e.to_string(),
+        })?
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, h: &Handle) -> PathBuf {
+        self.root.join(h.relative_path())
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn create(&self) -> Result<(), BackendError> {
+        let root = self.root.clone();
+        blocking(move || {
+            for d in ["keys", "snapshots", "index", "locks"] {
+                let p = root.join(d);
+                std::fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
+            }
+            for i in 0..=255u8 {
+                let p = root.join("data").join(hex::encode([i]));
+                std::fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn save(&self, handle: &Handle, data: Bytes) -> Result<(), BackendError> {
+        let path = self.path(handle);
+        let overwrite = handle.kind == FileType::Lock;
+        blocking(move || {
+            let dir = path.parent().expect("has parent").to_path_buf();
+            if !overwrite && path.exists() {
+                return Err(BackendError::Other {
+                    what: path.display().to_string(),
+                    message: "file already exists".into(),
+                });
+            }
+            std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+            // Write to a temporary name and rename: readers never see a partial file.
+            let tmp = dir.join(format!(
+                ".{}-tmp-{}",
+                path.file_name().unwrap().to_string_lossy(),
+                hex::encode(rand::random::<[u8; 8]>())
+            ));
+            let result = (|| {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
+                f.write_all(&data)?;
+                f.sync_data()?;
+                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o400))?;
+                std::fs::rename(&tmp, &path)
+            })();
+            if let Err(e) = result {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err(&path, e));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load(
+        &self,
+        handle: &Handle,
+        range: Option<Range<u64>>,
+    ) -> Result<Bytes, BackendError> {
+        let path = self.path(handle);
+        blocking(move || {
+            let f = std::fs::File::open(&path).map_err(|e| io_err(&path, e))?;
+            match range {
+                None => {
+                    let len = f.metadata().map_err(|e| io_err(&path, e))?.len();
+                    let mut buf = vec![0u8; len as usize];
+                    f.read_exact_at(&mut buf, 0).map_err(|e| io_err(&path, e))?;
+                    Ok(Bytes::from(buf))
+                }
+                Some(r) => {
+                    let mut buf = vec![0u8; (r.end - r.start) as usize];
+                    f.read_exact_at(&mut buf, r.start)
+                        .map_err(|e| io_err(&path, e))?;
+                    Ok(Bytes::from(buf))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn stat(&self, handle: &Handle) -> Result<u64, BackendError> {
+        let path = self.path(handle);
+        blocking(move || {
+            Ok(std::fs::metadata(&path)
+                .map_err(|e| io_err(&path, e))?
+                .len())
+        })
+        .await
+    }
+
+    async fn remove(&self, handle: &Handle) -> Result<(), BackendError> {
+        let path = self.path(handle);
+        blocking(move || std::fs::remove_file(&path).map_err(|e| io_err(&path, e))).await
+    }
+
+    async fn list(&self, kind: FileType) -> Result<Vec<(String, u64)>, BackendError> {
+        let dir = self.root.join(dir_of(kind));
+        blocking(move || {
+            let mut out = Vec::new();
+            let mut dirs = vec![dir.clone()];
+            if kind == FileType::Pack {
+                dirs.clear();
+                match std::fs::read_dir(&dir) {
+                    Ok(rd) => {
+                        for e in rd {
+                            let e = e.map_err(|e| io_err(&dir, e))?;
+                            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                                dirs.push(e.path());
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(io_err(&dir, e)),
+                }
+            }
+            for d in dirs {
+                let rd = match std::fs::read_dir(&d) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err(&d, e)),
+                };
+                for e in rd {
+                    let e = e.map_err(|e| io_err(&d, e))?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.') {
+                        continue;
+                    }
+                    let md = e.metadata().map_err(|err| io_err(&e.path(), err))?;
+                    if md.is_file() {
+                        out.push((name, md.len()));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

@@ -1,0 +1,64 @@
+//! The repository's typed errors. Each names the object and says what to do.
+
+use crate::backend::BackendError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(
+        "wrong password: no key in {location} opens with the given password; check --password-file / FERRY_PASSWORD"
+    )]
+    WrongPassword { location: String },
+    #[error(
+        "no repository at {location}: there is no config file; run `ferry repo init` first or fix --repo"
+    )]
+    NoRepository { location: String },
+    #[error("a repository already exists at {location}: its config file is present")]
+    AlreadyExists { location: String },
+    #[error("snapshot {id:?} not found in {location}; list them with `ferry repo snapshots`")]
+    SnapshotNotFound { id: String, location: String },
+    #[error("snapshot prefix {id:?} is ambiguous in {location}: give more hex digits")]
+    AmbiguousSnapshot { id: String, location: String },
+    #[error("path {path:?} not found in snapshot {snapshot}")]
+    PathNotFound { path: String, snapshot: String },
+    #[error("corrupt data in pack {pack} (file {file}): {reason}")]
+    Corrupt {
+        pack: String,
+        file: String,
+        reason: String,
+    },
+    #[error("corrupt repository file {what}: {reason}")]
+    CorruptFile { what: String, reason: String },
+    #[error("blob {blob} is not in the repository index (needed by {needed_by})")]
+    MissingBlob { blob: String, needed_by: String },
+    #[error("unsupported repository version {0} (ferry reads versions 1 and 2)")]
+    UnsupportedVersion(u32),
+    #[error("repository {location} is locked {kind} by {holder}; wait or remove a stale lock")]
+    Locked {
+        location: String,
+        kind: &'static str,
+        holder: String,
+    },
+    #[error("check found {0} error(s)")]
+    CheckFailed(usize),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl RepoError {
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> RepoError {
+        RepoError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;

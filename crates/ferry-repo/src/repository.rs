@@ -1,0 +1,408 @@
+//! An open repository: the backend, the master key, the config, and the index.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::backend::{Backend, BackendError, FileType, Handle};
+use crate::config::RepoConfig;
+use crate::crypto::Key;
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{IndexJson, MasterIndex};
+use crate::keyfile::{KeyFile, KeyFileError};
+use crate::pack::BlobType;
+use crate::snapshot::Snapshot;
+use crate::tree::Tree;
+
+/// At most this many key files are tried when opening (restic does the same).
+const MAX_KEYS_TRIED: usize = 20;
+
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    key: Key,
+    config: RepoConfig,
+    index: tokio::sync::Mutex<Option<Arc<MasterIndex>>>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("location", &self.backend.location())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Decompresses an unpacked file's plaintext: version 2 prefixes compressed JSON with byte 2,
+/// plain JSON starts with `{` or `[`.
+pub(crate) fn decode_unpacked(plain: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    match plain.first() {
+        Some(2) => zstd::stream::decode_all(&plain[1..]).map_err(|e| format!("zstd: {e}")),
+        _ => Ok(plain),
+    }
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking task panicked")
+}
+
+impl Repository {
+    /// Opens the repository in `backend` with `password`.
+    pub async fn open(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
+        let location = backend.location();
+        let config_raw = match backend.load(&Handle::config(), None).await {
+            Ok(b) => b,
+            Err(BackendError::NotFound(_)) => return Err(RepoError::NoRepository { location }),
+            Err(e) => return Err(e.into()),
+        };
+        let mut keys = backend.list(FileType::Key).await?;
+        if keys.is_empty() {
+            return Err(RepoError::NoRepository { location });
+        }
+        keys.sort();
+        let mut key = None;
+        for (name, _) in keys.into_iter().take(MAX_KEYS_TRIED) {
+            let raw = backend
+                .load(&Handle::new(FileType::Key, &name), None)
+                .await?;
+            let kf: KeyFile = serde_json::from_slice(&raw).map_err(|e| RepoError::CorruptFile {
+                what: format!("keys/{name}"),
+                reason: e.to_string(),
+            })?;
+            let pw = password.to_string();
+            match blocking(move || kf.open(&pw)).await {
+                Ok(k) => {
+                    key = Some(k);
+                    break;
+                }
+                Err(KeyFileError::WrongPassword) => continue,
+                Err(e) => {
+                    tracing::warn!(key = %name, error = %e, "skipping unusable key file");
+                    continue;
+                }
+            }
+        }
+        let key = key.ok_or(RepoError::WrongPassword {
+            location: location.clone(),
+        })?;
+        let plain = key.open(&config_raw).map_err(|_| RepoError::CorruptFile {
+            what: format!("{location}/config"),
+            reason: "MAC verification failed".into(),
+        })?;
+        let plain = decode_unpacked(plain).map_err(|reason| RepoError::CorruptFile {
+            what: "config".into(),
+            reason,
+        })?;
+        let config: RepoConfig =
+            serde_json::from_slice(&plain).map_err(|e| RepoError::CorruptFile {
+                what: "config".into(),
+                reason: e.to_string(),
+            })?;
+        if !(1..=2).contains(&config.version) {
+            return Err(RepoError::UnsupportedVersion(config.version));
+        }
+        Ok(Repository {
+            backend,
+            key,
+            config,
+            index: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// Creates a new version-2 repository in an empty `backend` location.
+    pub async fn init(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
+        let location = backend.location();
+        match backend.stat(&Handle::config()).await {
+            Ok(_) => return Err(RepoError::AlreadyExists { location }),
+            Err(BackendError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        backend.create().await?;
+        let key = Key::random();
+        let pol = crate::chunker::Pol::random_irreducible();
+        let config = RepoConfig {
+            version: 2,
+            id: Id::random().to_hex(),
+            chunker_polynomial: format!("{:x}", pol.0),
+        };
+        let pw = password.to_string();
+        let master = key.clone();
+        let kf = blocking(move || KeyFile::create(&pw, &master)).await;
+        let kf_bytes = serde_json::to_vec_pretty(&kf).expect("key file serializes");
+        backend
+            .save(
+                &Handle::new(FileType::Key, Id::hash(&kf_bytes).to_hex()),
+                Bytes::from(kf_bytes),
+            )
+            .await?;
+        // The config is never compressed: its version says whether compression exists.
+        let cfg = key.seal(&serde_json::to_vec(&config).expect("config serializes"));
+        backend.save(&Handle::config(), Bytes::from(cfg)).await?;
+        Ok(Repository {
+            backend,
+            key,
+            config,
+            index: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The chunker polynomial of this repository.
+    pub fn polynomial(&self) -> Result<crate::chunker::Pol> {
+        self.config
+            .polynomial()
+            .map(crate::chunker::Pol)
+            .ok_or_else(|| RepoError::CorruptFile {
+                what: "config".into(),
+                reason: format!(
+                    "chunker_polynomial {:?} is not hex",
+                    self.config.chunker_polynomial
+                ),
+            })
+    }
+
+    pub fn compression(&self) -> bool {
+        self.config.version >= 2
+    }
+
+    /// Loads, verifies, decrypts and decompresses a non-pack file.
+    pub async fn load_unpacked(&self, kind: FileType, id: &Id) -> Result<Vec<u8>> {
+        let h = Handle::new(kind, id.to_hex());
+        let raw = self.backend.load(&h, None).await?;
+        let key = self.key.clone();
+        let id = *id;
+        blocking(move || {
+            if Id::hash(&raw) != id {
+                return Err(RepoError::CorruptFile {
+                    what: h.to_string(),
+                    reason: "content does not match its name (SHA-256)".into(),
+                });
+            }
+            let plain = key.open(&raw).map_err(|_| RepoError::CorruptFile {
+                what: h.to_string(),
+                reason: "MAC verification failed".into(),
+            })?;
+            decode_unpacked(plain).map_err(|reason| RepoError::CorruptFile {
+                what: h.to_string(),
+                reason,
+            })
+        })
+        .await
+    }
+
+    /// Encrypts (and for version 2 compresses) a JSON file and stores it; returns its id.
+    pub async fn save_unpacked(&self, kind: FileType, json: Vec<u8>) -> Result<Id> {
+        let key = self.key.clone();
+        let compress = self.compression();
+        let sealed = blocking(move || {
+            let plain = if compress {
+                let mut p = vec![2u8];
+                p.extend(zstd::bulk::compress(&json, 3).expect("zstd compress"));
+                p
+            } else {
+                json
+            };
+            key.seal(&plain)
+        })
+        .await;
+        let id = Id::hash(&sealed);
+        self.backend
+            .save(&Handle::new(kind, id.to_hex()), Bytes::from(sealed))
+            .await?;
+        Ok(id)
+    }
+
+    /// The ids of all files of a kind.
+    pub async fn list_ids(&self, kind: FileType) -> Result<Vec<Id>> {
+        Ok(self
+            .backend
+            .list(kind)
+            .await?
+            .into_iter()
+            .filter_map(|(n, _)| n.parse().ok())
+            .collect())
+    }
+
+    /// All snapshots, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<Snapshot>> {
+        let ids = self.list_ids(FileType::Snapshot).await?;
+        let mut snaps: Vec<Snapshot> = futures::stream::iter(ids)
+            .map(|id| async move { self.load_snapshot(&id).await })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        snaps.sort_by_key(|s| s.unix_time());
+        Ok(snaps)
+    }
+
+    pub async fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let plain = self.load_unpacked(FileType::Snapshot, id).await?;
+        let mut s: Snapshot =
+            serde_json::from_slice(&plain).map_err(|e| RepoError::CorruptFile {
+                what: format!("snapshots/{id}"),
+                reason: e.to_string(),
+            })?;
+        s.id = *id;
+        Ok(s)
+    }
+
+    /// Finds a snapshot by full id, unique id prefix, or `latest`.
+    pub async fn find_snapshot(&self, spec: &str) -> Result<Snapshot> {
+        let location = self.location();
+        if spec == "latest" {
+            return self
+                .snapshots()
+                .await?
+                .pop()
+                .ok_or(RepoError::SnapshotNotFound {
+                    id: spec.into(),
+                    location,
+                });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        let ids = self.list_ids(FileType::Snapshot).await?;
+        let matches: Vec<Id> = ids
+            .into_iter()
+            .filter(|i| !spec_l.is_empty() && i.to_hex().starts_with(&spec_l))
+            .collect();
+        match matches.as_slice() {
+            [one] => self.load_snapshot(one).await,
+            [] => Err(RepoError::SnapshotNotFound {
+                id: spec.into(),
+                location,
+            }),
+            _ => Err(RepoError::AmbiguousSnapshot {
+                id: spec.into(),
+                location,
+            }),
+        }
+    }
+
+    pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        let json = serde_json::to_vec(snap).expect("snapshot serializes");
+        self.save_unpacked(FileType::Snapshot, json).await
+    }
+
+    /// The master index, loaded on first use.
+    pub async fn index(&self) -> Result<Arc<MasterIndex>> {
+        let mut guard = self.index.lock().await;
+        if let Some(i) = guard.as_ref() {
+            return Ok(i.clone());
+        }
+        let ids = self.list_ids(FileType::Index).await?;
+        let files: Vec<IndexJson> = futures::stream::iter(ids)
+            .map(|id| async move {
+                let plain = self.load_unpacked(FileType::Index, &id).await?;
+                blocking(move || {
+                    serde_json::from_slice::<IndexJson>(&plain).map_err(|e| {
+                        RepoError::CorruptFile {
+                            what: format!("index/{id}"),
+                            reason: e.to_string(),
+                        }
+                    })
+                })
+                .await
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let mut mi = MasterIndex::default();
+        for f in &files {
+            mi.add(f);
+        }
+        let mi = Arc::new(mi);
+        *guard = Some(mi.clone());
+        Ok(mi)
+    }
+
+    /// Forgets the cached index (after new index files were written).
+    pub async fn invalidate_index(&self) {
+        *self.index.lock().await = None;
+    }
+
+    /// Loads one blob: fetch, verify MAC, decrypt, decompress, verify its id.
+    pub async fn load_blob(&self, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
+        let index = self.index().await?;
+        let loc = index.get(kind, id).ok_or_else(|| RepoError::MissingBlob {
+            blob: id.to_hex(),
+            needed_by: format!("{kind} blob lookup"),
+        })?;
+        let pack = index.pack_id(loc.pack);
+        let raw = self
+            .backend
+            .load(
+                &Handle::new(FileType::Pack, pack.to_hex()),
+                Some(loc.offset as u64..loc.offset as u64 + loc.length as u64),
+            )
+            .await?;
+        let key = self.key.clone();
+        let id = *id;
+        blocking(move || {
+            decode_blob(&key, &raw, loc.uncompressed_length, &id).map_err(|reason| {
+                RepoError::Corrupt {
+                    pack: pack.to_hex(),
+                    file: format!("{kind} blob {id}"),
+                    reason,
+                }
+            })
+        })
+        .await
+    }
+
+    pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let raw = self.load_blob(BlobType::Tree, id).await?;
+        serde_json::from_slice(&raw).map_err(|e| RepoError::CorruptFile {
+            what: format!("tree {id}"),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Verifies, decrypts and (when `uncompressed_length > 0`) decompresses one sealed blob,
+/// then checks that its SHA-256 is `id`.
+pub fn decode_blob(
+    key: &Key,
+    sealed: &[u8],
+    uncompressed_length: u32,
+    id: &Id,
+) -> std::result::Result<Vec<u8>, String> {
+    let plain = key
+        .open(sealed)
+        .map_err(|_| format!("blob {id}: MAC verification failed"))?;
+    let plain = if uncompressed_length > 0 {
+        let out = zstd::bulk::decompress(&plain, uncompressed_length as usize)
+            .map_err(|e| format!("blob {id}: zstd: {e}"))?;
+        if out.len() != uncompressed_length as usize {
+            return Err(format!(
+                "blob {id}: decompressed to {} bytes, index says {uncompressed_length}",
+                out.len()
+            ));
+        }
+        out
+    } else {
+        plain
+    };
+    if Id::hash(&plain) != *id {
+        return Err(format!("blob {id}: content does not match its id"));
+    }
+    Ok(plain)
+}

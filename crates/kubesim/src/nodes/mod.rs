@@ -2,6 +2,14 @@
 //! the volume provisioner/binder and the kubelets. They talk to the API server only through a
 //! `kube::Client`, as real components do. (Not built yet: this is the contract.)
 
+pub mod bootstrap;
+pub mod cache;
+pub mod matching;
+pub mod quantity;
+pub mod scheduling;
+pub mod volume_binding;
+pub mod volume_matching;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -3,10 +3,12 @@
 //! lost, and restored twice (default and `restorePVC.ignoreDelayBinding`), every byte verified;
 //! a report and a timeline picture show why ignoreDelayBinding matters.
 
+mod kube_ops;
 mod objects;
 mod observe;
 mod progress;
 mod report;
+mod restore_run;
 mod size;
 mod timeline;
 mod timings;

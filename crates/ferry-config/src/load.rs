@@ -44,10 +44,35 @@ pub fn from_json_value(mut doc: Value, strictness: Strictness) -> Result<Loaded,
     Ok(Loaded { config, warnings })
 }
 
-/// Problems in document order is what a reader expects; paths sort well enough for that, and
-/// the sort is stable so problems at one path keep their order.
+/// Problems sorted by path, with list indexes compared as numbers (`[2]` before `[10]`); the
+/// sort is stable, so problems at one path keep the order they were found in.
 fn sort_by_position(problems: &mut [ConfigProblem]) {
-    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    problems.sort_by_cached_key(|p| path_sort_key(&p.path));
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum PathPiece {
+    Text(String),
+    Number(u64),
+}
+
+fn path_sort_key(path: &str) -> Vec<PathPiece> {
+    let mut pieces = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            pieces.push(PathPiece::Number(
+                rest[..digits].parse().unwrap_or(u64::MAX),
+            ));
+            rest = &rest[digits..];
+        } else {
+            let text = rest.len() - rest.trim_start_matches(|c: char| !c.is_ascii_digit()).len();
+            pieces.push(PathPiece::Text(rest[..text].to_string()));
+            rest = &rest[text..];
+        }
+    }
+    pieces
 }
 
 /// Reads the configuration from a ConfigMap's `data`, with Velero's rule: exactly one key,

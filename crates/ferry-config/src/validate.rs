@@ -175,16 +175,28 @@ impl Walker {
             return format!("unknown field; did you mean {suggestion}?");
         }
         // A known field of another section: point to where it belongs.
-        for (section, fields) in SECTIONS {
-            if let Some(name) = fields.iter().find(|f| f.eq_ignore_ascii_case(key))
-                && !known.contains(name)
-            {
-                let place = if section.is_empty() {
+        let places: Vec<String> = SECTIONS
+            .iter()
+            .filter_map(|(section, fields)| {
+                let name = fields.iter().find(|f| f.eq_ignore_ascii_case(key))?;
+                if known.contains(name) {
+                    return None;
+                }
+                Some(if section.is_empty() {
                     format!("the top level ({name})")
                 } else {
                     format!("{section}.{name}")
-                };
-                return format!("unknown field here; it belongs in {place}");
+                })
+            })
+            .collect();
+        match places.as_slice() {
+            [] => {}
+            [one] => return format!("unknown field here; it belongs in {one}"),
+            [init @ .., last] => {
+                return format!(
+                    "unknown field here; it belongs in {} or {last}",
+                    init.join(", ")
+                );
             }
         }
         format!("unknown field (known fields here: {})", known.join(", "))

@@ -398,3 +398,35 @@ fn every_problem_is_reported_at_once() {
         )
     );
 }
+
+#[test]
+fn a_field_of_several_sections_lists_every_place() {
+    assert_rejected_at(
+        r#"{"restorePVC": {"storageClass": "x"}}"#,
+        "restorePVC.storageClass",
+        "loadAffinity[].storageClass, backupPVC.<storage class>.storageClass or cachePVC.storageClass",
+    );
+}
+
+#[test]
+fn problems_come_in_path_order_with_numeric_indexes() {
+    let rules: Vec<String> = (0..12)
+        .map(|i| {
+            let number = if i == 2 || i == 10 { 0 } else { 1 };
+            format!(r#"{{"nodeSelector": {{}}, "number": {number}}}"#)
+        })
+        .collect();
+    let json = format!(
+        r#"{{"loadConcurrency": {{"perNodeConfig": [{}]}}}}"#,
+        rules.join(",")
+    );
+    let errors = crate::strict_errors(&json);
+    let paths: Vec<&str> = errors.problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "loadConcurrency.perNodeConfig[2].number",
+            "loadConcurrency.perNodeConfig[10].number"
+        ]
+    );
+}

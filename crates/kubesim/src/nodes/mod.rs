@@ -4,10 +4,14 @@
 
 pub mod bootstrap;
 pub mod cache;
+pub mod container_spec;
+pub mod events;
 pub mod matching;
 pub mod quantity;
+pub mod scheduler;
 pub mod scheduling;
 pub mod volume_binding;
+pub mod volume_controller;
 pub mod volume_matching;
 
 use std::collections::BTreeMap;

@@ -129,6 +129,12 @@ struct NodeLoad {
 pub struct SchedulingState<'a> {
     snapshot: &'a ClusterSnapshot,
     load: HashMap<String, NodeLoad>,
+    /// Node name → allocatable (pods, cpu, memory), parsed once per round.
+    allocatable: HashMap<&'a str, (f64, f64, f64)>,
+    /// PVs with a claimRef, by the claim's (namespace, name).
+    claimed_pvs: HashMap<(&'a str, &'a str), Vec<&'a k8s_openapi::api::core::v1::PersistentVolume>>,
+    /// Available PVs without claimRef (candidates for static binding).
+    free_pvs: Vec<&'a k8s_openapi::api::core::v1::PersistentVolume>,
     /// PVs promised to claims by this scheduler and not yet visible as claimed.
     reserved_pvs: HashSet<String>,
 }
@@ -151,6 +157,8 @@ enum ClaimFacts<'p> {
     Delayed {
         claim: &'p str,
         static_pvs: Vec<&'p k8s_openapi::api::core::v1::PersistentVolume>,
+        /// A PV reserved for the claim by claimRef: only its node will do.
+        prebound: bool,
         class: Option<&'p k8s_openapi::api::storage::v1::StorageClass>,
     },
 }
@@ -224,9 +232,41 @@ impl<'a> SchedulingState<'a> {
         assumed: impl IntoIterator<Item = (String, Arc<Pod>)>,
         reserved_pvs: HashSet<String>,
     ) -> Self {
+        let mut claimed_pvs: HashMap<(&str, &str), Vec<_>> = HashMap::new();
+        let mut free_pvs = Vec::new();
+        for pv in snapshot.pvs.values() {
+            match pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
+                Some(r) => claimed_pvs
+                    .entry((
+                        r.namespace.as_deref().unwrap_or(""),
+                        r.name.as_deref().unwrap_or(""),
+                    ))
+                    .or_default()
+                    .push(pv.as_ref()),
+                None => free_pvs.push(pv.as_ref()),
+            }
+        }
+        let allocatable = snapshot
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let a = n.status.as_ref()?.allocatable.as_ref()?;
+                let value = |key: &str| {
+                    a.get(key)
+                        .map_or(f64::INFINITY, |q| quantity_value(Some(q)))
+                };
+                Some((
+                    name_of(n.as_ref()),
+                    (value("pods"), value("cpu"), value("memory")),
+                ))
+            })
+            .collect();
         let mut state = SchedulingState {
             snapshot,
             load: HashMap::new(),
+            allocatable,
+            claimed_pvs,
+            free_pvs,
             reserved_pvs,
         };
         for pod in &snapshot.pods {
@@ -320,17 +360,28 @@ impl<'a> SchedulingState<'a> {
             // The PV controller binds these on its own; the pod waits for it.
             return Err("pod has unbound immediate PersistentVolumeClaims".into());
         }
-        let pvs = self.snapshot.pvs.values().map(|p| p.as_ref());
-        let static_pvs = match prebound_pv_for(claim, pvs.clone()) {
+        let claimed = self
+            .claimed_pvs
+            .get(&(namespace_of(claim), name_of(claim)))
+            .into_iter()
+            .flatten()
+            .copied();
+        let prebound = prebound_pv_for(claim, claimed);
+        let static_pvs = match prebound {
             Some(pv) => vec![pv],
-            None => available_pvs_for(claim, &claim_class_name(claim, self.snapshot), pvs)
-                .into_iter()
-                .filter(|pv| !self.reserved_pvs.contains(name_of(*pv)))
-                .collect(),
+            None => available_pvs_for(
+                claim,
+                &claim_class_name(claim, self.snapshot),
+                self.free_pvs.iter().copied(),
+            )
+            .into_iter()
+            .filter(|pv| !self.reserved_pvs.contains(name_of(*pv)))
+            .collect(),
         };
         Ok(ClaimFacts::Delayed {
             claim: claim_name,
             static_pvs,
+            prebound: prebound.is_some(),
             class,
         })
     }
@@ -451,27 +502,18 @@ impl<'a> SchedulingState<'a> {
     }
 
     fn fits_resources(&self, facts: &PodFacts, node: &Node) -> Result<(), String> {
-        let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
-        let Some(allocatable) = allocatable else {
+        let Some(&(max_pods, max_cpu, max_memory)) = self.allocatable.get(name_of(node)) else {
             return Ok(());
         };
         let load = self.load.get(name_of(node));
         let (pods, cpu, memory) = load.map_or((0, 0.0, 0.0), |l| (l.pods.len(), l.cpu, l.memory));
-        if let Some(max_pods) = allocatable.get("pods")
-            && (pods + 1) as f64 > quantity_value(Some(max_pods))
-        {
+        if (pods + 1) as f64 > max_pods {
             return Err("Too many pods".into());
         }
-        if let Some(max_cpu) = allocatable.get("cpu")
-            && facts.cpu > 0.0
-            && cpu + facts.cpu > quantity_value(Some(max_cpu))
-        {
+        if facts.cpu > 0.0 && cpu + facts.cpu > max_cpu {
             return Err("Insufficient cpu".into());
         }
-        if let Some(max_memory) = allocatable.get("memory")
-            && facts.memory > 0.0
-            && memory + facts.memory > quantity_value(Some(max_memory))
-        {
+        if facts.memory > 0.0 && memory + facts.memory > max_memory {
             return Err("Insufficient memory".into());
         }
         Ok(())
@@ -497,6 +539,7 @@ impl<'a> SchedulingState<'a> {
                 ClaimFacts::Delayed {
                     claim,
                     static_pvs,
+                    prebound,
                     class,
                 } => {
                     let on_node = static_pvs
@@ -509,6 +552,9 @@ impl<'a> SchedulingState<'a> {
                             pv: name_of(*pv).to_string(),
                         });
                         continue;
+                    }
+                    if *prebound {
+                        return Err(VOLUME_AFFINITY_REASON.into());
                     }
                     // Dynamic provisioning: a provisioner must exist and the class's
                     // allowedTopologies must admit the node.

@@ -1,0 +1,607 @@
+//! The volume controller: kube-controller-manager's PV controller (binding, phases,
+//! reclaim) plus kubesim's provisioner (a directory per PV, or a sparse file for Block).
+//! Each round decides with [`decide_claim`]/[`decide_volume`] over a snapshot and runs the
+//! resulting API calls concurrently. A decision is not repeated for the same object
+//! resourceVersion unless it failed, which keeps a stale cache from doubling writes.
+//!
+//! It also removes the `kubernetes.io/pvc-protection` / `kubernetes.io/pv-protection`
+//! finalizers when the API server adds them (the storage-object-in-use protection
+//! controllers): a claim's once no running pod uses it, a PV's once it is not Bound.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use tokio_util::sync::CancellationToken;
+
+use super::bootstrap::{HOSTNAME_LABEL, PROVISIONER, ZONE_LABEL};
+use super::cache::{ClusterCache, ClusterSnapshot};
+use super::events::{EventRecorder, object_reference};
+use super::scheduling::{is_terminal, pod_claim_names};
+use super::volume_binding::{
+    ClaimDecision, VolumeDecision, choose_node_for_immediate, decide_claim, decide_volume,
+    provisioned_pv, provisioned_pv_name,
+};
+use super::volume_matching::*;
+
+const CONCURRENCY: usize = 32;
+const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+
+enum Work {
+    Claim(Arc<PersistentVolumeClaim>, ClaimDecision),
+    Volume(Arc<PersistentVolume>, VolumeDecision),
+    RemoveClaimFinalizer(Arc<PersistentVolumeClaim>),
+    RemoveVolumeFinalizer(Arc<PersistentVolume>),
+}
+
+pub struct VolumeController {
+    client: kube::Client,
+    volumes_dir: PathBuf,
+    recorder: EventRecorder,
+}
+
+/// Where kubesim keeps the data of a provisioned PV.
+pub fn volume_path(data_dir: &Path, pv_name: &str) -> PathBuf {
+    data_dir.join("volumes").join(pv_name)
+}
+
+impl VolumeController {
+    pub fn new(client: kube::Client, data_dir: &Path) -> Self {
+        VolumeController {
+            recorder: EventRecorder::new(client.clone(), "persistentvolume-controller"),
+            client,
+            volumes_dir: data_dir.join("volumes"),
+        }
+    }
+
+    pub async fn run(self, cache: Arc<ClusterCache>, stop: CancellationToken) {
+        let mut changes = cache.subscribe();
+        // (uid) → (resourceVersion, decision) already carried out.
+        let mut done: HashMap<String, (String, String)> = HashMap::new();
+        // Provisioning picks spread Immediate volumes; count volumes per node as we go.
+        loop {
+            changes.borrow_and_update();
+            let snapshot = cache.snapshot();
+            let mut work = Vec::new();
+            let mut current: HashSet<String> = HashSet::new();
+            let mut consider =
+                |uid: &str,
+                 rv: Option<&String>,
+                 fingerprint: String,
+                 item: Work,
+                 work: &mut Vec<(String, String, String, Work)>| {
+                    current.insert(uid.to_string());
+                    let rv = rv.cloned().unwrap_or_default();
+                    if done.get(uid) == Some(&(rv.clone(), fingerprint.clone())) {
+                        return;
+                    }
+                    work.push((uid.to_string(), rv, fingerprint, item));
+                };
+            let used_claims = claims_in_use(&snapshot);
+            for claim in snapshot.pvcs.values() {
+                if claim.metadata.deletion_timestamp.is_some() {
+                    if has_finalizer(&claim.metadata, PVC_PROTECTION)
+                        && !used_claims.contains(&(
+                            namespace_of(claim.as_ref()).to_string(),
+                            name_of(claim.as_ref()).to_string(),
+                        ))
+                    {
+                        consider(
+                            uid_of(claim.as_ref()),
+                            claim.metadata.resource_version.as_ref(),
+                            "unprotect".into(),
+                            Work::RemoveClaimFinalizer(claim.clone()),
+                            &mut work,
+                        );
+                    }
+                    continue;
+                }
+                let decision = decide_claim(claim, &snapshot);
+                if decision != ClaimDecision::Nothing {
+                    consider(
+                        uid_of(claim.as_ref()),
+                        claim.metadata.resource_version.as_ref(),
+                        format!("{decision:?}"),
+                        Work::Claim(claim.clone(), decision),
+                        &mut work,
+                    );
+                }
+            }
+            for pv in snapshot.pvs.values() {
+                if pv.metadata.deletion_timestamp.is_some() {
+                    if has_finalizer(&pv.metadata, PV_PROTECTION) && pv_phase(pv) != "Bound" {
+                        consider(
+                            uid_of(pv.as_ref()),
+                            pv.metadata.resource_version.as_ref(),
+                            "unprotect".into(),
+                            Work::RemoveVolumeFinalizer(pv.clone()),
+                            &mut work,
+                        );
+                    }
+                    continue;
+                }
+                let decision = decide_volume(pv, &snapshot);
+                if decision != VolumeDecision::Nothing {
+                    consider(
+                        uid_of(pv.as_ref()),
+                        pv.metadata.resource_version.as_ref(),
+                        format!("{decision:?}"),
+                        Work::Volume(pv.clone(), decision),
+                        &mut work,
+                    );
+                }
+            }
+            done.retain(|uid, _| current.contains(uid));
+            if !work.is_empty() {
+                let mut per_node = volumes_per_node(&snapshot);
+                // Immediate provisioning picks a node per claim here, so volumes spread.
+                let mut jobs = Vec::with_capacity(work.len());
+                for (uid, rv, fingerprint, item) in work {
+                    let node = match &item {
+                        Work::Claim(_, ClaimDecision::ProvisionAnywhere { class }) => {
+                            let chosen = snapshot
+                                .classes
+                                .get(class)
+                                .and_then(|c| choose_node_for_immediate(c, &snapshot, &per_node));
+                            if let Some(n) = &chosen {
+                                *per_node.entry(n.clone()).or_default() += 1;
+                            }
+                            chosen
+                        }
+                        _ => None,
+                    };
+                    jobs.push((uid, rv, fingerprint, item, node));
+                }
+                let snapshot = &snapshot;
+                let this = &self;
+                let results: Vec<(String, String, String, bool)> = futures::stream::iter(jobs)
+                    .map(|(uid, rv, fingerprint, item, node)| async move {
+                        let ok = match this.perform(item, node, snapshot).await {
+                            Ok(()) => true,
+                            Err(error) => {
+                                tracing::debug!(%error, uid, "kubesim volume controller: retrying later");
+                                false
+                            }
+                        };
+                        (uid, rv, fingerprint, ok)
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .collect()
+                    .await;
+                for (uid, rv, fingerprint, ok) in results {
+                    if ok {
+                        done.insert(uid, (rv, fingerprint));
+                    } else {
+                        done.remove(&uid);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = changes.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+
+    async fn perform(
+        &self,
+        work: Work,
+        node: Option<String>,
+        snapshot: &ClusterSnapshot,
+    ) -> anyhow::Result<()> {
+        match work {
+            Work::Claim(claim, decision) => {
+                self.perform_claim(&claim, decision, node, snapshot).await
+            }
+            Work::Volume(pv, decision) => self.perform_volume(&pv, decision).await,
+            Work::RemoveClaimFinalizer(claim) => {
+                let api: Api<PersistentVolumeClaim> =
+                    Api::namespaced(self.client.clone(), namespace_of(claim.as_ref()));
+                let finalizers = without(&claim.metadata, PVC_PROTECTION);
+                let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": claim.metadata.resource_version}});
+                api.patch(
+                    name_of(claim.as_ref()),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+                Ok(())
+            }
+            Work::RemoveVolumeFinalizer(pv) => {
+                let api: Api<PersistentVolume> = Api::all(self.client.clone());
+                let finalizers = without(&pv.metadata, PV_PROTECTION);
+                let patch = serde_json::json!({"metadata": {"finalizers": finalizers, "resourceVersion": pv.metadata.resource_version}});
+                api.patch(
+                    name_of(pv.as_ref()),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn perform_claim(
+        &self,
+        claim: &PersistentVolumeClaim,
+        decision: ClaimDecision,
+        node: Option<String>,
+        snapshot: &ClusterSnapshot,
+    ) -> anyhow::Result<()> {
+        let namespace = namespace_of(claim);
+        let name = name_of(claim);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
+        match decision {
+            ClaimDecision::Nothing => {}
+            ClaimDecision::AssignDefaultClass(class) => {
+                let patch = serde_json::json!({"spec": {"storageClassName": class}});
+                claims
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            ClaimDecision::WaitForFirstConsumer => {
+                self.recorder
+                    .record(
+                        object_reference(claim),
+                        "Normal",
+                        "WaitForFirstConsumer",
+                        "waiting for first consumer to be created before binding",
+                    )
+                    .await;
+            }
+            ClaimDecision::ProvisioningFailed { message } => {
+                self.mark_provisioner(claim, &claims).await?;
+                self.recorder
+                    .record(
+                        object_reference(claim),
+                        "Warning",
+                        "ProvisioningFailed",
+                        &message,
+                    )
+                    .await;
+            }
+            ClaimDecision::Lost => {
+                let patch = serde_json::json!({"status": {"phase": "Lost"}});
+                claims
+                    .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                self.recorder
+                    .record(
+                        object_reference(claim),
+                        "Warning",
+                        "ClaimLost",
+                        "Bound claim has lost its PersistentVolume. Data on the volume is lost!",
+                    )
+                    .await;
+            }
+            ClaimDecision::Provision { node, class } => {
+                self.provision(claim, &class, &node, snapshot).await?
+            }
+            ClaimDecision::ProvisionAnywhere { class } => {
+                let Some(node) = node else {
+                    self.recorder
+                        .record(object_reference(claim), "Warning", "ProvisioningFailed", &format!("failed to provision volume with StorageClass \"{class}\": no node satisfies the class's allowedTopologies"))
+                        .await;
+                    return Ok(());
+                };
+                self.provision(claim, &class, &node, snapshot).await?
+            }
+            ClaimDecision::Bind { pv } => {
+                let Some(volume) = snapshot.pvs.get(&pv) else {
+                    anyhow::bail!("PV {pv} vanished");
+                };
+                self.bind(claim, volume, &claims, &pvs).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn mark_provisioner(
+        &self,
+        claim: &PersistentVolumeClaim,
+        claims: &Api<PersistentVolumeClaim>,
+    ) -> kube::Result<()> {
+        if annotation(claim, STORAGE_PROVISIONER_ANNOTATION) == Some(PROVISIONER) {
+            return Ok(());
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            STORAGE_PROVISIONER_ANNOTATION: PROVISIONER,
+            BETA_STORAGE_PROVISIONER_ANNOTATION: PROVISIONER,
+        }}});
+        claims
+            .patch(
+                name_of(claim),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn provision(
+        &self,
+        claim: &PersistentVolumeClaim,
+        class_name: &str,
+        node: &str,
+        snapshot: &ClusterSnapshot,
+    ) -> anyhow::Result<()> {
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), namespace_of(claim));
+        self.mark_provisioner(claim, &claims).await?;
+        let Some(class) = snapshot.classes.get(class_name) else {
+            anyhow::bail!("StorageClass {class_name} vanished");
+        };
+        let Some(node_object) = snapshot.node(node) else {
+            self.recorder
+                .record(object_reference(claim), "Warning", "ProvisioningFailed", &format!("failed to provision volume with StorageClass \"{class_name}\": selected node \"{node}\" does not exist"))
+                .await;
+            return Ok(());
+        };
+        let name = provisioned_pv_name(claim);
+        let path = self.volumes_dir.join(&name);
+        let bytes = claim_request_bytes(claim).max(0.0) as u64;
+        let block = claim_volume_mode(claim) == "Block";
+        let create_path = path.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(create_path.parent().expect("volumes dir"))?;
+            if block {
+                // A sparse file of the requested size stands in for the block device.
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&create_path)?;
+                file.set_len(bytes)?;
+            } else {
+                std::fs::create_dir_all(&create_path)?;
+            }
+            Ok(())
+        })
+        .await??;
+        let zone = labels_of(node_object.as_ref()).get(ZONE_LABEL).cloned();
+        let pv = provisioned_pv(claim, class, node, zone.as_deref(), &path);
+        let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
+        match pvs.create(&PostParams::default(), &pv).await {
+            Ok(_) => {
+                self.recorder
+                    .record(
+                        object_reference(claim),
+                        "Normal",
+                        "ProvisioningSucceeded",
+                        &format!("Successfully provisioned volume {name}"),
+                    )
+                    .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// The PV controller's bind: PV claimRef, PV phase, claim volumeName and annotations,
+    /// claim phase/capacity. Each step is skipped when already in place.
+    async fn bind(
+        &self,
+        claim: &PersistentVolumeClaim,
+        pv: &PersistentVolume,
+        claims: &Api<PersistentVolumeClaim>,
+        pvs: &Api<PersistentVolume>,
+    ) -> anyhow::Result<()> {
+        let pv_name = name_of(pv);
+        let claim_ref_uid = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .and_then(|r| r.uid.clone());
+        if claim_ref_uid.as_deref() != Some(uid_of(claim)) {
+            let mut patch = serde_json::json!({"spec": {"claimRef": {
+                "kind": "PersistentVolumeClaim", "apiVersion": "v1",
+                "namespace": namespace_of(claim), "name": name_of(claim),
+                "uid": uid_of(claim), "resourceVersion": claim.metadata.resource_version,
+            }}});
+            if !pv_has_claim_ref(pv) {
+                patch["metadata"] =
+                    serde_json::json!({"annotations": {BOUND_BY_CONTROLLER_ANNOTATION: "yes"}});
+            }
+            pvs.patch(pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        if pv_phase(pv) != "Bound" {
+            let patch =
+                serde_json::json!({"status": {"phase": "Bound", "message": null, "reason": null}});
+            pvs.patch_status(pv_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        if claim_volume_name(claim) != Some(pv_name)
+            || annotation(claim, BIND_COMPLETED_ANNOTATION).is_none()
+        {
+            let mut annotations = serde_json::json!({BIND_COMPLETED_ANNOTATION: "yes"});
+            if claim_volume_name(claim).is_none() {
+                annotations[BOUND_BY_CONTROLLER_ANNOTATION] = "yes".into();
+            }
+            let patch = serde_json::json!({"metadata": {"annotations": annotations}, "spec": {"volumeName": pv_name}});
+            claims
+                .patch(
+                    name_of(claim),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+        }
+        if claim_phase(claim) != "Bound" {
+            let spec = pv.spec.clone().unwrap_or_default();
+            let patch = serde_json::json!({"status": {
+                "phase": "Bound",
+                "accessModes": spec.access_modes,
+                "capacity": spec.capacity,
+            }});
+            claims
+                .patch_status(
+                    name_of(claim),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn perform_volume(
+        &self,
+        pv: &PersistentVolume,
+        decision: VolumeDecision,
+    ) -> anyhow::Result<()> {
+        let pvs: Api<PersistentVolume> = Api::all(self.client.clone());
+        let name = name_of(pv);
+        let set_phase = |phase: &str, message: Option<String>| serde_json::json!({"status": {"phase": phase, "message": message}});
+        match decision {
+            VolumeDecision::Nothing => {}
+            VolumeDecision::SetPhase(phase) => {
+                pvs.patch_status(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&set_phase(&phase, None)),
+                )
+                .await?;
+            }
+            VolumeDecision::Release => {
+                pvs.patch_status(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&set_phase("Released", None)),
+                )
+                .await?;
+            }
+            VolumeDecision::Unbind => {
+                let patch = serde_json::json!({"spec": {"claimRef": null}, "metadata": {"annotations": {BOUND_BY_CONTROLLER_ANNOTATION: null}}});
+                pvs.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                pvs.patch_status(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&set_phase("Available", None)),
+                )
+                .await?;
+            }
+            VolumeDecision::Fail { message } => {
+                pvs.patch_status(
+                    name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&set_phase("Failed", Some(message.clone()))),
+                )
+                .await?;
+                self.recorder
+                    .record(
+                        object_reference(pv),
+                        "Warning",
+                        "VolumeFailedDelete",
+                        &message,
+                    )
+                    .await;
+            }
+            VolumeDecision::ReleaseAndDelete => {
+                if pv_phase(pv) != "Released" {
+                    pvs.patch_status(
+                        name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&set_phase("Released", None)),
+                    )
+                    .await?;
+                }
+                // Only ever remove what kubesim itself made under its volumes directory.
+                let path = pv
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.local.as_ref())
+                    .map(|l| PathBuf::from(&l.path));
+                if let Some(path) = path.filter(|p| p.starts_with(&self.volumes_dir)) {
+                    tokio::task::spawn_blocking(move || {
+                        let result = if path.is_dir() {
+                            std::fs::remove_dir_all(&path)
+                        } else {
+                            std::fs::remove_file(&path)
+                        };
+                        match result {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                            _ => Ok(()),
+                        }
+                    })
+                    .await??;
+                }
+                match pvs.delete(name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn has_finalizer(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    finalizer: &str,
+) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f == finalizer)
+}
+
+fn without(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    finalizer: &str,
+) -> Vec<String> {
+    meta.finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != finalizer)
+        .cloned()
+        .collect()
+}
+
+/// Claims used by pods that are not finished (pvc-protection keeps those).
+fn claims_in_use(snapshot: &ClusterSnapshot) -> HashSet<(String, String)> {
+    snapshot
+        .pods
+        .iter()
+        .filter(|p| !is_terminal(p))
+        .flat_map(|p| {
+            let namespace = namespace_of(p.as_ref()).to_string();
+            pod_claim_names(p)
+                .into_iter()
+                .map(move |c| (namespace.clone(), c))
+        })
+        .collect()
+}
+
+/// kubesim volumes per node (by their hostname node affinity).
+fn volumes_per_node(snapshot: &ClusterSnapshot) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for pv in snapshot.pvs.values() {
+        if annotation(pv.as_ref(), PROVISIONED_BY_ANNOTATION) != Some(PROVISIONER) {
+            continue;
+        }
+        let node = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_affinity.as_ref())
+            .and_then(|a| a.required.as_ref())
+            .and_then(|r| r.node_selector_terms.first())
+            .and_then(|t| t.match_expressions.as_ref())
+            .and_then(|e| e.iter().find(|r| r.key == HOSTNAME_LABEL))
+            .and_then(|r| r.values.as_ref())
+            .and_then(|v| v.first().cloned());
+        if let Some(node) = node {
+            *counts.entry(node).or_default() += 1;
+        }
+    }
+    counts
+}

@@ -2,6 +2,7 @@
 //! `config`, `keys/<id>`, `snapshots/<id>`, `index/<id>`, `data/<id[0..2]>/<id>`, `locks/<id>`.
 
 pub mod local;
+pub mod retry;
 pub mod s3;
 
 use std::fmt;

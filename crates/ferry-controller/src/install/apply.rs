@@ -1,0 +1,295 @@
+//! Writing the rendered objects to a cluster, and removing them again.
+//!
+//! Apply is get-then-create-or-replace: an object that is missing is created, one whose
+//! fields already match is left alone (so a second install makes no write at all), one that
+//! drifted is replaced. Objects ferry did not create — a namespace or a Velero CRD that was
+//! already there — are never modified or deleted.
+
+use std::fmt;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::drift::is_contained_in;
+use super::{CONTROLLER_NAME, InstallOptions, Manifests};
+use crate::crds::all_crds;
+use crate::crds::definition::MANAGED_BY_LABEL;
+
+/// What happened to one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// It did not exist and was created.
+    Created,
+    /// It existed with different content and was replaced.
+    Updated,
+    /// It existed with the same content; nothing was written.
+    Unchanged,
+    /// It existed and was not created by ferry (for example Velero's CRD); left as it is.
+    KeptExisting,
+    /// It was deleted.
+    Deleted,
+    /// It was to be deleted but did not exist.
+    NotFound,
+}
+
+impl ApplyOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "configured",
+            Self::Unchanged => "unchanged",
+            Self::KeptExisting => "already present, not managed by ferry: left as is",
+            Self::Deleted => "deleted",
+            Self::NotFound => "not found",
+        }
+    }
+}
+
+/// One line of the install or uninstall report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedObject {
+    /// Lower-case kind, as kubectl prints it (`deployment.apps`, `namespace`, ...).
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub outcome: ApplyOutcome,
+}
+
+impl fmt::Display for AppliedObject {
+    /// `kind/name outcome`, the way kubectl reports applies.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} {}", self.kind, self.name, self.outcome.as_str())
+    }
+}
+
+/// A request the API server refused.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {kind} {name:?}{}: {source}", namespace.as_ref().map(|n| format!(" in namespace {n:?}")).unwrap_or_default())]
+pub struct ApplyError {
+    pub action: &'static str,
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    #[source]
+    pub source: kube::Error,
+}
+
+/// How to treat an object that already exists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WhenPresent {
+    /// Bring it to the rendered content.
+    Converge,
+    /// Converge only when ferry created it (it carries ferry's managed-by label).
+    ConvergeIfOurs,
+}
+
+fn kind_name<K: Resource<DynamicType = ()>>() -> String {
+    let group = K::group(&());
+    let kind = K::kind(&()).to_lowercase();
+    if group.is_empty() {
+        kind
+    } else {
+        format!("{kind}.{group}")
+    }
+}
+
+fn is_ours<K: Resource>(object: &K) -> bool {
+    object
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(MANAGED_BY_LABEL.0))
+        .is_some_and(|value| value == MANAGED_BY_LABEL.1)
+}
+
+fn api_error<K: Resource<DynamicType = ()>>(
+    action: &'static str,
+    name: &str,
+    namespace: Option<&str>,
+) -> impl FnOnce(kube::Error) -> ApplyError {
+    let kind = kind_name::<K>();
+    let name = name.to_string();
+    let namespace = namespace.map(str::to_string);
+    move |source| ApplyError {
+        action,
+        kind,
+        name,
+        namespace,
+        source,
+    }
+}
+
+async fn apply_one<K>(
+    api: Api<K>,
+    desired: &K,
+    when_present: WhenPresent,
+) -> Result<AppliedObject, ApplyError>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + fmt::Debug,
+{
+    let name = desired.name_any();
+    let namespace = desired.namespace();
+    let report = |outcome| AppliedObject {
+        kind: kind_name::<K>(),
+        name: name.clone(),
+        namespace: namespace.clone(),
+        outcome,
+    };
+    let existing =
+        api.get_opt(&name)
+            .await
+            .map_err(api_error::<K>("read", &name, namespace.as_deref()))?;
+    let Some(existing) = existing else {
+        api.create(&PostParams::default(), desired)
+            .await
+            .map_err(api_error::<K>("create", &name, namespace.as_deref()))?;
+        return Ok(report(ApplyOutcome::Created));
+    };
+    if when_present == WhenPresent::ConvergeIfOurs && !is_ours(&existing) {
+        return Ok(report(ApplyOutcome::KeptExisting));
+    }
+    let wanted = serde_json::to_value(desired).expect("Kubernetes objects serialize");
+    let stored = serde_json::to_value(&existing).expect("Kubernetes objects serialize");
+    if is_contained_in(&wanted, &stored) {
+        return Ok(report(ApplyOutcome::Unchanged));
+    }
+    let mut replacement = desired.clone();
+    replacement.meta_mut().resource_version = existing.meta().resource_version.clone();
+    api.replace(&name, &PostParams::default(), &replacement)
+        .await
+        .map_err(api_error::<K>("replace", &name, namespace.as_deref()))?;
+    Ok(report(ApplyOutcome::Updated))
+}
+
+/// Applies every rendered object in order and reports what happened to each.
+/// An existing namespace or CRD that ferry did not create is left untouched.
+pub async fn apply(
+    client: &Client,
+    manifests: &Manifests,
+) -> Result<Vec<AppliedObject>, ApplyError> {
+    use WhenPresent::{Converge, ConvergeIfOurs};
+    let ns = manifests.namespace.name_any();
+    let all = || client.clone();
+    let mut report = Vec::new();
+    report.push(apply_one(Api::all(all()), &manifests.namespace, ConvergeIfOurs).await?);
+    for crd in &manifests.crds {
+        report.push(apply_one(Api::all(all()), crd, ConvergeIfOurs).await?);
+    }
+    let sa_api = Api::namespaced(all(), &ns);
+    report.push(apply_one(sa_api, &manifests.service_account, Converge).await?);
+    report.push(apply_one(Api::all(all()), &manifests.cluster_role, Converge).await?);
+    report.push(apply_one(Api::all(all()), &manifests.cluster_role_binding, Converge).await?);
+    report.push(apply_one(Api::namespaced(all(), &ns), &manifests.role, Converge).await?);
+    report.push(
+        apply_one(
+            Api::namespaced(all(), &ns),
+            &manifests.role_binding,
+            Converge,
+        )
+        .await?,
+    );
+    report.push(apply_one(Api::namespaced(all(), &ns), &manifests.deployment, Converge).await?);
+    Ok(report)
+}
+
+/// What `ferry uninstall` removes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UninstallOptions {
+    /// The namespace given to `ferry install`.
+    pub namespace: String,
+    /// Also delete the CRDs ferry created (never Velero's). This deletes every DataDownload,
+    /// DataUpload and BackupStorageLocation in the cluster with them.
+    pub remove_crds: bool,
+    /// Keep the namespace even if ferry created it (for example when Velero now lives there).
+    pub keep_namespace: bool,
+}
+
+async fn delete_one<K>(
+    api: Api<K>,
+    name: &str,
+    namespace: Option<&str>,
+    only_if_ours: bool,
+) -> Result<AppliedObject, ApplyError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug,
+{
+    let report = |outcome| AppliedObject {
+        kind: kind_name::<K>(),
+        name: name.to_string(),
+        namespace: namespace.map(str::to_string),
+        outcome,
+    };
+    if only_if_ours {
+        match api
+            .get_opt(name)
+            .await
+            .map_err(api_error::<K>("read", name, namespace))?
+        {
+            None => return Ok(report(ApplyOutcome::NotFound)),
+            Some(existing) if !is_ours(&existing) => return Ok(report(ApplyOutcome::KeptExisting)),
+            Some(_) => {}
+        }
+    }
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(report(ApplyOutcome::Deleted)),
+        Err(kube::Error::Api(status)) if status.is_not_found() => {
+            Ok(report(ApplyOutcome::NotFound))
+        }
+        Err(err) => Err(api_error::<K>("delete", name, namespace)(err)),
+    }
+}
+
+/// Deletes what `ferry install` created, in reverse order; missing objects are fine.
+pub async fn uninstall(
+    client: &Client,
+    options: &UninstallOptions,
+) -> Result<Vec<AppliedObject>, ApplyError> {
+    let ns = options.namespace.as_str();
+    let cluster_name = format!("{CONTROLLER_NAME}-{ns}");
+    let c = || client.clone();
+    let mut report = vec![
+        delete_one::<Deployment>(Api::namespaced(c(), ns), CONTROLLER_NAME, Some(ns), false)
+            .await?,
+        delete_one::<RoleBinding>(Api::namespaced(c(), ns), CONTROLLER_NAME, Some(ns), false)
+            .await?,
+        delete_one::<Role>(Api::namespaced(c(), ns), CONTROLLER_NAME, Some(ns), false).await?,
+        delete_one::<ClusterRoleBinding>(Api::all(c()), &cluster_name, None, false).await?,
+        delete_one::<ClusterRole>(Api::all(c()), &cluster_name, None, false).await?,
+        delete_one::<ServiceAccount>(Api::namespaced(c(), ns), CONTROLLER_NAME, Some(ns), false)
+            .await?,
+    ];
+    if options.remove_crds {
+        for crd in all_crds() {
+            let name = crd.name_any();
+            let api = Api::<CustomResourceDefinition>::all(c());
+            report.push(delete_one(api, &name, None, true).await?);
+        }
+    }
+    if !options.keep_namespace {
+        report.push(delete_one::<Namespace>(Api::all(c()), ns, None, true).await?);
+    }
+    Ok(report)
+}
+
+impl UninstallOptions {
+    /// Uninstall from `namespace`, keeping CRDs and removing the namespace if ferry made it.
+    pub fn new(namespace: &str) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            remove_crds: false,
+            keep_namespace: false,
+        }
+    }
+}
+
+impl From<&InstallOptions> for UninstallOptions {
+    fn from(options: &InstallOptions) -> Self {
+        Self::new(&options.namespace)
+    }
+}

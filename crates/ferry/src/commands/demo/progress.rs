@@ -55,6 +55,11 @@ impl Step {
         self.bar.set_position(bytes);
     }
 
+    /// A handle to the bar, for updating it from another task.
+    pub fn bar(&self) -> ProgressBar {
+        self.bar.clone()
+    }
+
     pub fn set_detail(&self, detail: &str) {
         self.bar.set_message(format!("{}: {detail}", self.title));
     }

@@ -1,0 +1,60 @@
+//! Backing the workload's volumes up into the demo's repository with ferry's own engine, as
+//! Velero's DataUpload side would have done before a restore.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use ferry_repo::Repository;
+use ferry_repo::backup::{BackupOptions, BackupSource};
+
+/// The repository password the demo uses (and puts in the repository secret).
+pub const REPOSITORY_PASSWORD: &str = "ferry-demo-password";
+
+/// Creates the repository at `dir` (which must not hold one yet).
+pub async fn init_repository(dir: &Path) -> anyhow::Result<Repository> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the repository directory {}", dir.display()))?;
+    let location = dir.to_string_lossy();
+    let backend = ferry_repo::backend::open(&location)
+        .with_context(|| format!("opening the repository location {location}"))?;
+    Repository::init(backend, REPOSITORY_PASSWORD)
+        .await
+        .with_context(|| format!("creating a repository at {location}"))
+}
+
+/// Backs up the contents of `volume_dir` (its entries at the snapshot's top, as a volume
+/// root) and returns the snapshot id. `done` counts bytes processed, for progress.
+pub async fn backup_volume(
+    repository: &Repository,
+    volume_dir: &Path,
+    claim: &str,
+    done: Arc<AtomicU64>,
+) -> anyhow::Result<String> {
+    // Each top-level entry becomes a top-level entry of the snapshot.
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(volume_dir)
+        .with_context(|| format!("listing volume {claim} at {}", volume_dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("listing volume {claim}"))?;
+    entries.sort();
+    let base = done.load(Ordering::Relaxed);
+    let progress_done = done.clone();
+    let summary = repository
+        .backup(
+            BackupSource::Paths(entries),
+            BackupOptions {
+                host: Some("ferry-demo".into()),
+                tags: vec![format!("pvc={claim}")],
+                no_parent: true,
+                ..Default::default()
+            },
+            Arc::new(move |p: &ferry_repo::RestoreProgress| {
+                progress_done.store(base + p.bytes_done, Ordering::Relaxed);
+            }),
+        )
+        .await
+        .with_context(|| format!("backing up volume {claim}"))?;
+    Ok(summary.snapshot_id.to_string())
+}

@@ -1,0 +1,123 @@
+//! The demo's output directory: what goes where, and making it ready without destroying
+//! anything that is not a previous demo's output.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// A file marking a directory as the demo's output, so a rerun may clean it.
+const MARKER: &str = ".ferry-demo";
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// Creates `root` or cleans a previous demo's output in it. A directory with other
+    /// content is left alone and refused.
+    pub fn prepare(root: &Path) -> anyhow::Result<Layout> {
+        if root.exists() {
+            let marked = root.join(MARKER).exists();
+            let empty = std::fs::read_dir(root)
+                .with_context(|| format!("reading the output directory {}", root.display()))?
+                .next()
+                .is_none();
+            if !marked && !empty {
+                bail!(
+                    "--out {}: the directory exists and is not a previous demo's output; pass an \
+                     empty or new directory",
+                    root.display()
+                );
+            }
+            for old in ["cluster", "backups"] {
+                let path = root.join(old);
+                if path.exists() {
+                    std::fs::remove_dir_all(&path).with_context(|| {
+                        format!("removing the previous demo's {}", path.display())
+                    })?;
+                }
+            }
+        }
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("creating the output directory {}", root.display()))?;
+        std::fs::write(
+            root.join(MARKER),
+            "output of `ferry demo`; safe to delete\n",
+        )
+        .with_context(|| format!("writing {}", root.join(MARKER).display()))?;
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        Ok(Layout { root })
+    }
+
+    /// kubesim's data: PV directories, pod logs, the kubeconfig.
+    pub fn cluster(&self) -> PathBuf {
+        self.root.join("cluster")
+    }
+
+    /// The BackupStorageLocation's directory (`config.path`).
+    pub fn location(&self) -> PathBuf {
+        self.root.join("backups")
+    }
+
+    /// Where the repository for the workload's namespace lives under the location:
+    /// `<path>/<bucket>/<prefix>/ferry/<namespace>`.
+    pub fn repository(&self) -> PathBuf {
+        self.location()
+            .join(super::objects::LOCATION_BUCKET)
+            .join(super::objects::LOCATION_PREFIX)
+            .join("ferry")
+            .join(super::objects::WORKLOAD_NAMESPACE)
+    }
+
+    pub fn report(&self) -> PathBuf {
+        self.root.join("report.txt")
+    }
+
+    pub fn svg(&self) -> PathBuf {
+        self.root.join("timeline.svg")
+    }
+
+    pub fn html(&self) -> PathBuf {
+        self.root.join("timeline.html")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_directory_is_created_and_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("out");
+        let layout = Layout::prepare(&root).unwrap();
+        assert!(root.join(MARKER).exists());
+        assert!(
+            layout
+                .repository()
+                .ends_with("backups/demo/backups/ferry/ledger")
+        );
+    }
+
+    #[test]
+    fn a_previous_demo_output_is_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        Layout::prepare(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("cluster/pv")).unwrap();
+        std::fs::write(dir.path().join("timeline.svg"), "old").unwrap();
+        Layout::prepare(dir.path()).unwrap();
+        assert!(!dir.path().join("cluster").exists());
+    }
+
+    #[test]
+    fn a_foreign_directory_is_refused_and_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("cluster")).unwrap();
+        std::fs::write(dir.path().join("thesis.tex"), "precious").unwrap();
+        let err = Layout::prepare(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a previous demo's output"), "{err}");
+        assert!(dir.path().join("cluster").exists());
+        assert!(dir.path().join("thesis.tex").exists());
+    }
+}

@@ -3,3 +3,5 @@
 
 pub mod crds;
 pub mod install;
+pub mod placement;
+pub mod queue;

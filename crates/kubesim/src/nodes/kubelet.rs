@@ -1,0 +1,290 @@
+//! The kubelets: one manager plays the kubelet of every node kubesim registered (one task
+//! per pod, so 1,000 nodes cost nothing while idle). A pod bound to one of these nodes
+//! starts once each of its claims is Bound to a PV reachable from the node; a deleted pod's
+//! processes get SIGTERM, then SIGKILL after the grace period, and a pod marked for
+//! deletion is removed once its processes are gone. A NotReady node's kubelet is "down":
+//! it starts nothing new.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::api::{DeleteParams, Preconditions};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::cache::{ClusterCache, ClusterSnapshot};
+use super::pod_runtime::{PodLaunch, PodStop, VolumeTarget, run_pod};
+use super::scheduling::is_terminal;
+use super::volume_matching::{
+    claim_phase, claim_volume_name, name_of, namespace_of, pv_reachable_from, pv_volume_mode,
+    uid_of,
+};
+
+struct RunningPod {
+    stop: PodStop,
+    /// The pod's terminationGracePeriodSeconds, for when it vanishes without notice.
+    grace_seconds: i64,
+    task: JoinHandle<()>,
+}
+
+pub struct Kubelets {
+    client: kube::Client,
+    data_dir: PathBuf,
+    image_binaries: BTreeMap<String, PathBuf>,
+    extra_env: BTreeMap<String, String>,
+    /// The nodes these kubelets serve.
+    nodes: HashSet<String>,
+    running: HashMap<String, RunningPod>,
+    /// Pods whose run ended (kept so they are not started again).
+    finished: HashSet<String>,
+    /// Pods already asked to be removed.
+    deleting: HashSet<String>,
+    next_ip: u32,
+}
+
+fn node_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+fn node_ip(node: &Node) -> String {
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+        .map(|a| a.address.clone())
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// The grace period a deletion gives: deletionGracePeriodSeconds, else the pod's
+/// terminationGracePeriodSeconds, else 30 s.
+fn grace_seconds(pod: &Pod) -> i64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+}
+
+/// `<namespace>_<name>` under `DATA_DIR/pods`.
+pub fn pod_dir(data_dir: &std::path::Path, namespace: &str, name: &str) -> PathBuf {
+    data_dir.join("pods").join(format!("{namespace}_{name}"))
+}
+
+impl Kubelets {
+    pub fn new(
+        client: kube::Client,
+        data_dir: PathBuf,
+        image_binaries: BTreeMap<String, PathBuf>,
+        extra_env: BTreeMap<String, String>,
+        nodes: HashSet<String>,
+    ) -> Self {
+        Kubelets {
+            client,
+            data_dir,
+            image_binaries,
+            extra_env,
+            nodes,
+            running: HashMap::new(),
+            finished: HashSet::new(),
+            deleting: HashSet::new(),
+            next_ip: 0,
+        }
+    }
+
+    pub async fn run(mut self, cache: Arc<ClusterCache>, stop: CancellationToken) {
+        let mut changes = cache.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let snapshot = cache.snapshot();
+            self.sync(&snapshot);
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                r = changes.changed() => if r.is_err() { break },
+                // Finished pod tasks do not bump the cache; look again now and then.
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        // Shutting down: every process goes at once.
+        for pod in self.running.values() {
+            pod.stop.stop(0);
+        }
+        for (_, pod) in self.running.drain() {
+            let _ = pod.task.await;
+        }
+    }
+
+    fn sync(&mut self, snapshot: &ClusterSnapshot) {
+        let pods: HashMap<&str, &Arc<Pod>> = snapshot
+            .pods
+            .iter()
+            .filter(|p| {
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| self.nodes.contains(n))
+            })
+            .map(|p| (uid_of(p.as_ref()), p))
+            .collect();
+        // Deleted pods: stop their processes.
+        for (uid, running) in &self.running {
+            match pods.get(uid.as_str()) {
+                None => running.stop.stop(running.grace_seconds),
+                Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                    running.stop.stop(grace_seconds(pod))
+                }
+                Some(_) => {}
+            }
+        }
+        let ended: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.task.is_finished())
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in ended {
+            self.running.remove(&uid);
+            self.finished.insert(uid);
+        }
+        self.finished.retain(|uid| pods.contains_key(uid.as_str()));
+        self.deleting.retain(|uid| pods.contains_key(uid.as_str()));
+        for (uid, pod) in &pods {
+            if self.running.contains_key(*uid) {
+                continue;
+            }
+            if pod.metadata.deletion_timestamp.is_some() {
+                // Nothing runs (any more): complete the deletion, as the kubelet does.
+                if self.deleting.insert(uid.to_string()) {
+                    self.remove_pod(pod);
+                }
+                continue;
+            }
+            if self.finished.contains(*uid) || is_terminal(pod) {
+                continue;
+            }
+            let node_name = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .unwrap_or("");
+            let Some(node) = snapshot.node(node_name) else {
+                continue;
+            };
+            if !node_ready(node) {
+                continue;
+            }
+            let Some(volumes) = self.pod_volumes(pod, node, snapshot) else {
+                continue;
+            };
+            self.start(Arc::clone(pod), node, volumes);
+        }
+    }
+
+    /// Where each of the pod's volumes is, or None while a claim is not usable here yet.
+    fn pod_volumes(
+        &self,
+        pod: &Pod,
+        node: &Node,
+        snapshot: &ClusterSnapshot,
+    ) -> Option<BTreeMap<String, VolumeTarget>> {
+        let namespace = namespace_of(pod);
+        let dir = pod_dir(&self.data_dir, namespace, name_of(pod));
+        let mut volumes = BTreeMap::new();
+        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            let target = if let Some(source) = &volume.persistent_volume_claim {
+                let claim = snapshot.pvc(namespace, &source.claim_name)?;
+                if claim_phase(claim) != "Bound" {
+                    return None;
+                }
+                let pv = snapshot.pvs.get(claim_volume_name(claim)?)?;
+                if !pv_reachable_from(pv, node) {
+                    return None;
+                }
+                let spec = pv.spec.as_ref()?;
+                let path = spec
+                    .local
+                    .as_ref()
+                    .map(|l| l.path.clone())
+                    .or_else(|| spec.host_path.as_ref().map(|h| h.path.clone()))?;
+                if pv_volume_mode(pv) == "Block" {
+                    VolumeTarget::File(path.into())
+                } else {
+                    VolumeTarget::Dir(path.into())
+                }
+            } else if let Some(host) = &volume.host_path {
+                VolumeTarget::Dir(host.path.clone().into())
+            } else {
+                // emptyDir, configMap, secret, projected (service account token: left
+                // empty), downwardAPI (left empty) and anything else: a pod-local directory.
+                VolumeTarget::Dir(dir.join("volumes").join(&volume.name))
+            };
+            volumes.insert(volume.name.clone(), target);
+        }
+        Some(volumes)
+    }
+
+    fn start(&mut self, pod: Arc<Pod>, node: &Node, volumes: BTreeMap<String, VolumeTarget>) {
+        self.next_ip += 1;
+        let n = self.next_ip;
+        let launch = PodLaunch {
+            client: self.client.clone(),
+            pod_dir: pod_dir(
+                &self.data_dir,
+                namespace_of(pod.as_ref()),
+                name_of(pod.as_ref()),
+            ),
+            volumes,
+            image_binaries: self.image_binaries.clone(),
+            extra_env: self.extra_env.clone(),
+            host_ip: node_ip(node),
+            pod_ip: format!(
+                "10.{}.{}.{}",
+                244 + (n >> 16) % 12,
+                (n >> 8) & 0xff,
+                n & 0xff
+            ),
+            pod,
+        };
+        let uid = uid_of(launch.pod.as_ref()).to_string();
+        let grace_seconds = grace_seconds(launch.pod.as_ref());
+        let stop = PodStop::new();
+        let task = tokio::spawn(run_pod(launch, stop.clone()));
+        self.running.insert(
+            uid,
+            RunningPod {
+                stop,
+                grace_seconds,
+                task,
+            },
+        );
+    }
+
+    fn remove_pod(&self, pod: &Pod) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace_of(pod));
+        let name = name_of(pod).to_string();
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            if let Err(error) = api.delete(&name, &params).await {
+                tracing::debug!(%error, name, "kubesim kubelet: could not remove the pod");
+            }
+        });
+    }
+}

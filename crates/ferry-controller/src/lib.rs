@@ -1,7 +1,9 @@
 //! ferry's controller side: the CRD types it shares with Velero, the manifests `ferry install`
 //! renders, and the DataDownload reconciler with its exposer, placement and rebind.
 
+pub mod cluster;
 pub mod crds;
+pub mod expose;
 pub mod install;
 pub mod placement;
 pub mod queue;

@@ -1,0 +1,609 @@
+//! The generic restore exposer, as Velero's works: wait until the target PVC is consumed, then
+//! create a restore PVC (same spec as the target, in ferry's namespace, owned by the
+//! DataDownload) and a restore pod that mounts it and runs `ferry data-mover restore`; after
+//! the data moved, rebind the restore PV to the target PVC. Every step is keyed on what the
+//! cluster shows, so repeating a step (after a restart) is harmless.
+
+use std::collections::BTreeMap;
+
+use ferry_config::NodeAgentConfig;
+use k8s_openapi::api::core::v1::{
+    Container, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, Volume, VolumeDevice,
+    VolumeMount,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde_json::json;
+
+use crate::cluster::{OpError, RestoreCluster};
+use crate::crds::DataDownload;
+
+/// Set by the scheduler on a WaitForFirstConsumer PVC once its consumer pod has a node.
+pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
+/// Labels the restore pod, PVC and (during rebind) PV with the DataDownload's name.
+pub const DATA_DOWNLOAD_LABEL: &str = "ferry.io/data-download";
+/// The restore PV's reclaim policy before rebind set it to Retain.
+pub const ORIGINAL_RECLAIM_ANNOTATION: &str = "ferry.io/original-reclaim-policy";
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+/// Where the restore pod sees the volume.
+pub const FILESYSTEM_MOUNT_PATH: &str = "/restore-volume";
+pub const BLOCK_DEVICE_PATH: &str = "/dev/restore-volume";
+pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+pub const DATA_MOVER_CONTAINER: &str = "ferry-data-mover";
+const VOLUME_NAME: &str = "restore-volume";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExposeError {
+    #[error(
+        "target PVC {0} not found: Velero's restore (or `ferry restore create`) must create it before the DataDownload"
+    )]
+    TargetNotFound(String),
+    #[error(
+        "target PVC {0} has already been bound, abort: a DataDownload restores only into a new, unbound PVC"
+    )]
+    TargetAlreadyBound(String),
+    #[error("cannot create restore PVC: {0}")]
+    CreateRestorePvc(OpError),
+    #[error("cannot create restore pod: {0}")]
+    CreateRestorePod(OpError),
+    #[error("restore pod {pod} is in abnormal state {phase}{detail}")]
+    PodAbnormal {
+        pod: String,
+        phase: String,
+        detail: String,
+    },
+    #[error("cannot get target PVC {0}")]
+    GetTarget(OpError),
+    #[error("restore PVC {0} is not bound to a volume")]
+    RestorePvcNotBound(String),
+    #[error(
+        "no restore PV found for DataDownload {0}: the restore PVC is gone and no PV carries its label"
+    )]
+    RestorePvMissing(String),
+    #[error("cannot retain PV {pv}: {err}")]
+    RetainPv { pv: String, err: OpError },
+    #[error("cannot delete restore pod {pod}: {err}")]
+    DeletePod { pod: String, err: OpError },
+    #[error("cannot delete restore PVC {pvc}: {err}")]
+    DeletePvc { pvc: String, err: OpError },
+    #[error("cannot rebind PV {pv} to target PVC {target}: {err}")]
+    RebindPv {
+        pv: String,
+        target: String,
+        err: OpError,
+    },
+    #[error("cannot restore the reclaim policy of PV {pv}: {err}")]
+    ResetReclaim { pv: String, err: OpError },
+    #[error("{0}")]
+    Cluster(#[from] OpError),
+}
+
+/// What the target PVC allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetState {
+    /// WaitForFirstConsumer and no workload pod scheduled yet.
+    WaitingForConsumer,
+    /// Go ahead; `selected_node` when the workload's node is known.
+    Ready { selected_node: Option<String> },
+}
+
+/// Whether a StorageClass delays binding until a consumer exists.
+pub fn is_wait_for_first_consumer(class: Option<&StorageClass>) -> bool {
+    class.and_then(|c| c.volume_binding_mode.as_deref()) == Some("WaitForFirstConsumer")
+}
+
+/// Velero's "wait target PVC consumed" check, one observation at a time.
+pub fn check_target(
+    target_name: &str,
+    target: Option<&PersistentVolumeClaim>,
+    class: Option<&StorageClass>,
+    ignore_delay_binding: bool,
+) -> Result<TargetState, ExposeError> {
+    let target = target.ok_or_else(|| ExposeError::TargetNotFound(target_name.to_string()))?;
+    if target
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.as_deref())
+        .is_some_and(|v| !v.is_empty())
+    {
+        return Err(ExposeError::TargetAlreadyBound(target_name.to_string()));
+    }
+    let selected_node = target
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SELECTED_NODE_ANNOTATION))
+        .filter(|n| !n.is_empty())
+        .cloned();
+    if ignore_delay_binding {
+        // The workload's node is still the best place if it is known already.
+        return Ok(TargetState::Ready { selected_node });
+    }
+    if is_wait_for_first_consumer(class) && selected_node.is_none() {
+        return Ok(TargetState::WaitingForConsumer);
+    }
+    Ok(TargetState::Ready { selected_node })
+}
+
+/// Everything of the restore pod that is not the DataDownload's own.
+#[derive(Debug, Clone, Default)]
+pub struct PodSettings {
+    /// ferry's image (the controller's own).
+    pub image: String,
+    pub service_account: Option<String>,
+    /// Log filter given to the data mover (`--log`).
+    pub log_filter: Option<String>,
+    /// Password secret override (`--password-secret NAME`) for the data mover.
+    pub password_secret: Option<String>,
+}
+
+/// The owner reference every restore object carries, so deleting the DataDownload removes them.
+pub fn owner_reference(dd: &DataDownload) -> OwnerReference {
+    OwnerReference {
+        api_version: DataDownload::API_VERSION.to_string(),
+        kind: DataDownload::KIND.to_string(),
+        name: dd.metadata.name.clone().unwrap_or_default(),
+        uid: dd.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn is_block(target: &PersistentVolumeClaim) -> bool {
+    target.spec.as_ref().and_then(|s| s.volume_mode.as_deref()) == Some("Block")
+}
+
+/// The restore PVC: the target's access modes, class, volume mode and resources, in ferry's
+/// namespace, named after and owned by the DataDownload.
+pub fn restore_pvc_for(
+    dd: &DataDownload,
+    namespace: &str,
+    target: &PersistentVolumeClaim,
+    node: Option<&str>,
+) -> PersistentVolumeClaim {
+    let name = dd.metadata.name.clone().unwrap_or_default();
+    let spec = target.spec.clone().unwrap_or_default();
+    let annotations =
+        node.map(|n| BTreeMap::from([(SELECTED_NODE_ANNOTATION.to_string(), n.to_string())]));
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([(DATA_DOWNLOAD_LABEL.to_string(), name)])),
+            annotations,
+            owner_references: Some(vec![owner_reference(dd)]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: spec.access_modes,
+            storage_class_name: spec.storage_class_name,
+            volume_mode: spec.volume_mode,
+            resources: spec.resources,
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn quantities(pairs: &[(&str, &Option<String>)]) -> Option<BTreeMap<String, Quantity>> {
+    let map: BTreeMap<String, Quantity> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), Quantity(v.clone()))))
+        .collect();
+    (!map.is_empty()).then_some(map)
+}
+
+/// The restore pod: mounts the restore PVC (filesystem or block device per the target's
+/// volume mode) and runs the data mover, pinned to `node` when one was chosen.
+pub fn restore_pod_for(
+    dd: &DataDownload,
+    namespace: &str,
+    target: &PersistentVolumeClaim,
+    node: Option<&str>,
+    config: &NodeAgentConfig,
+    settings: &PodSettings,
+) -> Pod {
+    let name = dd.metadata.name.clone().unwrap_or_default();
+    let effective = config.effective();
+    let block = is_block(target);
+    let volume_path = if block {
+        BLOCK_DEVICE_PATH
+    } else {
+        FILESYSTEM_MOUNT_PATH
+    };
+    let mut args = vec![
+        "data-mover".to_string(),
+        "restore".to_string(),
+        "--data-download".to_string(),
+        name.clone(),
+        "--namespace".to_string(),
+        namespace.to_string(),
+        "--volume-path".to_string(),
+        volume_path.to_string(),
+        "--volume-mode".to_string(),
+        if block { "Block" } else { "Filesystem" }.to_string(),
+        "--termination-message-path".to_string(),
+        TERMINATION_MESSAGE_PATH.to_string(),
+    ];
+    if let Some(secret) = &settings.password_secret {
+        args.extend(["--password-secret".to_string(), secret.clone()]);
+    }
+    if let Some(filter) = &settings.log_filter {
+        args.extend(["--log".to_string(), filter.clone()]);
+    }
+    let r = &effective.pod_resources;
+    let resources = ResourceRequirements {
+        requests: quantities(&[
+            ("cpu", &r.cpu_request),
+            ("memory", &r.memory_request),
+            ("ephemeral-storage", &r.ephemeral_storage_request),
+        ]),
+        limits: quantities(&[
+            ("cpu", &r.cpu_limit),
+            ("memory", &r.memory_limit),
+            ("ephemeral-storage", &r.ephemeral_storage_limit),
+        ]),
+        ..ResourceRequirements::default()
+    };
+    let mut labels = effective.pod_labels.clone().unwrap_or_default();
+    labels.insert(DATA_DOWNLOAD_LABEL.to_string(), name.clone());
+    labels.insert(
+        "app.kubernetes.io/name".to_string(),
+        "ferry-data-mover".to_string(),
+    );
+    let container = Container {
+        name: DATA_MOVER_CONTAINER.to_string(),
+        image: Some(settings.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        args: Some(args),
+        termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+        resources: Some(resources),
+        volume_mounts: (!block).then(|| {
+            vec![VolumeMount {
+                name: VOLUME_NAME.to_string(),
+                mount_path: FILESYSTEM_MOUNT_PATH.to_string(),
+                ..VolumeMount::default()
+            }]
+        }),
+        volume_devices: block.then(|| {
+            vec![VolumeDevice {
+                name: VOLUME_NAME.to_string(),
+                device_path: BLOCK_DEVICE_PATH.to_string(),
+            }]
+        }),
+        ..Container::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels),
+            annotations: effective.pod_annotations.clone(),
+            owner_references: Some(vec![owner_reference(dd)]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".to_string()),
+            node_selector: node
+                .map(|n| BTreeMap::from([(HOSTNAME_LABEL.to_string(), n.to_string())])),
+            priority_class_name: effective.priority_class_name.clone(),
+            service_account_name: settings.service_account.clone(),
+            containers: vec![container],
+            volumes: Some(vec![Volume {
+                name: VOLUME_NAME.to_string(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: name,
+                    read_only: Some(false),
+                }),
+                ..Volume::default()
+            }]),
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Where rebind stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebindState {
+    /// Waiting for the cluster (PVC deletion, binding); the text says for what.
+    Waiting(String),
+    /// The target PVC is bound to the restored PV and its reclaim policy is back.
+    Done { pv: String },
+}
+
+/// Creates, inspects, rebinds and removes a restore's objects.
+pub struct RestoreExposer<C> {
+    pub cluster: C,
+    /// ferry's namespace: restore PVCs and pods live here.
+    pub namespace: String,
+}
+
+impl<C: RestoreCluster> RestoreExposer<C> {
+    pub fn new(cluster: C, namespace: impl Into<String>) -> Self {
+        Self {
+            cluster,
+            namespace: namespace.into(),
+        }
+    }
+
+    /// Creates the restore PVC and pod (those that do not exist yet). If the pod cannot be
+    /// created, the PVC is removed again.
+    pub async fn expose(&self, pvc: &PersistentVolumeClaim, pod: &Pod) -> Result<(), ExposeError> {
+        let ns = &self.namespace;
+        let name = pvc.metadata.name.clone().unwrap_or_default();
+        if self.cluster.get_pvc(ns, &name).await?.is_none() {
+            self.cluster
+                .create_pvc(ns, pvc)
+                .await
+                .map_err(ExposeError::CreateRestorePvc)?;
+        }
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        if self.cluster.get_pod(ns, &pod_name).await?.is_none()
+            && let Err(err) = self.cluster.create_pod(ns, pod).await
+        {
+            let _ = self.cluster.delete_pvc(ns, &name).await;
+            return Err(ExposeError::CreateRestorePod(err));
+        }
+        Ok(())
+    }
+
+    /// Velero's PeekExposed: a restore pod that failed before the data mover reported is an
+    /// error; a missing pod is not (yet).
+    pub async fn peek_exposed(&self, name: &str) -> Result<Option<Pod>, ExposeError> {
+        let pod = self.cluster.get_pod(&self.namespace, name).await?;
+        if let Some(p) = &pod {
+            let phase = p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
+            if phase == "Failed" || phase == "Unknown" {
+                return Err(ExposeError::PodAbnormal {
+                    pod: format!("{}/{name}", self.namespace),
+                    phase,
+                    detail: termination_message(p)
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        Ok(pod)
+    }
+
+    /// One pass of rebind: restore PV → Retain, remove the restore pod and PVC, point the PV at
+    /// the target PVC with the labels its selector asks for, wait until bound, restore the
+    /// reclaim policy.
+    pub async fn rebind(
+        &self,
+        dd_name: &str,
+        target_ns: &str,
+        target_name: &str,
+    ) -> Result<RebindState, ExposeError> {
+        let ns = &self.namespace;
+        let target_id = format!("{target_ns}/{target_name}");
+        let target = self
+            .cluster
+            .get_pvc(target_ns, target_name)
+            .await
+            .map_err(ExposeError::GetTarget)?
+            .ok_or_else(|| ExposeError::GetTarget(OpError(format!("PVC {target_id} not found"))))?;
+
+        // 1. While the restore PVC exists: keep its PV whatever happens to the claim.
+        if let Some(restore_pvc) = self.cluster.get_pvc(ns, dd_name).await? {
+            let pv_name = restore_pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.clone())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ExposeError::RestorePvcNotBound(format!("{ns}/{dd_name}")))?;
+            let pv = self
+                .cluster
+                .get_pv(&pv_name)
+                .await?
+                .ok_or_else(|| ExposeError::RestorePvMissing(dd_name.to_string()))?;
+            if !has_label(&pv, dd_name) {
+                let original = pv
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.persistent_volume_reclaim_policy.clone())
+                    .unwrap_or_else(|| "Delete".to_string());
+                let patch = json!({
+                    "metadata": {
+                        "labels": { DATA_DOWNLOAD_LABEL: dd_name },
+                        "annotations": { ORIGINAL_RECLAIM_ANNOTATION: original },
+                    },
+                    "spec": { "persistentVolumeReclaimPolicy": "Retain" },
+                });
+                self.cluster
+                    .patch_pv(&pv_name, &patch)
+                    .await
+                    .map_err(|err| ExposeError::RetainPv {
+                        pv: pv_name.clone(),
+                        err,
+                    })?;
+            }
+            // 2. Remove the restore pod and PVC; the PV stays (Retain).
+            self.cluster
+                .delete_pod(ns, dd_name)
+                .await
+                .map_err(|err| ExposeError::DeletePod {
+                    pod: dd_name.to_string(),
+                    err,
+                })?;
+            self.cluster
+                .delete_pvc(ns, dd_name)
+                .await
+                .map_err(|err| ExposeError::DeletePvc {
+                    pvc: dd_name.to_string(),
+                    err,
+                })?;
+            return Ok(RebindState::Waiting(format!(
+                "restore PVC {ns}/{dd_name} to be deleted"
+            )));
+        }
+
+        // Done already? The target is bound to a PV we no longer mark.
+        let bound_to = target
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.clone())
+            .filter(|v| !v.is_empty());
+        let marked = self.cluster.list_pvs(DATA_DOWNLOAD_LABEL, dd_name).await?;
+        let pv = match marked.into_iter().next() {
+            Some(pv) => pv,
+            None => {
+                return match bound_to {
+                    Some(pv) if pvc_phase(&target) == "Bound" => Ok(RebindState::Done { pv }),
+                    _ => Err(ExposeError::RestorePvMissing(dd_name.to_string())),
+                };
+            }
+        };
+        let pv_name = pv.metadata.name.clone().unwrap_or_default();
+
+        // 3. Point the PV at the target PVC, with the labels its selector asks for.
+        let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+        let points_at_target = claim.is_some_and(|c| {
+            c.namespace.as_deref() == Some(target_ns) && c.name.as_deref() == Some(target_name)
+        });
+        if !points_at_target {
+            let selector_labels = target
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .and_then(|s| s.match_labels.clone())
+                .unwrap_or_default();
+            let mut labels = serde_json::Map::new();
+            for (k, v) in selector_labels {
+                labels.insert(k, json!(v));
+            }
+            let patch = json!({
+                "metadata": {
+                    "labels": labels,
+                    "annotations": { "pv.kubernetes.io/bound-by-controller": null },
+                },
+                "spec": { "claimRef": {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": target_ns,
+                    "name": target_name,
+                    "uid": null,
+                    "resourceVersion": null,
+                }},
+            });
+            self.cluster
+                .patch_pv(&pv_name, &patch)
+                .await
+                .map_err(|err| ExposeError::RebindPv {
+                    pv: pv_name.clone(),
+                    target: target_id.clone(),
+                    err,
+                })?;
+            return Ok(RebindState::Waiting(format!(
+                "target PVC {target_id} to bind to PV {pv_name}"
+            )));
+        }
+
+        // 4. Wait until both sides are bound.
+        let pv_bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        if bound_to.as_deref() != Some(pv_name.as_str())
+            || pvc_phase(&target) != "Bound"
+            || !pv_bound
+        {
+            return Ok(RebindState::Waiting(format!(
+                "target PVC {target_id} and PV {pv_name} to be Bound (PVC {}, PV {})",
+                pvc_phase(&target),
+                pv.status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default()
+            )));
+        }
+
+        // 5. Give the PV its reclaim policy back and drop ferry's marks.
+        let original = pv
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ORIGINAL_RECLAIM_ANNOTATION).cloned())
+            .unwrap_or_else(|| "Delete".to_string());
+        let patch = json!({
+            "metadata": {
+                "labels": { DATA_DOWNLOAD_LABEL: null },
+                "annotations": { ORIGINAL_RECLAIM_ANNOTATION: null },
+            },
+            "spec": { "persistentVolumeReclaimPolicy": original },
+        });
+        self.cluster
+            .patch_pv(&pv_name, &patch)
+            .await
+            .map_err(|err| ExposeError::ResetReclaim {
+                pv: pv_name.clone(),
+                err,
+            })?;
+        Ok(RebindState::Done { pv: pv_name })
+    }
+
+    /// Removes what the restore created: pod, PVC, and a PV rebind had retained but not yet
+    /// handed to the target. Returns whether everything is gone.
+    pub async fn cleanup(&self, dd_name: &str) -> Result<bool, ExposeError> {
+        let ns = &self.namespace;
+        self.cluster.delete_pod(ns, dd_name).await?;
+        self.cluster.delete_pvc(ns, dd_name).await?;
+        for pv in self.cluster.list_pvs(DATA_DOWNLOAD_LABEL, dd_name).await? {
+            let bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+                && pv
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.claim_ref.as_ref())
+                    .is_some_and(|c| c.namespace.as_deref() != Some(ns.as_str()));
+            if !bound {
+                self.cluster
+                    .delete_pv(&pv.metadata.name.clone().unwrap_or_default())
+                    .await?;
+            }
+        }
+        let pod_gone = self.cluster.get_pod(ns, dd_name).await?.is_none();
+        let pvc_gone = self.cluster.get_pvc(ns, dd_name).await?.is_none();
+        Ok(pod_gone && pvc_gone)
+    }
+}
+
+fn has_label(pv: &PersistentVolume, dd_name: &str) -> bool {
+    pv.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(DATA_DOWNLOAD_LABEL))
+        .is_some_and(|v| v == dd_name)
+}
+
+fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
+    pvc.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Pending".to_string())
+}
+
+/// The data mover container's termination message, if it wrote one.
+pub fn termination_message(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == DATA_MOVER_CONTAINER)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?
+        .message
+        .clone()
+        .filter(|m| !m.trim().is_empty())
+}
+
+#[cfg(test)]
+#[path = "expose_tests.rs"]
+mod tests;

@@ -1,0 +1,782 @@
+//! The exposer against an in-memory cluster with injected failures. The cases mirror those of
+//! Velero's generic restore exposer tests (expose, rebind, peek), plus ferry's own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::{
+    ObjectReference, PersistentVolumeClaimStatus, PersistentVolumeSpec, PersistentVolumeStatus,
+    PodStatus, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::*;
+use crate::cluster::OpResult;
+use crate::crds::{DataDownloadSpec, TargetVolumeSpec};
+
+#[derive(Default)]
+struct State {
+    pvcs: BTreeMap<(String, String), PersistentVolumeClaim>,
+    pods: BTreeMap<(String, String), Pod>,
+    pvs: BTreeMap<String, PersistentVolume>,
+    classes: BTreeMap<String, StorageClass>,
+    calls: HashMap<String, usize>,
+}
+
+/// An in-memory cluster; `fail("patch pv", n)` makes the n-th such call (1-based) fail,
+/// `fail_all` every one.
+#[derive(Default)]
+struct FakeCluster {
+    state: Mutex<State>,
+    failures: Mutex<Vec<(String, Option<usize>)>>,
+}
+
+impl FakeCluster {
+    fn fail(self, op: &str, nth: usize) -> Self {
+        self.failures.lock().unwrap().push((op.into(), Some(nth)));
+        self
+    }
+    fn fail_all(self, op: &str) -> Self {
+        self.failures.lock().unwrap().push((op.into(), None));
+        self
+    }
+    fn with_pvc(self, pvc: PersistentVolumeClaim) -> Self {
+        let key = (
+            pvc.metadata.namespace.clone().unwrap(),
+            pvc.metadata.name.clone().unwrap(),
+        );
+        self.state.lock().unwrap().pvcs.insert(key, pvc);
+        self
+    }
+    fn with_pod(self, pod: Pod) -> Self {
+        let key = (
+            pod.metadata.namespace.clone().unwrap(),
+            pod.metadata.name.clone().unwrap(),
+        );
+        self.state.lock().unwrap().pods.insert(key, pod);
+        self
+    }
+    fn with_pv(self, pv: PersistentVolume) -> Self {
+        let name = pv.metadata.name.clone().unwrap();
+        self.state.lock().unwrap().pvs.insert(name, pv);
+        self
+    }
+    fn check(&self, op: &str) -> OpResult<()> {
+        let n = {
+            let mut state = self.state.lock().unwrap();
+            let n = state.calls.entry(op.into()).or_default();
+            *n += 1;
+            *n
+        };
+        let failures = self.failures.lock().unwrap();
+        if failures
+            .iter()
+            .any(|(f, nth)| f == op && nth.is_none_or(|k| k == n))
+        {
+            return Err(OpError(format!("fake-{}-error", op.replace(' ', "-"))));
+        }
+        Ok(())
+    }
+    fn pvc(&self, ns: &str, name: &str) -> Option<PersistentVolumeClaim> {
+        self.state
+            .lock()
+            .unwrap()
+            .pvcs
+            .get(&(ns.into(), name.into()))
+            .cloned()
+    }
+    fn pod(&self, ns: &str, name: &str) -> Option<Pod> {
+        self.state
+            .lock()
+            .unwrap()
+            .pods
+            .get(&(ns.into(), name.into()))
+            .cloned()
+    }
+    fn pv(&self, name: &str) -> Option<PersistentVolume> {
+        self.state.lock().unwrap().pvs.get(name).cloned()
+    }
+    /// What the PV controller would do: bind the target PVC to the PV pointing at it.
+    fn bind(&self, pv_name: &str) {
+        let mut state = self.state.lock().unwrap();
+        let pv = state.pvs.get_mut(pv_name).unwrap();
+        let claim = pv.spec.as_ref().unwrap().claim_ref.clone().unwrap();
+        pv.status = Some(PersistentVolumeStatus {
+            phase: Some("Bound".into()),
+            ..Default::default()
+        });
+        let key = (claim.namespace.unwrap(), claim.name.unwrap());
+        let pvc = state.pvcs.get_mut(&key).unwrap();
+        pvc.spec.as_mut().unwrap().volume_name = Some(pv_name.into());
+        pvc.status = Some(PersistentVolumeClaimStatus {
+            phase: Some("Bound".into()),
+            ..Default::default()
+        });
+    }
+}
+
+fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    if let (Some(t), Some(p)) = (target.as_object_mut(), patch.as_object()) {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else if v.is_object() && t.get(k).is_some_and(|x| x.is_object()) {
+                merge(t.get_mut(k).unwrap(), v);
+            } else {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    } else {
+        *target = patch.clone();
+    }
+}
+
+impl RestoreCluster for FakeCluster {
+    async fn get_pvc(&self, ns: &str, name: &str) -> OpResult<Option<PersistentVolumeClaim>> {
+        self.check("get pvc")?;
+        Ok(self.pvc(ns, name))
+    }
+    async fn create_pvc(&self, ns: &str, pvc: &PersistentVolumeClaim) -> OpResult<()> {
+        self.check("create pvc")?;
+        let key = (ns.to_string(), pvc.metadata.name.clone().unwrap());
+        self.state
+            .lock()
+            .unwrap()
+            .pvcs
+            .entry(key)
+            .or_insert(pvc.clone());
+        Ok(())
+    }
+    async fn delete_pvc(&self, ns: &str, name: &str) -> OpResult<()> {
+        self.check("delete pvc")?;
+        self.state
+            .lock()
+            .unwrap()
+            .pvcs
+            .remove(&(ns.into(), name.into()));
+        Ok(())
+    }
+    async fn get_pod(&self, ns: &str, name: &str) -> OpResult<Option<Pod>> {
+        self.check("get pod")?;
+        Ok(self.pod(ns, name))
+    }
+    async fn create_pod(&self, ns: &str, pod: &Pod) -> OpResult<()> {
+        self.check("create pod")?;
+        let key = (ns.to_string(), pod.metadata.name.clone().unwrap());
+        self.state
+            .lock()
+            .unwrap()
+            .pods
+            .entry(key)
+            .or_insert(pod.clone());
+        Ok(())
+    }
+    async fn delete_pod(&self, ns: &str, name: &str) -> OpResult<()> {
+        self.check("delete pod")?;
+        self.state
+            .lock()
+            .unwrap()
+            .pods
+            .remove(&(ns.into(), name.into()));
+        Ok(())
+    }
+    async fn get_pv(&self, name: &str) -> OpResult<Option<PersistentVolume>> {
+        self.check("get pv")?;
+        Ok(self.pv(name))
+    }
+    async fn list_pvs(&self, label: &str, value: &str) -> OpResult<Vec<PersistentVolume>> {
+        self.check("list pv")?;
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .pvs
+            .values()
+            .filter(|pv| {
+                pv.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(label))
+                    .is_some_and(|v| v == value)
+            })
+            .cloned()
+            .collect())
+    }
+    async fn patch_pv(&self, name: &str, patch: &serde_json::Value) -> OpResult<()> {
+        self.check("patch pv")?;
+        let mut state = self.state.lock().unwrap();
+        let pv = state
+            .pvs
+            .get_mut(name)
+            .ok_or_else(|| OpError(format!("PV {name} not found")))?;
+        let mut value = serde_json::to_value(&*pv).unwrap();
+        merge(&mut value, patch);
+        *pv = serde_json::from_value(value).unwrap();
+        Ok(())
+    }
+    async fn delete_pv(&self, name: &str) -> OpResult<()> {
+        self.check("delete pv")?;
+        self.state.lock().unwrap().pvs.remove(name);
+        Ok(())
+    }
+    async fn get_storage_class(&self, name: &str) -> OpResult<Option<StorageClass>> {
+        self.check("get storageclass")?;
+        Ok(self.state.lock().unwrap().classes.get(name).cloned())
+    }
+}
+
+const NS: &str = "ferry";
+
+fn dd() -> DataDownload {
+    let mut dd = DataDownload::new(
+        "fake-restore",
+        DataDownloadSpec {
+            target_volume: TargetVolumeSpec {
+                pvc: "fake-target-pvc".into(),
+                pv: String::new(),
+                namespace: "fake-ns".into(),
+            },
+            backup_storage_location: "default".into(),
+            datamover: Some("ferry".into()),
+            snapshot_id: "abc".into(),
+            source_namespace: "fake-ns".into(),
+            operation_timeout: "10m".into(),
+            ..Default::default()
+        },
+    );
+    dd.metadata.namespace = Some(NS.into());
+    dd.metadata.uid = Some("fake-uid".into());
+    dd
+}
+
+fn target_pvc(volume_mode: &str) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("fake-target-pvc".into()),
+            namespace: Some("fake-ns".into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: Some("wffc".into()),
+            volume_mode: Some(volume_mode.into()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".into(), Quantity("1Gi".into()))])),
+                ..Default::default()
+            }),
+            selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "velero.io/dynamic-pv-restore".into(),
+                    "fake-ns.fake-target-pvc.abcde".into(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn bound(mut pvc: PersistentVolumeClaim, pv: &str) -> PersistentVolumeClaim {
+    pvc.spec.as_mut().unwrap().volume_name = Some(pv.into());
+    pvc
+}
+
+fn class(mode: &str) -> StorageClass {
+    StorageClass {
+        metadata: ObjectMeta {
+            name: Some("wffc".into()),
+            ..Default::default()
+        },
+        provisioner: "kubesim.io/hostpath".into(),
+        volume_binding_mode: Some(mode.into()),
+        ..Default::default()
+    }
+}
+
+fn annotated(mut pvc: PersistentVolumeClaim, node: &str) -> PersistentVolumeClaim {
+    pvc.metadata.annotations = Some(BTreeMap::from([(
+        SELECTED_NODE_ANNOTATION.into(),
+        node.into(),
+    )]));
+    pvc
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn exposed_objects(mode: &str, node: Option<&str>) -> (PersistentVolumeClaim, Pod) {
+    let target = target_pvc(mode);
+    let config = NodeAgentConfig::default();
+    (
+        restore_pvc_for(&dd(), NS, &target, node),
+        restore_pod_for(
+            &dd(),
+            NS,
+            &target,
+            node,
+            &config,
+            &PodSettings {
+                image: "ferry/ferry:dev".into(),
+                ..Default::default()
+            },
+        ),
+    )
+}
+
+// ---- Velero's TestRestoreExpose ----
+
+#[test]
+fn wait_target_pvc_consumed_fails_when_the_target_does_not_exist() {
+    let err = check_target("fake-ns/fake-target-pvc", None, None, false).unwrap_err();
+    assert_eq!(
+        err,
+        ExposeError::TargetNotFound("fake-ns/fake-target-pvc".into())
+    );
+    assert!(
+        err.to_string()
+            .starts_with("target PVC fake-ns/fake-target-pvc not found")
+    );
+}
+
+#[test]
+fn target_pvc_already_bound_aborts() {
+    let target = bound(target_pvc("Filesystem"), "fake-pv");
+    for ignore in [false, true] {
+        let err = check_target("fake-ns/fake-target-pvc", Some(&target), None, ignore).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "target PVC fake-ns/fake-target-pvc has already been bound, abort: a DataDownload restores only into a new, unbound PVC"
+        );
+    }
+}
+
+#[test]
+fn create_restore_pod_failure_is_reported_and_removes_the_restore_pvc() {
+    let cluster = FakeCluster::default().fail_all("create pod");
+    let exposer = RestoreExposer::new(cluster, NS);
+    let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
+    let err = block_on(exposer.expose(&pvc, &pod)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot create restore pod: fake-create-pod-error"
+    );
+    assert!(exposer.cluster.pvc(NS, "fake-restore").is_none());
+}
+
+#[test]
+fn create_restore_pvc_failure_is_reported_and_creates_no_pod() {
+    let cluster = FakeCluster::default().fail_all("create pvc");
+    let exposer = RestoreExposer::new(cluster, NS);
+    let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
+    let err = block_on(exposer.expose(&pvc, &pod)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot create restore PVC: fake-create-pvc-error"
+    );
+    assert!(exposer.cluster.pod(NS, "fake-restore").is_none());
+}
+
+// ---- ferry's expose rules ----
+
+#[test]
+fn wait_for_first_consumer_waits_until_a_node_is_selected() {
+    let wffc = class("WaitForFirstConsumer");
+    let target = target_pvc("Filesystem");
+    assert_eq!(
+        check_target("t", Some(&target), Some(&wffc), false).unwrap(),
+        TargetState::WaitingForConsumer
+    );
+    let consumed = annotated(target.clone(), "node-3");
+    assert_eq!(
+        check_target("t", Some(&consumed), Some(&wffc), false).unwrap(),
+        TargetState::Ready {
+            selected_node: Some("node-3".into())
+        }
+    );
+}
+
+#[test]
+fn ignore_delay_binding_does_not_wait() {
+    let wffc = class("WaitForFirstConsumer");
+    let target = target_pvc("Filesystem");
+    assert_eq!(
+        check_target("t", Some(&target), Some(&wffc), true).unwrap(),
+        TargetState::Ready {
+            selected_node: None
+        }
+    );
+}
+
+#[test]
+fn immediate_binding_does_not_wait() {
+    let immediate = class("Immediate");
+    assert_eq!(
+        check_target(
+            "t",
+            Some(&target_pvc("Filesystem")),
+            Some(&immediate),
+            false
+        )
+        .unwrap(),
+        TargetState::Ready {
+            selected_node: None
+        }
+    );
+}
+
+#[test]
+fn restore_pvc_copies_the_target_spec_and_is_owned_by_the_data_download() {
+    let (pvc, _) = exposed_objects("Block", Some("node-2"));
+    let target = target_pvc("Block").spec.unwrap();
+    let spec = pvc.spec.as_ref().unwrap();
+    assert_eq!(pvc.metadata.name.as_deref(), Some("fake-restore"));
+    assert_eq!(pvc.metadata.namespace.as_deref(), Some(NS));
+    assert_eq!(spec.access_modes, target.access_modes);
+    assert_eq!(spec.storage_class_name, target.storage_class_name);
+    assert_eq!(spec.volume_mode.as_deref(), Some("Block"));
+    assert_eq!(spec.resources, target.resources);
+    // Not the target's selector: the restore PVC must be provisioned.
+    assert!(spec.selector.is_none());
+    assert_eq!(
+        pvc.metadata.annotations.unwrap()[SELECTED_NODE_ANNOTATION],
+        "node-2"
+    );
+    let owner = &pvc.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str()),
+        ("DataDownload", "fake-uid")
+    );
+    assert_eq!(owner.controller, Some(true));
+    let (unpinned, _) = exposed_objects("Filesystem", None);
+    assert!(unpinned.metadata.annotations.is_none());
+}
+
+#[test]
+fn restore_pod_mounts_a_filesystem_and_runs_the_data_mover() {
+    let (_, pod) = exposed_objects("Filesystem", Some("node-4"));
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(spec.node_selector.unwrap()[HOSTNAME_LABEL], "node-4");
+    let c = &spec.containers[0];
+    assert_eq!(c.image.as_deref(), Some("ferry/ferry:dev"));
+    let args = c.args.clone().unwrap().join(" ");
+    assert!(
+        args.starts_with(
+            "data-mover restore --data-download fake-restore --namespace ferry --volume-path /restore-volume --volume-mode Filesystem"
+        ),
+        "{args}"
+    );
+    assert_eq!(
+        c.volume_mounts.as_ref().unwrap()[0].mount_path,
+        FILESYSTEM_MOUNT_PATH
+    );
+    assert!(c.volume_devices.is_none());
+    let claim = spec.volumes.unwrap()[0]
+        .persistent_volume_claim
+        .clone()
+        .unwrap();
+    assert_eq!(claim.claim_name, "fake-restore");
+    assert_eq!(
+        pod.metadata.labels.unwrap()[DATA_DOWNLOAD_LABEL],
+        "fake-restore"
+    );
+}
+
+#[test]
+fn restore_pod_gets_a_block_device_for_block_volumes() {
+    let (_, pod) = exposed_objects("Block", Some("node-1"));
+    let c = &pod.spec.unwrap().containers[0];
+    assert_eq!(
+        c.volume_devices.as_ref().unwrap()[0].device_path,
+        BLOCK_DEVICE_PATH
+    );
+    assert!(c.volume_mounts.is_none());
+    let args = c.args.clone().unwrap().join(" ");
+    assert!(
+        args.contains("--volume-path /dev/restore-volume --volume-mode Block"),
+        "{args}"
+    );
+}
+
+#[test]
+fn restore_pod_takes_resources_priority_labels_and_annotations_from_the_config() {
+    let config: NodeAgentConfig = ferry_config::parse_config_json(
+        r#"{"podResources": {"cpuRequest": "100m", "memoryLimit": "1Gi"},
+            "priorityClassName": "restores",
+            "podLabels": {"team": "storage"},
+            "podAnnotations": {"example.com/audit": "yes"}}"#,
+        ferry_config::Strictness::Strict,
+    )
+    .unwrap()
+    .config;
+    let target = target_pvc("Filesystem");
+    let pod = restore_pod_for(&dd(), NS, &target, None, &config, &PodSettings::default());
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.priority_class_name.as_deref(), Some("restores"));
+    assert!(spec.node_selector.is_none());
+    let resources = spec.containers[0].resources.clone().unwrap();
+    assert_eq!(resources.requests.unwrap()["cpu"], Quantity("100m".into()));
+    assert_eq!(resources.limits.unwrap()["memory"], Quantity("1Gi".into()));
+    assert_eq!(pod.metadata.labels.unwrap()["team"], "storage");
+    assert_eq!(
+        pod.metadata.annotations.unwrap()["example.com/audit"],
+        "yes"
+    );
+}
+
+#[test]
+fn expose_is_idempotent() {
+    let exposer = RestoreExposer::new(FakeCluster::default(), NS);
+    let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
+    block_on(exposer.expose(&pvc, &pod)).unwrap();
+    block_on(exposer.expose(&pvc, &pod)).unwrap();
+    let calls = exposer.cluster.state.lock().unwrap().calls.clone();
+    assert_eq!(calls["create pvc"], 1);
+    assert_eq!(calls["create pod"], 1);
+}
+
+// ---- Velero's TestRestorePeekExpose ----
+
+#[test]
+fn peek_restore_pod_not_found_is_fine() {
+    let exposer = RestoreExposer::new(FakeCluster::default(), NS);
+    assert_eq!(
+        block_on(exposer.peek_exposed("fake-restore")).unwrap(),
+        None
+    );
+}
+
+#[test]
+fn peek_unrecoverable_pod_is_an_error() {
+    let (_, mut pod) = exposed_objects("Filesystem", None);
+    pod.status = Some(PodStatus {
+        phase: Some("Failed".into()),
+        ..Default::default()
+    });
+    let exposer = RestoreExposer::new(FakeCluster::default().with_pod(pod), NS);
+    let err = block_on(exposer.peek_exposed("fake-restore")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "restore pod ferry/fake-restore is in abnormal state Failed"
+    );
+}
+
+#[test]
+fn peek_healthy_pod_succeeds() {
+    let (_, pod) = exposed_objects("Filesystem", None);
+    let exposer = RestoreExposer::new(FakeCluster::default().with_pod(pod), NS);
+    assert!(
+        block_on(exposer.peek_exposed("fake-restore"))
+            .unwrap()
+            .is_some()
+    );
+}
+
+// ---- Velero's TestRebindVolume ----
+
+fn restore_pvc_bound() -> PersistentVolumeClaim {
+    let (pvc, _) = exposed_objects("Filesystem", Some("node-1"));
+    bound(pvc, "fake-restore-pv")
+}
+
+fn restore_pv() -> PersistentVolume {
+    PersistentVolume {
+        metadata: ObjectMeta {
+            name: Some("fake-restore-pv".into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeSpec {
+            persistent_volume_reclaim_policy: Some("Delete".into()),
+            claim_ref: Some(ObjectReference {
+                namespace: Some(NS.into()),
+                name: Some("fake-restore".into()),
+                uid: Some("restore-pvc-uid".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: Some(PersistentVolumeStatus {
+            phase: Some("Bound".into()),
+            ..Default::default()
+        }),
+    }
+}
+
+fn rebind_cluster() -> FakeCluster {
+    let (_, pod) = exposed_objects("Filesystem", Some("node-1"));
+    FakeCluster::default()
+        .with_pvc(target_pvc("Filesystem"))
+        .with_pvc(restore_pvc_bound())
+        .with_pv(restore_pv())
+        .with_pod(pod)
+}
+
+fn rebind(exposer: &RestoreExposer<FakeCluster>) -> Result<RebindState, ExposeError> {
+    block_on(exposer.rebind("fake-restore", "fake-ns", "fake-target-pvc"))
+}
+
+#[test]
+fn rebind_get_target_pvc_fail() {
+    let exposer = RestoreExposer::new(FakeCluster::default(), NS);
+    let err = rebind(&exposer).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot get target PVC PVC fake-ns/fake-target-pvc not found"
+    );
+}
+
+#[test]
+fn rebind_without_restore_pvc_or_pv_fails() {
+    let exposer = RestoreExposer::new(
+        FakeCluster::default().with_pvc(target_pvc("Filesystem")),
+        NS,
+    );
+    assert_eq!(
+        rebind(&exposer).unwrap_err(),
+        ExposeError::RestorePvMissing("fake-restore".into())
+    );
+}
+
+#[test]
+fn rebind_retain_pv_fail() {
+    let exposer = RestoreExposer::new(rebind_cluster().fail_all("patch pv"), NS);
+    assert_eq!(
+        rebind(&exposer).unwrap_err().to_string(),
+        "cannot retain PV fake-restore-pv: fake-patch-pv-error"
+    );
+    // Nothing was deleted: the restore can be retried or cleaned up.
+    assert!(exposer.cluster.pod(NS, "fake-restore").is_some());
+}
+
+#[test]
+fn rebind_delete_restore_pod_fail() {
+    let exposer = RestoreExposer::new(rebind_cluster().fail_all("delete pod"), NS);
+    assert_eq!(
+        rebind(&exposer).unwrap_err().to_string(),
+        "cannot delete restore pod fake-restore: fake-delete-pod-error"
+    );
+}
+
+#[test]
+fn rebind_delete_restore_pvc_fail() {
+    let exposer = RestoreExposer::new(rebind_cluster().fail_all("delete pvc"), NS);
+    assert_eq!(
+        rebind(&exposer).unwrap_err().to_string(),
+        "cannot delete restore PVC fake-restore: fake-delete-pvc-error"
+    );
+}
+
+#[test]
+fn rebind_pv_to_target_fail() {
+    let exposer = RestoreExposer::new(rebind_cluster().fail("patch pv", 2), NS);
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    assert_eq!(
+        rebind(&exposer).unwrap_err().to_string(),
+        "cannot rebind PV fake-restore-pv to target PVC fake-ns/fake-target-pvc: fake-patch-pv-error"
+    );
+}
+
+#[test]
+fn rebind_reset_reclaim_policy_fail() {
+    let exposer = RestoreExposer::new(rebind_cluster().fail("patch pv", 3), NS);
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    exposer.cluster.bind("fake-restore-pv");
+    assert_eq!(
+        rebind(&exposer).unwrap_err().to_string(),
+        "cannot restore the reclaim policy of PV fake-restore-pv: fake-patch-pv-error"
+    );
+}
+
+#[test]
+fn rebind_waits_until_the_pv_is_bound() {
+    let exposer = RestoreExposer::new(rebind_cluster(), NS);
+    rebind(&exposer).unwrap();
+    rebind(&exposer).unwrap();
+    for _ in 0..3 {
+        let RebindState::Waiting(why) = rebind(&exposer).unwrap() else {
+            panic!("must wait for binding");
+        };
+        assert!(why.contains("to be Bound"), "{why}");
+    }
+}
+
+#[test]
+fn rebind_happy_path_leaves_nothing_behind() {
+    let exposer = RestoreExposer::new(rebind_cluster(), NS);
+    // 1: retain + delete pod and PVC.
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
+    assert_eq!(
+        pv.spec
+            .as_ref()
+            .unwrap()
+            .persistent_volume_reclaim_policy
+            .as_deref(),
+        Some("Retain")
+    );
+    assert!(exposer.cluster.pod(NS, "fake-restore").is_none());
+    assert!(exposer.cluster.pvc(NS, "fake-restore").is_none());
+    // 2: claimRef → target, selector labels on the PV.
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
+    let claim = pv.spec.as_ref().unwrap().claim_ref.clone().unwrap();
+    assert_eq!(claim.namespace.as_deref(), Some("fake-ns"));
+    assert_eq!(claim.name.as_deref(), Some("fake-target-pvc"));
+    assert_eq!(claim.uid, None);
+    assert_eq!(
+        pv.metadata.labels.as_ref().unwrap()["velero.io/dynamic-pv-restore"],
+        "fake-ns.fake-target-pvc.abcde"
+    );
+    // 3: bound → reclaim policy restored, marks removed.
+    exposer.cluster.bind("fake-restore-pv");
+    assert_eq!(
+        rebind(&exposer).unwrap(),
+        RebindState::Done {
+            pv: "fake-restore-pv".into()
+        }
+    );
+    let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
+    assert_eq!(
+        pv.spec
+            .as_ref()
+            .unwrap()
+            .persistent_volume_reclaim_policy
+            .as_deref(),
+        Some("Delete")
+    );
+    assert!(
+        !pv.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .contains_key(DATA_DOWNLOAD_LABEL)
+    );
+    assert!(
+        pv.metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| a.is_empty())
+    );
+    // 4: repeated after a restart: still done, nothing changes.
+    assert_eq!(
+        rebind(&exposer).unwrap(),
+        RebindState::Done {
+            pv: "fake-restore-pv".into()
+        }
+    );
+}
+
+#[test]
+fn cleanup_removes_pod_pvc_and_a_retained_pv() {
+    let exposer = RestoreExposer::new(rebind_cluster(), NS);
+    // Interrupted mid-rebind: PV retained and marked, pod and PVC gone.
+    rebind(&exposer).unwrap();
+    assert!(block_on(exposer.cleanup("fake-restore")).unwrap());
+    assert!(exposer.cluster.pv("fake-restore-pv").is_none());
+}

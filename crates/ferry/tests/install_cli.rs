@@ -162,3 +162,270 @@ fn the_configmap_flag_is_required_and_output_needs_dry_run() {
     assert_eq!(output_without_dry_run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output_without_dry_run.stderr).contains("--dry-run"));
 }
+
+// ---- against an API server (kubesim) ----------------------------------------------------------
+
+mod against_kubesim {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, PostParams};
+    use kube::{Client, Resource};
+    use kubesim::ApiServer;
+
+    const CRDS: [&str; 3] = [
+        "datadownloads.velero.io",
+        "datauploads.velero.io",
+        "backupstoragelocations.velero.io",
+    ];
+
+    struct Run {
+        code: Option<i32>,
+        stdout: String,
+        stderr: String,
+    }
+
+    async fn ferry_with(kubeconfig: &Path, args: &[&str]) -> Run {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .await
+            .expect("run ferry");
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn lines(run: &Run) -> Vec<&str> {
+        assert_eq!(run.code, Some(0), "ferry failed: {}", run.stderr);
+        run.stdout.lines().collect()
+    }
+
+    /// Every object install writes, by `kind/name`, with its resourceVersion (None: absent).
+    async fn resource_versions(client: &Client, ns: &str) -> BTreeMap<String, Option<String>> {
+        async fn rv<K>(api: Api<K>, name: &str) -> Option<String>
+        where
+            K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        {
+            api.get_opt(name)
+                .await
+                .expect("read")
+                .and_then(|o| o.meta().resource_version.clone())
+        }
+        let c = || client.clone();
+        let cluster_name = format!("ferry-controller-{ns}");
+        let mut out = BTreeMap::new();
+        out.insert(
+            format!("namespace/{ns}"),
+            rv(Api::<Namespace>::all(c()), ns).await,
+        );
+        for crd in CRDS {
+            out.insert(
+                format!("crd/{crd}"),
+                rv(Api::<CustomResourceDefinition>::all(c()), crd).await,
+            );
+        }
+        let n = "ferry-controller";
+        out.insert(
+            "sa".into(),
+            rv(Api::<ServiceAccount>::namespaced(c(), ns), n).await,
+        );
+        out.insert("role".into(), rv(Api::<Role>::namespaced(c(), ns), n).await);
+        out.insert(
+            "rb".into(),
+            rv(Api::<RoleBinding>::namespaced(c(), ns), n).await,
+        );
+        out.insert(
+            "deploy".into(),
+            rv(Api::<Deployment>::namespaced(c(), ns), n).await,
+        );
+        out.insert(
+            "cr".into(),
+            rv(Api::<ClusterRole>::all(c()), &cluster_name).await,
+        );
+        out.insert(
+            "crb".into(),
+            rv(Api::<ClusterRoleBinding>::all(c()), &cluster_name).await,
+        );
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn install_twice_changes_nothing_and_uninstall_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = ApiServer::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let client = server.client().unwrap();
+        let install = [
+            "install",
+            "--node-agent-configmap=node-agent-config",
+            "-n",
+            "ferry-test",
+        ];
+
+        let first = ferry_with(&kubeconfig, &install).await;
+        let first = lines(&first);
+        assert_eq!(first.len(), 10, "{first:#?}");
+        assert!(first.iter().all(|l| l.ends_with(" created")), "{first:#?}");
+        assert!(
+            first.contains(&"deployment.apps/ferry-controller created"),
+            "{first:#?}"
+        );
+        let before = resource_versions(&client, "ferry-test").await;
+        assert!(
+            before.values().all(Option::is_some),
+            "everything exists: {before:#?}"
+        );
+
+        let second = ferry_with(&kubeconfig, &install).await;
+        let second = lines(&second);
+        assert_eq!(second.len(), 10);
+        assert!(
+            second.iter().all(|l| l.ends_with(" unchanged")),
+            "{second:#?}"
+        );
+        assert_eq!(
+            resource_versions(&client, "ferry-test").await,
+            before,
+            "nothing was rewritten"
+        );
+
+        // A changed flag converges only the Deployment.
+        let mut changed = install.to_vec();
+        changed.push("--data-mover-name=ferry-two");
+        let third = ferry_with(&kubeconfig, &changed).await;
+        let configured: Vec<&str> = lines(&third)
+            .into_iter()
+            .filter(|l| !l.ends_with(" unchanged"))
+            .collect();
+        assert_eq!(configured, ["deployment.apps/ferry-controller configured"]);
+        let deployment = Api::<Deployment>::namespaced(client.clone(), "ferry-test")
+            .get("ferry-controller")
+            .await
+            .unwrap();
+        let args = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        assert!(args.contains(&"ferry-two".to_string()), "{args:?}");
+
+        // Uninstall removes the controller objects and the namespace ferry created; CRDs stay.
+        let removed = ferry_with(&kubeconfig, &["uninstall", "-n", "ferry-test"]).await;
+        let removed = lines(&removed);
+        assert!(
+            removed.iter().all(|l| l.ends_with(" deleted")),
+            "{removed:#?}"
+        );
+        let after = resource_versions(&client, "ferry-test").await;
+        for (object, version) in &after {
+            if object.starts_with("crd/") {
+                assert!(version.is_some(), "{object} kept without --crds");
+            } else if object.starts_with("namespace/") {
+                let ns = Api::<Namespace>::all(client.clone())
+                    .get_opt("ferry-test")
+                    .await
+                    .unwrap();
+                assert!(
+                    ns.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()),
+                    "namespace deleted or terminating"
+                );
+            } else {
+                assert!(version.is_none(), "{object} deleted");
+            }
+        }
+
+        let with_crds = ferry_with(&kubeconfig, &["uninstall", "-n", "ferry-test", "--crds"]).await;
+        let with_crds = lines(&with_crds);
+        for crd in CRDS {
+            let line = format!("customresourcedefinition.apiextensions.k8s.io/{crd} deleted");
+            assert!(with_crds.contains(&line.as_str()), "{with_crds:#?}");
+        }
+        let again = ferry_with(&kubeconfig, &["uninstall", "-n", "ferry-test", "--crds"]).await;
+        assert!(
+            lines(&again).iter().all(|l| l.ends_with(" not found")),
+            "uninstall tolerates missing objects: {}",
+            again.stdout
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crds_and_namespace_velero_installed_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = ApiServer::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let client = server.client().unwrap();
+        // Velero's own DataDownload CRD and namespace, as `velero install` leaves them.
+        let reference = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../ferry-controller/tests/crds_reference/velero/velero.io_datadownloads.yaml");
+        let velero_crd: CustomResourceDefinition =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(reference).unwrap()).unwrap();
+        let crds = Api::<CustomResourceDefinition>::all(client.clone());
+        crds.create(&PostParams::default(), &velero_crd)
+            .await
+            .unwrap();
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "velero"}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        let velero_version = |crd: CustomResourceDefinition| crd.metadata.resource_version;
+        let before = velero_version(crds.get("datadownloads.velero.io").await.unwrap());
+
+        let run = ferry_with(&kubeconfig, &["install", "--node-agent-configmap=cfg"]).await;
+        let report = lines(&run);
+        assert!(report.contains(
+            &"customresourcedefinition.apiextensions.k8s.io/datadownloads.velero.io already present, not managed by ferry: left as is"
+        ), "{report:#?}");
+        assert!(
+            report.contains(&"namespace/velero already present, not managed by ferry: left as is")
+        );
+        assert!(report.contains(
+            &"customresourcedefinition.apiextensions.k8s.io/datauploads.velero.io created"
+        ));
+        assert_eq!(
+            velero_version(crds.get("datadownloads.velero.io").await.unwrap()),
+            before
+        );
+
+        let run = ferry_with(&kubeconfig, &["uninstall", "--crds"]).await;
+        let report = lines(&run);
+        assert!(report.contains(
+            &"customresourcedefinition.apiextensions.k8s.io/datadownloads.velero.io already present, not managed by ferry: left as is"
+        ), "{report:#?}");
+        assert!(
+            crds.get_opt("datadownloads.velero.io")
+                .await
+                .unwrap()
+                .is_some(),
+            "Velero's CRD survives"
+        );
+        assert!(
+            crds.get_opt("datauploads.velero.io")
+                .await
+                .unwrap()
+                .is_none(),
+            "ferry's CRD is gone"
+        );
+        let ns = Api::<Namespace>::all(client.clone())
+            .get_opt("velero")
+            .await
+            .unwrap();
+        assert!(
+            ns.is_some_and(|ns| ns.metadata.deletion_timestamp.is_none()),
+            "Velero's namespace survives"
+        );
+        server.stop().await;
+    }
+}

@@ -940,11 +940,13 @@ impl Store {
     }
 
     /// One pass of the garbage collector: deletes (in the background way) every object whose
-    /// owner references all point at objects that no longer exist. Returns how many objects
-    /// it deleted or marked for deletion.
+    /// owner references all point at objects that no longer exist, and drops the dangling
+    /// references of objects that still have a live owner (as the real collector does).
+    /// Returns how many objects it changed, deleted or marked for deletion.
     pub fn collect_garbage(&self) -> usize {
         let mut inner = self.write();
         let mut doomed = Vec::new();
+        let mut trimmed = Vec::new();
         for (key, coll) in &inner.collections {
             for ((ns, name), obj) in &coll.objects {
                 let Some(refs) = obj["metadata"]["ownerReferences"].as_array() else {
@@ -953,16 +955,31 @@ impl Store {
                 if refs.is_empty() || !obj["metadata"]["deletionTimestamp"].is_null() {
                     continue;
                 }
-                let all_gone = refs.iter().all(|r| {
-                    let uid = r["uid"].as_str().unwrap_or_default();
-                    !inner.uids.contains_key(uid)
-                });
-                if all_gone {
+                let live: Vec<&Value> = refs
+                    .iter()
+                    .filter(|r| {
+                        inner
+                            .uids
+                            .contains_key(r["uid"].as_str().unwrap_or_default())
+                    })
+                    .collect();
+                if live.is_empty() {
                     doomed.push((key.clone(), ns.clone(), name.clone()));
+                } else if live.len() < refs.len() {
+                    let mut o = (**obj).clone();
+                    o["metadata"]["ownerReferences"] = json!(live);
+                    trimmed.push((key.clone(), (ns.clone(), name.clone()), o));
                 }
             }
         }
-        let count = doomed.len();
+        let count = doomed.len() + trimmed.len();
+        for (key, k, mut o) in trimmed {
+            inner.rv += 1;
+            o["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
+            let o = Arc::new(o);
+            self.emit(&mut inner, &key, EventType::Modified, o.clone());
+            inner.collection(&key).objects.insert(k, o);
+        }
         for (key, ns, name) in doomed {
             let info = self.info_for_key(&key);
             let _ = self.delete_locked(

@@ -6,6 +6,7 @@
 
 mod backup;
 mod controller;
+mod direct;
 mod kube_ops;
 mod layout;
 mod objects;

@@ -50,7 +50,7 @@ impl Step {
         }
     }
 
-    /// Updates the bytes done (for a byte bar) or the message detail (for a spinner).
+    /// Updates the bytes done (for a byte bar).
     pub fn set_position(&self, bytes: u64) {
         self.bar.set_position(bytes);
     }
@@ -58,10 +58,6 @@ impl Step {
     /// A handle to the bar, for updating it from another task.
     pub fn bar(&self) -> ProgressBar {
         self.bar.clone()
-    }
-
-    pub fn set_detail(&self, detail: &str) {
-        self.bar.set_message(format!("{}: {detail}", self.title));
     }
 
     /// Ends the step: clears the spinner and prints `✓ title — summary (time)`.

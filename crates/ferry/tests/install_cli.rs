@@ -428,4 +428,114 @@ mod against_kubesim {
         );
         server.stop().await;
     }
+
+    async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+        let output = tokio::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .await
+            .expect("kubectl is installed (/usr/bin/kubectl)");
+        assert!(
+            output.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// The dry-run output is what a user pipes to kubectl; applying it and then running
+    /// `ferry install` finds nothing to change, and the installed CRDs serve ferry's typed
+    /// DataDownloads with Velero's `kubectl get` columns.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dry_run_output_applied_by_kubectl_serves_ferry_objects() {
+        use ferry_controller::crds::{
+            DataDownload, DataDownloadPhase, DataDownloadSpec, DataDownloadStatus,
+            DataMoveOperationProgress, TargetVolumeSpec,
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = ApiServer::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let client = server.client().unwrap();
+        let install = ["install", "--node-agent-configmap=cfg", "-n", "movers"];
+
+        let mut dry_run = install.to_vec();
+        dry_run.push("--dry-run");
+        let manifests = dir.path().join("ferry.yaml");
+        let rendered = ferry_with(&kubeconfig, &dry_run).await;
+        assert_eq!(rendered.code, Some(0), "{}", rendered.stderr);
+        std::fs::write(&manifests, &rendered.stdout).unwrap();
+        let applied = kubectl(&kubeconfig, &["apply", "-f", manifests.to_str().unwrap()]).await;
+        assert_eq!(applied.lines().count(), 10, "{applied}");
+
+        let run = ferry_with(&kubeconfig, &install).await;
+        let report = lines(&run);
+        assert!(
+            report.iter().all(|l| l.ends_with(" unchanged")),
+            "{report:#?}"
+        );
+
+        let spec = DataDownloadSpec {
+            target_volume: TargetVolumeSpec {
+                pvc: "data-db-0".into(),
+                pv: String::new(),
+                namespace: "shop".into(),
+            },
+            backup_storage_location: "default".into(),
+            datamover: Some("ferry".into()),
+            snapshot_id: "6f1a9c3e".into(),
+            source_namespace: "shop".into(),
+            operation_timeout: "10m0s".into(),
+            ..DataDownloadSpec::default()
+        };
+        let mut dd = DataDownload::new("restore-1-abcde", spec);
+        dd.status = Some(DataDownloadStatus {
+            phase: Some(DataDownloadPhase::InProgress),
+            node: Some("node-3".into()),
+            progress: Some(DataMoveOperationProgress {
+                total_bytes: Some(4096),
+                bytes_done: Some(1024),
+            }),
+            ..DataDownloadStatus::default()
+        });
+        let api = Api::<DataDownload>::namespaced(client.clone(), "movers");
+        let created = api.create(&PostParams::default(), &dd).await.unwrap();
+        assert_eq!(created.phase(), DataDownloadPhase::InProgress);
+
+        let table = kubectl(&kubeconfig, &["get", "datadownloads", "-n", "movers"]).await;
+        let header = table.lines().next().unwrap();
+        for column in [
+            "STATUS",
+            "BYTES DONE",
+            "TOTAL BYTES",
+            "STORAGE LOCATION",
+            "NODE",
+        ] {
+            assert!(header.contains(column), "{table}");
+        }
+        let row = table.lines().nth(1).unwrap();
+        for cell in [
+            "restore-1-abcde",
+            "InProgress",
+            "1024",
+            "4096",
+            "default",
+            "node-3",
+        ] {
+            assert!(row.contains(cell), "{table}");
+        }
+
+        // Status is written on the object itself (no status subresource), as Velero does.
+        let mut done = created.clone();
+        done.status.as_mut().unwrap().phase = Some(DataDownloadPhase::Completed);
+        api.replace("restore-1-abcde", &PostParams::default(), &done)
+            .await
+            .unwrap();
+        let read = api.get("restore-1-abcde").await.unwrap();
+        assert_eq!(read.phase(), DataDownloadPhase::Completed);
+        assert_eq!(read.spec, dd.spec);
+        server.stop().await;
+    }
 }

@@ -3,6 +3,7 @@
 //! It knows nothing of Kubernetes.
 
 pub mod backend;
+pub mod check;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
@@ -11,7 +12,9 @@ mod fsmeta;
 pub mod gostr;
 pub mod id;
 pub mod index;
+pub mod backup;
 pub mod keyfile;
+pub mod lock;
 mod ls;
 pub mod pack;
 pub mod repository;
@@ -25,3 +28,4 @@ pub use id::Id;
 pub use repository::Repository;
 pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary, RestoreTarget};
 pub use snapshot::Snapshot;
+pub use backup::{BackupOptions, BackupSource, BackupSummary};

@@ -19,11 +19,13 @@ use crate::tree::Tree;
 /// At most this many key files are tried when opening (restic does the same).
 const MAX_KEYS_TRIED: usize = 20;
 
+/// An open repository. Cloning is cheap and clones share the cached index.
+#[derive(Clone)]
 pub struct Repository {
     backend: Arc<dyn Backend>,
     key: Key,
     config: RepoConfig,
-    index: tokio::sync::Mutex<Option<Arc<MasterIndex>>>,
+    index: Arc<tokio::sync::Mutex<Option<Arc<MasterIndex>>>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -109,7 +111,7 @@ impl Repository {
             backend,
             key,
             config,
-            index: tokio::sync::Mutex::new(None),
+            index: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 
@@ -146,7 +148,7 @@ impl Repository {
             backend,
             key,
             config,
-            index: tokio::sync::Mutex::new(None),
+            index: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 

@@ -210,6 +210,21 @@ impl Repository {
         options: RestoreOptions,
         progress: ProgressFn,
     ) -> Result<RestoreSummary> {
+        let lock = self.lock(false).await?;
+        let result = self
+            .restore_locked(snapshot, target, options, progress)
+            .await;
+        lock.release().await;
+        result
+    }
+
+    async fn restore_locked(
+        &self,
+        snapshot: &Snapshot,
+        target: RestoreTarget,
+        options: RestoreOptions,
+        progress: ProgressFn,
+    ) -> Result<RestoreSummary> {
         let started = Instant::now();
         let index = self.index().await?;
         let mut run = Run {
@@ -653,6 +668,9 @@ fn process_range(shared: &Shared, job: &RangeJob, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Holes are punched at this granularity: all-zero pieces of a blob are not written.
+const SPARSE_PIECE: usize = 64 * 1024;
+
 fn write_blob(
     shared: &Shared,
     f: &FileTarget,
@@ -666,22 +684,42 @@ fn write_blob(
         .read(f.device)
         .open(&f.path)
         .map_err(|e| RepoError::io(&f.path, e))?;
-    let mut write = !zero;
-    if zero && f.device {
-        // Leave regions that already read back as zeros untouched (thin volumes stay thin).
-        let mut cur = vec![0u8; plain.len()];
-        let n = file
-            .read_at(&mut cur, offset)
-            .map_err(|e| RepoError::io(&f.path, e))?;
-        write = n < cur.len() || !is_zero(&cur);
+    let io = |e| RepoError::io(&f.path, e);
+    // Write the non-zero runs; a zero piece is skipped where the target already reads back
+    // zeros (always true for a file we truncated; checked by reading for a device).
+    let mut run_start: Option<usize> = None;
+    let mut written = 0u64;
+    let mut scratch = Vec::new();
+    let mut pos = 0usize;
+    while pos < plain.len() {
+        let end = (pos + SPARSE_PIECE).min(plain.len());
+        let piece = &plain[pos..end];
+        let mut needs_write = zero_needs_write(zero, piece);
+        if !needs_write && f.device {
+            scratch.resize(piece.len(), 0);
+            let n = file
+                .read_at(&mut scratch, offset + pos as u64)
+                .map_err(io)?;
+            needs_write = n < piece.len() || !is_zero(&scratch);
+        }
+        match (needs_write, run_start) {
+            (true, None) => run_start = Some(pos),
+            (false, Some(s)) => {
+                file.write_all_at(&plain[s..pos], offset + s as u64)
+                    .map_err(io)?;
+                written += (pos - s) as u64;
+                run_start = None;
+            }
+            _ => {}
+        }
+        pos = end;
     }
-    if write {
-        file.write_all_at(plain, offset)
-            .map_err(|e| RepoError::io(&f.path, e))?;
-        shared
-            .bytes_written
-            .fetch_add(plain.len() as u64, Ordering::Relaxed);
+    if let Some(s) = run_start {
+        file.write_all_at(&plain[s..], offset + s as u64)
+            .map_err(io)?;
+        written += (plain.len() - s) as u64;
     }
+    shared.bytes_written.fetch_add(written, Ordering::Relaxed);
     shared
         .bytes_done
         .fetch_add(plain.len() as u64, Ordering::Relaxed);
@@ -694,4 +732,9 @@ fn write_blob(
         shared.files_done.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Whether a piece must be written: not when the whole blob is zero, else when it has data.
+fn zero_needs_write(blob_is_zero: bool, piece: &[u8]) -> bool {
+    !blob_is_zero && !is_zero(piece)
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use ferry_repo::Repository;
+use ferry_repo::backup::{BackupOptions, BackupSource};
 use ferry_repo::restore::{RestoreOptions, RestoreProgress, RestoreTarget};
 
 /// Where the repository is and how to open it.
@@ -319,10 +320,101 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn backup(_a: BackupArgs) -> anyhow::Result<ExitCode> {
-    bail!("backup is not built yet")
+async fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
+    let repo = open(&a.repo).await?;
+    let source = if a.stdin {
+        BackupSource::Stream {
+            reader: Box::new(std::io::stdin()),
+            filename: a.stdin_filename.clone(),
+        }
+    } else if let Some(dev) = &a.device {
+        let f = std::fs::File::open(dev)
+            .with_context(|| format!("cannot open --device {}", dev.display()))?;
+        let filename = if a.stdin_filename != "stdin" {
+            a.stdin_filename.clone()
+        } else {
+            dev.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "volume".into())
+        };
+        BackupSource::Stream {
+            reader: Box::new(f),
+            filename,
+        }
+    } else {
+        if a.paths.is_empty() {
+            bail!("backup needs PATH arguments, --stdin or --device PATH");
+        }
+        BackupSource::Paths(a.paths.clone())
+    };
+    let parent = match &a.parent {
+        Some(p) => Some(repo.find_snapshot(p).await?),
+        None => None,
+    };
+    let opts = BackupOptions {
+        host: a.host.clone(),
+        tags: a.tags.clone(),
+        parent,
+        ..Default::default()
+    };
+    let (progress, bar) = progress_reporter(a.repo.json, "backup");
+    let summary = repo.backup(source, opts, progress).await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let summary = summary?;
+    if a.repo.json {
+        let mut v = serde_json::to_value(&summary)?;
+        v["message_type"] = "summary".into();
+        println!("{v}");
+    } else {
+        println!(
+            "Files: {} new, {} changed, {} unmodified; {:.1} MiB processed, {:.1} MiB added in {:.2}s",
+            summary.files_new,
+            summary.files_changed,
+            summary.files_unmodified,
+            summary.total_bytes_processed as f64 / 1048576.0,
+            summary.data_added as f64 / 1048576.0,
+            summary.seconds
+        );
+        println!("snapshot {} saved", summary.snapshot_id.short());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn check(_a: CheckArgs) -> anyhow::Result<ExitCode> {
-    bail!("check is not built yet")
+async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
+    let repo = open(&a.repo).await?;
+    let report = repo
+        .check(ferry_repo::check::CheckOptions {
+            read_data: a.read_data,
+        })
+        .await?;
+    if a.repo.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["message_type"] = "summary".into();
+        println!("{v}");
+    } else {
+        println!(
+            "checked {} snapshots, {} trees, {} packs ({} read), {} blobs",
+            report.snapshots, report.trees, report.packs, report.packs_read, report.blobs
+        );
+        for w in &report.warnings {
+            println!("warning: {w}");
+        }
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+    }
+    if report.errors.is_empty() {
+        if !a.repo.json {
+            println!("no errors were found");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!(
+            "check found {} error(s) in {}",
+            report.errors.len(),
+            repo.location()
+        )
+    }
 }

@@ -1,0 +1,708 @@
+//! The backup engine. A walker thread reads the tree in restic's order (entries sorted by
+//! name) and hands changed files to file threads that read and chunk them; chunks go to blob
+//! threads that hash, deduplicate, compress and encrypt; sealed blobs fill packs that async
+//! uploaders store. Then the index and the snapshot are written, in that order, so a crash
+//! never leaves a snapshot pointing at data that is not indexed.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use crossbeam_channel as cb;
+
+use crate::backend::{FileType, Handle};
+use crate::chunker::{Chunker, Pol};
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{IndexJson, IndexPackJson};
+use crate::pack::{BlobType, PackBuilder};
+use crate::repository::Repository;
+use crate::restore::{ProgressFn, RestoreProgress};
+use crate::snapshot::Snapshot;
+use crate::tree::{Node, Tree, format_time, go_mode_from_unix, parse_time};
+
+/// What to back up.
+pub enum BackupSource {
+    /// Files and directories. Each becomes a top-level entry named by its last component
+    /// (`.` or `/` put the directory's entries at the top).
+    Paths(Vec<PathBuf>),
+    /// One stream stored as a single file named `filename` (a block volume, a dump).
+    Stream {
+        reader: Box<dyn Read + Send>,
+        filename: String,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Host name for the snapshot (default: this host).
+    pub host: Option<String>,
+    pub tags: Vec<String>,
+    /// Parent snapshot; `None` picks the latest snapshot of the same host and paths.
+    pub parent: Option<Snapshot>,
+    /// Don't use any parent.
+    pub no_parent: bool,
+    /// Threads hashing, compressing and encrypting (default: the CPU count).
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BackupSummary {
+    pub snapshot_id: Id,
+    pub parent: Option<Id>,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    pub dirs: u64,
+    pub data_blobs: u64,
+    pub tree_blobs: u64,
+    /// Bytes stored in new packs (after compression and encryption).
+    pub data_added: u64,
+    pub total_files_processed: u64,
+    pub total_bytes_processed: u64,
+    pub seconds: f64,
+}
+
+/// Packs are cut once they reach this size.
+const PACK_SIZE: usize = 16 << 20;
+/// Index files hold at most this many blobs.
+const INDEX_BLOBS: usize = 50_000;
+
+struct Counters {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unmodified: AtomicU64,
+    dirs: AtomicU64,
+    data_blobs: AtomicU64,
+    tree_blobs: AtomicU64,
+    data_added: AtomicU64,
+    files_done: AtomicU64,
+    bytes_done: AtomicU64,
+}
+
+type Uploaded = (Id, Vec<crate::pack::PackedBlob>);
+
+/// Everything the worker threads share.
+struct Saver {
+    repo: Repository,
+    rt: tokio::runtime::Handle,
+    known: Mutex<HashSet<(BlobType, Id)>>,
+    data_pack: Mutex<PackBuilder>,
+    tree_pack: Mutex<PackBuilder>,
+    /// Taken (closed) once everything is flushed, which ends the uploader.
+    uploads: Mutex<Option<tokio::sync::mpsc::Sender<(Vec<u8>, Vec<crate::pack::PackedBlob>)>>>,
+    counters: Counters,
+    compress: bool,
+    progress: ProgressFn,
+    last_report: Mutex<Instant>,
+}
+
+impl Saver {
+    /// Hashes, deduplicates, compresses, seals and packs one blob; returns its id.
+    fn save_blob(&self, kind: BlobType, data: &[u8]) -> Result<Id> {
+        let id = Id::hash(data);
+        if !self.known.lock().unwrap().insert((kind, id)) {
+            return Ok(id);
+        }
+        let (plain, ulen): (std::borrow::Cow<[u8]>, Option<u32>) = if self.compress {
+            let c = zstd::bulk::compress(data, 3).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            if c.len() < data.len() {
+                (c.into(), Some(data.len() as u32))
+            } else {
+                (data.into(), None)
+            }
+        } else {
+            (data.into(), None)
+        };
+        let sealed = self.repo.key().seal(&plain);
+        let full = {
+            let mut p = match kind {
+                BlobType::Data => self.data_pack.lock().unwrap(),
+                BlobType::Tree => self.tree_pack.lock().unwrap(),
+            };
+            p.add(id, kind, &sealed, ulen);
+            if p.len() >= PACK_SIZE {
+                Some(std::mem::replace(
+                    &mut *p,
+                    PackBuilder::with_capacity(PACK_SIZE + (1 << 20)),
+                ))
+            } else {
+                None
+            }
+        };
+        match kind {
+            BlobType::Data => &self.counters.data_blobs,
+            BlobType::Tree => &self.counters.tree_blobs,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = full {
+            self.ship(p)?;
+        }
+        Ok(id)
+    }
+
+    fn ship(&self, p: PackBuilder) -> Result<()> {
+        if p.is_empty() {
+            return Ok(());
+        }
+        let (bytes, blobs) = p.finish(self.repo.key());
+        self.counters
+            .data_added
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let tx = self.uploads.lock().unwrap().clone();
+        tx.ok_or_else(|| RepoError::Invalid("pack upload already closed".into()))?
+            .blocking_send((bytes, blobs))
+            .map_err(|_| {
+                RepoError::Invalid("pack upload stopped (an earlier upload failed)".into())
+            })
+    }
+
+    fn flush(&self) -> Result<()> {
+        let d = std::mem::take(&mut *self.data_pack.lock().unwrap());
+        self.ship(d)?;
+        let t = std::mem::take(&mut *self.tree_pack.lock().unwrap());
+        self.ship(t)
+    }
+
+    fn report(&self, force: bool) {
+        {
+            let mut last = self.last_report.lock().unwrap();
+            if !force && last.elapsed().as_millis() < 200 {
+                return;
+            }
+            *last = Instant::now();
+        }
+        (self.progress)(&RestoreProgress {
+            total_bytes: 0,
+            bytes_done: self.counters.bytes_done.load(Ordering::Relaxed),
+            total_files: 0,
+            files_done: self.counters.files_done.load(Ordering::Relaxed),
+        });
+    }
+}
+
+/// A chunk on its way to a blob thread, and where its id goes.
+struct ChunkJob {
+    data: Vec<u8>,
+    reply: cb::Sender<Result<Id>>,
+}
+
+/// A file on its way to a file thread.
+struct FileJob {
+    path: PathBuf,
+    reply: cb::Sender<Result<Vec<Id>>>,
+}
+
+/// Reads and chunks a stream, sending chunks to the blob threads with a bounded number in
+/// flight; returns the content ids in order.
+fn chunk_stream<R: Read>(
+    reader: R,
+    pol: Pol,
+    chunks: &cb::Sender<ChunkJob>,
+    saver: &Saver,
+) -> Result<(Vec<Id>, u64)> {
+    const IN_FLIGHT: usize = 6;
+    let mut chunker = Chunker::new(reader, pol);
+    let mut pending: std::collections::VecDeque<cb::Receiver<Result<Id>>> = Default::default();
+    let mut ids = Vec::new();
+    let mut size = 0u64;
+    loop {
+        let next = chunker
+            .next_chunk()
+            .map_err(|e| RepoError::Invalid(format!("read: {e}")))?;
+        let Some(data) = next else { break };
+        size += data.len() as u64;
+        saver
+            .counters
+            .bytes_done
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let (tx, rx) = cb::bounded(1);
+        chunks
+            .send(ChunkJob { data, reply: tx })
+            .map_err(|_| RepoError::Invalid("blob workers stopped".into()))?;
+        pending.push_back(rx);
+        while pending.len() >= IN_FLIGHT {
+            ids.push(recv(pending.pop_front().unwrap())?);
+        }
+        saver.report(false);
+    }
+    for rx in pending {
+        ids.push(recv(rx)?);
+    }
+    Ok((ids, size))
+}
+
+fn recv<T>(rx: cb::Receiver<Result<T>>) -> Result<T> {
+    rx.recv()
+        .map_err(|_| RepoError::Invalid("worker stopped".into()))?
+}
+
+/// Node metadata from lstat.
+fn node_from_metadata(name: &[u8], md: &std::fs::Metadata, names: &mut NameCache) -> Node {
+    let ft = md.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    let kind = if ft.is_dir() {
+        "dir"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_block_device() {
+        "dev"
+    } else if ft.is_char_device() {
+        "chardev"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else {
+        "socket"
+    };
+    Node {
+        name: name.to_vec(),
+        kind: kind.into(),
+        mode: go_mode_from_unix(md.mode()),
+        mtime: format_time(md.mtime(), md.mtime_nsec() as u32),
+        atime: format_time(md.atime(), md.atime_nsec() as u32),
+        ctime: format_time(md.ctime(), md.ctime_nsec() as u32),
+        uid: md.uid(),
+        gid: md.gid(),
+        user: names.user(md.uid()),
+        group: names.group(md.gid()),
+        inode: md.ino(),
+        device_id: md.dev(),
+        size: if ft.is_file() { md.size() } else { 0 },
+        links: md.nlink(),
+        device: if ft.is_block_device() || ft.is_char_device() {
+            md.rdev()
+        } else {
+            0
+        },
+        content: if ft.is_file() { Some(Vec::new()) } else { None },
+        ..Default::default()
+    }
+}
+
+#[derive(Default)]
+struct NameCache {
+    users: HashMap<u32, String>,
+    groups: HashMap<u32, String>,
+}
+
+impl NameCache {
+    fn user(&mut self, uid: u32) -> String {
+        self.users
+            .entry(uid)
+            .or_insert_with(|| crate::sys::user_name(uid).unwrap_or_default())
+            .clone()
+    }
+    fn group(&mut self, gid: u32) -> String {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| crate::sys::group_name(gid).unwrap_or_default())
+            .clone()
+    }
+}
+
+fn same_time(a: &str, b: &str) -> bool {
+    match (parse_time(a), parse_time(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// restic's change detection: same type, size, mtime, ctime and inode.
+fn unchanged(old: &Node, new: &Node) -> bool {
+    old.kind == "file"
+        && new.kind == "file"
+        && old.size == new.size
+        && old.inode == new.inode
+        && same_time(&old.mtime, &new.mtime)
+        && same_time(&old.ctime, &new.ctime)
+        && old.content.is_some()
+}
+
+struct Walker<'a> {
+    saver: &'a Saver,
+    files: cb::Sender<FileJob>,
+    names: NameCache,
+}
+
+impl Walker<'_> {
+    fn load_parent(&self, id: Option<Id>) -> Result<HashMap<Vec<u8>, Node>> {
+        let Some(id) = id else {
+            return Ok(HashMap::new());
+        };
+        let tree = self.saver.rt.block_on(self.saver.repo.load_tree(&id))?;
+        Ok(tree
+            .nodes
+            .into_iter()
+            .map(|n| (n.name.clone(), n))
+            .collect())
+    }
+
+    /// Builds and saves the tree of `entries` (name, full path); returns its id.
+    fn save_dir(&mut self, entries: Vec<(Vec<u8>, PathBuf)>, parent: Option<Id>) -> Result<Id> {
+        let parent = self.load_parent(parent)?;
+        let mut nodes: Vec<Node> = Vec::with_capacity(entries.len());
+        let mut waits: Vec<(usize, cb::Receiver<Result<Vec<Id>>>)> = Vec::new();
+        let mut subdirs: Vec<(usize, PathBuf)> = Vec::new();
+        let mut entries = entries;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, path) in entries {
+            let md = std::fs::symlink_metadata(&path).map_err(|e| RepoError::io(&path, e))?;
+            let mut node = node_from_metadata(&name, &md, &mut self.names);
+            let old = parent.get(&name);
+            match node.kind.as_str() {
+                "file" => {
+                    if let Some(old) = old.filter(|o| unchanged(o, &node)) {
+                        node.content = old.content.clone();
+                        self.saver
+                            .counters
+                            .files_unmodified
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.saver
+                            .counters
+                            .files_done
+                            .fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        if old.is_some() {
+                            &self.saver.counters.files_changed
+                        } else {
+                            &self.saver.counters.files_new
+                        }
+                        .fetch_add(1, Ordering::Relaxed);
+                        let (tx, rx) = cb::bounded(1);
+                        self.files
+                            .send(FileJob {
+                                path: path.clone(),
+                                reply: tx,
+                            })
+                            .map_err(|_| RepoError::Invalid("file workers stopped".into()))?;
+                        waits.push((nodes.len(), rx));
+                    }
+                }
+                "dir" => subdirs.push((nodes.len(), path.clone())),
+                "symlink" => {
+                    node.linktarget = std::fs::read_link(&path)
+                        .map_err(|e| RepoError::io(&path, e))?
+                        .into_os_string()
+                        .into_vec_bytes();
+                }
+                _ => {}
+            }
+            nodes.push(node);
+        }
+        // Subdirectories while the file threads work on this directory's files.
+        for (i, path) in subdirs {
+            let old_sub = parent
+                .get(&nodes[i].name)
+                .filter(|o| o.kind == "dir")
+                .and_then(|o| o.subtree);
+            let children = read_dir_entries(&path)?;
+            nodes[i].subtree = Some(self.save_dir(children, old_sub)?);
+            self.saver.counters.dirs.fetch_add(1, Ordering::Relaxed);
+        }
+        for (i, rx) in waits {
+            let content = recv(rx)?;
+            self.saver
+                .counters
+                .files_done
+                .fetch_add(1, Ordering::Relaxed);
+            nodes[i].content = Some(content);
+        }
+        let tree = Tree { nodes };
+        self.saver.save_blob(BlobType::Tree, &tree.to_bytes())
+    }
+}
+
+trait IntoVecBytes {
+    fn into_vec_bytes(self) -> Vec<u8>;
+}
+impl IntoVecBytes for std::ffi::OsString {
+    fn into_vec_bytes(self) -> Vec<u8> {
+        use std::os::unix::ffi::OsStringExt;
+        self.into_vec()
+    }
+}
+
+fn read_dir_entries(dir: &Path) -> Result<Vec<(Vec<u8>, PathBuf)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| RepoError::io(dir, e))? {
+        let e = e.map_err(|e| RepoError::io(dir, e))?;
+        out.push((e.file_name().as_bytes().to_vec(), e.path()));
+    }
+    Ok(out)
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+impl Repository {
+    /// Backs up `source` into a new snapshot.
+    pub async fn backup(
+        &self,
+        source: BackupSource,
+        options: BackupOptions,
+        progress: ProgressFn,
+    ) -> Result<BackupSummary> {
+        let started = Instant::now();
+        let lock = self.lock(false).await?;
+        let result = self.backup_locked(source, options, progress, started).await;
+        lock.release().await;
+        result
+    }
+
+    async fn backup_locked(
+        &self,
+        source: BackupSource,
+        options: BackupOptions,
+        progress: ProgressFn,
+        started: Instant,
+    ) -> Result<BackupSummary> {
+        let index = self.index().await?;
+        let pol = self.polynomial()?;
+        let host = options.host.clone().unwrap_or_else(crate::sys::hostname);
+        let paths: Vec<String> = match &source {
+            BackupSource::Paths(p) => p
+                .iter()
+                .map(|p| absolute(p).display().to_string())
+                .collect(),
+            BackupSource::Stream { filename, .. } => vec![format!("/{filename}")],
+        };
+        for p in match &source {
+            BackupSource::Paths(p) => p.as_slice(),
+            _ => &[],
+        } {
+            std::fs::symlink_metadata(p).map_err(|e| RepoError::io(p, e))?;
+        }
+        let parent = if options.no_parent {
+            None
+        } else if let Some(p) = options.parent.clone() {
+            Some(p)
+        } else {
+            let mut sorted_paths = paths.clone();
+            sorted_paths.sort();
+            self.snapshots().await?.into_iter().rev().find(|s| {
+                let mut sp = s.paths.clone();
+                sp.sort();
+                s.hostname == host && sp == sorted_paths
+            })
+        };
+        let known: HashSet<(BlobType, Id)> = index.iter().map(|(k, id, _)| (k, *id)).collect();
+        let (up_tx, mut up_rx) =
+            tokio::sync::mpsc::channel::<(Vec<u8>, Vec<crate::pack::PackedBlob>)>(2);
+        let saver = Arc::new(Saver {
+            repo: self.clone(),
+            rt: tokio::runtime::Handle::current(),
+            known: Mutex::new(known),
+            data_pack: Mutex::new(PackBuilder::with_capacity(PACK_SIZE + (1 << 20))),
+            tree_pack: Mutex::new(PackBuilder::default()),
+            uploads: Mutex::new(Some(up_tx)),
+            counters: Counters {
+                files_new: 0.into(),
+                files_changed: 0.into(),
+                files_unmodified: 0.into(),
+                dirs: 0.into(),
+                data_blobs: 0.into(),
+                tree_blobs: 0.into(),
+                data_added: 0.into(),
+                files_done: 0.into(),
+                bytes_done: 0.into(),
+            },
+            compress: self.compression(),
+            progress,
+            last_report: Mutex::new(Instant::now()),
+        });
+
+        // Uploaders: store packs concurrently, collect their index entries.
+        let backend = self.backend().clone();
+        let uploader = tokio::spawn(async move {
+            let mut done: Vec<Uploaded> = Vec::new();
+            let mut running = futures::stream::FuturesUnordered::new();
+            use futures::StreamExt;
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(r) = running.next(), if !running.is_empty() => {
+                        let r: Result<Uploaded> = r;
+                        done.push(r?);
+                    }
+                    msg = up_rx.recv(), if running.len() < 4 => {
+                        let Some((bytes, blobs)) = msg else { break };
+                        let backend = backend.clone();
+                        running.push(async move {
+                            let id = Id::hash(&bytes);
+                            backend
+                                .save(&Handle::new(FileType::Pack, id.to_hex()), Bytes::from(bytes))
+                                .await?;
+                            Ok((id, blobs))
+                        });
+                    }
+                }
+            }
+            while let Some(r) = running.next().await {
+                done.push(r?);
+            }
+            Ok::<_, RepoError>(done)
+        });
+
+        let workers = if options.workers > 0 {
+            options.workers
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        };
+        let s2 = saver.clone();
+        let parent_tree = parent.as_ref().map(|p| p.tree);
+        let walk = tokio::task::spawn_blocking(move || -> Result<Id> {
+            let saver = &*s2;
+            let (chunk_tx, chunk_rx) = cb::bounded::<ChunkJob>(workers * 2);
+            let (file_tx, file_rx) = cb::unbounded::<FileJob>();
+            std::thread::scope(|scope| {
+                for _ in 0..workers {
+                    let rx = chunk_rx.clone();
+                    scope.spawn(move || {
+                        for job in rx {
+                            let _ = job.reply.send(saver.save_blob(BlobType::Data, &job.data));
+                        }
+                    });
+                }
+                for _ in 0..workers.max(2) {
+                    let rx = file_rx.clone();
+                    let ctx = chunk_tx.clone();
+                    scope.spawn(move || {
+                        for job in rx {
+                            let r = std::fs::File::open(&job.path)
+                                .map_err(|e| RepoError::io(&job.path, e))
+                                .and_then(|f| {
+                                    chunk_stream(
+                                        std::io::BufReader::with_capacity(1 << 20, f),
+                                        pol,
+                                        &ctx,
+                                        saver,
+                                    )
+                                })
+                                .map(|(ids, _)| ids)
+                                .map_err(|e| match e {
+                                    RepoError::Invalid(m) => {
+                                        RepoError::Invalid(format!("{}: {m}", job.path.display()))
+                                    }
+                                    e => e,
+                                });
+                            let _ = job.reply.send(r);
+                        }
+                    });
+                }
+                drop(chunk_rx);
+                let mut walker = Walker {
+                    saver,
+                    files: file_tx,
+                    names: NameCache::default(),
+                };
+                let root = match source {
+                    BackupSource::Paths(paths) => {
+                        let mut top: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+                        for p in paths {
+                            match absolute(&p).file_name() {
+                                Some(n) => top.push((n.as_bytes().to_vec(), p.clone())),
+                                None => top.extend(read_dir_entries(&p)?),
+                            }
+                        }
+                        walker.save_dir(top, parent_tree)
+                    }
+                    BackupSource::Stream { reader, filename } => {
+                        let (ids, size) = chunk_stream(reader, pol, &chunk_tx, saver)?;
+                        let now = chrono::Utc::now();
+                        let t = format_time(now.timestamp(), now.timestamp_subsec_nanos());
+                        let node = Node {
+                            name: filename.into_bytes(),
+                            kind: "file".into(),
+                            mode: 0o644,
+                            mtime: t.clone(),
+                            atime: t.clone(),
+                            ctime: t,
+                            uid: crate::sys::uid(),
+                            gid: crate::sys::gid(),
+                            size,
+                            content: Some(ids),
+                            ..Default::default()
+                        };
+                        saver.counters.files_new.fetch_add(1, Ordering::Relaxed);
+                        saver.counters.files_done.fetch_add(1, Ordering::Relaxed);
+                        saver.save_blob(BlobType::Tree, &Tree { nodes: vec![node] }.to_bytes())
+                    }
+                };
+                drop(walker);
+                drop(chunk_tx);
+                root
+            })
+        });
+        let walked = walk.await.expect("backup walker panicked");
+        let flushed = {
+            let s3 = saver.clone();
+            tokio::task::spawn_blocking(move || s3.flush())
+                .await
+                .expect("flush panicked")
+        };
+        saver.report(true);
+        saver.uploads.lock().unwrap().take();
+        let progress_saver = saver;
+        let uploaded = uploader.await.expect("uploader panicked");
+        let root = walked?;
+        flushed?;
+        let uploaded = uploaded?;
+
+        // Index, then snapshot.
+        for chunk in uploaded.chunks(INDEX_BLOBS / 16 + 1).map(|c| c.to_vec()) {
+            let idx = IndexJson {
+                supersedes: Vec::new(),
+                packs: chunk
+                    .iter()
+                    .map(|(id, blobs)| IndexPackJson::from_packed(*id, blobs))
+                    .collect(),
+            };
+            let json = serde_json::to_vec(&idx).expect("index serializes");
+            self.save_unpacked(FileType::Index, json).await?;
+        }
+        self.invalidate_index().await;
+        let now = chrono::Utc::now();
+        let snap = Snapshot {
+            id: Id::default(),
+            time: format_time(now.timestamp(), now.timestamp_subsec_nanos()),
+            parent: parent.as_ref().map(|p| p.id),
+            tree: root,
+            paths,
+            hostname: host,
+            username: crate::sys::username(),
+            uid: crate::sys::uid(),
+            gid: crate::sys::gid(),
+            excludes: Vec::new(),
+            tags: options.tags.clone(),
+            original: None,
+            program_version: Some(format!("ferry {}", env!("CARGO_PKG_VERSION"))),
+        };
+        let snapshot_id = self.save_snapshot(&snap).await?;
+        let c = &progress_saver.counters;
+        Ok(BackupSummary {
+            snapshot_id,
+            parent: snap.parent,
+            files_new: c.files_new.load(Ordering::Relaxed),
+            files_changed: c.files_changed.load(Ordering::Relaxed),
+            files_unmodified: c.files_unmodified.load(Ordering::Relaxed),
+            dirs: c.dirs.load(Ordering::Relaxed),
+            data_blobs: c.data_blobs.load(Ordering::Relaxed),
+            tree_blobs: c.tree_blobs.load(Ordering::Relaxed),
+            data_added: c.data_added.load(Ordering::Relaxed),
+            total_files_processed: c.files_done.load(Ordering::Relaxed),
+            total_bytes_processed: c.bytes_done.load(Ordering::Relaxed),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}

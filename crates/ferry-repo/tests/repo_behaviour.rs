@@ -1,0 +1,335 @@
+//! ferry's own behaviour: errors for bad input, corruption detection naming pack and file,
+//! block-volume (stream) backup and in-place device restore, parent snapshots, locks.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use common::*;
+use ferry_repo::backend::local::LocalBackend;
+use ferry_repo::backend::{FileType, Handle};
+use ferry_repo::backup::{BackupOptions, BackupSource};
+use ferry_repo::check::CheckOptions;
+use ferry_repo::restore::{RestoreOptions, RestoreTarget};
+use ferry_repo::{RepoError, Repository};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_typed_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("repo");
+    let backend = Arc::new(LocalBackend::new(&dir));
+    let err = Repository::open(backend.clone(), PASSWORD)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::NoRepository { .. }), "{err}");
+    assert!(err.to_string().contains("no repository at"), "{err}");
+
+    let repo = Repository::init(backend.clone(), PASSWORD).await.unwrap();
+    let err = Repository::init(backend.clone(), PASSWORD)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::AlreadyExists { .. }), "{err}");
+
+    let err = Repository::open(backend.clone(), "not the password")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepoError::WrongPassword { .. }), "{err}");
+
+    let err = repo.find_snapshot("deadbeef").await.unwrap_err();
+    assert!(matches!(err, RepoError::SnapshotNotFound { .. }), "{err}");
+    let err = repo.find_snapshot("latest").await.unwrap_err();
+    assert!(matches!(err, RepoError::SnapshotNotFound { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_round_trip_keeps_non_utf8_link_targets() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    make_tree_with(&src, true);
+    let repo = init_repo(&t.path().join("repo")).await;
+    repo.backup(
+        BackupSource::Paths(vec![src.clone()]),
+        BackupOptions::default(),
+        no_progress(),
+    )
+    .await
+    .unwrap();
+    let snap = repo.find_snapshot("latest").await.unwrap();
+    let out = t.path().join("out");
+    repo.restore(
+        &snap,
+        RestoreTarget::Directory {
+            path: out.clone(),
+            subpath: None,
+        },
+        RestoreOptions::default(),
+        no_progress(),
+    )
+    .await
+    .unwrap();
+    assert_same_tree(&src, &out.join("src"));
+}
+
+/// Flips one byte inside the largest pack's first blob.
+fn corrupt_largest_pack(repo_dir: &std::path::Path) -> String {
+    let mut packs = Vec::new();
+    walk(&repo_dir.join("data"), &mut packs);
+    let pack = packs
+        .into_iter()
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pack)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 40).unwrap();
+    f.write_all_at(&[b[0] ^ 0x01], 40).unwrap();
+    pack.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flipped_byte_fails_check_and_restore_naming_pack_and_file() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("victim.bin"), random_bytes(9, 3 << 20)).unwrap();
+    let repo_dir = t.path().join("repo");
+    let repo = init_repo(&repo_dir).await;
+    repo.backup(
+        BackupSource::Paths(vec![src.clone()]),
+        BackupOptions::default(),
+        no_progress(),
+    )
+    .await
+    .unwrap();
+    let pack = corrupt_largest_pack(&repo_dir);
+
+    let report = repo.check(CheckOptions { read_data: true }).await.unwrap();
+    let all = report.errors.join("\n");
+    assert!(all.contains(&pack), "{all}");
+    assert!(all.contains("victim.bin"), "{all}");
+    // Without reading data the structure is still fine.
+    let report = repo.check(CheckOptions { read_data: false }).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    // restic agrees.
+    let out = restic(
+        t.path(),
+        &["-r", "repo", "--no-cache", "check", "--read-data"],
+    );
+    assert!(!out.status.success());
+
+    let snap = repo.find_snapshot("latest").await.unwrap();
+    let target = t.path().join("out");
+    let err = repo
+        .restore(
+            &snap,
+            RestoreTarget::Directory {
+                path: target.clone(),
+                subpath: None,
+            },
+            RestoreOptions::default(),
+            no_progress(),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        RepoError::Corrupt { pack: p, file, .. } => {
+            assert_eq!(p, &pack);
+            assert!(file.contains("victim.bin"), "{err}");
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    // No silently wrong file is left behind.
+    assert!(!target.join("src/victim.bin").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_backup_restores_onto_device_leaving_zero_regions_unwritten() {
+    let t = tempfile::tempdir().unwrap();
+    // A 7 MiB "volume": data, a 4 MiB zero region, data.
+    let mut volume = random_bytes(3, 1 << 20);
+    volume.extend(vec![0u8; 4 << 20]);
+    volume.extend(random_bytes(4, 2 << 20));
+    let repo = init_repo(&t.path().join("repo")).await;
+    let summary = repo
+        .backup(
+            BackupSource::Stream {
+                reader: Box::new(std::io::Cursor::new(volume.clone())),
+                filename: "pvc-data.img".into(),
+            },
+            BackupOptions::default(),
+            no_progress(),
+        )
+        .await
+        .unwrap();
+    let snap = repo
+        .find_snapshot(&summary.snapshot_id.to_hex())
+        .await
+        .unwrap();
+
+    // A thin, all-zero target: zero regions are not written, so they stay unallocated.
+    let dev = t.path().join("thin.img");
+    std::fs::File::create(&dev)
+        .unwrap()
+        .set_len(volume.len() as u64)
+        .unwrap();
+    let s = repo
+        .restore(
+            &snap,
+            RestoreTarget::Device { path: dev.clone() },
+            RestoreOptions::default(),
+            no_progress(),
+        )
+        .await
+        .unwrap();
+    assert!(std::fs::read(&dev).unwrap() == volume);
+    assert!(s.bytes_written < volume.len() as u64);
+    assert!(allocated(&dev) < 5 << 20, "allocated {}", allocated(&dev));
+
+    // A target full of old data: the zero region must be overwritten.
+    let dirty = t.path().join("dirty.img");
+    std::fs::write(&dirty, vec![0xAAu8; volume.len()]).unwrap();
+    repo.restore(
+        &snap,
+        RestoreTarget::Device {
+            path: dirty.clone(),
+        },
+        RestoreOptions::default(),
+        no_progress(),
+    )
+    .await
+    .unwrap();
+    assert!(std::fs::read(&dirty).unwrap() == volume);
+
+    // restic sees the same single file.
+    let out = restic_ok(
+        t.path(),
+        &[
+            "-r",
+            "repo",
+            "--no-cache",
+            "dump",
+            "latest",
+            "/pvc-data.img",
+        ],
+    );
+    let _ = out;
+    let dumped = std::process::Command::new("restic")
+        .args([
+            "-r",
+            "repo",
+            "--no-cache",
+            "dump",
+            "latest",
+            "/pvc-data.img",
+        ])
+        .current_dir(t.path())
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(dumped.stdout == volume);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parent_snapshot_skips_unchanged_files() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..20 {
+        std::fs::write(src.join("d").join(format!("f{i}")), random_bytes(i, 10_000)).unwrap();
+    }
+    let repo = init_repo(&t.path().join("repo")).await;
+    let first = repo
+        .backup(
+            BackupSource::Paths(vec![src.clone()]),
+            BackupOptions::default(),
+            no_progress(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.files_new, 20);
+    std::fs::write(src.join("d/f3"), b"changed").unwrap();
+    let second = repo
+        .backup(
+            BackupSource::Paths(vec![src.clone()]),
+            BackupOptions::default(),
+            no_progress(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.parent, Some(first.snapshot_id));
+    assert_eq!(
+        (
+            second.files_new,
+            second.files_changed,
+            second.files_unmodified
+        ),
+        (0, 1, 19)
+    );
+    assert_eq!(second.total_bytes_processed, 7);
+    let snap = repo.find_snapshot("latest").await.unwrap();
+    let out = t.path().join("out");
+    repo.restore(
+        &snap,
+        RestoreTarget::Directory {
+            path: out.clone(),
+            subpath: None,
+        },
+        RestoreOptions::default(),
+        no_progress(),
+    )
+    .await
+    .unwrap();
+    assert_same_tree(&src, &out.join("src"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_follow_restic_rules() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("f"), b"x").unwrap();
+    let repo = init_repo(&t.path().join("repo")).await;
+
+    // ferry's exclusive lock keeps restic out; released, restic gets in.
+    let lock = repo.lock(true).await.unwrap();
+    let out = restic(t.path(), &["-r", "repo", "--no-cache", "backup", "f"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("locked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Shared locks conflict with an exclusive one, in ferry too.
+    let err = repo.lock(false).await.err().expect("must conflict");
+    assert!(matches!(err, RepoError::Locked { .. }), "{err}");
+    lock.release().await;
+    restic_ok(t.path(), &["-r", "repo", "--no-cache", "backup", "f"]);
+
+    // Shared locks coexist.
+    let a = repo.lock(false).await.unwrap();
+    let b = repo.lock(false).await.unwrap();
+    a.release().await;
+    b.release().await;
+    assert!(repo.list_locks().await.unwrap().is_empty());
+
+    // A lock of a dead process on this host is stale and ignored.
+    let dead = serde_json::json!({
+        "time": chrono::Utc::now().to_rfc3339(),
+        "exclusive": true,
+        "hostname": ferry_repo::sys::hostname(),
+        "username": "ghost",
+        "pid": 0x3fff_fff0u32,
+        "uid": 0, "gid": 0
+    });
+    repo.save_unpacked(FileType::Lock, serde_json::to_vec(&dead).unwrap())
+        .await
+        .unwrap();
+    let l = repo.lock(true).await.unwrap();
+    l.release().await;
+    assert_eq!(repo.unlock_stale().await.unwrap(), 1);
+    let _ = Handle::config();
+}

@@ -117,8 +117,7 @@ pub fn open(location: &str) -> Result<Arc<dyn Backend>, BackendError> {
 }
 
 fn open_s3(location: &str) -> Result<Arc<dyn Backend>, BackendError> {
-    Err(BackendError::Other {
-        what: location.to_string(),
-        message: "the S3 backend is not built into this ferry".into(),
-    })
+    // Transient object-store failures (5xx, timeouts, resets) are retried with backoff.
+    let s3 = s3::S3Backend::from_location(location)?;
+    Ok(Arc::new(retry::RetryingBackend::new(s3)))
 }

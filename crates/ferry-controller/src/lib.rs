@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod crds;
+pub mod data_mover;
 pub mod expose;
 pub mod install;
 pub mod placement;

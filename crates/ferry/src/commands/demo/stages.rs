@@ -248,11 +248,13 @@ async fn in_cluster(
     let runs: Vec<_> = outcomes.iter().map(|o| o.run.clone()).collect();
     let text = report::render_report(&runs);
     println!("\n{text}");
-    for outcome in &outcomes {
-        println!(
-            "{}: the whole StatefulSet was running {:.1} s after the restore began.",
-            outcome.run.name, outcome.workload_running_after
-        );
+    if !emulated {
+        for outcome in &outcomes {
+            println!(
+                "{}: the whole StatefulSet was running {:.1} s after the restores were created.",
+                outcome.run.name, outcome.workload_running_after
+            );
+        }
     }
     let total: u64 = plans.iter().map(VolumePlan::bytes).sum();
     let input = TimelineInput {

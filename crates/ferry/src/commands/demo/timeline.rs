@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::timings::{ModeRun, RestoreTiming, human_bytes};
+use super::timings::{ModeRun, RestoreTiming, human_bytes, human_seconds};
 
 /// What the picture shows.
 #[derive(Debug, Clone)]
@@ -92,12 +92,12 @@ pub fn render_svg(input: &TimelineInput) -> String {
         let ratio = first.makespan() / last.makespan();
         let _ = writeln!(
             body,
-            r##"<text class="comparison" x="24" y="{y}" font-size="16" fill="#1a202c"><tspan font-weight="bold">{} finished {:.1}× sooner than {}</tspan> ({:.1} s → {:.1} s)</text>"##,
+            r##"<text class="comparison" x="24" y="{y}" font-size="16" fill="#1a202c"><tspan font-weight="bold">{} finished {:.1}× sooner than {}</tspan> ({} → {})</text>"##,
             esc(&last.name),
             ratio,
             esc(&first.name),
-            first.makespan(),
-            last.makespan()
+            human_seconds(first.makespan()),
+            human_seconds(last.makespan())
         );
         y += 24.0;
     }
@@ -227,10 +227,10 @@ fn panel(
     );
     let _ = writeln!(
         out,
-        r##"<text x="{}" y="{}" font-size="16" text-anchor="end" fill="#1a202c">makespan <tspan font-weight="bold">{:.1} s</tspan></text>"##,
+        r##"<text x="{}" y="{}" font-size="16" text-anchor="end" fill="#1a202c">makespan <tspan font-weight="bold">{}</tspan></text>"##,
         WIDTH - RIGHT,
         top + 22.0,
-        makespan
+        human_seconds(makespan)
     );
 
     let lanes_top = top + PANEL_HEADER;
@@ -595,7 +595,7 @@ pub(crate) mod tests {
         );
         assert!(text.contains("0 s"), "ticks in seconds: {text}");
         for mode in &input.modes {
-            assert!(text.contains(&format!("{:.1} s", mode.makespan())));
+            assert!(text.contains(&human_seconds(mode.makespan())), "{text}");
         }
         assert!(text.contains("ferry demo: restoring 8 volumes"));
         assert_eq!(

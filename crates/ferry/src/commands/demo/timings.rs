@@ -85,6 +85,15 @@ impl ModeRun {
     }
 }
 
+/// Seconds for people: two decimals below ten (the demo's phases are often sub-second).
+pub fn human_seconds(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
 /// Bytes as a short human string (binary units).
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -38,17 +38,23 @@ async fn wait_for_first_consumer_claim_gets_the_pods_node_and_a_pv_there() {
     let pods: Api<Pod> = Api::namespaced(t.client.clone(), "default");
     let pvs: Api<PersistentVolume> = Api::all(t.client.clone());
     create(&claims, &claim("data", "1Gi", None)).await;
-    // Without a consumer the claim waits.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Without a consumer the claim waits (the PV controller says so in an event).
+    let events: Api<Event> = Api::namespaced(t.client.clone(), "default");
+    eventually("WaitForFirstConsumer event", || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("WaitForFirstConsumer"))
+    })
+    .await;
     let waiting = claims.get("data").await.unwrap();
     assert_eq!(waiting.status.unwrap().phase.as_deref(), Some("Pending"));
     assert!(
-        waiting
+        !waiting
             .metadata
             .annotations
             .unwrap_or_default()
-            .get(SELECTED_NODE)
-            .is_none()
+            .contains_key(SELECTED_NODE)
     );
 
     create(&pods, &pod("app", &["data"], Some(vec!["sleep", "300"]))).await;

@@ -27,6 +27,30 @@ pub struct ClusterSnapshot {
 }
 
 impl ClusterSnapshot {
+    /// PVs whose claimRef names (namespace, name), and PVs without claimRef.
+    pub fn pvs_by_claim_ref(
+        &self,
+    ) -> (
+        HashMap<(&str, &str), Vec<&PersistentVolume>>,
+        Vec<&PersistentVolume>,
+    ) {
+        let mut claimed: HashMap<(&str, &str), Vec<&PersistentVolume>> = HashMap::new();
+        let mut free = Vec::new();
+        for pv in self.pvs.values() {
+            match pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
+                Some(r) => claimed
+                    .entry((
+                        r.namespace.as_deref().unwrap_or(""),
+                        r.name.as_deref().unwrap_or(""),
+                    ))
+                    .or_default()
+                    .push(pv.as_ref()),
+                None => free.push(pv.as_ref()),
+            }
+        }
+        (claimed, free)
+    }
+
     pub fn pvc(&self, namespace: &str, name: &str) -> Option<&Arc<PersistentVolumeClaim>> {
         self.pvcs.get(&(namespace.to_string(), name.to_string()))
     }

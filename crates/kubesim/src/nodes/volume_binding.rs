@@ -79,7 +79,28 @@ fn claim_was_bound(claim: &PersistentVolumeClaim) -> bool {
     annotation(claim, BIND_COMPLETED_ANNOTATION).is_some() || claim_phase(claim) == "Bound"
 }
 
+/// PVs indexed by claimRef, built once per round so deciding N claims stays O(N).
+pub struct PvIndex<'a> {
+    pub claimed: HashMap<(&'a str, &'a str), Vec<&'a PersistentVolume>>,
+    pub free: Vec<&'a PersistentVolume>,
+}
+
+impl<'a> PvIndex<'a> {
+    pub fn new(snapshot: &'a ClusterSnapshot) -> Self {
+        let (claimed, free) = snapshot.pvs_by_claim_ref();
+        PvIndex { claimed, free }
+    }
+}
+
 pub fn decide_claim(claim: &PersistentVolumeClaim, snapshot: &ClusterSnapshot) -> ClaimDecision {
+    decide_claim_indexed(claim, snapshot, &PvIndex::new(snapshot))
+}
+
+pub fn decide_claim_indexed(
+    claim: &PersistentVolumeClaim,
+    snapshot: &ClusterSnapshot,
+    index: &PvIndex,
+) -> ClaimDecision {
     if claim.metadata.deletion_timestamp.is_some() {
         return ClaimDecision::Nothing;
     }
@@ -129,7 +150,13 @@ pub fn decide_claim(claim: &PersistentVolumeClaim, snapshot: &ClusterSnapshot) -
     {
         return ClaimDecision::AssignDefaultClass(name_of(default.as_ref()).to_string());
     }
-    if let Some(pv) = prebound_pv_for(claim, snapshot.pvs.values().map(|p| p.as_ref())) {
+    let reserved = index
+        .claimed
+        .get(&(namespace_of(claim), name_of(claim)))
+        .into_iter()
+        .flatten()
+        .copied();
+    if let Some(pv) = prebound_pv_for(claim, reserved) {
         return ClaimDecision::Bind {
             pv: name_of(pv).into(),
         };
@@ -142,13 +169,9 @@ pub fn decide_claim(claim: &PersistentVolumeClaim, snapshot: &ClusterSnapshot) -
     if !delayed {
         let class_name = claim_class_name(claim, snapshot);
         let node = selected_node.and_then(|n| snapshot.node(n));
-        let found = available_pvs_for(
-            claim,
-            &class_name,
-            snapshot.pvs.values().map(|p| p.as_ref()),
-        )
-        .into_iter()
-        .find(|pv| node.is_none_or(|n| pv_reachable_from(pv, n)));
+        let found = available_pvs_for(claim, &class_name, index.free.iter().copied())
+            .into_iter()
+            .find(|pv| node.is_none_or(|n| pv_reachable_from(pv, n)));
         if let Some(pv) = found {
             return ClaimDecision::Bind {
                 pv: name_of(pv).into(),
@@ -404,12 +427,12 @@ mod tests {
     fn wait_for_first_consumer_waits_then_provisions_on_selected_node() {
         let mut c = claim("ns", "data", "1Gi", Some("standard"));
         assert_eq!(
-            decide_claim(&c, &snapshot(&[c.clone()], &[])),
+            decide_claim(&c, &snapshot(std::slice::from_ref(&c), &[])),
             ClaimDecision::WaitForFirstConsumer
         );
         annotate(&mut c, SELECTED_NODE_ANNOTATION, "node-2");
         assert_eq!(
-            decide_claim(&c, &snapshot(&[c.clone()], &[])),
+            decide_claim(&c, &snapshot(std::slice::from_ref(&c), &[])),
             ClaimDecision::Provision {
                 node: "node-2".into(),
                 class: "standard".into()
@@ -421,14 +444,14 @@ mod tests {
     fn immediate_provisions_anywhere_and_unset_class_gets_default() {
         let c = claim("ns", "data", "1Gi", Some("immediate"));
         assert_eq!(
-            decide_claim(&c, &snapshot(&[c.clone()], &[])),
+            decide_claim(&c, &snapshot(std::slice::from_ref(&c), &[])),
             ClaimDecision::ProvisionAnywhere {
                 class: "immediate".into()
             }
         );
         let unset = claim("ns", "data", "1Gi", None);
         assert_eq!(
-            decide_claim(&unset, &snapshot(&[unset.clone()], &[])),
+            decide_claim(&unset, &snapshot(std::slice::from_ref(&unset), &[])),
             ClaimDecision::AssignDefaultClass("standard".into())
         );
     }
@@ -441,7 +464,7 @@ mod tests {
             match_expressions: None,
         });
         annotate(&mut c, SELECTED_NODE_ANNOTATION, "node-1");
-        let decision = decide_claim(&c, &snapshot(&[c.clone()], &[]));
+        let decision = decide_claim(&c, &snapshot(std::slice::from_ref(&c), &[]));
         assert!(
             matches!(decision, ClaimDecision::ProvisioningFailed { ref message } if message.contains("claim Selector is not supported"))
         );
@@ -452,7 +475,7 @@ mod tests {
         let c = claim("ns", "target", "1Gi", Some("standard"));
         let mut p = pv("restored", "1Gi", "standard", "Released");
         p.spec.as_mut().unwrap().claim_ref = Some(claim_ref("ns", "target", None));
-        let s = snapshot(&[c.clone()], &[p.clone()]);
+        let s = snapshot(std::slice::from_ref(&c), std::slice::from_ref(&p));
         assert_eq!(
             decide_claim(&c, &s),
             ClaimDecision::Bind {
@@ -502,7 +525,7 @@ mod tests {
         c.spec.as_mut().unwrap().volume_name = Some("pv-x".into());
         annotate(&mut c, BIND_COMPLETED_ANNOTATION, "yes");
         assert_eq!(
-            decide_claim(&c, &snapshot(&[c.clone()], &[])),
+            decide_claim(&c, &snapshot(std::slice::from_ref(&c), &[])),
             ClaimDecision::Lost
         );
     }
@@ -517,7 +540,7 @@ mod tests {
         let mut p = pv("fast-1", "5Gi", "immediate", "Available");
         p.metadata.labels = Some([("disk".to_string(), "fast".to_string())].into());
         assert_eq!(
-            decide_claim(&c, &snapshot(&[c.clone()], &[p])),
+            decide_claim(&c, &snapshot(std::slice::from_ref(&c), &[p])),
             ClaimDecision::Bind {
                 pv: "fast-1".into()
             }

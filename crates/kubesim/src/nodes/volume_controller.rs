@@ -24,8 +24,8 @@ use super::cache::{ClusterCache, ClusterSnapshot};
 use super::events::{EventRecorder, object_reference};
 use super::scheduling::{is_terminal, pod_claim_names};
 use super::volume_binding::{
-    ClaimDecision, VolumeDecision, choose_node_for_immediate, decide_claim, decide_volume,
-    provisioned_pv, provisioned_pv_name,
+    ClaimDecision, PvIndex, VolumeDecision, choose_node_for_immediate, decide_claim_indexed,
+    decide_volume, provisioned_pv, provisioned_pv_name,
 };
 use super::volume_matching::*;
 
@@ -84,6 +84,7 @@ impl VolumeController {
                     work.push((uid.to_string(), rv, fingerprint, item));
                 };
             let used_claims = claims_in_use(&snapshot);
+            let index = PvIndex::new(&snapshot);
             for claim in snapshot.pvcs.values() {
                 if claim.metadata.deletion_timestamp.is_some() {
                     if has_finalizer(&claim.metadata, PVC_PROTECTION)
@@ -102,7 +103,7 @@ impl VolumeController {
                     }
                     continue;
                 }
-                let decision = decide_claim(claim, &snapshot);
+                let decision = decide_claim_indexed(claim, &snapshot, &index);
                 if decision != ClaimDecision::Nothing {
                     consider(
                         uid_of(claim.as_ref()),

@@ -8,6 +8,7 @@ pub mod admission;
 mod bootstrap;
 pub mod cluster;
 mod controllers;
+pub mod convert;
 pub mod error;
 pub mod kubeconfig;
 pub mod nodes;

@@ -516,3 +516,37 @@ async fn pod_binding_sets_the_node_once() {
     assert_eq!(api_status(err).code, 409);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn events_are_shared_between_core_and_events_k8s_io() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+    let (server, client) = start().await;
+    let new_api: Api<NewEvent> = Api::namespaced(client.clone(), "default");
+    let ev: NewEvent = serde_json::from_value(json!({
+        "metadata": {"name": "p.1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "kubesim/test", "reportingInstance": "test-1",
+        "action": "Scheduling", "reason": "FailedScheduling", "type": "Warning",
+        "note": "0/3 nodes are available",
+        "regarding": {"kind": "Pod", "namespace": "default", "name": "p"}
+    }))
+    .unwrap();
+    new_api.create(&PostParams::default(), &ev).await.unwrap();
+
+    let core_api: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let core = core_api
+        .list(&ListParams::default().fields("involvedObject.name=p"))
+        .await
+        .unwrap();
+    assert_eq!(core.items.len(), 1);
+    let core = &core.items[0];
+    assert_eq!(core.message.as_deref(), Some("0/3 nodes are available"));
+    assert_eq!(core.involved_object.name.as_deref(), Some("p"));
+    assert_eq!(core.reporting_component.as_deref(), Some("kubesim/test"));
+
+    let back = new_api.get("p.1").await.unwrap();
+    assert_eq!(back.note.as_deref(), Some("0/3 nodes are available"));
+    assert_eq!(back.regarding.unwrap().name.as_deref(), Some("p"));
+    server.stop().await;
+}

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::watch::{WatchParams, watch_response};
 use super::{Repr, ServerState, discovery, openapi, table};
+use crate::convert::{served, to_storage};
 use crate::error::ApiError;
 use crate::patch::{PatchType, apply_patch, parse_apply_body};
 use crate::resources::ResourceInfo;
@@ -236,6 +237,8 @@ fn serve(
     let dry_run = query.contains_key("dryRun");
     let ns = t.ns.clone().unwrap_or_default();
     let info = t.info.clone();
+    // Where the objects live (differs for events.k8s.io, stored as core/v1 events).
+    let sinfo = crate::convert::storage_info(&info).unwrap_or_else(|| (*info).clone());
     let watching = t.watch_path || flag(query, "watch");
     let repr = repr(headers, query);
     match (method.clone(), t.name.as_deref(), t.sub.as_deref()) {
@@ -247,26 +250,26 @@ fn serve(
         }
         (Method::GET, None, None) => list(state, &t, query, &repr),
         (Method::POST, None, None) => {
-            let obj = decode_body(headers, &body)?;
-            let created = state.store.create(&info, t.ns.as_deref(), obj, dry_run)?;
+            let obj = to_storage(&info, decode_body(headers, &body)?);
+            let created = state.store.create(&sinfo, t.ns.as_deref(), obj, dry_run)?;
             Ok(object_response(201, &info, &created, &repr))
         }
         (Method::DELETE, None, None) => delete_collection(state, &t, query, headers, &body),
         (Method::GET, Some(name), None | Some("status")) => {
             let obj = state
                 .store
-                .get(&info, &ns, name)
+                .get(&sinfo, &ns, name)
                 .ok_or_else(|| ApiError::not_found(&info, name))?;
             Ok(object_response(200, &info, &obj, &repr))
         }
         (Method::PUT, Some(name), None | Some("status")) => {
-            let obj = decode_body(headers, &body)?;
+            let obj = to_storage(&info, decode_body(headers, &body)?);
             let scope = if t.sub.is_some() {
                 Scope::Status
             } else {
                 Scope::Main
             };
-            let updated = state.store.update(&info, &ns, name, obj, scope, dry_run)?;
+            let updated = state.store.update(&sinfo, &ns, name, obj, scope, dry_run)?;
             Ok(object_response(200, &info, &updated, &repr))
         }
         (Method::PATCH, Some(name), None | Some("status")) => {
@@ -293,12 +296,16 @@ fn serve(
             } else {
                 Scope::Main
             };
-            let existed = state.store.get(&info, &ns, name).is_some();
+            let existed = state.store.get(&sinfo, &ns, name).is_some();
             let patched = state.store.patch(
-                &info,
+                &sinfo,
                 &ns,
                 name,
-                |old| apply_patch(old, patch_type, &body).map_err(ApiError::bad_request),
+                |old| {
+                    let new = apply_patch(&served(&info, old), patch_type, &body)
+                        .map_err(ApiError::bad_request)?;
+                    Ok(to_storage(&info, new))
+                },
                 scope,
                 patch_type == PatchType::Apply,
                 dry_run,
@@ -308,7 +315,7 @@ fn serve(
         }
         (Method::DELETE, Some(name), None) => {
             let opts = delete_options(query, headers, &body)?;
-            let deleted = state.store.delete(&info, &ns, name, &opts)?;
+            let deleted = state.store.delete(&sinfo, &ns, name, &opts)?;
             Ok(object_response(200, &info, &deleted.object, &repr))
         }
         (Method::POST, Some(name), Some("binding")) => {
@@ -358,19 +365,6 @@ fn is_custom(state: &ServerState, info: &ResourceInfo) -> bool {
     !builtin_groups.contains(&info.group.as_str())
 }
 
-/// The served form of an object: its apiVersion as requested (all versions of a custom
-/// resource share storage; no conversion beyond the apiVersion field).
-fn served<'a>(info: &ResourceInfo, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
-    let api_version = info.api_version();
-    if obj["apiVersion"] == api_version.as_str() {
-        std::borrow::Cow::Borrowed(obj)
-    } else {
-        let mut o = obj.clone();
-        o["apiVersion"] = json!(api_version);
-        std::borrow::Cow::Owned(o)
-    }
-}
-
 fn object_response(code: u16, info: &ResourceInfo, obj: &Value, repr: &Repr) -> Response {
     let obj = served(info, obj);
     match repr {
@@ -413,7 +407,8 @@ fn list(
 ) -> Result<Response, ApiError> {
     let info = &t.info;
     let (labels, fields) = selectors(query)?;
-    let (objects, rv) = state.store.list(info, t.ns.as_deref());
+    let sinfo = crate::convert::storage_info(info).unwrap_or_else(|| (**info).clone());
+    let (objects, rv) = state.store.list(&sinfo, t.ns.as_deref());
     let after = query
         .get("continue")
         .filter(|c| !c.is_empty())
@@ -588,7 +583,8 @@ fn delete_collection(
     let info = &t.info;
     let (labels, fields) = selectors(query)?;
     let opts = delete_options(query, headers, body)?;
-    let (objects, _) = state.store.list(info, t.ns.as_deref());
+    let sinfo = crate::convert::storage_info(info).unwrap_or_else(|| (**info).clone());
+    let (objects, _) = state.store.list(&sinfo, t.ns.as_deref());
     let mut items = Vec::new();
     for o in objects
         .iter()

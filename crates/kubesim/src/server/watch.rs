@@ -55,7 +55,11 @@ pub fn watch_response(
     params: WatchParams,
 ) -> Result<Response, ApiError> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    match state.store.watch(&info, params.ns.as_deref(), params.since) {
+    let sinfo = crate::convert::storage_info(&info).unwrap_or_else(|| (*info).clone());
+    match state
+        .store
+        .watch(&sinfo, params.ns.as_deref(), params.since)
+    {
         Ok(start) => {
             tokio::spawn(run_watch(state, info, params, start, tx));
         }
@@ -112,15 +116,14 @@ impl Encoder {
                 .encoded
                 .get_or_init(|| encode_line(event_type.as_str(), object))
                 .clone(),
-            Repr::Json => {
-                let mut o = (**object).clone();
-                o["apiVersion"] = json!(api_version);
-                encode_line(event_type.as_str(), &o)
-            }
+            Repr::Json => encode_line(
+                event_type.as_str(),
+                &crate::convert::served(&self.info, object),
+            ),
             Repr::Table { include_object } => {
                 let t = super::table::table(
                     &self.info,
-                    &[object.as_ref()],
+                    &[crate::convert::served(&self.info, object).as_ref()],
                     object["metadata"]["resourceVersion"]
                         .as_str()
                         .unwrap_or_default(),

@@ -6,5 +6,12 @@ pub mod crds;
 pub mod data_mover;
 pub mod expose;
 pub mod install;
+pub mod leader;
+pub mod metrics;
 pub mod placement;
 pub mod queue;
+pub mod reconciler;
+
+pub use reconciler::{
+    ControllerError, ControllerHandle, ControllerOptions, run_controller, start_controller,
+};

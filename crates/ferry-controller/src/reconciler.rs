@@ -1,0 +1,889 @@
+//! The DataDownload controller: every pass it observes the DataDownloads of its data mover in
+//! its namespace, the nodes and the restore objects, and moves each DataDownload one step:
+//! New → Accepted → Prepared → InProgress → Completed | Failed, or Canceling → Canceled.
+//! Each step is decided from what the cluster shows (never from memory), so a restarted
+//! controller continues where the last one stopped and never starts a data mover twice (the
+//! restore pod has the DataDownload's name and is created only while Accepted).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use ferry_config::{NodeAgentConfig, Strictness, from_configmap_data};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Event, EventSource, Node, ObjectReference, PersistentVolumeClaim, Pod,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::cluster::{KubeCluster, RestoreCluster};
+use crate::crds::{DataDownload, DataDownloadPhase};
+use crate::data_mover::parse_termination_message;
+use crate::expose::{
+    PodSettings, RebindState, RestoreExposer, TargetState, check_target, restore_pod_for,
+    restore_pvc_for, termination_message,
+};
+use crate::leader::LeaderElector;
+use crate::metrics::Metrics;
+use crate::placement::{NodeInfo, PlacementInput, TopologyTerm, choose_restore_node};
+use crate::queue::{QueuedRestore, admit_new, slots_in_use};
+
+/// Set on a DataDownload once its data mover finished successfully: rebind may proceed even
+/// after the restore pod is gone.
+pub const DATA_MOVED_ANNOTATION: &str = "ferry.io/data-moved";
+
+/// How the controller runs.
+#[derive(Clone)]
+pub struct ControllerOptions {
+    pub client: kube::Client,
+    /// Namespace of the DataDownloads, restore PVCs and restore pods.
+    pub namespace: String,
+    /// The node-agent ConfigMap in `namespace` (missing: startup error).
+    pub node_agent_configmap: String,
+    /// `spec.datamover` value this controller handles.
+    pub data_mover_name: String,
+    /// Image of the restore pods (ferry's own).
+    pub image: String,
+    /// Name of this replica (lease holder, `acceptedByNode`).
+    pub identity: String,
+    pub metrics_address: Option<SocketAddr>,
+    /// Time between passes.
+    pub poll_interval: Duration,
+    /// How long a restore may take from acceptance until its pod runs.
+    pub expose_timeout: Duration,
+    pub lease_name: String,
+    pub lease_duration: Duration,
+    pub service_account: Option<String>,
+    /// Log filter given to the data mover pods.
+    pub data_mover_log: Option<String>,
+}
+
+impl ControllerOptions {
+    /// Defaults for everything but the client, namespace and ConfigMap.
+    pub fn new(client: kube::Client, namespace: &str, node_agent_configmap: &str) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_string(),
+            node_agent_configmap: node_agent_configmap.to_string(),
+            data_mover_name: "ferry".to_string(),
+            image: "ferry/ferry:dev".to_string(),
+            identity: std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| format!("ferry-controller-{}", std::process::id())),
+            metrics_address: None,
+            poll_interval: Duration::from_millis(500),
+            expose_timeout: Duration::from_secs(600),
+            lease_name: "ferry-controller".to_string(),
+            lease_duration: Duration::from_secs(15),
+            service_account: None,
+            data_mover_log: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error(
+        "node-agent ConfigMap {namespace}/{name} not found: create it (kubectl create configmap {name} -n {namespace} --from-file=node-agent-config.json) or fix --node-agent-configmap"
+    )]
+    ConfigMapMissing { namespace: String, name: String },
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot reach the API server: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot serve metrics on {address}: {err}")]
+    Metrics {
+        address: SocketAddr,
+        err: std::io::Error,
+    },
+}
+
+/// A controller running in this process.
+pub struct ControllerHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    pub metrics: Arc<Metrics>,
+    /// Where metrics are served, if they are.
+    pub metrics_address: Option<SocketAddr>,
+}
+
+impl ControllerHandle {
+    /// Stops after the current pass (releasing the lease).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Stops at once, as a crash would: no lease release, the pass is cut short.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+/// Reads the ConfigMap now (errors if missing or invalid), then runs the controller in the
+/// background.
+pub async fn start_controller(
+    options: ControllerOptions,
+) -> Result<ControllerHandle, ControllerError> {
+    let config = load_config(&options).await?;
+    let metrics = Arc::new(Metrics::default());
+    let mut metrics_address = None;
+    let mut server = None;
+    if let Some(address) = options.metrics_address {
+        let (bound, task) = crate::metrics::serve(address, metrics.clone())
+            .await
+            .map_err(|err| ControllerError::Metrics { address, err })?;
+        metrics_address = Some(bound);
+        server = Some(task);
+    }
+    let (stop, stopped) = watch::channel(false);
+    let controller = Controller::new(options, config, metrics.clone());
+    let task = tokio::spawn(async move {
+        controller.run(stopped).await;
+        if let Some(server) = server {
+            server.abort();
+        }
+    });
+    Ok(ControllerHandle {
+        stop,
+        task,
+        metrics,
+        metrics_address,
+    })
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run_controller(
+    options: ControllerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ControllerError> {
+    let handle = start_controller(options).await?;
+    shutdown.await;
+    handle.stop().await;
+    Ok(())
+}
+
+async fn load_config(options: &ControllerOptions) -> Result<NodeAgentConfig, ControllerError> {
+    let maps: Api<ConfigMap> = Api::namespaced(options.client.clone(), &options.namespace);
+    let map = maps
+        .get_opt(&options.node_agent_configmap)
+        .await?
+        .ok_or_else(|| ControllerError::ConfigMapMissing {
+            namespace: options.namespace.clone(),
+            name: options.node_agent_configmap.clone(),
+        })?;
+    let loaded = from_configmap_data(
+        &options.node_agent_configmap,
+        &map.data.unwrap_or_default(),
+        Strictness::Lenient,
+    )
+    .map_err(|e| ControllerError::Config(e.to_string()))?;
+    for warning in &loaded.warnings {
+        tracing::warn!(configmap = %options.node_agent_configmap, %warning, "node-agent configuration");
+    }
+    Ok(loaded.config)
+}
+
+struct Controller {
+    options: ControllerOptions,
+    config: NodeAgentConfig,
+    metrics: Arc<Metrics>,
+    exposer: RestoreExposer<KubeCluster>,
+    downloads: Api<DataDownload>,
+    leader: LeaderElector,
+}
+
+/// One DataDownload as a pass sees it.
+struct Observed {
+    dd: DataDownload,
+    name: String,
+}
+
+impl Controller {
+    fn new(options: ControllerOptions, config: NodeAgentConfig, metrics: Arc<Metrics>) -> Self {
+        let client = options.client.clone();
+        Self {
+            exposer: RestoreExposer::new(KubeCluster::new(client.clone()), &options.namespace),
+            downloads: Api::namespaced(client.clone(), &options.namespace),
+            leader: LeaderElector::new(
+                client,
+                &options.namespace,
+                &options.lease_name,
+                &options.identity,
+                options.lease_duration,
+            ),
+            options,
+            config,
+            metrics,
+        }
+    }
+
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+        loop {
+            if *stopped.borrow() {
+                break;
+            }
+            match self.leader.try_lead().await {
+                Ok(true) => {
+                    self.metrics.set_leader(true);
+                    if let Err(err) = self.pass().await {
+                        tracing::warn!(error = %err, "reconcile pass failed");
+                    } else {
+                        self.metrics.set_ready(true);
+                    }
+                }
+                Ok(false) => self.metrics.set_leader(false),
+                Err(err) => {
+                    self.metrics.set_leader(false);
+                    tracing::warn!(error = %err, "cannot renew the leader lease");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.options.poll_interval) => {}
+                _ = stopped.changed() => {}
+            }
+        }
+        self.leader.release().await;
+    }
+
+    /// One reconcile pass over every DataDownload of this data mover.
+    async fn pass(&mut self) -> Result<(), kube::Error> {
+        // A changed ConfigMap applies to restores not yet exposed.
+        match load_config(&self.options).await {
+            Ok(config) => self.config = config,
+            Err(err) => {
+                tracing::warn!(error = %err, "keeping the previous node-agent configuration")
+            }
+        }
+        let all = self.downloads.list(&ListParams::default()).await?.items;
+        let mut ours: Vec<Observed> = all
+            .into_iter()
+            .filter(|dd| dd.spec.is_for_data_mover(&self.options.data_mover_name))
+            .map(|dd| Observed {
+                name: dd.metadata.name.clone().unwrap_or_default(),
+                dd,
+            })
+            .collect();
+        ours.sort_by(|a, b| {
+            created(&a.dd)
+                .cmp(&created(&b.dd))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let mut phases: BTreeMap<String, u64> = BTreeMap::new();
+        for o in &ours {
+            *phases.entry(o.dd.phase().as_str().to_string()).or_default() += 1;
+        }
+        self.metrics.set_phases(phases);
+
+        let queue: Vec<QueuedRestore> = ours.iter().map(queued).collect();
+        let admitted = admit_new(&queue, self.config.prepare_queue_length());
+        let mut slots = slots_in_use(&queue);
+        let nodes: Api<Node> = Api::all(self.options.client.clone());
+        let node_list = nodes.list(&ListParams::default()).await?.items;
+        let node_infos: Vec<NodeInfo> = node_list
+            .iter()
+            .map(|n| NodeInfo::from_node(n, &self.config))
+            .collect();
+
+        for o in &ours {
+            let result = self.step(o, &admitted, &mut slots, &node_infos).await;
+            if let Err(err) = result {
+                tracing::warn!(data_download = %o.name, error = %err, "step failed; retrying next pass");
+            }
+        }
+        Ok(())
+    }
+
+    async fn step(
+        &self,
+        o: &Observed,
+        admitted: &[String],
+        slots: &mut BTreeMap<String, usize>,
+        nodes: &[NodeInfo],
+    ) -> Result<(), StepError> {
+        let phase = o.dd.phase();
+        if phase.is_terminal() {
+            return Ok(());
+        }
+        if o.dd.spec.cancel == Some(true) {
+            return self.cancel(o).await;
+        }
+        match phase {
+            DataDownloadPhase::New => {
+                if admitted.contains(&o.name) {
+                    self.patch_status(
+                        &o.name,
+                        json!({
+                            "phase": "Accepted",
+                            "acceptedByNode": self.options.identity,
+                            "acceptedTimestamp": now(),
+                            "message": null,
+                        }),
+                    )
+                    .await?;
+                    self.event(
+                        &o.dd,
+                        "Normal",
+                        "Accepted",
+                        &format!("accepted by {}", self.options.identity),
+                    )
+                    .await;
+                }
+                Ok(())
+            }
+            DataDownloadPhase::Accepted => self.accepted(o, slots, nodes).await,
+            DataDownloadPhase::Prepared => self.prepared(o).await,
+            DataDownloadPhase::InProgress => self.in_progress(o).await,
+            DataDownloadPhase::Canceling => self.cancel(o).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn accepted(
+        &self,
+        o: &Observed,
+        slots: &mut BTreeMap<String, usize>,
+        nodes: &[NodeInfo],
+    ) -> Result<(), StepError> {
+        let status = o.dd.status.clone().unwrap_or_default();
+        let ns = &self.options.namespace;
+        let spec = &o.dd.spec.target_volume;
+        let target_id = format!("{}/{}", spec.namespace, spec.pvc);
+        let cluster = &self.exposer.cluster;
+        let waited = since(status.accepted_timestamp.as_ref());
+
+        let Some(node) = status.node.clone() else {
+            // Not exposed yet: is the target ready, and where does the restore go?
+            let target = cluster.get_pvc(&spec.namespace, &spec.pvc).await?;
+            let class_name = target
+                .as_ref()
+                .and_then(|t| t.spec.as_ref())
+                .and_then(|s| s.storage_class_name.clone());
+            let class = match &class_name {
+                Some(c) => cluster.get_storage_class(c).await?,
+                None => None,
+            };
+            let ignore = self.config.ignore_delay_binding();
+            let state = match check_target(&target_id, target.as_ref(), class.as_ref(), ignore) {
+                Ok(s) => s,
+                Err(err) => return self.fail(o, &err.to_string()).await,
+            };
+            let selected_node = match state {
+                TargetState::WaitingForConsumer => {
+                    let limit =
+                        o.dd.spec
+                            .operation_timeout_duration()
+                            .unwrap_or(Duration::from_secs(600));
+                    if waited > limit {
+                        return self
+                            .fail(o, &format!(
+                                "timed out after {} waiting for target PVC {target_id} to be consumed: no pod using it was scheduled (StorageClass {} is WaitForFirstConsumer; set restorePVC.ignoreDelayBinding to restore without a workload)",
+                                human(limit),
+                                class_name.unwrap_or_default()
+                            ))
+                            .await;
+                    }
+                    return self
+                        .set_message(o, &format!("waiting for target PVC {target_id} to be consumed by a scheduled pod (WaitForFirstConsumer)"))
+                        .await;
+                }
+                TargetState::Ready { selected_node } => selected_node,
+            };
+            let load_affinity = self
+                .config
+                .load_affinity_for_storage_class(class_name.as_deref())
+                .map(|a| a.node_selector.clone());
+            let allowed_topologies = class
+                .as_ref()
+                .and_then(|c| c.allowed_topologies.as_ref())
+                .map(|terms| terms.iter().map(TopologyTerm::from_k8s).collect())
+                .unwrap_or_default();
+            let input = PlacementInput {
+                nodes: nodes.to_vec(),
+                in_flight: slots.clone(),
+                selected_node,
+                load_affinity,
+                allowed_topologies,
+            };
+            let choice = match choose_restore_node(&input) {
+                Ok(c) => c,
+                Err(err) => {
+                    if waited > self.options.expose_timeout {
+                        return self
+                            .fail(
+                                o,
+                                &format!(
+                                    "timed out after {} choosing a node: {err}",
+                                    human(self.options.expose_timeout)
+                                ),
+                            )
+                            .await;
+                    }
+                    return self
+                        .set_message(o, &format!("waiting for a node: {err}"))
+                        .await;
+                }
+            };
+            *slots.entry(choice.node.clone()).or_default() += 1;
+            self.patch_status(&o.name, json!({ "node": choice.node, "message": null }))
+                .await?;
+            self.event(
+                &o.dd,
+                "Normal",
+                "NodeChosen",
+                &format!("restore runs on node {} ({:?})", choice.node, choice.reason),
+            )
+            .await;
+            return self.expose(o, &choice.node).await;
+        };
+
+        // Exposed (or being exposed) on `node`.
+        let pod = match self.exposer.peek_exposed(&o.name).await {
+            Ok(p) => p,
+            Err(err) => return self.fail(o, &err.to_string()).await,
+        };
+        match pod {
+            None => self.expose(o, &node).await,
+            Some(pod) => {
+                let phase = pod_phase(&pod);
+                if phase == "Running" || phase == "Succeeded" {
+                    self.patch_status(&o.name, json!({ "phase": "Prepared" }))
+                        .await?;
+                    self.event(
+                        &o.dd,
+                        "Normal",
+                        "Prepared",
+                        &format!("restore pod {ns}/{} is running on node {node}", o.name),
+                    )
+                    .await;
+                    Ok(())
+                } else if waited > self.options.expose_timeout {
+                    let why = self.diagnose(&o.name, &pod).await;
+                    self.fail(
+                        o,
+                        &format!(
+                            "timed out after {} exposing the restore: {why}",
+                            human(self.options.expose_timeout)
+                        ),
+                    )
+                    .await
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Creates the restore PVC and pod for `node`.
+    async fn expose(&self, o: &Observed, node: &str) -> Result<(), StepError> {
+        let spec = &o.dd.spec.target_volume;
+        let cluster = &self.exposer.cluster;
+        let Some(target) = cluster.get_pvc(&spec.namespace, &spec.pvc).await? else {
+            return self
+                .fail(
+                    o,
+                    &format!("target PVC {}/{} not found", spec.namespace, spec.pvc),
+                )
+                .await;
+        };
+        let ns = &self.options.namespace;
+        let pvc = restore_pvc_for(&o.dd, ns, &target, Some(node));
+        let settings = PodSettings {
+            image: self.options.image.clone(),
+            service_account: self.options.service_account.clone(),
+            log_filter: self.options.data_mover_log.clone(),
+            password_secret: None,
+        };
+        let pod = restore_pod_for(&o.dd, ns, &target, Some(node), &self.config, &settings);
+        match self.exposer.expose(&pvc, &pod).await {
+            Ok(()) => Ok(()),
+            Err(err) => self.fail(o, &err.to_string()).await,
+        }
+    }
+
+    async fn prepared(&self, o: &Observed) -> Result<(), StepError> {
+        let pod = match self.exposer.peek_exposed(&o.name).await {
+            Ok(p) => p,
+            Err(err) => return self.fail(o, &err.to_string()).await,
+        };
+        let Some(pod) = pod else {
+            return self
+                .fail(
+                    o,
+                    &format!(
+                        "restore pod {}/{} disappeared before the data mover started",
+                        self.options.namespace, o.name
+                    ),
+                )
+                .await;
+        };
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        self.patch_status(
+            &o.name,
+            json!({ "phase": "InProgress", "startTimestamp": now() }),
+        )
+        .await?;
+        self.event(
+            &o.dd,
+            "Normal",
+            "InProgress",
+            &format!(
+                "data mover restoring snapshot {} on node {node}",
+                o.dd.spec.snapshot_id
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn in_progress(&self, o: &Observed) -> Result<(), StepError> {
+        let moved =
+            o.dd.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(DATA_MOVED_ANNOTATION));
+        if !moved {
+            let pod = self
+                .exposer
+                .cluster
+                .get_pod(&self.options.namespace, &o.name)
+                .await?;
+            let Some(pod) = pod else {
+                return self
+                    .fail(
+                        o,
+                        &format!(
+                            "restore pod {}/{} was deleted before the data mover finished",
+                            self.options.namespace, o.name
+                        ),
+                    )
+                    .await;
+            };
+            let message = termination_message(&pod);
+            let result = message.as_deref().and_then(parse_termination_message);
+            match pod_phase(&pod).as_str() {
+                "Succeeded" => {
+                    let total = result.as_ref().map(|r| r.total_bytes).unwrap_or(0);
+                    let patch = json!({
+                        "metadata": { "annotations": { DATA_MOVED_ANNOTATION: "true" } },
+                        "status": { "progress": { "totalBytes": total, "bytesDone": total } },
+                    });
+                    self.downloads
+                        .patch(&o.name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
+                    self.event(
+                        &o.dd,
+                        "Normal",
+                        "DataMoved",
+                        &format!("{total} bytes restored; rebinding the volume to the target PVC"),
+                    )
+                    .await;
+                    return Ok(());
+                }
+                "Failed" | "Unknown" => {
+                    let why = result
+                        .and_then(|r| r.error)
+                        .or(message)
+                        .unwrap_or_else(|| "the data mover failed without a message".into());
+                    return self.fail(o, &format!("data mover failed: {why}")).await;
+                }
+                _ => {
+                    if let Ok(limit) = o.dd.spec.operation_timeout_duration()
+                        && !limit.is_zero()
+                        && since(
+                            o.dd.status
+                                .as_ref()
+                                .and_then(|s| s.start_timestamp.as_ref()),
+                        ) > limit
+                    {
+                        return self
+                            .fail(
+                                o,
+                                &format!(
+                                    "data movement timed out after {} (spec.operationTimeout)",
+                                    human(limit)
+                                ),
+                            )
+                            .await;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        let spec = &o.dd.spec.target_volume;
+        match self
+            .exposer
+            .rebind(&o.name, &spec.namespace, &spec.pvc)
+            .await
+        {
+            Ok(RebindState::Waiting(why)) => {
+                tracing::debug!(data_download = %o.name, %why, "rebinding");
+                Ok(())
+            }
+            Ok(RebindState::Done { pv }) => {
+                let status = o.dd.status.clone().unwrap_or_default();
+                let total = status
+                    .progress
+                    .as_ref()
+                    .and_then(|p| p.total_bytes)
+                    .unwrap_or(0);
+                self.patch_status(
+                    &o.name,
+                    json!({
+                        "phase": "Completed",
+                        "completionTimestamp": now(),
+                        "message": null,
+                    }),
+                )
+                .await?;
+                let seconds = since(status.accepted_timestamp.as_ref()).as_secs_f64();
+                self.metrics.restore_completed(total.max(0) as u64, seconds);
+                self.event(
+                    &o.dd,
+                    "Normal",
+                    "Completed",
+                    &format!(
+                        "target PVC {}/{} is bound to restored PV {pv}",
+                        spec.namespace, spec.pvc
+                    ),
+                )
+                .await;
+                Ok(())
+            }
+            Err(err) => self.fail(o, &format!("rebind failed: {err}")).await,
+        }
+    }
+
+    async fn cancel(&self, o: &Observed) -> Result<(), StepError> {
+        if o.dd.phase() != DataDownloadPhase::Canceling {
+            self.patch_status(&o.name, json!({ "phase": "Canceling" }))
+                .await?;
+            self.event(
+                &o.dd,
+                "Normal",
+                "Canceling",
+                "spec.cancel is set: removing the restore's objects",
+            )
+            .await;
+        }
+        if self.exposer.cleanup(&o.name).await? {
+            self.patch_status(
+                &o.name,
+                json!({
+                    "phase": "Canceled",
+                    "completionTimestamp": now(),
+                    "message": "canceled: spec.cancel was set",
+                }),
+            )
+            .await?;
+            self.metrics.restore_canceled();
+            self.event(
+                &o.dd,
+                "Normal",
+                "Canceled",
+                "restore canceled; its pod and PVC are removed",
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Removes the restore's objects and marks the DataDownload Failed with `message`.
+    async fn fail(&self, o: &Observed, message: &str) -> Result<(), StepError> {
+        if let Err(err) = self.exposer.cleanup(&o.name).await {
+            tracing::warn!(data_download = %o.name, error = %err, "cleanup after failure incomplete");
+        }
+        self.patch_status(
+            &o.name,
+            json!({
+                "phase": "Failed",
+                "completionTimestamp": now(),
+                "message": message,
+            }),
+        )
+        .await?;
+        self.metrics.restore_failed();
+        self.event(&o.dd, "Warning", "Failed", message).await;
+        tracing::warn!(data_download = %o.name, %message, "restore failed");
+        Ok(())
+    }
+
+    async fn set_message(&self, o: &Observed, message: &str) -> Result<(), StepError> {
+        let current = o.dd.status.as_ref().and_then(|s| s.message.as_deref());
+        if current != Some(message) {
+            self.patch_status(&o.name, json!({ "message": message }))
+                .await?;
+            self.event(&o.dd, "Normal", "Waiting", message).await;
+        }
+        Ok(())
+    }
+
+    async fn patch_status(&self, name: &str, status: serde_json::Value) -> Result<(), kube::Error> {
+        let patch = json!({ "status": status });
+        self.downloads
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+    }
+
+    /// Why the restore pod does not run: its scheduling condition, the restore PVC's state and
+    /// the latest events about either.
+    async fn diagnose(&self, name: &str, pod: &Pod) -> String {
+        let ns = &self.options.namespace;
+        let mut parts = Vec::new();
+        if let Some(cond) = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status != "True")
+            })
+        {
+            parts.push(format!(
+                "pod {ns}/{name} not scheduled: {}",
+                cond.message
+                    .clone()
+                    .or(cond.reason.clone())
+                    .unwrap_or_default()
+            ));
+        } else {
+            parts.push(format!("pod {ns}/{name} is {}", pod_phase(pod)));
+        }
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.options.client.clone(), ns);
+        if let Ok(Some(pvc)) = pvcs.get_opt(name).await {
+            let phase = pvc
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Pending".into());
+            if phase != "Bound" {
+                parts.push(format!("restore PVC {ns}/{name} is {phase}"));
+            }
+        }
+        let events: Api<Event> = Api::namespaced(self.options.client.clone(), ns);
+        if let Ok(list) = events.list(&ListParams::default()).await {
+            let mut about: Vec<&Event> = list
+                .items
+                .iter()
+                .filter(|e| {
+                    e.involved_object.name.as_deref() == Some(name)
+                        && matches!(
+                            e.involved_object.kind.as_deref(),
+                            Some("Pod" | "PersistentVolumeClaim")
+                        )
+                        && e.type_.as_deref() == Some("Warning")
+                })
+                .collect();
+            about.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+            if let Some(last) = about.last() {
+                parts.push(format!(
+                    "last event on {} {}: {} {}",
+                    last.involved_object.kind.clone().unwrap_or_default(),
+                    name,
+                    last.reason.clone().unwrap_or_default(),
+                    last.message.clone().unwrap_or_default()
+                ));
+            }
+        }
+        parts.join("; ")
+    }
+
+    /// Records a Kubernetes Event on the DataDownload (best effort).
+    async fn event(&self, dd: &DataDownload, type_: &str, reason: &str, message: &str) {
+        let ns = &self.options.namespace;
+        let name = dd.metadata.name.clone().unwrap_or_default();
+        let stamp = k8s_openapi::jiff::Timestamp::now();
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{name}.{:x}", stamp.as_nanosecond())),
+                namespace: Some(ns.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some(DataDownload::API_VERSION.into()),
+                kind: Some(DataDownload::KIND.into()),
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                uid: dd.metadata.uid.clone(),
+                ..ObjectReference::default()
+            },
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            type_: Some(type_.into()),
+            first_timestamp: Some(Time(stamp)),
+            last_timestamp: Some(Time(stamp)),
+            count: Some(1),
+            source: Some(EventSource {
+                component: Some(format!("{}-controller", self.options.data_mover_name)),
+                host: None,
+            }),
+            reporting_component: Some(format!("{}-controller", self.options.data_mover_name)),
+            reporting_instance: Some(self.options.identity.clone()),
+            ..Event::default()
+        };
+        let events: Api<Event> = Api::namespaced(self.options.client.clone(), ns);
+        if let Err(err) = events.create(&PostParams::default(), &event).await {
+            tracing::debug!(error = %err, "cannot record event");
+        }
+        tracing::info!(data_download = %name, reason, message, "event");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Op(#[from] crate::cluster::OpError),
+    #[error(transparent)]
+    Expose(#[from] crate::expose::ExposeError),
+}
+
+fn queued(o: &Observed) -> QueuedRestore {
+    QueuedRestore {
+        name: o.name.clone(),
+        phase: o.dd.phase(),
+        node: o.dd.status.as_ref().and_then(|s| s.node.clone()),
+        created: created(&o.dd),
+    }
+}
+
+fn created(dd: &DataDownload) -> Option<chrono::DateTime<Utc>> {
+    dd.metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp_millis(t.0.as_millisecond()))
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn since(t: Option<&Time>) -> Duration {
+    t.map(|t| {
+        let ms = k8s_openapi::jiff::Timestamp::now().as_millisecond() - t.0.as_millisecond();
+        Duration::from_millis(ms.max(0) as u64)
+    })
+    .unwrap_or_default()
+}
+
+fn human(d: Duration) -> String {
+    crate::crds::format_go_duration(d)
+}
+
+fn pod_phase(pod: &Pod) -> String {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Pending".into())
+}

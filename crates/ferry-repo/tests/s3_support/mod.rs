@@ -358,3 +358,27 @@ async fn read_request(
     }
     Ok(Some((rewritten.into_bytes(), body)))
 }
+
+/// Runs restic against an S3 location with the test credentials; panics with its output if
+/// it fails. restic is /usr/bin/restic (Debian package `restic`).
+pub fn restic_s3(cwd: &std::path::Path, password: &str, location: &str, args: &[&str]) -> String {
+    let output = Command::new("restic")
+        .arg("-r")
+        .arg(location)
+        .arg("--no-cache")
+        .args(args)
+        .current_dir(cwd)
+        .env("RESTIC_PASSWORD", password)
+        .env_remove("RESTIC_REPOSITORY")
+        .env_remove("AWS_PROFILE")
+        .envs(Moto::env())
+        .output()
+        .expect("run restic (apt-get install restic)");
+    assert!(
+        output.status.success(),
+        "restic {args:?} on {location} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

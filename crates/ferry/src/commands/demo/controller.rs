@@ -1,11 +1,10 @@
 //! ferry's controller, run in this process against the simulated cluster, and the CRDs it
 //! needs installed.
 
-use std::path::Path;
-
 use std::time::Duration;
 
 use anyhow::Context;
+use ferry_controller::ControllerOptions;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -13,16 +12,19 @@ use kube::api::{Api, DynamicObject, ListParams};
 use super::{kube_ops, objects};
 
 /// A running in-process controller.
-pub struct ControllerHandle {
+pub struct Controller {
+    handle: ferry_controller::ControllerHandle,
     description: String,
 }
 
-impl ControllerHandle {
+impl Controller {
     pub fn description(&self) -> &str {
         &self.description
     }
 
-    pub async fn stop(self) {}
+    pub async fn stop(self) {
+        self.handle.stop().await;
+    }
 }
 
 /// Installs the CRDs ferry and Velero share (DataDownload, DataUpload, BackupStorageLocation)
@@ -55,7 +57,28 @@ pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
     .await
 }
 
-/// Starts the DataDownload controller for the demo's namespace and ConfigMap.
-pub async fn start(_client: &Client, _exe: &Path) -> anyhow::Result<ControllerHandle> {
-    anyhow::bail!("ferry's controller cannot run in-process yet")
+/// Starts the DataDownload controller for the demo's namespace and node-agent ConfigMap (which
+/// must exist). Its restore pods use the demo's image, which kubesim runs as this binary.
+pub async fn start(client: &Client, image: &str) -> anyhow::Result<Controller> {
+    let mut options = ControllerOptions::new(
+        client.clone(),
+        objects::FERRY_NAMESPACE,
+        objects::NODE_AGENT_CONFIGMAP,
+    );
+    options.image = format!("{image}:demo");
+    options.identity = "ferry-demo-controller".into();
+    // The demo's restores take about a second; look often so the picture shows them, not
+    // the polling.
+    options.poll_interval = Duration::from_millis(100);
+    let handle = ferry_controller::start_controller(options)
+        .await
+        .context("starting ferry's DataDownload controller")?;
+    Ok(Controller {
+        handle,
+        description: format!(
+            "DataDownload controller in-process (namespace `{}`, ConfigMap `{}`)",
+            objects::FERRY_NAMESPACE,
+            objects::NODE_AGENT_CONFIGMAP
+        ),
+    })
 }

@@ -2,7 +2,7 @@
 //! backup, loss, two restores with verification, report and picture.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use kube::Client;
 use kube::api::{Api, DynamicObject};
 
@@ -76,7 +76,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         objects::STORAGE_CLASS
     ));
 
-    let outcome = in_cluster(&cluster, &layout, &options, &plans, &exe).await;
+    let outcome = in_cluster(&cluster, &layout, &options, &plans).await;
     let code = match outcome {
         Ok(code) => code,
         Err(err) => {
@@ -108,7 +108,6 @@ async fn in_cluster(
     layout: &Layout,
     options: &DemoOptions,
     plans: &[VolumePlan],
-    exe: &Path,
 ) -> anyhow::Result<ExitCode> {
     let client = cluster.client();
     let nodes: Vec<String> = (1..=options.nodes).map(|i| format!("node-{i}")).collect();
@@ -175,8 +174,14 @@ async fn in_cluster(
             })
             .collect();
 
+        // The controller reads the node-agent ConfigMap when it starts: one controller per
+        // mode, started once the mode's ConfigMap is in place.
+        let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), FERRY_NAMESPACE);
+        kube_ops::apply(&configmaps, &objects::node_agent_config(false))
+            .await
+            .context("writing the node-agent ConfigMap")?;
         let step = Step::start("starting ferry's controller");
-        let controller = match controller::start(&client, exe).await {
+        let mut controller = match controller::start(&client, IMAGE).await {
             Ok(controller) => {
                 step.done(controller.description());
                 Some(controller)
@@ -191,33 +196,46 @@ async fn in_cluster(
                 None
             }
         };
+        let emulated = controller.is_none();
 
         let mut outcomes: Vec<ModeOutcome> = Vec::new();
         let mut all_verified = true;
         for (index, mode) in [Mode::Default, Mode::IgnoreDelayBinding].into_iter().enumerate() {
-            let (outcome, dirs) = match &controller {
-                Some(_) => {
-                    if index > 0 {
-                        let step = Step::start("deleting the restored workload and volumes again");
-                        let dirs = bound_volume_dirs(&client, plans).await?;
-                        lose_workload(&client, &dirs).await?;
-                        step.done("");
-                    }
-                    let outcome = restore_run::run_mode(
-                        &client,
-                        mode,
-                        &to_restore,
-                        &nodes,
-                        &pod_image,
-                        RESTORE_TIMEOUT,
+            let (outcome, dirs) = if !emulated {
+                if index > 0 {
+                    let step = Step::start("deleting the restored workload and volumes again");
+                    let dirs = bound_volume_dirs(&client, plans).await?;
+                    lose_workload(&client, &dirs).await?;
+                    step.done("");
+                    kube_ops::apply(
+                        &configmaps,
+                        &objects::node_agent_config(mode == Mode::IgnoreDelayBinding),
                     )
-                    .await?;
-                    (outcome, bound_volume_dirs(&client, plans).await?)
+                    .await
+                    .context("writing the node-agent ConfigMap")?;
+                    let step = Step::start(format!(
+                        "restarting ferry's controller with restorePVC.ignoreDelayBinding: {}",
+                        mode == Mode::IgnoreDelayBinding
+                    ));
+                    controller = Some(controller::start(&client, IMAGE).await?);
+                    step.done("");
                 }
-                None => {
-                    let root = layout.cluster().join("direct-restores").join(mode.name());
-                    direct::run_mode(&repository, mode, &to_restore, &nodes, &root).await?
+                let outcome = restore_run::run_mode(
+                    &client,
+                    mode,
+                    &to_restore,
+                    &nodes,
+                    &pod_image,
+                    RESTORE_TIMEOUT,
+                )
+                .await;
+                if let Some(controller) = controller.take() {
+                    controller.stop().await;
                 }
+                (outcome?, bound_volume_dirs(&client, plans).await?)
+            } else {
+                let root = layout.cluster().join("direct-restores").join(mode.name());
+                direct::run_mode(&repository, mode, &to_restore, &nodes, &root).await?
             };
             let step = Step::start(format!("verifying every byte ({})", mode.name()));
             let problems = verify_restored(plans, &dirs, &expected).await?;
@@ -234,10 +252,6 @@ async fn in_cluster(
                 }
             }
             outcomes.push(outcome);
-        }
-        let emulated = controller.is_none();
-        if let Some(controller) = controller {
-            controller.stop().await;
         }
         anyhow::Ok((outcomes, all_verified, emulated))
     }

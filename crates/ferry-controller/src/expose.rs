@@ -425,8 +425,11 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         pv: pv_name.clone(),
                         err,
                     })?;
+                // Delete the claim only once the PV visibly says Retain (next pass): a PV
+                // controller acting on an older view would otherwise delete the volume.
+                return Ok(RebindState::Waiting(format!("PV {pv_name} to be retained")));
             }
-            // 2. Remove the restore pod and PVC; the PV stays (Retain).
+            // 2. Remove the restore pod, then the restore PVC; the PV stays (Retain).
             self.cluster
                 .delete_pod(ns, dd_name)
                 .await
@@ -434,6 +437,11 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                     pod: dd_name.to_string(),
                     err,
                 })?;
+            if self.cluster.get_pod(ns, dd_name).await?.is_some() {
+                return Ok(RebindState::Waiting(format!(
+                    "restore pod {ns}/{dd_name} to be deleted"
+                )));
+            }
             self.cluster
                 .delete_pvc(ns, dd_name)
                 .await

@@ -656,6 +656,7 @@ fn rebind_retain_pv_fail() {
 #[test]
 fn rebind_delete_restore_pod_fail() {
     let exposer = RestoreExposer::new(rebind_cluster().fail_all("delete pod"), NS);
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
         "cannot delete restore pod fake-restore: fake-delete-pod-error"
@@ -665,6 +666,7 @@ fn rebind_delete_restore_pod_fail() {
 #[test]
 fn rebind_delete_restore_pvc_fail() {
     let exposer = RestoreExposer::new(rebind_cluster().fail_all("delete pvc"), NS);
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
         "cannot delete restore PVC fake-restore: fake-delete-pvc-error"
@@ -675,6 +677,7 @@ fn rebind_delete_restore_pvc_fail() {
 fn rebind_pv_to_target_fail() {
     let exposer = RestoreExposer::new(rebind_cluster().fail("patch pv", 2), NS);
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
         "cannot rebind PV fake-restore-pv to target PVC fake-ns/fake-target-pvc: fake-patch-pv-error"
@@ -684,6 +687,7 @@ fn rebind_pv_to_target_fail() {
 #[test]
 fn rebind_reset_reclaim_policy_fail() {
     let exposer = RestoreExposer::new(rebind_cluster().fail("patch pv", 3), NS);
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     exposer.cluster.bind("fake-restore-pv");
@@ -698,6 +702,7 @@ fn rebind_waits_until_the_pv_is_bound() {
     let exposer = RestoreExposer::new(rebind_cluster(), NS);
     rebind(&exposer).unwrap();
     rebind(&exposer).unwrap();
+    rebind(&exposer).unwrap();
     for _ in 0..3 {
         let RebindState::Waiting(why) = rebind(&exposer).unwrap() else {
             panic!("must wait for binding");
@@ -709,7 +714,12 @@ fn rebind_waits_until_the_pv_is_bound() {
 #[test]
 fn rebind_happy_path_leaves_nothing_behind() {
     let exposer = RestoreExposer::new(rebind_cluster(), NS);
-    // 1: retain + delete pod and PVC.
+    // 1: retain; then delete pod and PVC.
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    assert!(
+        exposer.cluster.pod(NS, "fake-restore").is_some(),
+        "nothing deleted before Retain shows"
+    );
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
     assert_eq!(
@@ -776,6 +786,7 @@ fn rebind_happy_path_leaves_nothing_behind() {
 fn cleanup_removes_pod_pvc_and_a_retained_pv() {
     let exposer = RestoreExposer::new(rebind_cluster(), NS);
     // Interrupted mid-rebind: PV retained and marked, pod and PVC gone.
+    rebind(&exposer).unwrap();
     rebind(&exposer).unwrap();
     assert!(block_on(exposer.cleanup("fake-restore")).unwrap());
     assert!(exposer.cluster.pv("fake-restore-pv").is_none());

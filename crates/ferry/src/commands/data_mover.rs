@@ -18,7 +18,9 @@ pub enum DataMoverCommand {
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
 pub enum VolumeModeArg {
+    #[value(name = "Filesystem")]
     Filesystem,
+    #[value(name = "Block")]
     Block,
 }
 

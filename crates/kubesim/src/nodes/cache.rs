@@ -105,6 +105,9 @@ pub struct ClusterCache {
     classes: Store<StorageClass>,
     changes: watch::Receiver<u64>,
     tasks: Vec<JoinHandle<()>>,
+    /// The last snapshot and the change count it was built at: the controllers wake on the
+    /// same change and share one snapshot instead of building three.
+    latest: std::sync::Mutex<Option<(u64, Arc<ClusterSnapshot>)>>,
 }
 
 fn spawn_reflector<K>(api: Api<K>, changed: Arc<watch::Sender<u64>>) -> (Store<K>, JoinHandle<()>)
@@ -156,6 +159,7 @@ impl ClusterCache {
             classes,
             changes,
             tasks: vec![t1, t2, t3, t4, t5],
+            latest: std::sync::Mutex::new(None),
         };
         cache.pods.wait_until_ready().await?;
         cache.nodes.wait_until_ready().await?;
@@ -170,7 +174,21 @@ impl ClusterCache {
         self.changes.clone()
     }
 
-    pub fn snapshot(&self) -> ClusterSnapshot {
+    /// A snapshot of the caches (shared while nothing changed since it was built).
+    pub fn snapshot(&self) -> Arc<ClusterSnapshot> {
+        let generation = *self.changes.borrow();
+        let mut latest = self.latest.lock().expect("snapshot lock");
+        if let Some((built_at, snapshot)) = latest.as_ref()
+            && *built_at == generation
+        {
+            return snapshot.clone();
+        }
+        let snapshot = Arc::new(self.build_snapshot());
+        *latest = Some((generation, snapshot.clone()));
+        snapshot
+    }
+
+    fn build_snapshot(&self) -> ClusterSnapshot {
         let mut nodes = self.nodes.state();
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         ClusterSnapshot {

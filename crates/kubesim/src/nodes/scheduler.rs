@@ -31,7 +31,7 @@ use super::volume_matching::{
 };
 
 /// How many API calls a round runs at once.
-const CONCURRENCY: usize = 32;
+const CONCURRENCY: usize = 64;
 
 /// A pod given a node whose claims are still being provisioned/bound.
 struct Waiting {
@@ -148,12 +148,6 @@ impl Scheduler {
             assumed.insert(uid, (node.clone(), pod.clone()));
             actions.push(Action::Bind { pod, node });
         }
-        let placed = assumed
-            .values()
-            .map(|(n, p)| (n.clone(), p.clone()))
-            .chain(waiting.values().map(|w| (w.node.clone(), w.pod.clone())))
-            .collect::<Vec<_>>();
-        let mut state = SchedulingState::new(snapshot, placed, reserved_pvs.clone());
         let mut pending: Vec<&Arc<Pod>> = snapshot
             .pods
             .iter()
@@ -163,6 +157,9 @@ impl Scheduler {
                     && !waiting.contains_key(uid_of(p.as_ref()))
             })
             .collect();
+        if pending.is_empty() {
+            return actions;
+        }
         // Higher priority first, then oldest first (kube-scheduler's queue order).
         pending.sort_by_key(|p| {
             (
@@ -171,6 +168,12 @@ impl Scheduler {
                 name_of(p.as_ref()).to_string(),
             )
         });
+        let placed = assumed
+            .values()
+            .map(|(n, p)| (n.clone(), p.clone()))
+            .chain(waiting.values().map(|w| (w.node.clone(), w.pod.clone())))
+            .collect::<Vec<_>>();
+        let mut state = SchedulingState::new(snapshot, placed, reserved_pvs.clone());
         for pod in pending {
             match state.schedule(pod) {
                 Ok(placement) => {

@@ -29,7 +29,7 @@ use super::volume_binding::{
 };
 use super::volume_matching::*;
 
-const CONCURRENCY: usize = 32;
+const CONCURRENCY: usize = 64;
 const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 

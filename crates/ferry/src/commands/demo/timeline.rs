@@ -27,7 +27,7 @@ struct Phase {
 const WAITING: Phase = Phase {
     name: "waiting",
     fill: "url(#waiting-stripes)",
-    explanation: "for the workload pod to be scheduled",
+    explanation: "for its workload pod, or the controller",
 };
 const EXPOSING: Phase = Phase {
     name: "exposing",
@@ -377,7 +377,7 @@ fn bar(r: &RestoreTiming, y: f64, x_of: &dyn Fn(f64) -> f64) -> String {
     // The label sits inside the data-movement segment (white on blue) when it fits, else just
     // after the bar (dark on the lane's light background).
     let label = format!("{} · {}", r.volume, human_bytes(r.bytes));
-    let label_width = label.chars().count() as f64 * 7.0;
+    let label_width = label.chars().count() as f64 * 6.7;
     let (move_x0, move_x1) = (x_of(r.move_start), x_of(r.move_end));
     let (label_x, colour) = if move_x1 - move_x0 >= label_width + 12.0 {
         (move_x0 + 6.0, "#ffffff")

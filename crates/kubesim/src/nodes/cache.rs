@@ -14,6 +14,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// PVs by the (namespace, name) their claimRef names.
+pub type PvsByClaim<'a> = HashMap<(&'a str, &'a str), Vec<&'a PersistentVolume>>;
+
 /// A consistent-enough view of the cluster for one round of decisions.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterSnapshot {
@@ -28,12 +31,7 @@ pub struct ClusterSnapshot {
 
 impl ClusterSnapshot {
     /// PVs whose claimRef names (namespace, name), and PVs without claimRef.
-    pub fn pvs_by_claim_ref(
-        &self,
-    ) -> (
-        HashMap<(&str, &str), Vec<&PersistentVolume>>,
-        Vec<&PersistentVolume>,
-    ) {
+    pub fn pvs_by_claim_ref(&self) -> (PvsByClaim<'_>, Vec<&PersistentVolume>) {
         let mut claimed: HashMap<(&str, &str), Vec<&PersistentVolume>> = HashMap::new();
         let mut free = Vec::new();
         for pv in self.pvs.values() {

@@ -87,6 +87,8 @@ struct Counters {
 }
 
 type Uploaded = (Id, Vec<crate::pack::PackedBlob>);
+/// A finished pack's bytes and the blobs in it.
+type PackUpload = (Vec<u8>, Vec<crate::pack::PackedBlob>);
 
 /// Everything the worker threads share.
 struct Saver {
@@ -96,7 +98,7 @@ struct Saver {
     data_pack: Mutex<PackBuilder>,
     tree_pack: Mutex<PackBuilder>,
     /// Taken (closed) once everything is flushed, which ends the uploader.
-    uploads: Mutex<Option<tokio::sync::mpsc::Sender<(Vec<u8>, Vec<crate::pack::PackedBlob>)>>>,
+    uploads: Mutex<Option<tokio::sync::mpsc::Sender<PackUpload>>>,
     counters: Counters,
     compress: bool,
     progress: ProgressFn,
@@ -495,8 +497,7 @@ impl Repository {
             })
         };
         let known: HashSet<(BlobType, Id)> = index.iter().map(|(k, id, _)| (k, *id)).collect();
-        let (up_tx, mut up_rx) =
-            tokio::sync::mpsc::channel::<(Vec<u8>, Vec<crate::pack::PackedBlob>)>(2);
+        let (up_tx, mut up_rx) = tokio::sync::mpsc::channel::<PackUpload>(2);
         let saver = Arc::new(Saver {
             repo: self.clone(),
             rt: tokio::runtime::Handle::current(),

@@ -458,7 +458,7 @@ impl Run<'_> {
     async fn finish(&mut self) -> Result<()> {
         self.run_batch().await?;
         // Directories last, deepest first: writing into them changed their times.
-        self.dirs.sort_by(|a, b| b.2.cmp(&a.2));
+        self.dirs.sort_by_key(|d| std::cmp::Reverse(d.2));
         for (path, node, _) in std::mem::take(&mut self.dirs) {
             fsmeta::apply_to_path(&path, &node).map_err(|e| RepoError::io(&path, e))?;
         }

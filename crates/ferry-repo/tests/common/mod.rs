@@ -213,15 +213,14 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
 
 pub fn restic(cwd: &Path, args: &[&str]) -> Output {
     let cache = cwd.join(".restic-cache");
-    let out = Command::new("restic")
+    Command::new("restic")
         .args(args)
         .current_dir(cwd)
         .env("RESTIC_PASSWORD", PASSWORD)
         .env("RESTIC_CACHE_DIR", &cache)
         .env_remove("RESTIC_REPOSITORY")
         .output()
-        .expect("run restic (apt-get install restic)");
-    out
+        .expect("run restic (apt-get install restic)")
 }
 
 pub fn restic_ok(cwd: &Path, args: &[&str]) -> String {

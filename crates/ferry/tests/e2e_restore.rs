@@ -602,3 +602,117 @@ async fn e2e_missing_configmap_is_a_startup_error() {
 
 #[allow(dead_code)]
 fn _unused(_: &Path) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_load_concurrency_one_never_runs_two_restores_on_a_node() {
+    let env = env(
+        2,
+        0,
+        json!({"restorePVC": {"ignoreDelayBinding": true}, "loadConcurrency": {"globalConfig": 1}}),
+    )
+    .await;
+    restores(&env, 4, "standard").await;
+    let ctl = controller(&env).await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+    let mut max_per_node = 0;
+    let mut seen_pods = BTreeSet::new();
+    loop {
+        let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+        for pod in pods.list(&ListParams::default()).await.unwrap().items {
+            seen_pods.insert(pod.metadata.name.clone().unwrap());
+            let node = pod
+                .spec
+                .as_ref()
+                .unwrap()
+                .node_selector
+                .clone()
+                .unwrap_or_default();
+            *per_node
+                .entry(node.values().next().cloned().unwrap_or_default())
+                .or_default() += 1;
+        }
+        max_per_node = max_per_node.max(per_node.values().copied().max().unwrap_or(0));
+        let mut all_done = true;
+        for i in 0..4 {
+            all_done &= get_dd(&env, &format!("dd-{i}")).await.phase().is_terminal();
+        }
+        if all_done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..4 {
+        assert_eq!(
+            get_dd(&env, &format!("dd-{i}")).await.phase(),
+            DataDownloadPhase::Completed
+        );
+        assert_restored(&env, i).await;
+    }
+    assert_eq!(
+        seen_pods.len(),
+        4,
+        "one restore pod per DataDownload, never a second"
+    );
+    assert_eq!(
+        max_per_node, 1,
+        "at most one restore pod per node at any time"
+    );
+    ctl.stop().await;
+    env.cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_block_volume_is_restored_onto_the_device() {
+    let env = env(2, 0, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
+    let image: Vec<u8> = (0..3_000_000u32)
+        .map(|b| (b.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let summary = env
+        .repo
+        .backup(
+            BackupSource::Stream {
+                reader: Box::new(std::io::Cursor::new(image.clone())),
+                filename: "disk.img".into(),
+            },
+            BackupOptions {
+                no_parent: true,
+                ..Default::default()
+            },
+            Arc::new(|_: &ferry_repo::RestoreProgress| {}),
+        )
+        .await
+        .unwrap();
+    target_pvc(&env, "pvc-block", "standard", "Block").await;
+    data_download(
+        &env,
+        "dd-block",
+        "pvc-block",
+        &summary.snapshot_id.to_string(),
+        "ferry",
+    )
+    .await;
+    let ctl = controller(&env).await;
+    let dd = wait_phase(&env, "dd-block", DONE, 60).await;
+    assert_eq!(dd.phase(), DataDownloadPhase::Completed, "{:?}", dd.status);
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), APP)
+        .get("pvc-block")
+        .await
+        .unwrap();
+    let pv = Api::<PersistentVolume>::all(env.client.clone())
+        .get(&pvc.spec.unwrap().volume_name.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        pv.spec.as_ref().unwrap().volume_mode.as_deref(),
+        Some("Block")
+    );
+    let device = std::fs::read(&pv.spec.as_ref().unwrap().local.as_ref().unwrap().path).unwrap();
+    assert!(device.len() >= image.len());
+    assert!(
+        device[..image.len()] == image[..],
+        "device content differs from the backed-up image"
+    );
+    assert_no_leftovers(&env).await;
+    ctl.stop().await;
+    env.cluster.stop().await;
+}

@@ -13,7 +13,16 @@ const VOLUMES: usize = 4;
 fn demo_restores_both_modes_verifies_and_draws_the_timeline() {
     let out = tempfile::tempdir().expect("a temporary directory");
     let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["demo", "--nodes", "4", "--volumes", "4", "--size", "8MiB", "--out"])
+        .args([
+            "demo",
+            "--nodes",
+            "4",
+            "--volumes",
+            "4",
+            "--size",
+            "8MiB",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .expect("ferry runs");
@@ -31,7 +40,9 @@ fn demo_restores_both_modes_verifies_and_draws_the_timeline() {
         "{stdout}"
     );
     assert_eq!(
-        stdout.matches("files identical (SHA-256 hash trees)").count(),
+        stdout
+            .matches("files identical (SHA-256 hash trees)")
+            .count(),
         2,
         "one verification per mode:\n{stdout}"
     );
@@ -42,7 +53,10 @@ fn demo_restores_both_modes_verifies_and_draws_the_timeline() {
     // The report names every volume and both makespans.
     let report = std::fs::read_to_string(out.path().join("report.txt")).expect("report.txt");
     for volume in &volumes {
-        assert!(report.contains(volume.as_str()), "{volume} in the report:\n{report}");
+        assert!(
+            report.contains(volume.as_str()),
+            "{volume} in the report:\n{report}"
+        );
     }
     assert!(report.contains("makespan"), "{report}");
     assert!(report.contains("ignoreDelayBinding finished"), "{report}");
@@ -54,9 +68,14 @@ fn demo_restores_both_modes_verifies_and_draws_the_timeline() {
     for mode in ["default", "ignoreDelayBinding"] {
         let lanes: Vec<roxmltree::Node> = doc
             .descendants()
-            .filter(|n| n.attribute("class") == Some("lane") && n.attribute("data-mode") == Some(mode))
+            .filter(|n| {
+                n.attribute("class") == Some("lane") && n.attribute("data-mode") == Some(mode)
+            })
             .collect();
-        let lane_nodes: Vec<&str> = lanes.iter().filter_map(|l| l.attribute("data-node")).collect();
+        let lane_nodes: Vec<&str> = lanes
+            .iter()
+            .filter_map(|l| l.attribute("data-node"))
+            .collect();
         assert_eq!(lane_nodes, nodes, "lanes of {mode}");
         let mut bars = BTreeSet::new();
         for lane in &lanes {
@@ -65,7 +84,11 @@ fn demo_restores_both_modes_verifies_and_draws_the_timeline() {
                 .descendants()
                 .filter(|n| n.attribute("class") == Some("restore"))
             {
-                assert_eq!(bar.attribute("data-node"), Some(node), "a bar sits in its node's lane");
+                assert_eq!(
+                    bar.attribute("data-node"),
+                    Some(node),
+                    "a bar sits in its node's lane"
+                );
                 assert!(
                     bars.insert(bar.attribute("data-volume").unwrap().to_string()),
                     "one bar per restore in {mode}"
@@ -77,5 +100,8 @@ fn demo_restores_both_modes_verifies_and_draws_the_timeline() {
 
     let html = std::fs::read_to_string(out.path().join("timeline.html")).expect("timeline.html");
     assert!(html.contains("<svg"), "the HTML page embeds the SVG");
-    assert!(stdout.contains("timeline.svg") && stdout.contains("timeline.html"), "{stdout}");
+    assert!(
+        stdout.contains("timeline.svg") && stdout.contains("timeline.html"),
+        "{stdout}"
+    );
 }

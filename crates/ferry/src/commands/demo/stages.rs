@@ -49,7 +49,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
     let layout = Layout::prepare(&options.out)?;
     let plans = workload::plan_workload(options.volumes, options.total_bytes, options.seed);
     println!(
-        "ferry demo: a {}-volume StatefulSet ({}) on a {}-node simulated cluster\n",
+        "ferry demo: a StatefulSet with {} volumes ({}) on a simulated cluster of {} nodes\n",
         options.volumes,
         human_bytes(options.total_bytes),
         options.nodes

@@ -85,7 +85,11 @@ fn content(rng: &mut XorShift, len: usize, compressible: bool) -> Vec<u8> {
             v[pos..pos + n].copy_from_slice(&w[..n]);
             pos += n;
             if pos < len {
-                v[pos] = if rng.next() % 9 == 0 { b'\n' } else { b' ' };
+                v[pos] = if rng.next().is_multiple_of(9) {
+                    b'\n'
+                } else {
+                    b' '
+                };
                 pos += 1;
             }
         }
@@ -105,13 +109,13 @@ fn generate(root: &Path, size: u64) -> anyhow::Result<(u64, u64)> {
     let mut i = 0u64;
     while total < small_budget {
         let dir = root.join(format!("small/d{:03}", i / 500));
-        if i % 500 == 0 {
+        if i.is_multiple_of(500) {
             std::fs::create_dir_all(&dir)?;
         }
         let len = (4096 + rng.next() % (60 * 1024)) as usize;
         std::fs::write(
             dir.join(format!("f{i:06}")),
-            content(&mut rng, len, i % 2 == 0),
+            content(&mut rng, len, i.is_multiple_of(2)),
         )?;
         total += len as u64;
         files += 1;
@@ -127,7 +131,7 @@ fn generate(root: &Path, size: u64) -> anyhow::Result<(u64, u64)> {
         let mut left = per;
         while left > 0 {
             let n = left.min(4 << 20) as usize;
-            f.write_all(&content(&mut rng, n, j % 2 == 0))?;
+            f.write_all(&content(&mut rng, n, j.is_multiple_of(2)))?;
             left -= n as u64;
         }
         f.flush()?;

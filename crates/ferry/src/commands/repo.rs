@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use ferry_repo::Repository;
 use ferry_repo::backup::{BackupOptions, BackupSource};
-use ferry_repo::restore::{RestoreOptions, RestoreProgress, RestoreTarget};
+use ferry_repo::restore::{ProgressFn, RestoreOptions, RestoreProgress, RestoreTarget};
 
 /// Where the repository is and how to open it.
 #[derive(clap::Args, Debug, Clone)]
@@ -242,10 +242,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
 fn progress_reporter(
     json: bool,
     what: &'static str,
-) -> (
-    Arc<dyn Fn(&RestoreProgress) + Send + Sync>,
-    Option<indicatif::ProgressBar>,
-) {
+) -> (ProgressFn, Option<indicatif::ProgressBar>) {
     if json {
         let f = move |p: &RestoreProgress| {
             let pct = if p.total_bytes > 0 {

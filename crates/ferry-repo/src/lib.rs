@@ -3,6 +3,7 @@
 //! It knows nothing of Kubernetes.
 
 pub mod backend;
+pub mod backup;
 pub mod check;
 pub mod chunker;
 pub mod config;
@@ -12,7 +13,6 @@ mod fsmeta;
 pub mod gostr;
 pub mod id;
 pub mod index;
-pub mod backup;
 pub mod keyfile;
 pub mod lock;
 mod ls;
@@ -23,9 +23,9 @@ pub mod snapshot;
 pub mod sys;
 pub mod tree;
 
+pub use backup::{BackupOptions, BackupSource, BackupSummary};
 pub use error::{RepoError, Result};
 pub use id::Id;
 pub use repository::Repository;
 pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary, RestoreTarget};
 pub use snapshot::Snapshot;
-pub use backup::{BackupOptions, BackupSource, BackupSummary};

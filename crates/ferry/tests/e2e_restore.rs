@@ -716,3 +716,73 @@ async fn e2e_block_volume_is_restored_onto_the_device() {
     ctl.stop().await;
     env.cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_controller_killed_mid_restore_is_finished_by_its_successor() {
+    let env = env(
+        2,
+        0,
+        json!({"restorePVC": {"ignoreDelayBinding": true}, "loadConcurrency": {"globalConfig": 2}}),
+    )
+    .await;
+    restores(&env, 3, "standard").await;
+    let first = controller(&env).await;
+    // Kill it as soon as a restore is past acceptance.
+    wait_for("a restore in flight", 30, || async {
+        let dd = get_dd(&env, "dd-0").await;
+        matches!(
+            dd.phase(),
+            DataDownloadPhase::Prepared
+                | DataDownloadPhase::InProgress
+                | DataDownloadPhase::Completed
+        )
+        .then_some(())
+    })
+    .await;
+    first.kill();
+    let uids: BTreeMap<String, String> = Api::<Pod>::namespaced(env.client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| (p.metadata.name.unwrap(), p.metadata.uid.unwrap()))
+        .collect();
+    let second = controller(&env).await;
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+    let mut uids = uids;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for p in pods.list(&ListParams::default()).await.unwrap().items {
+            let (name, uid) = (p.metadata.name.unwrap(), p.metadata.uid.unwrap());
+            let first_uid = uids.entry(name.clone()).or_insert(uid.clone());
+            assert_eq!(*first_uid, uid, "restore pod {name} was created twice");
+        }
+        let mut done = true;
+        for i in 0..3 {
+            done &= get_dd(&env, &format!("dd-{i}")).await.phase().is_terminal();
+        }
+        if done {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "restores did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..3 {
+        let dd = wait_phase(&env, &format!("dd-{i}"), DONE, 60).await;
+        assert_eq!(
+            dd.phase(),
+            DataDownloadPhase::Completed,
+            "dd-{i}: {:?}",
+            dd.status
+        );
+        assert_restored(&env, i).await;
+    }
+    assert!(!uids.is_empty());
+    assert_no_leftovers(&env).await;
+    second.stop().await;
+    env.cluster.stop().await;
+}

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -129,21 +129,27 @@ impl Backend for LocalBackend {
     ) -> Result<Bytes, BackendError> {
         let path = self.path(handle);
         blocking(move || {
-            let f = std::fs::File::open(&path).map_err(|e| io_err(&path, e))?;
-            match range {
-                None => {
-                    let len = f.metadata().map_err(|e| io_err(&path, e))?.len();
-                    let mut buf = vec![0u8; len as usize];
-                    f.read_exact_at(&mut buf, 0).map_err(|e| io_err(&path, e))?;
-                    Ok(Bytes::from(buf))
-                }
-                Some(r) => {
-                    let mut buf = vec![0u8; (r.end - r.start) as usize];
-                    f.read_exact_at(&mut buf, r.start)
-                        .map_err(|e| io_err(&path, e))?;
-                    Ok(Bytes::from(buf))
-                }
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = std::fs::File::open(&path).map_err(|e| io_err(&path, e))?;
+            let (start, len) = match range {
+                None => (0, f.metadata().map_err(|e| io_err(&path, e))?.len()),
+                Some(r) => (r.start, r.end.saturating_sub(r.start)),
+            };
+            // Read into spare capacity: no zero-filling of buffers that are overwritten anyway.
+            let mut buf = Vec::with_capacity(len as usize);
+            f.seek(SeekFrom::Start(start))
+                .map_err(|e| io_err(&path, e))?;
+            (&mut f)
+                .take(len)
+                .read_to_end(&mut buf)
+                .map_err(|e| io_err(&path, e))?;
+            if buf.len() as u64 != len {
+                return Err(BackendError::Other {
+                    what: path.display().to_string(),
+                    message: format!("short read: {} of {len} bytes at {start}", buf.len()),
+                });
             }
+            Ok(Bytes::from(buf))
         })
         .await
     }

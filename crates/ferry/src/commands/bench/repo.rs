@@ -1,4 +1,3 @@
-//! `ferry bench`: benchmarks that print figures against a peer measured in the same run.
 //! `ferry bench repo` backs up and restores the same generated data with restic and with
 //! ferry (each as a child process, so CPU time and peak RSS come from wait4's rusage).
 
@@ -8,12 +7,6 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-
-#[derive(clap::Subcommand, Debug)]
-pub enum BenchCommand {
-    /// Backup and restore throughput, CPU and memory: ferry against restic.
-    Repo(BenchRepoArgs),
-}
 
 #[derive(clap::Args, Debug)]
 pub struct BenchRepoArgs {
@@ -28,13 +21,7 @@ pub struct BenchRepoArgs {
     pub keep: bool,
 }
 
-pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        BenchCommand::Repo(a) => tokio::task::spawn_blocking(move || bench_repo(a)).await?,
-    }
-}
-
-fn parse_size(s: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_size(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
@@ -179,7 +166,7 @@ fn measure(cmd: &mut Command, what: &str) -> anyhow::Result<Measure> {
     })
 }
 
-fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
     let size = parse_size(&a.size)?;
     let tmp;
     let dir = match &a.dir {

@@ -5,6 +5,7 @@
 //! the node components in [`nodes`]. See docs/kubesim.md.
 
 pub mod admission;
+pub mod audit;
 mod bootstrap;
 pub mod cluster;
 mod controllers;

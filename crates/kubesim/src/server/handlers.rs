@@ -44,13 +44,16 @@ pub(crate) async fn handle(
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let result = dispatch(&state, &method, uri.path(), &query, &headers, body);
-    match result {
+    let response = match result {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, path = uri.path(), code = e.code, reason = e.reason, "request failed");
             json_response(e.code, &e.to_status())
         }
-    }
+    };
+    let (registry, code) = (state.store.registry(), response.status().as_u16());
+    state.audit.observe(registry, &method, uri.path(), &query, &headers, code);
+    response
 }
 
 pub(crate) fn json_response(code: u16, body: &Value) -> Response {

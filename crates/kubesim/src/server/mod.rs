@@ -69,6 +69,8 @@ pub(crate) struct ServerState {
     pub store: Arc<Store>,
     pub options: ApiServerOptions,
     pub shutdown: CancellationToken,
+    /// Opt-in request log (off until enabled).
+    pub audit: crate::audit::AuditLog,
 }
 
 /// A running API server with its garbage collector and namespace controller.
@@ -100,6 +102,7 @@ impl ApiServer {
             store: store.clone(),
             options,
             shutdown: CancellationToken::new(),
+            audit: crate::audit::AuditLog::default(),
         });
         let app = Router::new()
             .fallback(handlers::handle)
@@ -137,6 +140,11 @@ impl ApiServer {
     /// The object store behind the API (for in-process inspection in tests).
     pub fn store(&self) -> &Arc<Store> {
         &self.state.store
+    }
+
+    /// The request log: off until `audit().enable()` (see [`crate::audit`]).
+    pub fn audit(&self) -> &crate::audit::AuditLog {
+        &self.state.audit
     }
 
     /// A kube-rs client for this server (default namespace `default`).

@@ -130,13 +130,67 @@ fn generate(root: &Path, size: u64) -> anyhow::Result<(u64, u64)> {
 
 #[derive(Debug, Clone, Copy)]
 struct Measure {
+    /// Start to exit of the process.
     wall: f64,
+    /// Start to exit, plus flushing the output's file system afterwards (syncfs).
+    flushed: f64,
     cpu: f64,
     max_rss_mib: f64,
 }
 
-/// Runs a child to completion and measures wall time, user+system CPU and peak RSS.
-fn measure(cmd: &mut Command, what: &str) -> anyhow::Result<Measure> {
+/// Every regular file below `root` (not following symlinks).
+fn files_below(root: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            files_below(&e.path(), out);
+        } else if ft.is_file() {
+            out.push(e.path());
+        }
+    }
+}
+
+/// Starts a step "cold-ish" and clean: dirty pages left by earlier steps are written back
+/// first (so they are not charged to this step), then the step's input files are dropped
+/// from the page cache (clean pages, `POSIX_FADV_DONTNEED`; no privileges needed).
+fn settle(inputs: &[PathBuf]) {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    for root in inputs {
+        let mut files = Vec::new();
+        files_below(root, &mut files);
+        for f in files {
+            if let Ok(file) = std::fs::File::open(&f) {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a valid open descriptor; advice only.
+                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+            }
+        }
+    }
+}
+
+/// Writes back everything dirty on the file system holding `dir`; returns the seconds taken.
+fn flush_fs(dir: &Path) -> anyhow::Result<f64> {
+    use std::os::fd::AsRawFd;
+    let started = Instant::now();
+    let d = std::fs::File::open(dir).with_context(|| format!("open {}", dir.display()))?;
+    // SAFETY: a valid open descriptor.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        bail!(
+            "syncfs {}: {}",
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Runs a child to completion and measures wall time, user+system CPU and peak RSS, then
+/// the time to flush what it left dirty on `output`'s file system.
+fn measure(cmd: &mut Command, what: &str, output: &Path) -> anyhow::Result<Measure> {
     let started = Instant::now();
     let child = cmd
         .stdout(std::process::Stdio::null())
@@ -158,28 +212,54 @@ fn measure(cmd: &mut Command, what: &str) -> anyhow::Result<Measure> {
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         bail!("{what} failed (status {status})");
     }
+    let flush = flush_fs(output)?;
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Measure {
         wall,
+        flushed: wall + flush,
         cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
         max_rss_mib: ru.ru_maxrss as f64 / 1024.0,
     })
 }
 
+/// Compares every file below `want` with the same path below `got`; returns the file count.
+fn verify_restore(want: &Path, got: &Path, who: &str) -> anyhow::Result<u64> {
+    let mut files = Vec::new();
+    files_below(want, &mut files);
+    for f in &files {
+        let rel = f.strip_prefix(want).expect("below root");
+        let restored = got.join(rel);
+        let a = std::fs::read(f)?;
+        let b = std::fs::read(&restored)
+            .with_context(|| format!("{who} restore lacks {}", restored.display()))?;
+        if a != b {
+            bail!(
+                "{who} restored {} with different content",
+                restored.display()
+            );
+        }
+    }
+    Ok(files.len() as u64)
+}
+
+fn du(p: &Path) -> u64 {
+    let mut files = Vec::new();
+    files_below(p, &mut files);
+    files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
     let size = parse_size(&a.size)?;
-    let tmp;
     let dir = match &a.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = std::env::temp_dir().join(format!("ferry-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&tmp)?;
-            tmp.clone()
-        }
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("ferry-bench-{}", std::process::id())),
     };
+    std::fs::create_dir_all(&dir)?;
+    let dir = std::fs::canonicalize(&dir)?;
     let password = "ferry-bench-password";
     let data = dir.join("data");
     let _ = std::fs::remove_dir_all(&data);
@@ -202,7 +282,9 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         c.args(args)
             .current_dir(&dir)
             .env("RESTIC_PASSWORD", password)
-            .env("RESTIC_CACHE_DIR", dir.join("restic-cache"));
+            .env("RESTIC_CACHE_DIR", dir.join("restic-cache"))
+            .env_remove("RESTIC_REPOSITORY")
+            .env_remove("RESTIC_PASSWORD_FILE");
         c
     };
     let ferry_cmd = |args: &[&str]| {
@@ -211,25 +293,45 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
             .args(args)
             .current_dir(&dir)
             .env("FERRY_PASSWORD", password)
-            .env_remove("FERRY_PASSWORD_FILE");
+            .env_remove("FERRY_PASSWORD_FILE")
+            .env_remove("FERRY_REPOSITORY");
         c
     };
+    let path = |d: &str| dir.join(d);
     measure(
         &mut restic(&["init", "-r", "restic-repo", "--repository-version", "2"]),
         "restic init",
+        &dir,
     )?;
-    measure(&mut ferry_cmd(&["init", "-r", "ferry-repo"]), "ferry init")?;
+    measure(
+        &mut ferry_cmd(&["init", "-r", "ferry-repo"]),
+        "ferry init",
+        &dir,
+    )?;
     eprintln!("backup: restic …");
+    settle(&[data.clone()]);
     let rb = measure(
-        &mut restic(&["-r", "restic-repo", "backup", "-q", "data"]),
+        &mut restic(&[
+            "-r",
+            "restic-repo",
+            "backup",
+            "-q",
+            "--compression",
+            "auto",
+            "data",
+        ]),
         "restic backup",
+        &dir,
     )?;
     eprintln!("backup: ferry …");
+    settle(&[data.clone()]);
     let fb = measure(
         &mut ferry_cmd(&["backup", "-r", "ferry-repo", "data"]),
         "ferry backup",
+        &dir,
     )?;
     eprintln!("restore: restic …");
+    settle(&[path("restic-repo"), path("restic-cache")]);
     let rr = measure(
         &mut restic(&[
             "-r",
@@ -240,8 +342,10 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
             "restic-out",
         ]),
         "restic restore",
+        &dir,
     )?;
     eprintln!("restore: ferry …");
+    settle(&[path("ferry-repo")]);
     let fr = measure(
         &mut ferry_cmd(&[
             "restore",
@@ -252,45 +356,60 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
             "ferry-out",
         ]),
         "ferry restore",
+        &dir,
     )?;
-    let repo_size = |d: &str| -> u64 {
-        fn du(p: &Path) -> u64 {
-            std::fs::read_dir(p)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| {
-                            let md = e.metadata().unwrap();
-                            if md.is_dir() { du(&e.path()) } else { md.len() }
-                        })
-                        .sum()
-                })
-                .unwrap_or(0)
-        }
-        du(&dir.join(d))
-    };
+    eprintln!("verifying both restores against the source …");
+    // restic keeps a relative source path as given ("data"); older versions kept it absolute.
+    let restic_root = [
+        path("restic-out/data"),
+        path("restic-out").join(data.strip_prefix("/").unwrap_or(&data)),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
+    .unwrap_or_else(|| path("restic-out/data"));
+    verify_restore(&data, &restic_root, "restic")?;
+    let verified = verify_restore(&data, &path("ferry-out/data"), "ferry")?;
+
     let row = |name: &str, m: Measure| {
         println!(
-            "{name:<16} {:>8.1} MiB/s {:>8.2} s wall {:>8.2} s CPU {:>8.1} MiB peak RSS",
+            "{name:<15} {:>7.1} MiB/s {:>7.2} s {:>7.2} s {:>7.1} MiB/s {:>7.2} s {:>8.1} MiB",
             mib / m.wall,
             m.wall,
+            m.flushed,
+            mib / m.flushed,
             m.cpu,
             m.max_rss_mib
         );
     };
-    println!("data: {files} files, {mib:.0} MiB (half small files, half large; half compressible)");
+    println!(
+        "data: {files} files, {mib:.0} MiB (half in 4-64 KiB files, half in 4 large files; half compressible)"
+    );
+    println!(
+        "{:<15} {:>13} {:>9} {:>9} {:>13} {:>9} {:>12}",
+        "", "throughput", "wall", "+flush", "thr.+flush", "CPU", "peak RSS"
+    );
     row("restic backup", rb);
     row("ferry backup", fb);
     row("restic restore", rr);
     row("ferry restore", fr);
     println!(
-        "repository size: restic {:.0} MiB, ferry {:.0} MiB",
-        repo_size("restic-repo") as f64 / 1048576.0,
-        repo_size("ferry-repo") as f64 / 1048576.0
+        "repository size: restic {:.0} MiB, ferry {:.0} MiB; both restores verified identical to the source ({verified} files)",
+        du(&path("restic-repo")) as f64 / 1048576.0,
+        du(&path("ferry-repo")) as f64 / 1048576.0,
     );
     println!(
-        "ferry/restic: backup throughput {:.2}x (target >= 1.5x), restore throughput {:.2}x (target >= 2x); CPU backup {:.2}x, restore {:.2}x; restore peak RSS {:.0} MiB (target <= 256)",
+        "measured: wall = process start to exit (restored files are not fsynced by either tool; \
+         both fsync repository files); +flush adds syncfs of the output file system after exit; \
+         CPU = user+system of the process; each step starts after sync with its input dropped \
+         from the page cache (POSIX_FADV_DONTNEED); restic {} with --compression auto, ferry zstd level 3",
+        restic_version()
+    );
+    println!(
+        "ferry/restic: backup throughput {:.2}x (+flush {:.2}x, target >= 1.5x), restore throughput {:.2}x (+flush {:.2}x, target >= 2x); CPU backup {:.2}x, restore {:.2}x; ferry restore peak RSS {:.0} MiB (target <= 256)",
         rb.wall / fb.wall,
+        rb.flushed / fb.flushed,
         rr.wall / fr.wall,
+        rr.flushed / fr.flushed,
         fb.cpu / rb.cpu,
         fr.cpu / rr.cpu,
         fr.max_rss_mib
@@ -299,4 +418,18 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn restic_version() -> String {
+    Command::new("restic")
+        .arg("version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .nth(1)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "?".into())
 }

@@ -1,18 +1,25 @@
 //! Recording core/v1 Events the way the scheduler, PV controller and kubelet do, with
 //! repeats of the same (object, reason, message) suppressed instead of aggregated.
+//!
+//! As client-go's event broadcaster, recording does not wait for the API: events go to a
+//! background task that posts them, so a controller's work is not slowed by its events.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::Api;
 use kube::api::PostParams;
 
+/// How many events are posted at once.
+const POST_CONCURRENCY: usize = 16;
+
 pub struct EventRecorder {
-    client: kube::Client,
     component: String,
     seen: Mutex<HashSet<(String, String, String)>>,
+    outbox: tokio::sync::mpsc::UnboundedSender<Event>,
 }
 
 /// A reference to an object for `involvedObject`.
@@ -33,15 +40,34 @@ where
 }
 
 impl EventRecorder {
+    /// Must be called within a tokio runtime (it starts the posting task, which ends when
+    /// the recorder is dropped and its queue is drained).
     pub fn new(client: kube::Client, component: &str) -> Self {
+        let (outbox, queue) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        tokio::spawn(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(queue).for_each_concurrent(
+                POST_CONCURRENCY,
+                move |event| {
+                    let client = client.clone();
+                    async move {
+                        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+                        let api: Api<Event> = Api::namespaced(client, &namespace);
+                        if let Err(error) = api.create(&PostParams::default(), &event).await {
+                            tracing::debug!(%error, reason = event.reason, "kubesim: could not record event");
+                        }
+                    }
+                },
+            ),
+        );
         EventRecorder {
-            client,
             component: component.into(),
             seen: Mutex::new(HashSet::new()),
+            outbox,
         }
     }
 
-    /// Posts an event unless the same one was already posted for this object.
+    /// Queues an event for posting unless the same one was already recorded for this
+    /// object (it returns at once).
     pub async fn record(
         &self,
         involved: ObjectReference,
@@ -92,10 +118,7 @@ impl EventRecorder {
             }),
             ..Default::default()
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        if let Err(error) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(%error, reason, "kubesim: could not record event");
-        }
+        let _ = self.outbox.send(event);
     }
 
     /// Forget an object's events (it was deleted), so the set stays bounded.

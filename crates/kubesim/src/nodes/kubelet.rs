@@ -16,9 +16,9 @@ use kube::api::{DeleteParams, Preconditions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::cache::{ClusterCache, ClusterSnapshot};
+use super::cache::{Changes, ClusterCache, ClusterSnapshot, ObjectKey, SnapshotGuard};
 use super::pod_runtime::{PodLaunch, PodStop, VolumeTarget, run_pod};
-use super::scheduling::is_terminal;
+use super::scheduling::{is_terminal, pod_claim_names};
 use super::volume_matching::{
     claim_phase, claim_volume_name, name_of, namespace_of, pv_reachable_from, pv_volume_mode,
     uid_of,
@@ -43,8 +43,15 @@ pub struct Kubelets {
     finished: HashSet<String>,
     /// Pods already asked to be removed.
     deleting: HashSet<String>,
+    /// Running pods' uids by (namespace, name), to stop a pod the cache no longer has.
+    uids: HashMap<ObjectKey, String>,
+    /// Pods not started because a claim was not usable yet, by that claim.
+    blocked_by_claim: HashMap<ObjectKey, HashSet<ObjectKey>>,
     next_ip: u32,
 }
+
+/// How often every pod is looked at (finished processes do not show in the cache).
+const FULL_SYNC: Duration = Duration::from_millis(500);
 
 fn node_ready(node: &Node) -> bool {
     node.status
@@ -99,21 +106,33 @@ impl Kubelets {
             running: HashMap::new(),
             finished: HashSet::new(),
             deleting: HashSet::new(),
+            uids: HashMap::new(),
+            blocked_by_claim: HashMap::new(),
             next_ip: 0,
         }
     }
 
     pub async fn run(mut self, cache: Arc<ClusterCache>, stop: CancellationToken) {
-        let mut changes = cache.subscribe();
+        let mut feed = cache.subscribe();
+        let mut last_full = tokio::time::Instant::now();
         loop {
-            changes.borrow_and_update();
-            let snapshot = cache.snapshot();
-            self.sync(&snapshot);
+            let changes = feed.take();
+            // Finished pod tasks do not show in the cache: every pod is looked at again
+            // now and then; otherwise only changed pods and pods waiting on changed volumes.
+            let full = changes.everything || changes.nodes || last_full.elapsed() >= FULL_SYNC;
+            {
+                let snapshot = cache.read();
+                if full {
+                    last_full = tokio::time::Instant::now();
+                    self.sync(&snapshot);
+                } else {
+                    self.sync_changed(&snapshot, &changes);
+                }
+            }
             tokio::select! {
                 _ = stop.cancelled() => break,
-                r = changes.changed() => if r.is_err() { break },
-                // Finished pod tasks do not bump the cache; look again now and then.
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                r = feed.changed() => if !r { break },
+                _ = tokio::time::sleep(FULL_SYNC) => {}
             }
         }
         // Shutting down: every process goes at once.
@@ -125,7 +144,97 @@ impl Kubelets {
         }
     }
 
+    /// Looks at the changed pods, and at the pods whose claims (or their PVs) changed while
+    /// they waited for them.
+    fn sync_changed(&mut self, snapshot: &SnapshotGuard, changes: &Changes) {
+        let mut keys: HashSet<ObjectKey> = changes.pods.clone();
+        let pv_claims = changes
+            .volumes
+            .iter()
+            .filter_map(|name| snapshot.pvs.get(name))
+            .filter_map(|pv| pv.spec.as_ref()?.claim_ref.as_ref())
+            .map(|r| {
+                (
+                    r.namespace.clone().unwrap_or_default(),
+                    r.name.clone().unwrap_or_default(),
+                )
+            });
+        for claim in changes.claims.iter().cloned().chain(pv_claims) {
+            if let Some(pods) = self.blocked_by_claim.remove(&claim) {
+                keys.extend(pods);
+            }
+        }
+        for key in keys {
+            let pod = snapshot.pod(&key).filter(|p| self.serves(p));
+            match pod {
+                Some(pod) => self.sync_pod(pod, snapshot),
+                None => {
+                    // Gone (or moved away from these nodes): stop what runs.
+                    if let Some(uid) = self.uids.get(&key)
+                        && let Some(running) = self.running.get(uid)
+                    {
+                        running.stop.stop(running.grace_seconds);
+                    }
+                }
+            }
+        }
+    }
+
+    fn serves(&self, pod: &Pod) -> bool {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| self.nodes.contains(n))
+    }
+
+    /// One pod that is on these nodes: stop it if deleted, else start it when it can.
+    fn sync_pod(&mut self, pod: &Arc<Pod>, snapshot: &ClusterSnapshot) {
+        let uid = uid_of(pod.as_ref());
+        if let Some(running) = self.running.get(uid) {
+            if pod.metadata.deletion_timestamp.is_some() {
+                running.stop.stop(grace_seconds(pod));
+            }
+            return;
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            // Nothing runs (any more): complete the deletion, as the kubelet does.
+            if self.deleting.insert(uid.to_string()) {
+                self.remove_pod(pod);
+            }
+            return;
+        }
+        if self.finished.contains(uid) || is_terminal(pod) {
+            return;
+        }
+        let node_name = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or("");
+        let Some(node) = snapshot.node(node_name) else {
+            return;
+        };
+        if !node_ready(node) {
+            return;
+        }
+        let Some(volumes) = self.pod_volumes(pod, node, snapshot) else {
+            let key = (
+                namespace_of(pod.as_ref()).to_string(),
+                name_of(pod.as_ref()).to_string(),
+            );
+            for claim in pod_claim_names(pod) {
+                self.blocked_by_claim
+                    .entry((key.0.clone(), claim))
+                    .or_default()
+                    .insert(key.clone());
+            }
+            return;
+        };
+        self.start(Arc::clone(pod), node, volumes);
+    }
+
     fn sync(&mut self, snapshot: &ClusterSnapshot) {
+        self.blocked_by_claim.clear();
         let pods: HashMap<&str, &Arc<Pod>> = snapshot
             .pods
             .iter()
@@ -159,35 +268,10 @@ impl Kubelets {
         }
         self.finished.retain(|uid| pods.contains_key(uid.as_str()));
         self.deleting.retain(|uid| pods.contains_key(uid.as_str()));
-        for (uid, pod) in &pods {
-            if self.running.contains_key(*uid) {
-                continue;
-            }
-            if pod.metadata.deletion_timestamp.is_some() {
-                // Nothing runs (any more): complete the deletion, as the kubelet does.
-                if self.deleting.insert(uid.to_string()) {
-                    self.remove_pod(pod);
-                }
-                continue;
-            }
-            if self.finished.contains(*uid) || is_terminal(pod) {
-                continue;
-            }
-            let node_name = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .unwrap_or("");
-            let Some(node) = snapshot.node(node_name) else {
-                continue;
-            };
-            if !node_ready(node) {
-                continue;
-            }
-            let Some(volumes) = self.pod_volumes(pod, node, snapshot) else {
-                continue;
-            };
-            self.start(Arc::clone(pod), node, volumes);
+        let running = &self.running;
+        self.uids.retain(|_, uid| running.contains_key(uid));
+        for pod in pods.into_values() {
+            self.sync_pod(pod, snapshot);
         }
     }
 
@@ -257,6 +341,13 @@ impl Kubelets {
             pod,
         };
         let uid = uid_of(launch.pod.as_ref()).to_string();
+        self.uids.insert(
+            (
+                namespace_of(launch.pod.as_ref()).to_string(),
+                name_of(launch.pod.as_ref()).to_string(),
+            ),
+            uid.clone(),
+        );
         let grace_seconds = grace_seconds(launch.pod.as_ref());
         let stop = PodStop::new();
         let task = tokio::spawn(run_pod(launch, stop.clone()));

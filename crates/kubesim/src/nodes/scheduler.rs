@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,7 +21,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
-use super::cache::{ClusterCache, ClusterSnapshot};
+use super::cache::{Changes, ClusterCache, ClusterSnapshot, ObjectKey, SnapshotGuard};
 use super::events::{EventRecorder, object_reference};
 use super::scheduling::{
     Placement, SchedulingState, VolumePlan, needs_scheduling, pod_claim_names,
@@ -30,8 +31,14 @@ use super::volume_matching::{
     pv_reachable_from, uid_of,
 };
 
-/// How many API calls a round runs at once.
+/// How many API calls the scheduler runs at once.
 const CONCURRENCY: usize = 64;
+/// How often unschedulable pods are retried without any change.
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a round may decide while holding the cache's read lock.
+const ROUND_BUDGET: Duration = Duration::from_millis(20);
+/// How long a round waits for more changes to gather after the first.
+const BATCH_DELAY: Duration = Duration::from_millis(5);
 
 /// A pod given a node whose claims are still being provisioned/bound.
 struct Waiting {
@@ -66,8 +73,168 @@ pub struct Scheduler {
     binding_subresource: AtomicBool,
 }
 
-fn pod_key(pod: &Pod) -> String {
-    uid_of(pod).to_string()
+fn object_key<K: kube::Resource>(object: &K) -> ObjectKey {
+    (
+        namespace_of(object).to_string(),
+        name_of(object).to_string(),
+    )
+}
+
+/// The scheduling queue and the scheduler's own not-yet-visible decisions, by pod
+/// (namespace, name). Kept across rounds and updated from the cache's change feed, so a
+/// round costs O(changed pods), not O(all pods).
+#[derive(Default)]
+struct Queue {
+    /// Pods that need a node and have none planned.
+    pending: HashMap<ObjectKey, Arc<Pod>>,
+    /// Pending pods to try this round (new or changed ones; all after a relevant change).
+    to_try: HashSet<ObjectKey>,
+    /// Pods bound by this scheduler that the cache does not show bound yet.
+    assumed: HashMap<ObjectKey, (String, Arc<Pod>)>,
+    /// Pods given a node whose claims are still being provisioned/bound.
+    waiting: HashMap<ObjectKey, Waiting>,
+    /// Claim → waiting pods using it, to recheck only those when the claim changes.
+    waiting_by_claim: HashMap<ObjectKey, HashSet<ObjectKey>>,
+    /// Waiting pods to check this round.
+    recheck: HashSet<ObjectKey>,
+    /// Static PVs promised to claims and not yet visible as claimed.
+    reserved_pvs: HashSet<String>,
+    /// The Unschedulable message last sent per pod.
+    reported: HashMap<ObjectKey, String>,
+}
+
+impl Queue {
+    fn claim_keys(pod: &Pod) -> impl Iterator<Item = ObjectKey> + '_ {
+        pod_claim_names(pod)
+            .into_iter()
+            .map(|c| (namespace_of(pod).to_string(), c))
+    }
+
+    fn index_waiting(&mut self, key: &ObjectKey, pod: &Pod) {
+        for claim in Self::claim_keys(pod) {
+            self.waiting_by_claim
+                .entry(claim)
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    fn unindex_waiting(&mut self, key: &ObjectKey, pod: &Pod) {
+        for claim in Self::claim_keys(pod) {
+            if let Some(pods) = self.waiting_by_claim.get_mut(&claim) {
+                pods.remove(key);
+                if pods.is_empty() {
+                    self.waiting_by_claim.remove(&claim);
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &ObjectKey) {
+        self.pending.remove(key);
+        self.to_try.remove(key);
+        self.assumed.remove(key);
+        self.reported.remove(key);
+        self.recheck.remove(key);
+        if let Some(w) = self.waiting.remove(key) {
+            self.unindex_waiting(key, &w.pod);
+        }
+    }
+
+    /// A pod whose API call failed: schedule it again from scratch.
+    fn failed(&mut self, key: ObjectKey) {
+        if let Some((_, pod)) = self.assumed.remove(&key) {
+            self.pending.insert(key.clone(), pod);
+            self.to_try.insert(key);
+        } else if let Some(w) = self.waiting.remove(&key) {
+            self.unindex_waiting(&key, &w.pod);
+            self.pending.insert(key.clone(), w.pod);
+            self.to_try.insert(key);
+        }
+    }
+
+    /// Applies the cache's changes: new, changed, bound and deleted pods, and what makes
+    /// waiting or unschedulable pods worth another look.
+    fn update(&mut self, snapshot: &SnapshotGuard, changes: &Changes, retry_all: bool) {
+        let everything = changes.everything;
+        let keys: Vec<ObjectKey> = if everything {
+            let mut keys: HashSet<ObjectKey> = snapshot
+                .pods
+                .iter()
+                .map(|p| object_key(p.as_ref()))
+                .collect();
+            keys.extend(self.pending.keys().cloned());
+            keys.extend(self.assumed.keys().cloned());
+            keys.extend(self.waiting.keys().cloned());
+            keys.into_iter().collect()
+        } else {
+            changes.pods.iter().cloned().collect()
+        };
+        // A pod leaving the queue for good (bound, finished, deleted) frees room.
+        let mut freed = false;
+        for key in keys {
+            let pod = snapshot.pod(&key).filter(|p| needs_scheduling(p));
+            let Some(pod) = pod else {
+                freed = true;
+                self.forget(&key);
+                continue;
+            };
+            let same = |other: &Pod| uid_of(other) == uid_of(pod.as_ref());
+            if self.assumed.get(&key).is_some_and(|(_, p)| same(p))
+                || self.waiting.get(&key).is_some_and(|w| same(&w.pod))
+            {
+                continue;
+            }
+            if self.pending.get(&key).is_some_and(|p| !same(p)) || !self.pending.contains_key(&key)
+            {
+                // New, or recreated under the same name.
+                self.forget(&key);
+            }
+            self.pending.insert(key.clone(), pod.clone());
+            self.to_try.insert(key);
+        }
+        // Reservations end once the PV shows a claimRef.
+        self.reserved_pvs.retain(|pv| {
+            snapshot
+                .pvs
+                .get(pv)
+                .is_some_and(|p| p.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).is_none())
+        });
+        // Waiting pods: recheck those whose claims or their PVs changed.
+        if everything || changes.nodes {
+            self.recheck.extend(self.waiting.keys().cloned());
+        } else {
+            let mut claims: Vec<&ObjectKey> = changes.claims.iter().collect();
+            let pv_claims: Vec<ObjectKey> = changes
+                .volumes
+                .iter()
+                .filter_map(|name| snapshot.pvs.get(name))
+                .filter_map(|pv| pv.spec.as_ref()?.claim_ref.as_ref())
+                .map(|r| {
+                    (
+                        r.namespace.clone().unwrap_or_default(),
+                        r.name.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            claims.extend(pv_claims.iter());
+            for claim in claims {
+                if let Some(pods) = self.waiting_by_claim.get(claim) {
+                    self.recheck.extend(pods.iter().cloned());
+                }
+            }
+        }
+        let relevant = everything
+            || retry_all
+            || freed
+            || changes.nodes
+            || changes.classes
+            || !changes.claims.is_empty()
+            || !changes.volumes.is_empty();
+        if relevant {
+            self.to_try.extend(self.pending.keys().cloned());
+        }
+    }
 }
 
 impl Scheduler {
@@ -80,118 +247,174 @@ impl Scheduler {
     }
 
     pub async fn run(self, cache: Arc<ClusterCache>, stop: CancellationToken) {
-        let mut changes = cache.subscribe();
-        // Pods bound by this scheduler that the cache does not show bound yet.
-        let mut assumed: HashMap<String, (String, Arc<Pod>)> = HashMap::new();
-        let mut waiting: HashMap<String, Waiting> = HashMap::new();
-        let mut reserved_pvs: HashSet<String> = HashSet::new();
+        let this = Arc::new(self);
+        let mut feed = cache.subscribe();
+        let mut queue = Queue::default();
+        // Pods whose API calls failed come back here to be scheduled again.
+        let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<ObjectKey>();
+        let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let mut last_retry = tokio::time::Instant::now();
         loop {
-            changes.borrow_and_update();
-            let snapshot = cache.snapshot();
-            let actions = self.plan_round(&snapshot, &mut assumed, &mut waiting, &mut reserved_pvs);
+            let changes = feed.take();
+            while let Ok(key) = failed_rx.try_recv() {
+                queue.failed(key);
+            }
+            // Unschedulable pods are retried whenever the cluster changes, and every 5 s.
+            let retry_all = last_retry.elapsed() >= RETRY_INTERVAL;
+            if retry_all {
+                last_retry = tokio::time::Instant::now();
+            }
+            let (actions, more) = {
+                let snapshot = cache.read();
+                queue.update(&snapshot, &changes, retry_all);
+                this.plan_round(&snapshot, &mut queue)
+            };
             if !actions.is_empty() {
-                let failed: Vec<String> = futures::stream::iter(actions)
-                    .map(|action| self.perform(action))
-                    .buffer_unordered(CONCURRENCY)
-                    .filter_map(|r| async move { r.err() })
-                    .collect()
-                    .await;
-                // A failed bind is retried next round.
-                for uid in failed {
-                    assumed.remove(&uid);
-                    waiting.remove(&uid);
-                }
+                let (this, limit, failed_tx) = (this.clone(), limit.clone(), failed_tx.clone());
+                // The calls run while the next round plans; the queue already counts the
+                // pods as assumed or waiting, so they are not planned twice.
+                tokio::spawn(async move {
+                    futures::stream::iter(actions)
+                        .for_each_concurrent(None, |action| {
+                            let (this, limit, failed_tx) = (&this, &limit, &failed_tx);
+                            async move {
+                                let _permit = limit.acquire().await;
+                                if let Err(key) = this.perform(action).await {
+                                    let _ = failed_tx.send(key);
+                                }
+                            }
+                        })
+                        .await;
+                });
+            }
+            if more {
+                // A round stops after its time budget so the cache's lock is not held for
+                // long; give the runtime a turn and go on.
+                tokio::task::yield_now().await;
+                continue;
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                r = changes.changed() => if r.is_err() { return },
-                // Retry unschedulable pods now and then even without changes.
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                r = feed.changed() => if !r { return },
+                Some(key) = failed_rx.recv() => queue.failed(key),
+                _ = tokio::time::sleep(RETRY_INTERVAL) => {}
             }
+            // Let a burst of changes gather into one round (the state a round builds is
+            // O(nodes + pods), its decisions O(changed pods)).
+            tokio::time::sleep(BATCH_DELAY).await;
         }
     }
 
-    fn plan_round(
-        &self,
-        snapshot: &ClusterSnapshot,
-        assumed: &mut HashMap<String, (String, Arc<Pod>)>,
-        waiting: &mut HashMap<String, Waiting>,
-        reserved_pvs: &mut HashSet<String>,
-    ) -> Vec<Action> {
-        let pods: HashMap<&str, &Arc<Pod>> = snapshot
-            .pods
-            .iter()
-            .map(|p| (uid_of(p.as_ref()), p))
-            .collect();
-        assumed.retain(|uid, _| pods.get(uid.as_str()).is_some_and(|p| needs_scheduling(p)));
-        waiting.retain(|uid, _| pods.get(uid.as_str()).is_some_and(|p| needs_scheduling(p)));
-        // Reservations end once the PV shows a claimRef.
-        reserved_pvs.retain(|pv| {
-            snapshot
-                .pvs
-                .get(pv)
-                .is_some_and(|p| p.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).is_none())
-        });
+    /// Plans one round; the second value says the time budget ran out with pods left.
+    fn plan_round(&self, snapshot: &SnapshotGuard, queue: &mut Queue) -> (Vec<Action>, bool) {
         let mut actions = Vec::new();
         // Waiting pods whose volumes are now bound get bound to their node; a claim bound
         // elsewhere sends the pod back to scheduling.
-        let mut ready = Vec::new();
-        waiting.retain(|uid, w| match claims_ready(&w.pod, &w.node, snapshot) {
-            ClaimsState::Ready => {
-                ready.push((uid.clone(), w.node.clone(), w.pod.clone()));
-                false
+        for key in std::mem::take(&mut queue.recheck) {
+            let Some(w) = queue.waiting.get(&key) else {
+                continue;
+            };
+            match claims_ready(&w.pod, &w.node, snapshot) {
+                ClaimsState::Ready => {
+                    let w = queue.waiting.remove(&key).expect("present");
+                    queue.unindex_waiting(&key, &w.pod);
+                    queue.assumed.insert(key, (w.node.clone(), w.pod.clone()));
+                    actions.push(Action::Bind {
+                        pod: w.pod,
+                        node: w.node,
+                    });
+                }
+                ClaimsState::Pending => {}
+                ClaimsState::Conflict => {
+                    let w = queue.waiting.remove(&key).expect("present");
+                    queue.unindex_waiting(&key, &w.pod);
+                    queue.to_try.insert(key.clone());
+                    queue.pending.insert(key, w.pod);
+                }
             }
-            ClaimsState::Pending => true,
-            ClaimsState::Conflict => false,
-        });
-        for (uid, node, pod) in ready {
-            assumed.insert(uid, (node.clone(), pod.clone()));
-            actions.push(Action::Bind { pod, node });
         }
-        let mut pending: Vec<&Arc<Pod>> = snapshot
-            .pods
+        if queue.to_try.is_empty() {
+            return (actions, false);
+        }
+        let mut pending: Vec<(&ObjectKey, &Arc<Pod>)> = queue
+            .to_try
             .iter()
-            .filter(|p| needs_scheduling(p))
-            .filter(|p| {
-                !assumed.contains_key(uid_of(p.as_ref()))
-                    && !waiting.contains_key(uid_of(p.as_ref()))
-            })
+            .filter_map(|k| queue.pending.get_key_value(k))
             .collect();
-        if pending.is_empty() {
-            return actions;
-        }
         // Higher priority first, then oldest first (kube-scheduler's queue order).
-        pending.sort_by_key(|p| {
-            (
-                std::cmp::Reverse(p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)),
-                p.metadata.creation_timestamp.as_ref().map(|t| t.0),
-                name_of(p.as_ref()).to_string(),
-            )
+        pending.sort_by(|(_, a), (_, b)| {
+            let order = |p: &Pod| {
+                (
+                    std::cmp::Reverse(p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)),
+                    p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                )
+            };
+            order(a)
+                .cmp(&order(b))
+                .then_with(|| name_of(a.as_ref()).cmp(name_of(b.as_ref())))
         });
-        let placed = assumed
+        let pending: Vec<(ObjectKey, Arc<Pod>)> = pending
+            .into_iter()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        let placed = queue
+            .assumed
             .values()
             .map(|(n, p)| (n.clone(), p.clone()))
-            .chain(waiting.values().map(|w| (w.node.clone(), w.pod.clone())))
+            .chain(
+                queue
+                    .waiting
+                    .values()
+                    .map(|w| (w.node.clone(), w.pod.clone())),
+            )
             .collect::<Vec<_>>();
-        let mut state = SchedulingState::new(snapshot, placed, reserved_pvs.clone());
-        for pod in pending {
-            match state.schedule(pod) {
+        let claim_keys: Vec<ObjectKey> = pending
+            .iter()
+            .flat_map(|(_, p)| {
+                let namespace = namespace_of(p.as_ref()).to_string();
+                pod_claim_names(p)
+                    .into_iter()
+                    .map(move |c| (namespace.clone(), c))
+            })
+            .collect();
+        let index = snapshot.pv_index(&claim_keys);
+        let mut state =
+            SchedulingState::with_pv_index(snapshot, placed, queue.reserved_pvs.clone(), index);
+        let started = std::time::Instant::now();
+        let mut more = false;
+        for (key, pod) in pending {
+            if started.elapsed() >= ROUND_BUDGET {
+                more = true;
+                break;
+            }
+            queue.to_try.remove(&key);
+            match state.schedule(&pod) {
                 Ok(placement) => {
                     state.assume(pod.clone(), &placement);
-                    self.placement_actions(pod, &placement, snapshot, &mut actions, reserved_pvs);
-                    let uid = pod_key(pod);
+                    queue.pending.remove(&key);
+                    queue.reported.remove(&key);
+                    self.placement_actions(
+                        &pod,
+                        &placement,
+                        snapshot,
+                        &mut actions,
+                        &mut queue.reserved_pvs,
+                    );
                     if placement.volumes_ready() {
-                        assumed.insert(uid, (placement.node.clone(), pod.clone()));
+                        queue
+                            .assumed
+                            .insert(key, (placement.node.clone(), pod.clone()));
                         actions.push(Action::Bind {
-                            pod: pod.clone(),
+                            pod,
                             node: placement.node,
                         });
                     } else {
-                        waiting.insert(
-                            uid,
+                        queue.index_waiting(&key, &pod);
+                        queue.waiting.insert(
+                            key,
                             Waiting {
                                 node: placement.node,
-                                pod: pod.clone(),
+                                pod,
                             },
                         );
                     }
@@ -202,8 +425,15 @@ impl Scheduler {
                         .as_ref()
                         .and_then(|s| s.conditions.as_ref())
                         .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
-                        .and_then(|c| c.message.clone());
-                    if current.as_deref() != Some(unschedulable.message.as_str()) {
+                        .and_then(|c| c.message.as_deref());
+                    // Reported already (the cache may not show it yet): not again.
+                    let reported = queue.reported.get(&key).map(String::as_str);
+                    if current != Some(unschedulable.message.as_str())
+                        && reported != Some(unschedulable.message.as_str())
+                    {
+                        queue
+                            .reported
+                            .insert(key.clone(), unschedulable.message.clone());
                         actions.push(Action::ReportUnschedulable {
                             pod: pod.clone(),
                             message: unschedulable.message,
@@ -212,7 +442,7 @@ impl Scheduler {
                 }
             }
         }
-        actions
+        (actions, more)
     }
 
     fn placement_actions(
@@ -252,8 +482,8 @@ impl Scheduler {
         }
     }
 
-    /// Performs one action; on failure returns the uid of the pod to retry.
-    async fn perform(&self, action: Action) -> Result<(), String> {
+    /// Performs one action; on failure returns the pod to schedule again.
+    async fn perform(&self, action: Action) -> Result<(), ObjectKey> {
         match action {
             Action::SelectNode { namespace, claim, node } => {
                 let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
@@ -282,7 +512,7 @@ impl Scheduler {
             }
             Action::Bind { pod, node } => self.bind(&pod, &node).await.map_err(|error| {
                 tracing::warn!(%error, pod = name_of(pod.as_ref()), node, "kubesim scheduler: binding failed");
-                pod_key(&pod)
+                object_key(pod.as_ref())
             }),
             Action::ReportUnschedulable { pod, message } => {
                 let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace_of(pod.as_ref()));

@@ -126,11 +126,17 @@ struct NodeLoad {
 }
 
 /// The scheduler's view for a round: the snapshot plus its own not-yet-visible decisions.
+/// Per-node data is kept by the node's position in `snapshot.nodes`, so the per-node filter
+/// loop does no hashing.
 pub struct SchedulingState<'a> {
     snapshot: &'a ClusterSnapshot,
-    load: HashMap<String, NodeLoad>,
-    /// Node name → allocatable (pods, cpu, memory), parsed once per round.
-    allocatable: HashMap<&'a str, (f64, f64, f64)>,
+    /// Node name → position in `snapshot.nodes`.
+    node_slots: HashMap<&'a str, usize>,
+    load: Vec<NodeLoad>,
+    /// Allocatable (pods, cpu, memory) per node, parsed once per round.
+    allocatable: Vec<Option<(f64, f64, f64)>>,
+    /// Where the next pod's node search starts (kube-scheduler's nextStartNodeIndex).
+    next_start: std::cell::Cell<usize>,
     /// PVs with a claimRef, by the claim's (namespace, name).
     claimed_pvs: HashMap<(&'a str, &'a str), Vec<&'a k8s_openapi::api::core::v1::PersistentVolume>>,
     /// Available PVs without claimRef (candidates for static binding).
@@ -204,6 +210,16 @@ fn node_affinity_matches(pod: &Pod, node: &Node) -> bool {
     }
 }
 
+/// kube-scheduler's numFeasibleNodesToFind with the default adaptive percentage.
+fn feasible_nodes_to_find(total: usize) -> usize {
+    const MIN_FEASIBLE: usize = 100;
+    if total < MIN_FEASIBLE {
+        return total;
+    }
+    let percentage = (50 - (total / 125) as i64).max(5) as usize;
+    (total * percentage / 100).max(MIN_FEASIBLE)
+}
+
 fn fits_message(total: usize, reasons: &BTreeMap<String, usize>) -> String {
     let mut parts: Vec<String> = reasons
         .iter()
@@ -232,41 +248,55 @@ impl<'a> SchedulingState<'a> {
         assumed: impl IntoIterator<Item = (String, Arc<Pod>)>,
         reserved_pvs: HashSet<String>,
     ) -> Self {
-        let mut claimed_pvs: HashMap<(&str, &str), Vec<_>> = HashMap::new();
-        let mut free_pvs = Vec::new();
-        for pv in snapshot.pvs.values() {
-            match pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
-                Some(r) => claimed_pvs
-                    .entry((
-                        r.namespace.as_deref().unwrap_or(""),
-                        r.name.as_deref().unwrap_or(""),
-                    ))
-                    .or_default()
-                    .push(pv.as_ref()),
-                None => free_pvs.push(pv.as_ref()),
-            }
-        }
+        Self::with_pv_index(
+            snapshot,
+            assumed,
+            reserved_pvs,
+            super::volume_binding::PvIndex::new(snapshot),
+        )
+    }
+
+    /// As `new`, with the PVs already indexed by claimRef (the cache keeps that index; it
+    /// needs to hold only the claims of the pods to schedule and the PVs without claimRef).
+    pub fn with_pv_index(
+        snapshot: &'a ClusterSnapshot,
+        assumed: impl IntoIterator<Item = (String, Arc<Pod>)>,
+        reserved_pvs: HashSet<String>,
+        pv_index: super::volume_binding::PvIndex<'a>,
+    ) -> Self {
         let allocatable = snapshot
             .nodes
             .iter()
-            .filter_map(|n| {
+            .map(|n| {
                 let a = n.status.as_ref()?.allocatable.as_ref()?;
                 let value = |key: &str| {
                     a.get(key)
                         .map_or(f64::INFINITY, |q| quantity_value(Some(q)))
                 };
-                Some((
-                    name_of(n.as_ref()),
-                    (value("pods"), value("cpu"), value("memory")),
-                ))
+                Some((value("pods"), value("cpu"), value("memory")))
             })
             .collect();
+        let node_slots: HashMap<&str, usize> = snapshot
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (name_of(n.as_ref()), i))
+            .collect();
+        let start = if snapshot.nodes.is_empty() {
+            0
+        } else {
+            rand::random_range(0..snapshot.nodes.len())
+        };
         let mut state = SchedulingState {
             snapshot,
-            load: HashMap::new(),
+            load: (0..snapshot.nodes.len())
+                .map(|_| NodeLoad::default())
+                .collect(),
+            node_slots,
             allocatable,
-            claimed_pvs,
-            free_pvs,
+            next_start: std::cell::Cell::new(start),
+            claimed_pvs: pv_index.claimed,
+            free_pvs: pv_index.free,
             reserved_pvs,
         };
         for pod in &snapshot.pods {
@@ -277,18 +307,22 @@ impl<'a> SchedulingState<'a> {
                 .filter(|n| !n.is_empty())
                 && !is_terminal(pod)
             {
-                state.add_pod(node.to_string(), pod.clone());
+                state.add_pod(node, pod.clone());
             }
         }
         for (node, pod) in assumed {
-            state.add_pod(node, pod);
+            state.add_pod(&node, pod);
         }
         state
     }
 
-    fn add_pod(&mut self, node: String, pod: Arc<Pod>) {
+    /// Pods on nodes that are not (or no longer) in the snapshot do not matter.
+    fn add_pod(&mut self, node: &str, pod: Arc<Pod>) {
+        let Some(&slot) = self.node_slots.get(node) else {
+            return;
+        };
         let (cpu, memory) = pod_requests(&pod);
-        let load = self.load.entry(node).or_default();
+        let load = &mut self.load[slot];
         load.cpu += cpu;
         load.memory += memory;
         load.pods.push(pod);
@@ -301,11 +335,13 @@ impl<'a> SchedulingState<'a> {
                 self.reserved_pvs.insert(pv.clone());
             }
         }
-        self.add_pod(placement.node.clone(), pod);
+        self.add_pod(&placement.node, pod);
     }
 
     pub fn pods_on(&self, node: &str) -> usize {
-        self.load.get(node).map_or(0, |l| l.pods.len())
+        self.node_slots
+            .get(node)
+            .map_or(0, |&slot| self.load[slot].pods.len())
     }
 
     fn prefilter<'p>(&'p self, pod: &'p Pod) -> Result<PodFacts<'p>, String> {
@@ -415,7 +451,7 @@ impl<'a> SchedulingState<'a> {
                     .and_then(|s| s.tolerations.clone())
                     .unwrap_or_default();
                 let mut counts: HashMap<String, usize> = HashMap::new();
-                for node in &self.snapshot.nodes {
+                for (slot, node) in self.snapshot.nodes.iter().enumerate() {
                     let Some(domain) = labels_of(node.as_ref()).get(key) else {
                         continue;
                     };
@@ -425,14 +461,13 @@ impl<'a> SchedulingState<'a> {
                     if honor_taints && first_untolerated_taint(node, &tolerations).is_some() {
                         continue;
                     }
-                    let here = self.load.get(name_of(node.as_ref())).map_or(0, |l| {
-                        l.pods
-                            .iter()
-                            .filter(|p| namespace_of(p.as_ref()) == namespace)
-                            .filter(|p| p.metadata.deletion_timestamp.is_none())
-                            .filter(|p| matches(p))
-                            .count()
-                    });
+                    let here = self.load[slot]
+                        .pods
+                        .iter()
+                        .filter(|p| namespace_of(p.as_ref()) == namespace)
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .filter(|p| matches(p))
+                        .count();
                     *counts.entry(domain.clone()).or_default() += here;
                 }
                 let min_domains = constraint.min_domains.unwrap_or(1).max(1) as usize;
@@ -451,8 +486,10 @@ impl<'a> SchedulingState<'a> {
             .collect()
     }
 
-    /// The first failing filter for one node, as the reason Kubernetes reports.
-    fn filter(&self, pod: &Pod, facts: &PodFacts, node: &Node) -> Result<Vec<VolumePlan>, String> {
+    /// The first failing filter for one node (at `slot` in the snapshot), as the reason
+    /// Kubernetes reports.
+    fn filter(&self, pod: &Pod, facts: &PodFacts, slot: usize) -> Result<(), String> {
+        let node = self.snapshot.nodes[slot].as_ref();
         let tolerations = pod
             .spec
             .as_ref()
@@ -482,8 +519,8 @@ impl<'a> SchedulingState<'a> {
         if !node_affinity_matches(pod, node) {
             return Err(NODE_AFFINITY_REASON.into());
         }
-        self.fits_resources(facts, node)?;
-        let volumes = self.volume_plans(facts, node)?;
+        self.fits_resources(facts, slot)?;
+        self.volume_plans(facts, node, false)?;
         for spread in &facts.spread {
             if spread.constraint.when_unsatisfiable != "DoNotSchedule" {
                 continue;
@@ -498,15 +535,15 @@ impl<'a> SchedulingState<'a> {
                 return Err(SPREAD_REASON.into());
             }
         }
-        Ok(volumes)
+        Ok(())
     }
 
-    fn fits_resources(&self, facts: &PodFacts, node: &Node) -> Result<(), String> {
-        let Some(&(max_pods, max_cpu, max_memory)) = self.allocatable.get(name_of(node)) else {
+    fn fits_resources(&self, facts: &PodFacts, slot: usize) -> Result<(), String> {
+        let Some((max_pods, max_cpu, max_memory)) = self.allocatable[slot] else {
             return Ok(());
         };
-        let load = self.load.get(name_of(node));
-        let (pods, cpu, memory) = load.map_or((0, 0.0, 0.0), |l| (l.pods.len(), l.cpu, l.memory));
+        let load = &self.load[slot];
+        let (pods, cpu, memory) = (load.pods.len(), load.cpu, load.memory);
         if (pods + 1) as f64 > max_pods {
             return Err("Too many pods".into());
         }
@@ -519,9 +556,16 @@ impl<'a> SchedulingState<'a> {
         Ok(())
     }
 
-    fn volume_plans(&self, facts: &PodFacts, node: &Node) -> Result<Vec<VolumePlan>, String> {
-        let mut plans = Vec::with_capacity(facts.claims.len());
-        let mut taken: HashSet<&str> = HashSet::new();
+    /// What to do for each claim on this node, or why the node does not do; with
+    /// `want_plans` false only the verdict is computed (no allocation in the node loop).
+    fn volume_plans(
+        &self,
+        facts: &PodFacts,
+        node: &Node,
+        want_plans: bool,
+    ) -> Result<Vec<VolumePlan>, String> {
+        let mut plans = Vec::new();
+        let mut taken: Vec<&str> = Vec::new();
         for claim in &facts.claims {
             match claim {
                 ClaimFacts::Bound { claim, pv } => match pv {
@@ -532,9 +576,10 @@ impl<'a> SchedulingState<'a> {
                     Some(pv) if !pv_reachable_from(pv, node) => {
                         return Err(VOLUME_AFFINITY_REASON.into());
                     }
-                    Some(_) => plans.push(VolumePlan::Bound {
+                    Some(_) if want_plans => plans.push(VolumePlan::Bound {
                         claim: claim.to_string(),
                     }),
+                    Some(_) => {}
                 },
                 ClaimFacts::Delayed {
                     claim,
@@ -544,13 +589,15 @@ impl<'a> SchedulingState<'a> {
                 } => {
                     let on_node = static_pvs
                         .iter()
-                        .find(|pv| pv_reachable_from(pv, node) && !taken.contains(name_of(**pv)));
+                        .find(|pv| pv_reachable_from(pv, node) && !taken.contains(&name_of(**pv)));
                     if let Some(pv) = on_node {
-                        taken.insert(name_of(*pv));
-                        plans.push(VolumePlan::BindStaticPv {
-                            claim: claim.to_string(),
-                            pv: name_of(*pv).to_string(),
-                        });
+                        taken.push(name_of(*pv));
+                        if want_plans {
+                            plans.push(VolumePlan::BindStaticPv {
+                                claim: claim.to_string(),
+                                pv: name_of(*pv).to_string(),
+                            });
+                        }
                         continue;
                     }
                     if *prebound {
@@ -569,9 +616,11 @@ impl<'a> SchedulingState<'a> {
                     {
                         return Err(VOLUME_BIND_REASON.into());
                     }
-                    plans.push(VolumePlan::SelectNode {
-                        claim: claim.to_string(),
-                    });
+                    if want_plans {
+                        plans.push(VolumePlan::SelectNode {
+                            claim: claim.to_string(),
+                        });
+                    }
                 }
             }
         }
@@ -597,6 +646,11 @@ impl<'a> SchedulingState<'a> {
     }
 
     /// Chooses a node for the pod, or says why none fits.
+    ///
+    /// As kube-scheduler (percentageOfNodesToScore unset), the search stops once enough
+    /// feasible nodes are found: all of them below 100 nodes, else an adaptive share
+    /// (50% − nodes/125, at least 5% and 100 nodes), starting where the previous search
+    /// stopped. A pod that fits nowhere has every node filtered, so its message counts all.
     pub fn schedule(&self, pod: &Pod) -> Result<Placement, Unschedulable> {
         let total = self.snapshot.nodes.len();
         if total == 0 {
@@ -607,27 +661,39 @@ impl<'a> SchedulingState<'a> {
         let facts = self.prefilter(pod).map_err(|reason| Unschedulable {
             message: prefilter_message(total, &reason),
         })?;
+        let wanted = feasible_nodes_to_find(total);
+        let start = self.next_start.get() % total;
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-        let mut best: Vec<(String, Vec<VolumePlan>)> = Vec::new();
+        let mut best: Vec<usize> = Vec::new();
         let mut best_score = (usize::MAX, usize::MAX);
-        for node in &self.snapshot.nodes {
-            match self.filter(pod, &facts, node) {
+        let mut feasible = 0;
+        let mut processed = 0;
+        for offset in 0..total {
+            if feasible >= wanted {
+                break;
+            }
+            processed += 1;
+            let slot = (start + offset) % total;
+            match self.filter(pod, &facts, slot) {
                 Err(reason) => *reasons.entry(reason).or_default() += 1,
-                Ok(volumes) => {
+                Ok(()) => {
+                    feasible += 1;
+                    let node = self.snapshot.nodes[slot].as_ref();
                     let score = (
                         self.spread_penalty(&facts, node),
-                        self.pods_on(name_of(node.as_ref())),
+                        self.load[slot].pods.len(),
                     );
                     if score < best_score {
                         best_score = score;
                         best.clear();
                     }
                     if score == best_score {
-                        best.push((name_of(node.as_ref()).to_string(), volumes));
+                        best.push(slot);
                     }
                 }
             }
         }
+        self.next_start.set((start + processed) % total);
         if best.is_empty() {
             return Err(Unschedulable {
                 message: fits_message(total, &reasons),
@@ -639,8 +705,14 @@ impl<'a> SchedulingState<'a> {
         } else {
             rand::random_range(0..best.len())
         };
-        let (node, volumes) = best.swap_remove(pick);
-        Ok(Placement { node, volumes })
+        let node = self.snapshot.nodes[best[pick]].as_ref();
+        let volumes = self
+            .volume_plans(&facts, node, true)
+            .expect("the chosen node passed the volume filter");
+        Ok(Placement {
+            node: name_of(node).to_string(),
+            volumes,
+        })
     }
 }
 

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
 use super::bootstrap::{HOSTNAME_LABEL, PROVISIONER, ZONE_LABEL};
-use super::cache::{ClusterCache, ClusterSnapshot};
+use super::cache::{Changes, ClusterCache, ClusterSnapshot, ObjectKey, SnapshotGuard};
 use super::events::{EventRecorder, object_reference};
 use super::scheduling::{is_terminal, pod_claim_names};
 use super::volume_binding::{
@@ -30,6 +31,8 @@ use super::volume_binding::{
 use super::volume_matching::*;
 
 const CONCURRENCY: usize = 64;
+/// How often every claim and PV is looked at again without a change.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 
@@ -38,6 +41,223 @@ enum Work {
     Volume(Arc<PersistentVolume>, VolumeDecision),
     RemoveClaimFinalizer(Arc<PersistentVolumeClaim>),
     RemoveVolumeFinalizer(Arc<PersistentVolume>),
+}
+
+/// What carrying out a decision needs from the cache, looked up while deciding (the cache
+/// is not held across API calls).
+#[derive(Default)]
+struct Resolved {
+    /// The PV to bind (ClaimDecision::Bind).
+    pv: Option<Arc<PersistentVolume>>,
+    /// The class and node to provision with and on.
+    class: Option<Arc<StorageClass>>,
+    node_name: Option<String>,
+    node: Option<Arc<Node>>,
+}
+
+struct Job {
+    uid: String,
+    rv: String,
+    fingerprint: String,
+    work: Work,
+    resolved: Resolved,
+}
+
+/// The claims and PVs to decide on this round: all of them, or the changed ones and those
+/// whose decision depends on a change.
+fn targets(
+    snapshot: &SnapshotGuard,
+    changes: &Changes,
+    full: bool,
+) -> (Vec<Arc<PersistentVolumeClaim>>, Vec<Arc<PersistentVolume>>) {
+    if full {
+        return (
+            snapshot.pvcs.values().cloned().collect(),
+            snapshot.pvs.values().cloned().collect(),
+        );
+    }
+    let mut claims: HashSet<ObjectKey> = changes.claims.clone();
+    let mut volumes: HashSet<String> = changes.volumes.clone();
+    let mut all_claims = false;
+    for name in &changes.volumes {
+        match snapshot.pvs.get(name) {
+            Some(pv) => match pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
+                // A PV bound (or being bound) to one claim concerns that claim.
+                Some(r) if r.uid.as_deref().is_some_and(|u| !u.is_empty()) => {
+                    claims.insert((
+                        r.namespace.clone().unwrap_or_default(),
+                        r.name.clone().unwrap_or_default(),
+                    ));
+                }
+                // Free or reserved without uid: any unbound claim may match it.
+                _ => all_claims = true,
+            },
+            // Gone: claims naming it become Lost.
+            None => all_claims = true,
+        }
+    }
+    for key in &changes.claims {
+        // The PVs that name the claim (release, reclaim, unbind), and the one it names.
+        volumes.extend(
+            snapshot
+                .pvs_claiming(key)
+                .map(|pv| name_of(pv.as_ref()).to_string()),
+        );
+        if let Some(name) = snapshot
+            .pvc(&key.0, &key.1)
+            .and_then(|c| claim_volume_name(c))
+        {
+            volumes.insert(name.to_string());
+        }
+    }
+    // A pod's start or end changes whether its claims are in use (pvc-protection).
+    for key in &changes.pods {
+        if let Some(pod) = snapshot.pod(key) {
+            for claim in pod_claim_names(pod) {
+                claims.insert((key.0.clone(), claim));
+            }
+        }
+    }
+    let claims = if all_claims {
+        snapshot.pvcs.values().cloned().collect()
+    } else {
+        claims
+            .iter()
+            .filter_map(|k| snapshot.pvcs.get(k).cloned())
+            .collect()
+    };
+    let volumes = volumes
+        .iter()
+        .filter_map(|n| snapshot.pvs.get(n).cloned())
+        .collect();
+    (claims, volumes)
+}
+
+/// Decides this round's work; decisions already carried out for the same resourceVersion
+/// are skipped.
+fn plan(
+    snapshot: &SnapshotGuard,
+    changes: &Changes,
+    full: bool,
+    done: &mut HashMap<String, (String, String)>,
+) -> Vec<Job> {
+    let (claims, volumes) = targets(snapshot, changes, full);
+    let mut jobs = Vec::new();
+    let mut consider = |uid: &str, rv: Option<&String>, fingerprint: String, work: Work| {
+        let rv = rv.cloned().unwrap_or_default();
+        if done.get(uid) == Some(&(rv.clone(), fingerprint.clone())) {
+            return;
+        }
+        jobs.push(Job {
+            uid: uid.to_string(),
+            rv,
+            fingerprint,
+            work,
+            resolved: Resolved::default(),
+        });
+    };
+    let mut used_claims: Option<HashSet<(String, String)>> = None;
+    let claim_keys: Vec<ObjectKey> = claims
+        .iter()
+        .map(|c| {
+            (
+                namespace_of(c.as_ref()).to_string(),
+                name_of(c.as_ref()).to_string(),
+            )
+        })
+        .collect();
+    let index = if full {
+        PvIndex::new(snapshot)
+    } else {
+        snapshot.pv_index(&claim_keys)
+    };
+    for claim in &claims {
+        if claim.metadata.deletion_timestamp.is_some() {
+            if has_finalizer(&claim.metadata, PVC_PROTECTION) {
+                let used = used_claims.get_or_insert_with(|| claims_in_use(snapshot));
+                if !used.contains(&(
+                    namespace_of(claim.as_ref()).to_string(),
+                    name_of(claim.as_ref()).to_string(),
+                )) {
+                    consider(
+                        uid_of(claim.as_ref()),
+                        claim.metadata.resource_version.as_ref(),
+                        "unprotect".into(),
+                        Work::RemoveClaimFinalizer(claim.clone()),
+                    );
+                }
+            }
+            continue;
+        }
+        let decision = decide_claim_indexed(claim, snapshot, &index);
+        if decision != ClaimDecision::Nothing {
+            consider(
+                uid_of(claim.as_ref()),
+                claim.metadata.resource_version.as_ref(),
+                format!("{decision:?}"),
+                Work::Claim(claim.clone(), decision),
+            );
+        }
+    }
+    for pv in &volumes {
+        if pv.metadata.deletion_timestamp.is_some() {
+            if has_finalizer(&pv.metadata, PV_PROTECTION) && pv_phase(pv) != "Bound" {
+                consider(
+                    uid_of(pv.as_ref()),
+                    pv.metadata.resource_version.as_ref(),
+                    "unprotect".into(),
+                    Work::RemoveVolumeFinalizer(pv.clone()),
+                );
+            }
+            continue;
+        }
+        let decision = decide_volume(pv, snapshot);
+        if decision != VolumeDecision::Nothing {
+            consider(
+                uid_of(pv.as_ref()),
+                pv.metadata.resource_version.as_ref(),
+                format!("{decision:?}"),
+                Work::Volume(pv.clone(), decision),
+            );
+        }
+    }
+    if full {
+        let current: HashSet<&str> = snapshot
+            .pvcs
+            .values()
+            .map(|c| uid_of(c.as_ref()))
+            .chain(snapshot.pvs.values().map(|p| uid_of(p.as_ref())))
+            .collect();
+        done.retain(|uid, _| current.contains(uid.as_str()));
+    }
+    // Immediate provisioning picks a node per claim here, so volumes spread.
+    let mut per_node: Option<HashMap<String, usize>> = None;
+    for job in &mut jobs {
+        let Work::Claim(_, decision) = &job.work else {
+            continue;
+        };
+        match decision {
+            ClaimDecision::ProvisionAnywhere { class } => {
+                let per_node = per_node.get_or_insert_with(|| volumes_per_node(snapshot));
+                let class = snapshot.classes.get(class);
+                let chosen = class.and_then(|c| choose_node_for_immediate(c, snapshot, per_node));
+                if let Some(n) = &chosen {
+                    *per_node.entry(n.clone()).or_default() += 1;
+                    job.resolved.node = snapshot.node(n).cloned();
+                }
+                job.resolved.class = class.cloned();
+                job.resolved.node_name = chosen;
+            }
+            ClaimDecision::Provision { node, class } => {
+                job.resolved.class = snapshot.classes.get(class).cloned();
+                job.resolved.node = snapshot.node(node).cloned();
+                job.resolved.node_name = Some(node.clone());
+            }
+            ClaimDecision::Bind { pv } => job.resolved.pv = snapshot.pvs.get(pv).cloned(),
+            _ => {}
+        }
+    }
+    jobs
 }
 
 pub struct VolumeController {
@@ -61,116 +281,38 @@ impl VolumeController {
     }
 
     pub async fn run(self, cache: Arc<ClusterCache>, stop: CancellationToken) {
-        let mut changes = cache.subscribe();
+        let mut feed = cache.subscribe();
         // (uid) → (resourceVersion, decision) already carried out.
         let mut done: HashMap<String, (String, String)> = HashMap::new();
-        // Provisioning picks spread Immediate volumes; count volumes per node as we go.
+        let mut last_full = tokio::time::Instant::now();
         loop {
-            changes.borrow_and_update();
-            let snapshot = cache.snapshot();
-            let mut work = Vec::new();
-            let mut current: HashSet<String> = HashSet::new();
-            let mut consider =
-                |uid: &str,
-                 rv: Option<&String>,
-                 fingerprint: String,
-                 item: Work,
-                 work: &mut Vec<(String, String, String, Work)>| {
-                    current.insert(uid.to_string());
-                    let rv = rv.cloned().unwrap_or_default();
-                    if done.get(uid) == Some(&(rv.clone(), fingerprint.clone())) {
-                        return;
-                    }
-                    work.push((uid.to_string(), rv, fingerprint, item));
-                };
-            let used_claims = claims_in_use(&snapshot);
-            let index = PvIndex::new(&snapshot);
-            for claim in snapshot.pvcs.values() {
-                if claim.metadata.deletion_timestamp.is_some() {
-                    if has_finalizer(&claim.metadata, PVC_PROTECTION)
-                        && !used_claims.contains(&(
-                            namespace_of(claim.as_ref()).to_string(),
-                            name_of(claim.as_ref()).to_string(),
-                        ))
-                    {
-                        consider(
-                            uid_of(claim.as_ref()),
-                            claim.metadata.resource_version.as_ref(),
-                            "unprotect".into(),
-                            Work::RemoveClaimFinalizer(claim.clone()),
-                            &mut work,
-                        );
-                    }
-                    continue;
-                }
-                let decision = decide_claim_indexed(claim, &snapshot, &index);
-                if decision != ClaimDecision::Nothing {
-                    consider(
-                        uid_of(claim.as_ref()),
-                        claim.metadata.resource_version.as_ref(),
-                        format!("{decision:?}"),
-                        Work::Claim(claim.clone(), decision),
-                        &mut work,
-                    );
-                }
+            let changes = feed.take();
+            // Everything is looked at after a relist, when nodes or classes change, and
+            // every 5 s (as the PV controller's resync); otherwise only the changed claims
+            // and PVs and what depends on them.
+            let full = changes.everything
+                || changes.nodes
+                || changes.classes
+                || last_full.elapsed() >= RESYNC_INTERVAL;
+            if full {
+                last_full = tokio::time::Instant::now();
             }
-            for pv in snapshot.pvs.values() {
-                if pv.metadata.deletion_timestamp.is_some() {
-                    if has_finalizer(&pv.metadata, PV_PROTECTION) && pv_phase(pv) != "Bound" {
-                        consider(
-                            uid_of(pv.as_ref()),
-                            pv.metadata.resource_version.as_ref(),
-                            "unprotect".into(),
-                            Work::RemoveVolumeFinalizer(pv.clone()),
-                            &mut work,
-                        );
-                    }
-                    continue;
-                }
-                let decision = decide_volume(pv, &snapshot);
-                if decision != VolumeDecision::Nothing {
-                    consider(
-                        uid_of(pv.as_ref()),
-                        pv.metadata.resource_version.as_ref(),
-                        format!("{decision:?}"),
-                        Work::Volume(pv.clone(), decision),
-                        &mut work,
-                    );
-                }
-            }
-            done.retain(|uid, _| current.contains(uid));
-            if !work.is_empty() {
-                let mut per_node = volumes_per_node(&snapshot);
-                // Immediate provisioning picks a node per claim here, so volumes spread.
-                let mut jobs = Vec::with_capacity(work.len());
-                for (uid, rv, fingerprint, item) in work {
-                    let node = match &item {
-                        Work::Claim(_, ClaimDecision::ProvisionAnywhere { class }) => {
-                            let chosen = snapshot
-                                .classes
-                                .get(class)
-                                .and_then(|c| choose_node_for_immediate(c, &snapshot, &per_node));
-                            if let Some(n) = &chosen {
-                                *per_node.entry(n.clone()).or_default() += 1;
-                            }
-                            chosen
-                        }
-                        _ => None,
-                    };
-                    jobs.push((uid, rv, fingerprint, item, node));
-                }
-                let snapshot = &snapshot;
+            let jobs = {
+                let snapshot = cache.read();
+                plan(&snapshot, &changes, full, &mut done)
+            };
+            if !jobs.is_empty() {
                 let this = &self;
                 let results: Vec<(String, String, String, bool)> = futures::stream::iter(jobs)
-                    .map(|(uid, rv, fingerprint, item, node)| async move {
-                        let ok = match this.perform(item, node, snapshot).await {
+                    .map(|job| async move {
+                        let ok = match this.perform(job.work, job.resolved).await {
                             Ok(()) => true,
                             Err(error) => {
-                                tracing::debug!(%error, uid, "kubesim volume controller: retrying later");
+                                tracing::debug!(%error, uid = job.uid, "kubesim volume controller: retrying later");
                                 false
                             }
                         };
-                        (uid, rv, fingerprint, ok)
+                        (job.uid, job.rv, job.fingerprint, ok)
                     })
                     .buffer_unordered(CONCURRENCY)
                     .collect()
@@ -185,22 +327,15 @@ impl VolumeController {
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                r = changes.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                r = feed.changed() => if !r { return },
+                _ = tokio::time::sleep(RESYNC_INTERVAL) => {}
             }
         }
     }
 
-    async fn perform(
-        &self,
-        work: Work,
-        node: Option<String>,
-        snapshot: &ClusterSnapshot,
-    ) -> anyhow::Result<()> {
+    async fn perform(&self, work: Work, resolved: Resolved) -> anyhow::Result<()> {
         match work {
-            Work::Claim(claim, decision) => {
-                self.perform_claim(&claim, decision, node, snapshot).await
-            }
+            Work::Claim(claim, decision) => self.perform_claim(&claim, decision, resolved).await,
             Work::Volume(pv, decision) => self.perform_volume(&pv, decision).await,
             Work::RemoveClaimFinalizer(claim) => {
                 let api: Api<PersistentVolumeClaim> =
@@ -234,8 +369,7 @@ impl VolumeController {
         &self,
         claim: &PersistentVolumeClaim,
         decision: ClaimDecision,
-        node: Option<String>,
-        snapshot: &ClusterSnapshot,
+        resolved: Resolved,
     ) -> anyhow::Result<()> {
         let namespace = namespace_of(claim);
         let name = name_of(claim);
@@ -285,19 +419,19 @@ impl VolumeController {
                     .await;
             }
             ClaimDecision::Provision { node, class } => {
-                self.provision(claim, &class, &node, snapshot).await?
+                self.provision(claim, &class, &node, &resolved).await?
             }
             ClaimDecision::ProvisionAnywhere { class } => {
-                let Some(node) = node else {
+                let Some(node) = resolved.node_name.clone() else {
                     self.recorder
                         .record(object_reference(claim), "Warning", "ProvisioningFailed", &format!("failed to provision volume with StorageClass \"{class}\": no node satisfies the class's allowedTopologies"))
                         .await;
                     return Ok(());
                 };
-                self.provision(claim, &class, &node, snapshot).await?
+                self.provision(claim, &class, &node, &resolved).await?
             }
             ClaimDecision::Bind { pv } => {
-                let Some(volume) = snapshot.pvs.get(&pv) else {
+                let Some(volume) = resolved.pv.as_ref() else {
                     anyhow::bail!("PV {pv} vanished");
                 };
                 self.bind(claim, volume, &claims, &pvs).await?;
@@ -333,15 +467,15 @@ impl VolumeController {
         claim: &PersistentVolumeClaim,
         class_name: &str,
         node: &str,
-        snapshot: &ClusterSnapshot,
+        resolved: &Resolved,
     ) -> anyhow::Result<()> {
         let claims: Api<PersistentVolumeClaim> =
             Api::namespaced(self.client.clone(), namespace_of(claim));
         self.mark_provisioner(claim, &claims).await?;
-        let Some(class) = snapshot.classes.get(class_name) else {
+        let Some(class) = resolved.class.as_ref() else {
             anyhow::bail!("StorageClass {class_name} vanished");
         };
-        let Some(node_object) = snapshot.node(node) else {
+        let Some(node_object) = resolved.node.as_ref() else {
             self.recorder
                 .record(object_reference(claim), "Warning", "ProvisioningFailed", &format!("failed to provision volume with StorageClass \"{class_name}\": selected node \"{node}\" does not exist"))
                 .await;

@@ -113,7 +113,8 @@ impl Saver {
             return Ok(id);
         }
         let (plain, ulen): (std::borrow::Cow<[u8]>, Option<u32>) = if self.compress {
-            let c = zstd::bulk::compress(data, 3).map_err(|e| RepoError::Invalid(e.to_string()))?;
+            let c = crate::compression::compress(data)
+                .map_err(|e| RepoError::Invalid(format!("zstd: {e}")))?;
             if c.len() < data.len() {
                 (c.into(), Some(data.len() as u32))
             } else {

@@ -87,6 +87,32 @@ impl Key {
         out
     }
 
+    /// Verifies and decrypts `IV || ciphertext || MAC` in place; returns the plaintext, which
+    /// lies where the ciphertext was (no allocation, no copy).
+    pub fn open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<&'a mut [u8], CryptoError> {
+        if sealed.len() < OVERHEAD {
+            return Err(CryptoError::TooShort(sealed.len()));
+        }
+        let (iv, rest) = sealed.split_at_mut(IV_SIZE);
+        let ct_len = rest.len() - MAC_SIZE;
+        let (ct, tag) = rest.split_at_mut(ct_len);
+        let iv: [u8; 16] = (&*iv).try_into().expect("16 bytes");
+        let want = self.mac(&iv, ct);
+        let diff = want
+            .iter()
+            .zip(tag.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff != 0 {
+            return Err(CryptoError::BadMac);
+        }
+        let mut cipher = Aes256Ctr::new(
+            GenericArray::from_slice(&self.encrypt),
+            GenericArray::from_slice(&iv),
+        );
+        cipher.apply_keystream(ct);
+        Ok(ct)
+    }
+
     /// Verifies and decrypts `IV || ciphertext || MAC`.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         if sealed.len() < OVERHEAD {
@@ -158,8 +184,13 @@ mod tests {
         let mut sealed = key.seal(&msg);
         assert_eq!(sealed.len(), msg.len() + OVERHEAD);
         assert_eq!(key.open(&sealed).unwrap(), msg);
+        let mut copy = sealed.clone();
+        assert_eq!(key.open_in_place(&mut copy).unwrap(), &msg[..]);
         sealed[20] ^= 1;
         assert_eq!(key.open(&sealed), Err(CryptoError::BadMac));
+        let mut copy = sealed.clone();
+        assert_eq!(key.open_in_place(&mut copy), Err(CryptoError::BadMac));
+        assert_eq!(copy, sealed, "a failed open leaves the data as it was");
         assert_eq!(
             Key::random().open(&key.seal(&msg)),
             Err(CryptoError::BadMac)

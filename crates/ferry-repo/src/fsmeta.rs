@@ -43,8 +43,9 @@ fn check(rc: libc::c_int, what: &str, path: &Path) -> std::io::Result<()> {
 }
 
 fn is_root() -> bool {
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    *ROOT.get_or_init(|| unsafe { libc::geteuid() == 0 })
 }
 
 /// Sets owner (when running as root), permissions and times on an open regular file.

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod backup;
 pub mod check;
 pub mod chunker;
+pub mod compression;
 pub mod config;
 pub mod crypto;
 pub mod error;

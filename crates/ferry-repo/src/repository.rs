@@ -218,7 +218,7 @@ impl Repository {
         let sealed = blocking(move || {
             let plain = if compress {
                 let mut p = vec![2u8];
-                p.extend(zstd::bulk::compress(&json, 3).expect("zstd compress"));
+                p.extend(crate::compression::compress(&json).expect("zstd compress"));
                 p
             } else {
                 json
@@ -387,23 +387,38 @@ pub fn decode_blob(
     uncompressed_length: u32,
     id: &Id,
 ) -> std::result::Result<Vec<u8>, String> {
+    let mut buf = sealed.to_vec();
+    let mut scratch = Vec::new();
+    decode_blob_in_place(key, &mut buf, uncompressed_length, id, &mut scratch).map(<[u8]>::to_vec)
+}
+
+/// [`decode_blob`] without copies: decrypts `sealed` in place and decompresses into
+/// `scratch` (whose allocation is reused across calls); returns the verified plaintext.
+pub fn decode_blob_in_place<'a>(
+    key: &Key,
+    sealed: &'a mut [u8],
+    uncompressed_length: u32,
+    id: &Id,
+    scratch: &'a mut Vec<u8>,
+) -> std::result::Result<&'a [u8], String> {
     let plain = key
-        .open(sealed)
+        .open_in_place(sealed)
         .map_err(|_| format!("blob {id}: MAC verification failed"))?;
-    let plain = if uncompressed_length > 0 {
-        let out = zstd::bulk::decompress(&plain, uncompressed_length as usize)
+    let plain: &[u8] = if uncompressed_length > 0 {
+        let want = uncompressed_length as usize;
+        crate::compression::decompress_into(plain, scratch, want)
             .map_err(|e| format!("blob {id}: zstd: {e}"))?;
-        if out.len() != uncompressed_length as usize {
+        if scratch.len() != want {
             return Err(format!(
                 "blob {id}: decompressed to {} bytes, index says {uncompressed_length}",
-                out.len()
+                scratch.len()
             ));
         }
-        out
+        scratch
     } else {
         plain
     };
-    if Id::hash(&plain) != *id {
+    if Id::hash(plain) != *id {
         return Err(format!("blob {id}: content does not match its id"));
     }
     Ok(plain)

@@ -21,7 +21,7 @@ use crate::fsmeta;
 use crate::id::Id;
 use crate::index::{BlobLocation, MasterIndex};
 use crate::pack::BlobType;
-use crate::repository::{Repository, decode_blob};
+use crate::repository::{Repository, decode_blob_in_place};
 use crate::snapshot::Snapshot;
 use crate::tree::Node;
 
@@ -92,6 +92,8 @@ struct FileTarget {
     path: PathBuf,
     node: Node,
     device: bool,
+    /// Blobs in the file's content (its writes).
+    blobs: u32,
     remaining: AtomicU32,
     created: OnceLock<std::result::Result<(), String>>,
 }
@@ -149,6 +151,8 @@ struct Shared {
     files_done: AtomicU64,
     failed: AtomicBool,
     last_report: Mutex<Instant>,
+    /// Decompression buffers, one per busy worker, reused across ranges.
+    scratch: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Shared {
@@ -227,6 +231,7 @@ impl Repository {
     ) -> Result<RestoreSummary> {
         let started = Instant::now();
         let index = self.index().await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "restore: index loaded");
         let mut run = Run {
             repo: self,
             index,
@@ -390,6 +395,7 @@ impl Run<'_> {
             path,
             node,
             device,
+            blobs: blobs as u32,
             remaining: AtomicU32::new(blobs as u32),
             created: OnceLock::new(),
         };
@@ -456,6 +462,7 @@ impl Run<'_> {
     }
 
     async fn finish(&mut self) -> Result<()> {
+        tracing::debug!("restore: trees walked");
         self.run_batch().await?;
         // Directories last, deepest first: writing into them changed their times.
         self.dirs.sort_by_key(|d| std::cmp::Reverse(d.2));
@@ -469,7 +476,9 @@ impl Run<'_> {
         let files = std::mem::take(&mut self.pending);
         self.pending_blobs = 0;
         if !files.is_empty() {
+            let planned = Instant::now();
             let jobs = plan_ranges(&files, &self.index)?;
+            tracing::debug!(files = files.len(), ranges = jobs.len(), took = ?planned.elapsed(), "restore: batch planned");
             let shared = Arc::new(Shared {
                 key: self.repo.key().clone(),
                 files,
@@ -480,8 +489,11 @@ impl Run<'_> {
                 files_done: AtomicU64::new(0),
                 failed: AtomicBool::new(false),
                 last_report: Mutex::new(Instant::now()),
+                scratch: Mutex::new(Vec::new()),
             });
+            let executed = Instant::now();
             let result = execute(self.repo, jobs, shared.clone(), &self.opts).await;
+            tracing::debug!(took = ?executed.elapsed(), "restore: batch written");
             self.done.bytes_done += shared.bytes_done.load(Ordering::Relaxed);
             self.done.files_done += shared.files_done.load(Ordering::Relaxed);
             self.summary.bytes_written += shared.bytes_written.load(Ordering::Relaxed);
@@ -601,7 +613,9 @@ async fn execute(
                     })?;
                 let _cpu = cpu.acquire().await.expect("semaphore open");
                 let s2 = shared.clone();
-                let r = tokio::task::spawn_blocking(move || process_range(&s2, &job, &data))
+                // Unique, so this takes the buffer over without copying.
+                let data = Vec::from(data);
+                let r = tokio::task::spawn_blocking(move || process_range(&s2, &job, data))
                     .await
                     .expect("restore worker panicked");
                 if r.is_err() {
@@ -637,11 +651,31 @@ fn affected_files(shared: &Shared, blobs: &[PlannedBlob]) -> String {
     paths.join(", ")
 }
 
-fn process_range(shared: &Shared, job: &RangeJob, data: &[u8]) -> Result<()> {
+fn process_range(shared: &Shared, job: &RangeJob, mut data: Vec<u8>) -> Result<()> {
+    let mut scratch = shared.scratch.lock().unwrap().pop().unwrap_or_default();
+    let r = process_blobs(shared, job, &mut data, &mut scratch);
+    shared.scratch.lock().unwrap().push(scratch);
+    r
+}
+
+/// Decrypts each blob in place in the fetched range, decompresses into `scratch`, verifies
+/// and writes it to every place it belongs.
+fn process_blobs(
+    shared: &Shared,
+    job: &RangeJob,
+    data: &mut [u8],
+    scratch: &mut Vec<u8>,
+) -> Result<()> {
     for b in &job.blobs {
         let at = (b.loc.offset as u64 - job.start) as usize;
-        let sealed = &data[at..at + b.loc.length as usize];
-        let plain = match decode_blob(&shared.key, sealed, b.loc.uncompressed_length, &b.id) {
+        let sealed = &mut data[at..at + b.loc.length as usize];
+        let plain = match decode_blob_in_place(
+            &shared.key,
+            sealed,
+            b.loc.uncompressed_length,
+            &b.id,
+            scratch,
+        ) {
             Ok(p) => p,
             Err(reason) => {
                 let files = affected_files(shared, std::slice::from_ref(b));
@@ -659,10 +693,10 @@ fn process_range(shared: &Shared, job: &RangeJob, data: &[u8]) -> Result<()> {
                 });
             }
         };
-        let zero = is_zero(&plain);
+        let zero = is_zero(plain);
         for t in &b.targets {
             let f = &shared.files[t.file as usize];
-            write_blob(shared, f, t.offset, &plain, zero)?;
+            write_blob(shared, f, t.offset, plain, zero)?;
         }
     }
     Ok(())
@@ -678,17 +712,30 @@ fn write_blob(
     plain: &[u8],
     zero: bool,
 ) -> Result<()> {
-    f.ensure_created().map_err(RepoError::Invalid)?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .read(f.device)
-        .open(&f.path)
-        .map_err(|e| RepoError::io(&f.path, e))?;
     let io = |e| RepoError::io(&f.path, e);
+    // A file of one blob (most small files) is created, written and finished with one open.
+    let whole = f.blobs == 1 && !f.device;
+    let file = if whole {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&f.path)
+            .map_err(io)?
+    } else {
+        f.ensure_created().map_err(RepoError::Invalid)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .read(f.device)
+            .open(&f.path)
+            .map_err(io)?
+    };
     // Write the non-zero runs; a zero piece is skipped where the target already reads back
     // zeros (always true for a file we truncated; checked by reading for a device).
     let mut run_start: Option<usize> = None;
     let mut written = 0u64;
+    let mut written_end = 0usize;
     let mut scratch = Vec::new();
     let mut pos = 0usize;
     while pos < plain.len() {
@@ -708,6 +755,7 @@ fn write_blob(
                 file.write_all_at(&plain[s..pos], offset + s as u64)
                     .map_err(io)?;
                 written += (pos - s) as u64;
+                written_end = pos;
                 run_start = None;
             }
             _ => {}
@@ -718,6 +766,11 @@ fn write_blob(
         file.write_all_at(&plain[s..], offset + s as u64)
             .map_err(io)?;
         written += (plain.len() - s) as u64;
+        written_end = plain.len();
+    }
+    if whole && offset + (written_end as u64) < f.node.size {
+        // Trailing zeros were skipped: the size comes from a hole.
+        file.set_len(f.node.size).map_err(io)?;
     }
     shared.bytes_written.fetch_add(written, Ordering::Relaxed);
     shared

@@ -1,0 +1,72 @@
+//! zstd for blobs, with one compression and one decompression context per thread: creating
+//! a context per blob (what `zstd::bulk::compress`/`decompress` do) costs more than
+//! decompressing a small blob.
+
+use std::cell::RefCell;
+
+/// restic's "auto" mode corresponds to zstd's default speed; level 3 is zstd's default.
+pub const LEVEL: i32 = 3;
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compresses `data` at [`LEVEL`] with this thread's context.
+pub fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(LEVEL)?);
+        }
+        c.as_mut().expect("just set").compress(data)
+    })
+}
+
+/// Decompresses one frame that holds at most `capacity` bytes with this thread's context.
+pub fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("just set").decompress(data, capacity)
+    })
+}
+
+/// Decompresses one frame into `out` (cleared first, its allocation reused); `capacity` is
+/// the most the frame may hold.
+pub fn decompress_into(data: &[u8], out: &mut Vec<u8>, capacity: usize) -> std::io::Result<()> {
+    out.clear();
+    out.reserve(capacity);
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut()
+            .expect("just set")
+            .decompress_to_buffer(data, out)
+            .map(|_| ())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
+        let c = super::compress(&data).unwrap();
+        assert!(c.len() < data.len() / 4);
+        assert_eq!(super::decompress(&c, data.len()).unwrap(), data);
+        // Reusing the thread's contexts gives the same result.
+        assert_eq!(super::compress(&data).unwrap(), c);
+        assert!(super::decompress(b"not zstd at all", 100).is_err());
+        assert!(super::decompress(&c, data.len() - 1).is_err());
+        let mut out = vec![1, 2, 3];
+        super::decompress_into(&c, &mut out, data.len()).unwrap();
+        assert_eq!(out, data);
+    }
+}

@@ -1,10 +1,20 @@
 //! The cluster operations the exposer and rebind need, behind a trait so that their logic is
 //! unit-tested against an in-memory cluster (with injected failures, as Velero's exposer tests
 //! do with fake clients), and runs against a real API server through [`KubeCluster`].
+//!
+//! [`KubeCluster::cached`] serves reads from the controller's watch stores
+//! ([`crate::wakeups::Watches`]) and goes to the API server only while a store is not synced
+//! or does not yet show a write this controller made (read-your-own-writes).
+
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::wakeups::Watches;
 
 /// A failed cluster call; the text says which call on which object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,11 +75,54 @@ pub trait RestoreCluster: Send + Sync {
 #[derive(Clone)]
 pub struct KubeCluster {
     client: kube::Client,
+    watches: Option<Arc<Watches>>,
 }
 
 impl KubeCluster {
+    /// Every read goes to the API server.
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            watches: None,
+        }
+    }
+
+    /// Reads come from `watches`' stores where they are synced and up to date with this
+    /// cluster's own writes.
+    pub fn cached(client: kube::Client, watches: Arc<Watches>) -> Self {
+        Self {
+            client,
+            watches: Some(watches),
+        }
+    }
+
+    /// The store's answer for `ns/name`, or None when the API server must be asked.
+    fn cached_get<K>(
+        &self,
+        kind: &'static str,
+        store: impl Fn(&Watches) -> &Store<K>,
+        ns: &str,
+        name: &str,
+    ) -> Option<Option<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let w = self.watches.as_ref().filter(|w| w.synced())?;
+        let key = if ns.is_empty() {
+            ObjectRef::new(name)
+        } else {
+            ObjectRef::new(name).within(ns)
+        };
+        let cached = store(w).get(&key);
+        w.own_writes
+            .caught_up(kind, ns, name, cached.as_deref())
+            .then(|| cached.map(|o| (*o).clone()))
+    }
+
+    fn wrote<K: Resource>(&self, kind: &'static str, written: &K) {
+        if let Some(w) = &self.watches {
+            w.own_writes.wrote(kind, written);
+        }
     }
 }
 
@@ -83,6 +136,9 @@ fn ignore_status<T>(result: Result<T, kube::Error>, code: u16) -> Result<(), kub
 
 impl RestoreCluster for KubeCluster {
     async fn get_pvc(&self, ns: &str, name: &str) -> OpResult<Option<PersistentVolumeClaim>> {
+        if let Some(hit) = self.cached_get("pvc", |w| &w.pvcs, ns, name) {
+            return Ok(hit);
+        }
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
         api.get_opt(name)
             .await
@@ -91,7 +147,11 @@ impl RestoreCluster for KubeCluster {
     async fn create_pvc(&self, ns: &str, pvc: &PersistentVolumeClaim) -> OpResult<()> {
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
         let name = pvc.metadata.name.clone().unwrap_or_default();
-        ignore_status(api.create(&PostParams::default(), pvc).await, 409)
+        let created = api.create(&PostParams::default(), pvc).await;
+        if let Ok(written) = &created {
+            self.wrote("pvc", written);
+        }
+        ignore_status(created, 409)
             .map_err(|e| OpError::kube("create", &format!("PVC {ns}/{name}"), e))
     }
     async fn delete_pvc(&self, ns: &str, name: &str) -> OpResult<()> {
@@ -100,6 +160,9 @@ impl RestoreCluster for KubeCluster {
             .map_err(|e| OpError::kube("delete", &format!("PVC {ns}/{name}"), e))
     }
     async fn get_pod(&self, ns: &str, name: &str) -> OpResult<Option<Pod>> {
+        if let Some(hit) = self.cached_get("pod", |w| &w.pods, ns, name) {
+            return Ok(hit);
+        }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         api.get_opt(name)
             .await
@@ -108,7 +171,11 @@ impl RestoreCluster for KubeCluster {
     async fn create_pod(&self, ns: &str, pod: &Pod) -> OpResult<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let name = pod.metadata.name.clone().unwrap_or_default();
-        ignore_status(api.create(&PostParams::default(), pod).await, 409)
+        let created = api.create(&PostParams::default(), pod).await;
+        if let Ok(written) = &created {
+            self.wrote("pod", written);
+        }
+        ignore_status(created, 409)
             .map_err(|e| OpError::kube("create", &format!("pod {ns}/{name}"), e))
     }
     async fn delete_pod(&self, ns: &str, name: &str) -> OpResult<()> {
@@ -117,12 +184,32 @@ impl RestoreCluster for KubeCluster {
             .map_err(|e| OpError::kube("delete", &format!("pod {ns}/{name}"), e))
     }
     async fn get_pv(&self, name: &str) -> OpResult<Option<PersistentVolume>> {
+        if let Some(hit) = self.cached_get("pv", |w| &w.pvs, "", name) {
+            return Ok(hit);
+        }
         let api: Api<PersistentVolume> = Api::all(self.client.clone());
         api.get_opt(name)
             .await
             .map_err(|e| OpError::kube("get", &format!("PV {name}"), e))
     }
     async fn list_pvs(&self, label: &str, value: &str) -> OpResult<Vec<PersistentVolume>> {
+        if let Some(w) = self.watches.as_ref().filter(|w| w.synced())
+            && !w.own_writes.any_pending("pv", &w.pvs)
+        {
+            return Ok(w
+                .pvs
+                .state()
+                .iter()
+                .filter(|pv| {
+                    pv.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(label))
+                        .is_some_and(|v| v == value)
+                })
+                .map(|pv| (**pv).clone())
+                .collect());
+        }
         let api: Api<PersistentVolume> = Api::all(self.client.clone());
         api.list(&ListParams::default().labels(&format!("{label}={value}")))
             .await
@@ -131,10 +218,12 @@ impl RestoreCluster for KubeCluster {
     }
     async fn patch_pv(&self, name: &str, patch: &serde_json::Value) -> OpResult<()> {
         let api: Api<PersistentVolume> = Api::all(self.client.clone());
-        api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        let written = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
             .await
-            .map(|_| ())
-            .map_err(|e| OpError::kube("patch", &format!("PV {name}"), e))
+            .map_err(|e| OpError::kube("patch", &format!("PV {name}"), e))?;
+        self.wrote("pv", &written);
+        Ok(())
     }
     async fn delete_pv(&self, name: &str) -> OpResult<()> {
         let api: Api<PersistentVolume> = Api::all(self.client.clone());
@@ -142,6 +231,9 @@ impl RestoreCluster for KubeCluster {
             .map_err(|e| OpError::kube("delete", &format!("PV {name}"), e))
     }
     async fn get_storage_class(&self, name: &str) -> OpResult<Option<StorageClass>> {
+        if let Some(hit) = self.cached_get("storageclass", |w| &w.storage_classes, "", name) {
+            return Ok(hit);
+        }
         let api: Api<StorageClass> = Api::all(self.client.clone());
         api.get_opt(name)
             .await

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod placement;
 pub mod queue;
 pub mod reconciler;
+pub mod wakeups;
 
 pub use reconciler::{
     ControllerError, ControllerHandle, ControllerOptions, run_controller, start_controller,

@@ -22,6 +22,10 @@ pub struct Metrics {
     duration_count: AtomicU64,
     ready: AtomicBool,
     leader: AtomicBool,
+    /// Watch changes that asked for a pass, by resource.
+    wakeups: Mutex<BTreeMap<String, u64>>,
+    /// Reconcile passes run, by what started them (watch, resync, leader).
+    passes: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -46,6 +50,22 @@ impl Metrics {
     }
     pub fn set_leader(&self, leader: bool) {
         self.leader.store(leader, Ordering::Relaxed);
+    }
+    pub fn wakeup(&self, source: &str) {
+        let mut map = self.wakeups.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(source.to_string()).or_default() += 1;
+    }
+    pub fn pass(&self, trigger: &str) {
+        let mut map = self.passes.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(trigger.to_string()).or_default() += 1;
+    }
+    /// Passes run so far, all triggers together.
+    pub fn passes(&self) -> u64 {
+        self.passes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .sum()
     }
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
@@ -93,6 +113,30 @@ impl Metrics {
             self.duration_sum_millis.load(Ordering::Relaxed) as f64 / 1000.0,
             self.duration_count.load(Ordering::Relaxed)
         ));
+        let labelled = |out: &mut String,
+                        name: &str,
+                        help: &str,
+                        label: &str,
+                        map: &Mutex<BTreeMap<String, u64>>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+            for (k, v) in map.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                out.push_str(&format!("{name}{{{label}=\"{k}\"}} {v}\n"));
+            }
+        };
+        labelled(
+            &mut out,
+            "ferry_controller_wakeups_total",
+            "Watched changes that woke the controller, by resource.",
+            "resource",
+            &self.wakeups,
+        );
+        labelled(
+            &mut out,
+            "ferry_reconcile_passes_total",
+            "Reconcile passes, by trigger (watch, resync, leader).",
+            "trigger",
+            &self.passes,
+        );
         out.push_str(&format!(
             "# HELP ferry_controller_leader Whether this replica holds the leader lease.\n# TYPE ferry_controller_leader gauge\nferry_controller_leader {}\n",
             u8::from(self.leader.load(Ordering::Relaxed))
@@ -148,7 +192,19 @@ mod tests {
         m.restore_completed(1000, 1.5);
         m.restore_completed(24, 0.5);
         m.restore_failed();
+        m.wakeup("pods");
+        m.wakeup("pods");
+        m.pass("resync");
         let text = m.render();
+        assert!(
+            text.contains("ferry_controller_wakeups_total{resource=\"pods\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ferry_reconcile_passes_total{trigger=\"resync\"} 1\n"),
+            "{text}"
+        );
+        assert_eq!(m.passes(), 1);
         assert!(
             text.contains("ferry_data_downloads{phase=\"Completed\"} 2\n"),
             "{text}"

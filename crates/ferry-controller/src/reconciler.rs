@@ -1,5 +1,7 @@
-//! The DataDownload controller: every pass it observes the DataDownloads of its data mover in
-//! its namespace, the nodes and the restore objects, and moves each DataDownload one step:
+//! The DataDownload controller: a pass runs whenever a watched object changes (see
+//! [`crate::wakeups`]) and every `resync_interval`; it observes the DataDownloads of its data
+//! mover in its namespace, the nodes and the restore objects (from the watch stores), and
+//! moves each DataDownload one step:
 //! New → Accepted → Prepared → InProgress → Completed | Failed, or Canceling → Canceled.
 //! Each step is decided from what the cluster shows (never from memory), so a restarted
 //! controller continues where the last one stopped and never starts a data mover twice (the
@@ -8,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ferry_config::{NodeAgentConfig, Strictness, from_configmap_data};
@@ -18,6 +20,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -32,6 +35,7 @@ use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::placement::{NodeInfo, PlacementInput, TopologyTerm, choose_restore_node};
 use crate::queue::{QueuedRestore, admit_new, slots_in_use};
+use crate::wakeups::{RecordedApi, Waker, WatchScope, Watches};
 
 /// Set on a DataDownload once its data mover finished successfully: rebind may proceed even
 /// after the restore pod is gone.
@@ -52,8 +56,12 @@ pub struct ControllerOptions {
     /// Name of this replica (lease holder, `acceptedByNode`).
     pub identity: String,
     pub metrics_address: Option<SocketAddr>,
-    /// Time between passes.
+    /// Unused: passes are triggered by watched changes and `resync_interval`. Kept so that
+    /// callers setting it still compile; it will go.
     pub poll_interval: Duration,
+    /// A pass also runs this long after the last one when nothing changed: a safety net for
+    /// a missed watch event, and what makes time-based steps (timeouts) fire.
+    pub resync_interval: Duration,
     /// How long a restore may take from acceptance until its pod runs.
     pub expose_timeout: Duration,
     pub lease_name: String,
@@ -77,6 +85,7 @@ impl ControllerOptions {
                 .unwrap_or_else(|_| format!("ferry-controller-{}", std::process::id())),
             metrics_address: None,
             poll_interval: Duration::from_millis(500),
+            resync_interval: Duration::from_secs(10),
             expose_timeout: Duration::from_secs(600),
             lease_name: "ferry-controller".to_string(),
             lease_duration: Duration::from_secs(15),
@@ -177,6 +186,14 @@ async fn load_config(options: &ControllerOptions) -> Result<NodeAgentConfig, Con
             namespace: options.namespace.clone(),
             name: options.node_agent_configmap.clone(),
         })?;
+    parse_config(options, map)
+}
+
+/// The node-agent configuration in `map` (unknown fields are logged as warnings).
+fn parse_config(
+    options: &ControllerOptions,
+    map: ConfigMap,
+) -> Result<NodeAgentConfig, ControllerError> {
     let loaded = from_configmap_data(
         &options.node_agent_configmap,
         &map.data.unwrap_or_default(),
@@ -194,8 +211,15 @@ struct Controller {
     config: NodeAgentConfig,
     metrics: Arc<Metrics>,
     exposer: RestoreExposer<KubeCluster>,
-    downloads: Api<DataDownload>,
+    downloads: RecordedApi<DataDownload>,
     leader: LeaderElector,
+    watches: Arc<Watches>,
+    /// resourceVersion of the ConfigMap `config` was read from (None: read at startup).
+    config_version: Option<String>,
+    /// When the lease was last renewed; this replica acts only within `renew_deadline` of it.
+    renewed_at: Option<Instant>,
+    renew_deadline: Duration,
+    started: Instant,
 }
 
 /// One DataDownload as a pass sees it.
@@ -207,9 +231,32 @@ struct Observed {
 impl Controller {
     fn new(options: ControllerOptions, config: NodeAgentConfig, metrics: Arc<Metrics>) -> Self {
         let client = options.client.clone();
+        let scope = WatchScope {
+            namespace: options.namespace.clone(),
+            node_agent_configmap: options.node_agent_configmap.clone(),
+            data_mover_name: options.data_mover_name.clone(),
+        };
+        let watches = Arc::new(Watches::start(
+            client.clone(),
+            scope,
+            Waker::new(metrics.clone()),
+        ));
         Self {
-            exposer: RestoreExposer::new(KubeCluster::new(client.clone()), &options.namespace),
-            downloads: Api::namespaced(client.clone(), &options.namespace),
+            exposer: RestoreExposer::new(
+                KubeCluster::cached(client.clone(), watches.clone()),
+                &options.namespace,
+            ),
+            downloads: RecordedApi::new(
+                Api::namespaced(client.clone(), &options.namespace),
+                watches.clone(),
+                "datadownload",
+            ),
+            watches,
+            config_version: None,
+            renewed_at: None,
+            // As client-go: stop acting well before the lease could expire for others.
+            renew_deadline: options.lease_duration * 2 / 3,
+            started: Instant::now(),
             leader: LeaderElector::new(
                 client,
                 &options.namespace,
@@ -223,44 +270,149 @@ impl Controller {
         }
     }
 
+    /// Whether this replica may act: it renewed the lease within the renew deadline.
+    fn leading(&self) -> bool {
+        self.renewed_at
+            .is_some_and(|t| t.elapsed() < self.renew_deadline)
+    }
+
+    /// Renews (or tries to take) the lease, every `lease_duration / 5` like client-go's retry
+    /// period; passes run between renewals whenever a watched change or the resync asks.
     async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+        let lease_retry = (self.options.lease_duration / 5).max(Duration::from_millis(100));
+        let mut next_lease = tokio::time::Instant::now();
+        let mut next_resync = tokio::time::Instant::now() + self.options.resync_interval;
+        // Why a pass is due (None: nothing asked for one since the last).
+        let mut due: Option<&'static str> = None;
         loop {
             if *stopped.borrow() {
                 break;
             }
-            match self.leader.try_lead().await {
-                Ok(true) => {
-                    self.metrics.set_leader(true);
-                    if let Err(err) = self.pass().await {
-                        tracing::warn!(error = %err, "reconcile pass failed");
-                    } else {
-                        self.metrics.set_ready(true);
+            if tokio::time::Instant::now() >= next_lease {
+                let was_leading = self.leading();
+                match self.leader.try_lead().await {
+                    Ok(true) => {
+                        self.renewed_at = Some(Instant::now());
+                        if !was_leading {
+                            tracing::info!(identity = %self.options.identity, "leading");
+                            due = due.or(Some("leader"));
+                        }
                     }
+                    Ok(false) => self.renewed_at = None,
+                    // Keep acting until the renew deadline passes; the next try may work.
+                    Err(err) => tracing::warn!(error = %err, "cannot renew the leader lease"),
                 }
-                Ok(false) => self.metrics.set_leader(false),
-                Err(err) => {
-                    self.metrics.set_leader(false);
-                    tracing::warn!(error = %err, "cannot renew the leader lease");
+                next_lease = tokio::time::Instant::now() + lease_retry;
+            }
+            self.metrics.set_leader(self.leading());
+            // Until every watch has its first list, a pass would read from the API server;
+            // wait for that, but not forever (a watch that cannot list is logged by it).
+            let stores_usable =
+                self.watches.synced() || self.started.elapsed() > self.options.resync_interval;
+            if self.leading()
+                && stores_usable
+                && let Some(trigger) = due.take()
+            {
+                self.metrics.pass(trigger);
+                if let Err(err) = self.pass().await {
+                    tracing::warn!(error = %err, "reconcile pass failed");
+                } else {
+                    self.metrics.set_ready(true);
                 }
+                next_resync = tokio::time::Instant::now() + self.options.resync_interval;
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.options.poll_interval) => {}
+                _ = self.watches.waker.woken() => due = due.or(Some("watch")),
+                _ = tokio::time::sleep_until(next_resync) => {
+                    due = due.or(Some("resync"));
+                    next_resync = tokio::time::Instant::now() + self.options.resync_interval;
+                }
+                _ = tokio::time::sleep_until(next_lease) => {}
                 _ = stopped.changed() => {}
             }
         }
         self.leader.release().await;
     }
 
-    /// One reconcile pass over every DataDownload of this data mover.
-    async fn pass(&mut self) -> Result<(), kube::Error> {
-        // A changed ConfigMap applies to restores not yet exposed.
-        match load_config(&self.options).await {
-            Ok(config) => self.config = config,
-            Err(err) => {
-                tracing::warn!(error = %err, "keeping the previous node-agent configuration")
+    /// The node-agent configuration as the ConfigMap store shows it; a changed ConfigMap
+    /// applies to restores not yet exposed. An invalid or missing one keeps the last good one.
+    async fn refresh_config(&mut self) {
+        if !self.watches.synced() {
+            match load_config(&self.options).await {
+                Ok(config) => self.config = config,
+                Err(err) => {
+                    tracing::warn!(error = %err, "keeping the previous node-agent configuration")
+                }
+            }
+            return;
+        }
+        let key =
+            ObjectRef::new(&self.options.node_agent_configmap).within(&self.options.namespace);
+        let map = self.watches.configmaps.get(&key);
+        let version = map
+            .as_ref()
+            .map(|m| m.metadata.resource_version.clone().unwrap_or_default())
+            .unwrap_or_else(|| "missing".to_string());
+        if self.config_version.as_deref() == Some(version.as_str()) {
+            return;
+        }
+        self.config_version = Some(version);
+        match map {
+            None => tracing::warn!(
+                configmap = %self.options.node_agent_configmap,
+                "node-agent ConfigMap is gone: keeping the previous configuration"
+            ),
+            Some(map) => match parse_config(&self.options, (*map).clone()) {
+                Ok(config) => self.config = config,
+                Err(err) => {
+                    tracing::warn!(error = %err, "keeping the previous node-agent configuration")
+                }
+            },
+        }
+    }
+
+    /// The DataDownloads in the namespace: from the store, except those the store shows older
+    /// than this controller's last write to them (read from the API server instead).
+    async fn observe_downloads(&self) -> Result<Vec<DataDownload>, kube::Error> {
+        if !self.watches.synced() {
+            return Ok(self.downloads.list(&ListParams::default()).await?.items);
+        }
+        let mut out = Vec::new();
+        for dd in self.watches.downloads.state() {
+            let name = dd.metadata.name.clone().unwrap_or_default();
+            let current = self.watches.own_writes.caught_up(
+                "datadownload",
+                &self.options.namespace,
+                &name,
+                Some(dd.as_ref()),
+            );
+            if current {
+                out.push((*dd).clone());
+            } else if let Some(fresh) = self.downloads.get_opt(&name).await? {
+                out.push(fresh);
             }
         }
-        let all = self.downloads.list(&ListParams::default()).await?.items;
+        Ok(out)
+    }
+
+    async fn observe_nodes(&self) -> Result<Vec<Node>, kube::Error> {
+        if self.watches.synced() {
+            return Ok(self
+                .watches
+                .nodes
+                .state()
+                .iter()
+                .map(|n| (**n).clone())
+                .collect());
+        }
+        let nodes: Api<Node> = Api::all(self.options.client.clone());
+        Ok(nodes.list(&ListParams::default()).await?.items)
+    }
+
+    /// One reconcile pass over every DataDownload of this data mover.
+    async fn pass(&mut self) -> Result<(), kube::Error> {
+        self.refresh_config().await;
+        let all = self.observe_downloads().await?;
         let mut ours: Vec<Observed> = all
             .into_iter()
             .filter(|dd| dd.spec.is_for_data_mover(&self.options.data_mover_name))
@@ -283,14 +435,17 @@ impl Controller {
         let queue: Vec<QueuedRestore> = ours.iter().map(queued).collect();
         let admitted = admit_new(&queue, self.config.prepare_queue_length());
         let mut slots = slots_in_use(&queue);
-        let nodes: Api<Node> = Api::all(self.options.client.clone());
-        let node_list = nodes.list(&ListParams::default()).await?.items;
+        let node_list = self.observe_nodes().await?;
         let node_infos: Vec<NodeInfo> = node_list
             .iter()
             .map(|n| NodeInfo::from_node(n, &self.config))
             .collect();
 
         for o in &ours {
+            // A replica that lost the lease mid-pass stops writing at once.
+            if !self.leading() {
+                break;
+            }
             let result = self.step(o, &admitted, &mut slots, &node_infos).await;
             if let Err(err) = result {
                 tracing::warn!(data_download = %o.name, error = %err, "step failed; retrying next pass");

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
 
 use axum::http::{HeaderMap, Method, header};
 
@@ -32,6 +33,8 @@ pub struct AuditRecord {
     pub name: Option<String>,
     /// HTTP status of the response.
     pub code: u16,
+    /// When the response was ready.
+    pub at: SystemTime,
 }
 
 /// The request log of one API server (see [`crate::ApiServer::audit`]).
@@ -77,6 +80,7 @@ impl AuditLog {
         if let Some(mut record) = describe(registry, method, path, query) {
             record.user = user(headers);
             record.code = code;
+            record.at = SystemTime::now();
             self.records.lock().expect("audit log").push(record);
         }
     }
@@ -100,7 +104,7 @@ pub fn user(headers: &HeaderMap) -> String {
 }
 
 /// The request in RBAC terms, or None for paths that are no resource (discovery, health,
-/// OpenAPI). `user` and `code` are left empty.
+/// OpenAPI). `user`, `code` and `at` are left empty.
 pub fn describe(
     registry: &Registry,
     method: &Method,
@@ -160,6 +164,7 @@ pub fn describe(
         namespace: namespace.map(str::to_string),
         name: name.map(|s| s.to_string()),
         code: 0,
+        at: SystemTime::UNIX_EPOCH,
     })
 }
 

@@ -80,6 +80,24 @@ pub struct Manifests {
 }
 
 impl Manifests {
+    /// Every ClusterRole rendered (for permission checks).
+    pub fn cluster_roles(&self) -> Vec<ClusterRole> {
+        vec![self.cluster_role.clone()]
+    }
+
+    pub fn cluster_role_bindings(&self) -> Vec<ClusterRoleBinding> {
+        vec![self.cluster_role_binding.clone()]
+    }
+
+    /// Every Role rendered, each in its namespace.
+    pub fn roles(&self) -> Vec<Role> {
+        vec![self.role.clone()]
+    }
+
+    pub fn role_bindings(&self) -> Vec<RoleBinding> {
+        vec![self.role_binding.clone()]
+    }
+
     /// The objects as JSON, in the order they must be applied (namespace and CRDs first, the
     /// Deployment last, once the permissions it runs with exist).
     pub fn to_values(&self) -> Vec<Value> {

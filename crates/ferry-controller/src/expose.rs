@@ -366,7 +366,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                     pod: format!("{}/{name}", self.namespace),
                     phase,
                     detail: termination_message(p)
-                        .map(|m| format!(": {m}"))
+                        .map(|m| format!(": {}", data_mover_error(&m)))
                         .unwrap_or_default(),
                 });
             }
@@ -593,6 +593,14 @@ fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
         .as_ref()
         .and_then(|s| s.phase.clone())
         .unwrap_or_else(|| "Pending".to_string())
+}
+
+/// The data mover's error from its termination message (the whole message if it is not the
+/// data mover's JSON summary, e.g. a log tail).
+pub fn data_mover_error(message: &str) -> String {
+    crate::data_mover::parse_termination_message(message)
+        .and_then(|r| r.error)
+        .unwrap_or_else(|| message.to_string())
 }
 
 /// The data mover container's termination message, if it wrote one.

@@ -465,7 +465,11 @@ impl Controller {
         if phase.is_terminal() {
             return Ok(());
         }
-        if o.dd.spec.cancel == Some(true) {
+        // Once the data has moved, rebind finishes: a cancel then would throw away a complete
+        // restore and undoing a half-done rebind risks the volume.
+        if o.dd.spec.cancel == Some(true)
+            && !(phase == DataDownloadPhase::InProgress && data_moved(&o.dd))
+        {
             return self.cancel(o).await;
         }
         match phase {
@@ -568,7 +572,8 @@ impl Controller {
             let choice = match choose_restore_node(&input) {
                 Ok(c) => c,
                 Err(err) => {
-                    if waited > self.options.expose_timeout {
+                    // Waiting for a free slot is queueing, not a failure to expose.
+                    if !err.is_wait() && waited > self.options.expose_timeout {
                         return self
                             .fail(
                                 o,
@@ -617,7 +622,11 @@ impl Controller {
                     )
                     .await;
                     Ok(())
-                } else if waited > self.options.expose_timeout {
+                } else if since(pod.metadata.creation_timestamp.as_ref())
+                    > self.options.expose_timeout
+                {
+                    // Counted from the pod's creation: time spent waiting for a workload or a
+                    // slot before exposing is not exposing.
                     let why = self.diagnose(&o.name, &pod).await;
                     self.fail(
                         o,
@@ -701,12 +710,7 @@ impl Controller {
     }
 
     async fn in_progress(&self, o: &Observed) -> Result<(), StepError> {
-        let moved =
-            o.dd.metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(DATA_MOVED_ANNOTATION));
-        if !moved {
+        if !data_moved(&o.dd) {
             let pod = self
                 .exposer
                 .cluster
@@ -1002,6 +1006,14 @@ enum StepError {
     Op(#[from] crate::cluster::OpError),
     #[error(transparent)]
     Expose(#[from] crate::expose::ExposeError),
+}
+
+/// Whether the data mover of `dd` finished successfully (rebind may be under way).
+fn data_moved(dd: &DataDownload) -> bool {
+    dd.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(DATA_MOVED_ANNOTATION))
 }
 
 fn queued(o: &Observed) -> QueuedRestore {

@@ -257,6 +257,11 @@ async fn main() -> anyhow::Result<()> {
             "  peak RSS {rss:.0} MiB (API server, node components and clients in one process)"
         );
     }
+    let stopping = Instant::now();
     cluster.stop().await;
+    println!("  cluster stopped in {:.1?}", stopping.elapsed());
+    let removing = Instant::now();
+    drop(dir);
+    println!("  data dir removed in {:.1?}", removing.elapsed());
     Ok(())
 }

@@ -340,8 +340,23 @@ struct Shared {
 }
 
 impl Shared {
-    fn write(&self) -> RwLockWriteGuard<'_, CacheState> {
-        self.state.write().unwrap_or_else(|e| e.into_inner())
+    /// The write lock, without blocking the runtime's worker thread while a controller
+    /// reads (which can take milliseconds): the watch task yields and tries again.
+    async fn write(&self) -> RwLockWriteGuard<'_, CacheState> {
+        loop {
+            if let Some(guard) = self.try_write() {
+                return guard;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    fn try_write(&self) -> Option<RwLockWriteGuard<'_, CacheState>> {
+        match self.state.try_write() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Hands one batch's changes to every subscriber, then wakes them.
@@ -461,7 +476,7 @@ fn spawn_watch<K: Cached>(api: Api<K>, shared: Arc<Shared>) -> JoinHandle<()> {
             let mut changes = Changes::default();
             let mut became_ready = false;
             {
-                let mut state = shared.write();
+                let mut state = shared.write().await;
                 for event in batch {
                     match event {
                         Ok(watcher::Event::Apply(object)) => {

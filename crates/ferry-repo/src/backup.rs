@@ -241,6 +241,39 @@ fn chunk_stream<R: Read>(
     Ok((ids, size))
 }
 
+/// Reads a file and stores its content; returns the content ids in order. A file shorter
+/// than the chunker's minimum chunk is one chunk whatever the polynomial, so it is read
+/// whole and saved on this thread: no chunker buffers, no hand-off to a blob thread.
+fn save_file(
+    mut f: std::fs::File,
+    pol: Pol,
+    chunks: &cb::Sender<ChunkJob>,
+    saver: &Saver,
+) -> Result<Vec<Id>> {
+    let size = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+    if size >= crate::chunker::MIN_SIZE as u64 {
+        // The chunker reads big blocks itself: no BufReader (it would only add a copy).
+        return chunk_stream(f, pol, chunks, saver).map(|(ids, _)| ids);
+    }
+    let mut data = Vec::with_capacity(size as usize + 1);
+    f.read_to_end(&mut data)
+        .map_err(|e| RepoError::Invalid(format!("read: {e}")))?;
+    if data.len() >= crate::chunker::MIN_SIZE {
+        // It grew while we looked: chunk what we read.
+        return chunk_stream(std::io::Cursor::new(data), pol, chunks, saver).map(|(ids, _)| ids);
+    }
+    saver
+        .counters
+        .bytes_done
+        .fetch_add(data.len() as u64, Ordering::Relaxed);
+    if data.is_empty() {
+        return Ok(Vec::new());
+    }
+    let id = saver.save_blob(BlobType::Data, &data)?;
+    saver.report(false);
+    Ok(vec![id])
+}
+
 fn recv<T>(rx: cb::Receiver<Result<T>>) -> Result<T> {
     rx.recv()
         .map_err(|_| RepoError::Invalid("worker stopped".into()))?
@@ -583,15 +616,7 @@ impl Repository {
                         for job in rx {
                             let r = std::fs::File::open(&job.path)
                                 .map_err(|e| RepoError::io(&job.path, e))
-                                .and_then(|f| {
-                                    chunk_stream(
-                                        std::io::BufReader::with_capacity(1 << 20, f),
-                                        pol,
-                                        &ctx,
-                                        saver,
-                                    )
-                                })
-                                .map(|(ids, _)| ids)
+                                .and_then(|f| save_file(f, pol, &ctx, saver))
                                 .map_err(|e| match e {
                                     RepoError::Invalid(m) => {
                                         RepoError::Invalid(format!("{}: {m}", job.path.display()))

@@ -153,6 +153,9 @@ struct Shared {
     last_report: Mutex<Instant>,
     /// Decompression buffers, one per busy worker, reused across ranges.
     scratch: Mutex<Vec<Vec<u8>>>,
+    /// Range buffers, at most one per fetch in flight, reused: allocating (and freeing)
+    /// megabytes per range costs page faults and lets the allocator's heaps grow.
+    buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Shared {
@@ -490,6 +493,7 @@ impl Run<'_> {
                 failed: AtomicBool::new(false),
                 last_report: Mutex::new(Instant::now()),
                 scratch: Mutex::new(Vec::new()),
+                buffers: Mutex::new(Vec::new()),
             });
             let executed = Instant::now();
             let result = execute(self.repo, jobs, shared.clone(), &self.opts).await;
@@ -600,10 +604,12 @@ async fn execute(
                 }
                 let kib = (((job.end - job.start) / 1024) as u32 + 1).min(budget_kib);
                 let _mem = budget.acquire_many(kib).await.expect("semaphore open");
+                let buf = shared.buffers.lock().unwrap().pop().unwrap_or_default();
                 let data = backend
-                    .load(
+                    .load_into(
                         &Handle::new(FileType::Pack, job.pack.to_hex()),
-                        Some(job.start..job.end),
+                        job.start..job.end,
+                        buf,
                     )
                     .await
                     .map_err(|e| RepoError::Corrupt {
@@ -613,8 +619,6 @@ async fn execute(
                     })?;
                 let _cpu = cpu.acquire().await.expect("semaphore open");
                 let s2 = shared.clone();
-                // Unique, so this takes the buffer over without copying.
-                let data = Vec::from(data);
                 let r = tokio::task::spawn_blocking(move || process_range(&s2, &job, data))
                     .await
                     .expect("restore worker panicked");
@@ -655,6 +659,7 @@ fn process_range(shared: &Shared, job: &RangeJob, mut data: Vec<u8>) -> Result<(
     let mut scratch = shared.scratch.lock().unwrap().pop().unwrap_or_default();
     let r = process_blobs(shared, job, &mut data, &mut scratch);
     shared.scratch.lock().unwrap().push(scratch);
+    shared.buffers.lock().unwrap().push(data);
     r
 }
 

@@ -154,6 +154,40 @@ impl Backend for LocalBackend {
         .await
     }
 
+    async fn load_into(
+        &self,
+        handle: &Handle,
+        range: Range<u64>,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, BackendError> {
+        let path = self.path(handle);
+        blocking(move || {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut f = std::fs::File::open(&path).map_err(|e| io_err(&path, e))?;
+            let len = range.end.saturating_sub(range.start);
+            buf.clear();
+            buf.reserve(len as usize);
+            f.seek(SeekFrom::Start(range.start))
+                .map_err(|e| io_err(&path, e))?;
+            (&mut f)
+                .take(len)
+                .read_to_end(&mut buf)
+                .map_err(|e| io_err(&path, e))?;
+            if buf.len() as u64 != len {
+                return Err(BackendError::Other {
+                    what: path.display().to_string(),
+                    message: format!(
+                        "short read: {} of {len} bytes at {}",
+                        buf.len(),
+                        range.start
+                    ),
+                });
+            }
+            Ok(buf)
+        })
+        .await
+    }
+
     async fn stat(&self, handle: &Handle) -> Result<u64, BackendError> {
         let path = self.path(handle);
         blocking(move || {

@@ -91,6 +91,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// The size of a file.
     async fn stat(&self, handle: &Handle) -> Result<u64, BackendError>;
     async fn remove(&self, handle: &Handle) -> Result<(), BackendError>;
+    /// Reads a byte range into `buf` (cleared first, its allocation reused), so callers
+    /// that read many ranges can recycle their buffers instead of allocating each time.
+    async fn load_into(
+        &self,
+        handle: &Handle,
+        range: Range<u64>,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, BackendError> {
+        let data = self.load(handle, Some(range)).await?;
+        buf.clear();
+        buf.extend_from_slice(&data);
+        Ok(buf)
+    }
     /// Names and sizes of all files of a kind.
     async fn list(&self, kind: FileType) -> Result<Vec<(String, u64)>, BackendError>;
     /// Prepares an empty location for a new repository (directories, bucket prefix).

@@ -91,6 +91,9 @@ pub struct RestoreArgs {
     /// Pack ranges fetched at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Threads decrypting, decompressing and writing (default: the CPU count).
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -290,10 +293,13 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("restore needs --target DIR or --target-device PATH"),
     };
     let (progress, bar) = progress_reporter(a.repo.json, "restore");
-    let opts = RestoreOptions {
+    let mut opts = RestoreOptions {
         fetch_concurrency: a.concurrency,
         ..Default::default()
     };
+    if let Some(w) = a.workers {
+        opts.workers = w.max(1);
+    }
     let summary = repo.restore(&snapshot, target, opts, progress).await;
     if let Some(b) = bar {
         b.finish_and_clear();

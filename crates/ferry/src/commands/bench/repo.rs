@@ -16,6 +16,10 @@ pub struct BenchRepoArgs {
     /// Working directory (data, repositories, restores). Default: a temporary directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Runs of every step; the figures are each step's median run (other work on the
+    /// machine makes single runs noisy).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
     /// Keep the working directory afterwards.
     #[arg(long)]
     pub keep: bool,
@@ -242,6 +246,12 @@ fn verify_restore(want: &Path, got: &Path, who: &str) -> anyhow::Result<u64> {
     Ok(files.len() as u64)
 }
 
+/// The run with the median wall time.
+fn median(mut runs: Vec<Measure>) -> Measure {
+    runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
+    runs[runs.len() / 2]
+}
+
 fn du(p: &Path) -> u64 {
     let mut files = Vec::new();
     files_below(p, &mut files);
@@ -268,15 +278,6 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
     let mib = bytes as f64 / 1048576.0;
     eprintln!("{files} files, {mib:.0} MiB");
     let ferry = std::env::current_exe()?;
-    for d in [
-        "restic-repo",
-        "ferry-repo",
-        "restic-out",
-        "ferry-out",
-        "restic-cache",
-    ] {
-        let _ = std::fs::remove_dir_all(dir.join(d));
-    }
     let restic = |args: &[&str]| {
         let mut c = Command::new("restic");
         c.args(args)
@@ -298,66 +299,81 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         c
     };
     let path = |d: &str| dir.join(d);
-    measure(
-        &mut restic(&["init", "-r", "restic-repo", "--repository-version", "2"]),
-        "restic init",
-        &dir,
-    )?;
-    measure(
-        &mut ferry_cmd(&["init", "-r", "ferry-repo"]),
-        "ferry init",
-        &dir,
-    )?;
-    eprintln!("backup: restic …");
-    settle(&[data.clone()]);
-    let rb = measure(
-        &mut restic(&[
-            "-r",
+    let runs = a.runs.max(1);
+    let (mut rbs, mut fbs, mut rrs, mut frs) = (vec![], vec![], vec![], vec![]);
+    for run in 1..=runs {
+        // Every run starts from empty repositories and empty restore targets.
+        for d in [
             "restic-repo",
-            "backup",
-            "-q",
-            "--compression",
-            "auto",
-            "data",
-        ]),
-        "restic backup",
-        &dir,
-    )?;
-    eprintln!("backup: ferry …");
-    settle(&[data.clone()]);
-    let fb = measure(
-        &mut ferry_cmd(&["backup", "-r", "ferry-repo", "data"]),
-        "ferry backup",
-        &dir,
-    )?;
-    eprintln!("restore: restic …");
-    settle(&[path("restic-repo"), path("restic-cache")]);
-    let rr = measure(
-        &mut restic(&[
-            "-r",
-            "restic-repo",
-            "restore",
-            "latest",
-            "--target",
-            "restic-out",
-        ]),
-        "restic restore",
-        &dir,
-    )?;
-    eprintln!("restore: ferry …");
-    settle(&[path("ferry-repo")]);
-    let fr = measure(
-        &mut ferry_cmd(&[
-            "restore",
-            "-r",
             "ferry-repo",
-            "latest",
-            "--target",
+            "restic-out",
             "ferry-out",
-        ]),
-        "ferry restore",
-        &dir,
-    )?;
+            "restic-cache",
+        ] {
+            let _ = std::fs::remove_dir_all(dir.join(d));
+        }
+        measure(
+            &mut restic(&["init", "-r", "restic-repo", "--repository-version", "2"]),
+            "restic init",
+            &dir,
+        )?;
+        measure(
+            &mut ferry_cmd(&["init", "-r", "ferry-repo"]),
+            "ferry init",
+            &dir,
+        )?;
+        eprintln!("run {run}/{runs} backup: restic …");
+        settle(&[data.clone()]);
+        rbs.push(measure(
+            &mut restic(&[
+                "-r",
+                "restic-repo",
+                "backup",
+                "-q",
+                "--compression",
+                "auto",
+                "data",
+            ]),
+            "restic backup",
+            &dir,
+        )?);
+        eprintln!("run {run}/{runs} backup: ferry …");
+        settle(&[data.clone()]);
+        fbs.push(measure(
+            &mut ferry_cmd(&["backup", "-r", "ferry-repo", "data"]),
+            "ferry backup",
+            &dir,
+        )?);
+        eprintln!("run {run}/{runs} restore: restic …");
+        settle(&[path("restic-repo"), path("restic-cache")]);
+        rrs.push(measure(
+            &mut restic(&[
+                "-r",
+                "restic-repo",
+                "restore",
+                "latest",
+                "--target",
+                "restic-out",
+            ]),
+            "restic restore",
+            &dir,
+        )?);
+        eprintln!("run {run}/{runs} restore: ferry …");
+        settle(&[path("ferry-repo")]);
+        frs.push(measure(
+            &mut ferry_cmd(&[
+                "restore",
+                "-r",
+                "ferry-repo",
+                "latest",
+                "--target",
+                "ferry-out",
+            ]),
+            "ferry restore",
+            &dir,
+        )?);
+    }
+    let (rb, fb, rr, fr) = (median(rbs), median(fbs), median(rrs), median(frs));
     eprintln!("verifying both restores against the source …");
     // restic keeps a relative source path as given ("data"); older versions kept it absolute.
     let restic_root = [
@@ -382,7 +398,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         );
     };
     println!(
-        "data: {files} files, {mib:.0} MiB (half in 4-64 KiB files, half in 4 large files; half compressible)"
+        "data: {files} files, {mib:.0} MiB (half in 4-64 KiB files, half in 4 large files; half compressible); median of {runs} run(s)"
     );
     println!(
         "{:<15} {:>13} {:>9} {:>9} {:>13} {:>9} {:>12}",

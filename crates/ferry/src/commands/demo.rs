@@ -7,25 +7,28 @@
 mod backup;
 mod controller;
 mod direct;
+mod internal;
 mod kube_ops;
-mod layout;
+pub(crate) mod layout;
 mod objects;
 mod observe;
 mod pod;
 mod progress;
-mod report;
-mod restore_run;
-mod size;
+pub(crate) mod report;
+pub(crate) mod restore_run;
+mod sample;
+pub(crate) mod scenario;
+pub(crate) mod size;
 mod stages;
-mod timeline;
-mod timings;
+pub(crate) mod timeline;
+pub(crate) mod timings;
 mod verify;
-mod workload;
+pub(crate) mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub use pod::DemoInternal;
+pub use internal::DemoInternal;
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -55,7 +58,7 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if let Some(internal) = args.internal {
-        return pod::run(internal).await;
+        return internal::run(internal).await;
     }
     stages::run(stages::DemoOptions {
         nodes: usize::from(args.nodes),

@@ -34,16 +34,7 @@ pub async fn run_mode(
         total,
     );
     let done = Arc::new(AtomicU64::new(0));
-    let ticker = {
-        let done = done.clone();
-        let bar = step.bar();
-        tokio::spawn(async move {
-            loop {
-                bar.set_position(done.load(Ordering::Relaxed));
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let ticker = step.follow(done.clone());
     let started = Instant::now();
     let dirs: Vec<PathBuf> = volumes.iter().map(|v| root.join(&v.claim)).collect();
     let restore_one = |index: usize| {
@@ -88,6 +79,8 @@ pub async fn run_mode(
                 expose_end: move_start,
                 move_start,
                 move_end,
+                // No claim to rebind on the direct path.
+                completed: move_end,
                 bytes: volume.bytes,
             })
         }

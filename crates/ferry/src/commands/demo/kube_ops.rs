@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, Resource};
@@ -73,6 +73,24 @@ where
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// One look at a pod for [`wait_for`]: `Some` once it runs, an error once it failed (its
+/// logs are under the cluster directory, `pods/<namespace>_<pod>/`).
+pub async fn pod_running(pods: &Api<Pod>, name: &str) -> anyhow::Result<Option<()>> {
+    let pod = pods
+        .get(name)
+        .await
+        .with_context(|| format!("reading pod {name}"))?;
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
+    if phase == "Failed" {
+        bail!(
+            "pod {namespace}/{name} failed; see its logs under the cluster directory \
+             (pods/{namespace}_{name}/)"
+        );
+    }
+    Ok((phase == "Running").then_some(()))
 }
 
 /// Deletes every object of the kind in the api's scope (optionally by label) and waits

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::timeline::TimelineInput;
+
 /// A file marking a directory as the demo's output, so a rerun may clean it.
 const MARKER: &str = ".ferry-demo";
 
@@ -80,6 +82,27 @@ impl Layout {
 
     pub fn html(&self) -> PathBuf {
         self.root.join("timeline.html")
+    }
+
+    /// Writes the report, the timeline SVG and its HTML page, and prints where they are.
+    pub fn write_report_and_timeline(
+        &self,
+        report: &str,
+        timeline: &TimelineInput,
+    ) -> anyhow::Result<()> {
+        let svg = super::timeline::render_svg(timeline);
+        let html = super::timeline::render_html(timeline, &svg);
+        for (path, text) in [
+            (self.report(), report),
+            (self.svg(), svg.as_str()),
+            (self.html(), html.as_str()),
+        ] {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        println!("Timeline: {}", self.svg().display());
+        println!("          {}", self.html().display());
+        println!("Report:   {}", self.report().display());
+        Ok(())
     }
 }
 

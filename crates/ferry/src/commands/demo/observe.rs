@@ -1,5 +1,6 @@
-//! Turning what the demo sees of each restore (polled DataDownload phases, the target claim's
-//! selected node, the restore claim's appearance) into phase timings. The clock is the
+//! Turning what the demo sees of each restore (polled DataDownload phases and its data-moved
+//! annotation, the target claim's selected node, the restore claim's appearance) into phase
+//! timings. The clock is the
 //! demo's own, so phases shorter than the API's one-second timestamps still show.
 
 use std::collections::BTreeMap;
@@ -19,6 +20,8 @@ pub struct Sighting {
     /// The wait for a consumer is over: the target claim has a selected node, or the
     /// restore claim exists.
     pub consumed: bool,
+    /// The controller has marked the data as moved (the restore pod succeeded): rebinding.
+    pub data_moved: bool,
     pub message: Option<String>,
 }
 
@@ -30,6 +33,7 @@ pub struct RestoreRecord {
     pub consumed: Option<f64>,
     pub prepared: Option<f64>,
     pub in_progress: Option<f64>,
+    pub data_moved: Option<f64>,
     pub completed: Option<f64>,
     pub failed: Option<String>,
     pub node: Option<String>,
@@ -68,6 +72,9 @@ impl PhaseRecorder {
         };
         if sighting.consumed {
             record.consumed.get_or_insert(at);
+        }
+        if sighting.data_moved {
+            record.data_moved.get_or_insert(at);
         }
         match sighting.phase.as_deref() {
             Some("Prepared") => {
@@ -114,22 +121,26 @@ impl PhaseRecorder {
         self.records
             .values()
             .filter_map(|r| {
-                let move_end = r.completed?;
+                let completed = r.completed?;
                 let wait_end = r
                     .consumed
                     .or(r.prepared)
                     .or(r.in_progress)
-                    .unwrap_or(move_end)
-                    .clamp(r.created, move_end);
+                    .unwrap_or(completed)
+                    .clamp(r.created, completed);
                 let expose_end = r
                     .prepared
                     .or(r.in_progress)
-                    .unwrap_or(move_end)
-                    .clamp(wait_end, move_end);
+                    .unwrap_or(completed)
+                    .clamp(wait_end, completed);
                 let move_start = r
                     .in_progress
                     .unwrap_or(expose_end)
-                    .clamp(expose_end, move_end);
+                    .clamp(expose_end, completed);
+                let move_end = r
+                    .data_moved
+                    .unwrap_or(completed)
+                    .clamp(move_start, completed);
                 Some(RestoreTiming {
                     volume: r.volume.clone(),
                     node: r.node.clone().unwrap_or_else(|| "?".into()),
@@ -138,6 +149,7 @@ impl PhaseRecorder {
                     expose_end,
                     move_start,
                     move_end,
+                    completed,
                     bytes: r.bytes,
                 })
             })
@@ -183,6 +195,13 @@ mod tests {
             },
         );
         recorder.saw("dd-0", 3.0, &phase("InProgress"));
+        let moved = Sighting {
+            phase: Some("InProgress".into()),
+            data_moved: true,
+            ..Default::default()
+        };
+        recorder.saw("dd-0", 3.6, &moved);
+        recorder.saw("dd-0", 3.8, &moved);
         assert!(!recorder.all_done());
         assert!(recorder.timings().is_empty(), "not complete yet");
         recorder.saw("dd-0", 4.0, &phase("Completed"));
@@ -195,9 +214,10 @@ mod tests {
                 t.wait_end,
                 t.expose_end,
                 t.move_start,
-                t.move_end
+                t.move_end,
+                t.completed
             ),
-            (0.0, 2.0, 2.5, 2.6, 4.0)
+            (0.0, 2.0, 2.5, 2.6, 3.6, 4.0)
         );
         assert_eq!(t.node, "node-2");
         assert_eq!(t.bytes, 1000);
@@ -211,8 +231,14 @@ mod tests {
         recorder.saw("dd-0", 3.0, &phase("Completed"));
         let t = &recorder.timings()[0];
         assert_eq!(
-            (t.wait_end, t.expose_end, t.move_start, t.move_end),
-            (3.0, 3.0, 3.0, 3.0)
+            (
+                t.wait_end,
+                t.expose_end,
+                t.move_start,
+                t.move_end,
+                t.completed
+            ),
+            (3.0, 3.0, 3.0, 3.0, 3.0)
         );
     }
 

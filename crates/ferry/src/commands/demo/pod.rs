@@ -1,38 +1,23 @@
 //! What the demo workload's pods run (this same binary, in kubesim's kubelets): look at the
 //! volume the pod mounts, log what is there, then idle like a database until stopped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-#[derive(clap::Subcommand, Debug)]
-pub enum DemoInternal {
-    /// (internal) The demo workload's container: reads its volume, then idles.
-    #[command(hide = true)]
-    LedgerPod {
-        /// The volume's mount path.
-        #[arg(long)]
-        volume: PathBuf,
-    },
-}
-
-pub async fn run(command: DemoInternal) -> anyhow::Result<ExitCode> {
-    match command {
-        DemoInternal::LedgerPod { volume } => {
-            let (files, bytes) = count(&volume)?;
-            println!(
-                "ledger: volume {} holds {files} files, {bytes} bytes",
-                volume.display()
-            );
-            // Idle until the kubelet stops the pod.
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+/// The workload's container: counts what its volume holds, then idles until stopped.
+pub async fn ledger_pod(volume: &Path) -> anyhow::Result<ExitCode> {
+    let (files, bytes) = count(volume)?;
+    println!(
+        "ledger: volume {} holds {files} files, {bytes} bytes",
+        volume.display()
+    );
+    // Idle until the kubelet stops the pod.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn count(dir: &Path) -> anyhow::Result<(u64, u64)> {

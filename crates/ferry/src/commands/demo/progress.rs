@@ -1,6 +1,8 @@
 //! Progress while the demo works: one line per step on stdout, with a spinner (or a byte
 //! bar for long data steps) on the terminal while the step runs.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -55,9 +57,16 @@ impl Step {
         self.bar.set_position(bytes);
     }
 
-    /// A handle to the bar, for updating it from another task.
-    pub fn bar(&self) -> ProgressBar {
-        self.bar.clone()
+    /// Shows `done` (bytes, counted by other tasks) on the bar ten times a second until the
+    /// returned task is aborted.
+    pub fn follow(&self, done: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+        let bar = self.bar.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
     }
 
     /// Ends the step: clears the spinner and prints `✓ title — summary (time)`.

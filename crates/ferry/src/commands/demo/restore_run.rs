@@ -1,14 +1,14 @@
-//! One restore mode, run as Velero would drive it: the node-agent ConfigMap set for the mode,
-//! a target claim and a DataDownload per volume, and the workload's pods created one at a
-//! time as a StatefulSet does (each only once the previous one runs). A watcher records when
-//! each restore waits, is exposed and moves its data.
+//! One restore mode, run as Velero would drive it (ferry's controller already started with the
+//! mode's node-agent ConfigMap): a target claim and a DataDownload per volume, and the
+//! workload's pods created one at a time as a StatefulSet does (each only once the previous one
+//! runs). A watcher records when each restore waits, is exposed, moves its data and is rebound.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
 use tokio::sync::watch;
@@ -88,14 +88,6 @@ pub async fn run_mode(
     pod_image: &PodImage,
     timeout: Duration,
 ) -> anyhow::Result<ModeOutcome> {
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), FERRY_NAMESPACE);
-    kube_ops::apply(
-        &configmaps,
-        &objects::node_agent_config(mode == Mode::IgnoreDelayBinding),
-    )
-    .await
-    .context("writing the node-agent ConfigMap")?;
-
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), WORKLOAD_NAMESPACE);
     let downloads: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -172,21 +164,20 @@ pub async fn run_mode(
                 let name = volume.pod.clone();
                 async move {
                     fail_on_failed(&recorder)?;
-                    let pod = pods.get(&name).await?;
-                    let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
-                    if phase == "Failed" {
-                        bail!("workload pod {name} failed; see its logs under the demo's cluster directory");
-                    }
-                    Ok((phase == "Running").then_some(()))
+                    kube_ops::pod_running(&pods, &name).await
                 }
             })
             .await?;
         }
         let workload_running_after = started.elapsed().as_secs_f64();
-        wait_for("every DataDownload to complete", deadline.saturating_duration_since(Instant::now()), || {
-            let recorder = recorder.clone();
-            async move { Ok(recorder.lock().unwrap().all_done().then_some(())) }
-        })
+        wait_for(
+            "every DataDownload to complete",
+            deadline.saturating_duration_since(Instant::now()),
+            || {
+                let recorder = recorder.clone();
+                async move { Ok(recorder.lock().unwrap().all_done().then_some(())) }
+            },
+        )
         .await?;
         fail_on_failed(&recorder)?;
         anyhow::Ok(workload_running_after)
@@ -305,6 +296,9 @@ async fn watch_restores(
                     Some(value.clone())
                 };
                 let phase = field(&["phase"]).and_then(|v| v.as_str().map(String::from));
+                let data_moved = dd.metadata.annotations.as_ref().is_some_and(|a| {
+                    a.contains_key(ferry_controller::reconciler::DATA_MOVED_ANNOTATION)
+                });
                 let sighting = Sighting {
                     consumed: selected.get(&volume.claim).copied().unwrap_or(false)
                         || restore_claim_names.iter().any(|c| c == &name),
@@ -315,6 +309,7 @@ async fn watch_restores(
                     bytes_done: field(&["progress", "bytesDone"])
                         .and_then(|v| v.as_u64())
                         .unwrap_or(0),
+                    data_moved,
                     message: field(&["message"]).and_then(|v| v.as_str().map(String::from)),
                     phase: phase.clone(),
                 };

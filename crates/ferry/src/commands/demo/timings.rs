@@ -17,8 +17,10 @@ pub struct RestoreTiming {
     pub expose_end: f64,
     /// When the data movement started.
     pub move_start: f64,
-    /// When the data movement ended (the restore is complete).
+    /// When the data mover was done (the restore pod succeeded); rebinding starts.
     pub move_end: f64,
+    /// When the restore was complete: the restored volume bound to its target claim.
+    pub completed: f64,
     /// Bytes restored.
     pub bytes: u64,
 }
@@ -37,7 +39,13 @@ impl RestoreTiming {
         (self.move_end - self.move_start).max(0.0)
     }
 
-    /// Bytes per second while moving data (0 when the movement took no measurable time).
+    /// Rebinding runs from the end of the data movement until the restore is complete.
+    pub fn rebinding(&self) -> f64 {
+        (self.completed - self.move_end).max(0.0)
+    }
+
+    /// Bytes per second while moving data, i.e. the data mover's rate (0 when the movement
+    /// took no measurable time).
     pub fn throughput(&self) -> f64 {
         let secs = self.moving();
         if secs > 0.0 {
@@ -71,7 +79,7 @@ impl ModeRun {
         let end = self
             .restores
             .iter()
-            .map(|r| r.move_end)
+            .map(|r| r.completed)
             .fold(f64::NEG_INFINITY, f64::max);
         if self.restores.is_empty() {
             0.0
@@ -132,7 +140,8 @@ mod tests {
             wait_end: start,
             expose_end: start,
             move_start: start,
-            move_end: end,
+            move_end: end - 0.5,
+            completed: end,
             bytes: 1,
         };
         let run = ModeRun {

@@ -3,8 +3,8 @@
 //! grants what the controller needs, and the CRDs are ferry's Velero-compatible ones.
 
 use ferry_controller::install::{
-    CONTROLLER_HTTP_PORT, InstallOptions, cluster_role_rules, namespaced_role_rules, render,
-    render_manifests,
+    CONTROLLER_HTTP_PORT, InstallOptions, cluster_role_rules, data_mover_role_rules,
+    namespaced_role_rules, render, render_manifests,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -44,6 +44,9 @@ fn every_manifest_parses_as_the_type_it_claims() {
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
             "Role",
             "RoleBinding",
             "Deployment",
@@ -147,7 +150,11 @@ fn deployment_runs_the_controller_with_the_install_flags() {
             "backup-system",
             "--node-agent-configmap=node-agent-config",
             "--data-mover-name",
-            "ferry"
+            "ferry",
+            "--image",
+            "registry.example/ferry:1.2.3",
+            "--service-account",
+            "ferry-data-mover",
         ]
     );
     let port = &container.ports.as_ref().unwrap()[0];
@@ -202,6 +209,7 @@ fn data_mover_name_and_configmap_flow_into_the_args() {
     assert_eq!(args[at + 1], "ferry-staging");
 }
 
+/// The controller's rules (the data mover's are checked on their own).
 fn all_rules() -> Vec<PolicyRule> {
     let mut rules = cluster_role_rules();
     rules.extend(namespaced_role_rules());
@@ -227,7 +235,7 @@ fn grants(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool
 
 #[test]
 fn rbac_has_no_wildcards() {
-    for rule in all_rules() {
+    for rule in all_rules().into_iter().chain(data_mover_role_rules()) {
         let all_words = rule
             .api_groups
             .iter()
@@ -246,70 +254,120 @@ fn rbac_has_no_wildcards() {
 fn rbac_grants_what_the_controller_does_and_no_more() {
     let cluster = cluster_role_rules();
     let namespaced = namespaced_role_rules();
-    // Cluster-wide: reading target PVCs, rebinding PVs, placement inputs, events.
+    // Cluster-wide: reading target PVCs, rebinding PVs, placement inputs.
     for (group, resource, verb) in [
+        ("", "persistentvolumeclaims", "get"),
         ("", "persistentvolumeclaims", "watch"),
-        ("", "persistentvolumes", "update"),
         ("", "persistentvolumes", "patch"),
+        ("", "persistentvolumes", "delete"),
+        ("", "persistentvolumes", "watch"),
         ("", "nodes", "list"),
         ("", "nodes", "watch"),
         ("storage.k8s.io", "storageclasses", "get"),
-        ("events.k8s.io", "events", "create"),
-        ("", "events", "patch"),
+        ("storage.k8s.io", "storageclasses", "watch"),
     ] {
         assert!(
             grants(&cluster, group, resource, verb),
             "cluster: {verb} {group}/{resource}"
         );
     }
-    // In ferry's namespace: the CRs, restore PVCs and pods, config, secrets, leases.
+    // In ferry's namespace: DataDownloads, restore PVCs and pods, config, leases, events.
     for (group, resource, verb) in [
         ("velero.io", "datadownloads", "watch"),
-        ("velero.io", "datadownloads", "update"),
-        ("velero.io", "datadownloads/status", "patch"),
-        ("velero.io", "datauploads", "list"),
-        ("velero.io", "backupstoragelocations", "get"),
+        ("velero.io", "datadownloads", "patch"),
         ("", "persistentvolumeclaims", "create"),
         ("", "persistentvolumeclaims", "delete"),
         ("", "pods", "create"),
         ("", "pods", "delete"),
-        ("", "pods/log", "get"),
+        ("", "pods", "watch"),
         ("", "configmaps", "watch"),
-        ("", "secrets", "get"),
         ("coordination.k8s.io", "leases", "update"),
+        ("", "events", "create"),
     ] {
         assert!(
             grants(&namespaced, group, resource, verb),
             "namespace: {verb} {group}/{resource}"
         );
     }
-    // Never: write Velero's BackupStorageLocations, list secrets, touch nodes, write or
-    // delete anything cluster-wide except PVs, or create pods/PVCs outside ferry's namespace.
+    // Never: secrets (the data mover reads those), BackupStorageLocations, DataUploads (no
+    // backup path yet), writing nodes, updating (rather than patching) PVs or DataDownloads,
+    // deleting DataDownloads.
     for (group, resource, verb) in [
-        ("velero.io", "backupstoragelocations", "update"),
+        ("", "secrets", "get"),
         ("", "secrets", "list"),
-        ("", "secrets", "watch"),
+        ("velero.io", "backupstoragelocations", "get"),
+        ("velero.io", "datauploads", "list"),
         ("", "nodes", "update"),
-        ("", "persistentvolumes", "delete"),
+        ("", "persistentvolumes", "update"),
+        ("velero.io", "datadownloads", "update"),
         ("velero.io", "datadownloads", "delete"),
+        ("", "pods/log", "get"),
     ] {
         assert!(
             !grants(&all_rules(), group, resource, verb),
             "must not grant {verb} {group}/{resource}"
         );
     }
+    // Nothing is created or deleted outside ferry's namespace but PVs.
     for (group, resource, verb) in [
         ("", "persistentvolumeclaims", "create"),
         ("", "persistentvolumeclaims", "delete"),
         ("", "pods", "create"),
-        ("", "secrets", "get"),
         ("", "configmaps", "get"),
+        ("", "events", "create"),
     ] {
         assert!(
             !grants(&cluster, group, resource, verb),
             "cluster-wide {verb} {group}/{resource}"
         );
     }
+}
+
+#[test]
+fn the_data_mover_reads_its_inputs_and_reports_progress_only() {
+    let rules = data_mover_role_rules();
+    for (group, resource, verb) in [
+        ("velero.io", "datadownloads", "get"),
+        ("velero.io", "datadownloads", "patch"),
+        ("velero.io", "backupstoragelocations", "get"),
+        ("", "secrets", "get"),
+    ] {
+        assert!(
+            grants(&rules, group, resource, verb),
+            "{verb} {group}/{resource}"
+        );
+    }
+    for (group, resource, verb) in [
+        ("", "secrets", "list"),
+        ("velero.io", "datadownloads", "list"),
+        ("", "pods", "create"),
+        ("", "persistentvolumes", "patch"),
+        ("velero.io", "backupstoragelocations", "patch"),
+    ] {
+        assert!(
+            !grants(&rules, group, resource, verb),
+            "must not: {verb} {group}/{resource}"
+        );
+    }
+    let manifests = render(&options()).unwrap();
+    let rb = &manifests.data_mover_role_binding;
+    assert_eq!(
+        (rb.role_ref.kind.as_str(), Some(&rb.role_ref.name)),
+        ("Role", manifests.data_mover_role.metadata.name.as_ref())
+    );
+    let subject = &rb.subjects.as_ref().unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("ferry-data-mover", Some("backup-system"))
+    );
+    assert_eq!(
+        manifests
+            .data_mover_service_account
+            .metadata
+            .name
+            .as_deref(),
+        Some("ferry-data-mover")
+    );
 }
 
 #[test]

@@ -53,7 +53,7 @@ fn check_manifests(manifests: &[Value]) -> Vec<String> {
         .collect()
 }
 
-const EXPECTED_KINDS: [&str; 10] = [
+const EXPECTED_KINDS: [&str; 13] = [
     "Namespace",
     "CustomResourceDefinition",
     "CustomResourceDefinition",
@@ -61,6 +61,9 @@ const EXPECTED_KINDS: [&str; 10] = [
     "ServiceAccount",
     "ClusterRole",
     "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ServiceAccount",
     "Role",
     "RoleBinding",
     "Deployment",
@@ -127,7 +130,11 @@ fn dry_run_prints_a_json_list() {
             "ferry-system",
             "--node-agent-configmap=tuning",
             "--data-mover-name",
-            "ferry-b"
+            "ferry-b",
+            "--image",
+            "registry.example/ferry:9",
+            "--service-account",
+            "ferry-data-mover",
         ]
     );
     let deployment = manifests
@@ -247,6 +254,20 @@ mod against_kubesim {
             "deploy".into(),
             rv(Api::<Deployment>::namespaced(c(), ns), n).await,
         );
+        // The restore pods' own identity.
+        let m = "ferry-data-mover";
+        out.insert(
+            "mover-sa".into(),
+            rv(Api::<ServiceAccount>::namespaced(c(), ns), m).await,
+        );
+        out.insert(
+            "mover-role".into(),
+            rv(Api::<Role>::namespaced(c(), ns), m).await,
+        );
+        out.insert(
+            "mover-rb".into(),
+            rv(Api::<RoleBinding>::namespaced(c(), ns), m).await,
+        );
         out.insert(
             "cr".into(),
             rv(Api::<ClusterRole>::all(c()), &cluster_name).await,
@@ -274,7 +295,7 @@ mod against_kubesim {
 
         let first = ferry_with(&kubeconfig, &install).await;
         let first = lines(&first);
-        assert_eq!(first.len(), 10, "{first:#?}");
+        assert_eq!(first.len(), 13, "{first:#?}");
         assert!(first.iter().all(|l| l.ends_with(" created")), "{first:#?}");
         assert!(
             first.contains(&"deployment.apps/ferry-controller created"),
@@ -288,7 +309,7 @@ mod against_kubesim {
 
         let second = ferry_with(&kubeconfig, &install).await;
         let second = lines(&second);
-        assert_eq!(second.len(), 10);
+        assert_eq!(second.len(), 13);
         assert!(
             second.iter().all(|l| l.ends_with(" unchanged")),
             "{second:#?}"
@@ -468,7 +489,7 @@ mod against_kubesim {
         assert_eq!(rendered.code, Some(0), "{}", rendered.stderr);
         std::fs::write(&manifests, &rendered.stdout).unwrap();
         let applied = kubectl(&kubeconfig, &["apply", "-f", manifests.to_str().unwrap()]).await;
-        assert_eq!(applied.lines().count(), 10, "{applied}");
+        assert_eq!(applied.lines().count(), 13, "{applied}");
 
         let run = ferry_with(&kubeconfig, &install).await;
         let report = lines(&run);

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::drift::is_contained_in;
-use super::{CONTROLLER_NAME, InstallOptions, Manifests};
+use super::{CONTROLLER_NAME, DATA_MOVER_NAME, InstallOptions, Manifests};
 use crate::crds::all_crds;
 use crate::crds::definition::MANAGED_BY_LABEL;
 
@@ -194,6 +194,24 @@ pub async fn apply(
         )
         .await?,
     );
+    let sa = &manifests.data_mover_service_account;
+    report.push(apply_one(Api::namespaced(all(), &ns), sa, Converge).await?);
+    report.push(
+        apply_one(
+            Api::namespaced(all(), &ns),
+            &manifests.data_mover_role,
+            Converge,
+        )
+        .await?,
+    );
+    report.push(
+        apply_one(
+            Api::namespaced(all(), &ns),
+            &manifests.data_mover_role_binding,
+            Converge,
+        )
+        .await?,
+    );
     report.push(apply_one(Api::namespaced(all(), &ns), &manifests.deployment, Converge).await?);
     Ok(report)
 }
@@ -255,6 +273,11 @@ pub async fn uninstall(
     let c = || client.clone();
     let mut report = vec![
         delete_one::<Deployment>(Api::namespaced(c(), ns), CONTROLLER_NAME, Some(ns), false)
+            .await?,
+        delete_one::<RoleBinding>(Api::namespaced(c(), ns), DATA_MOVER_NAME, Some(ns), false)
+            .await?,
+        delete_one::<Role>(Api::namespaced(c(), ns), DATA_MOVER_NAME, Some(ns), false).await?,
+        delete_one::<ServiceAccount>(Api::namespaced(c(), ns), DATA_MOVER_NAME, Some(ns), false)
             .await?,
         delete_one::<RoleBinding>(Api::namespaced(c(), ns), CONTROLLER_NAME, Some(ns), false)
             .await?,

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{CONTROLLER_NAME, InstallOptions, common_labels, metadata};
+use super::{CONTROLLER_NAME, DATA_MOVER_NAME, InstallOptions, common_labels, metadata};
 
 /// Port the controller serves `/metrics`, `/healthz` and `/readyz` on (all interfaces).
 /// `ferry controller` must listen here by default: the Deployment passes no flag for it.
@@ -25,7 +25,8 @@ pub const CONTROLLER_HTTP_PORT_NAME: &str = "http";
 const RUN_AS_USER: i64 = 65532;
 
 /// The container's arguments: `controller --namespace NS --node-agent-configmap=NAME
-/// --data-mover-name NAME`.
+/// --data-mover-name NAME --image IMAGE --service-account ferry-data-mover`: restore pods run
+/// the controller's own image, as the data mover's ServiceAccount (its own, narrow Role).
 pub fn controller_args(options: &InstallOptions) -> Vec<String> {
     vec![
         "controller".to_string(),
@@ -34,6 +35,10 @@ pub fn controller_args(options: &InstallOptions) -> Vec<String> {
         format!("--node-agent-configmap={}", options.node_agent_configmap),
         "--data-mover-name".to_string(),
         options.data_mover_name.clone(),
+        "--image".to_string(),
+        options.image.clone(),
+        "--service-account".to_string(),
+        DATA_MOVER_NAME.to_string(),
     ]
 }
 

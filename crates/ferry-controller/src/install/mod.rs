@@ -21,7 +21,7 @@ use serde_json::Value;
 pub use apply::{AppliedObject, ApplyError, ApplyOutcome, UninstallOptions, apply, uninstall};
 pub use deployment::{CONTROLLER_HTTP_PORT, CONTROLLER_HTTP_PORT_NAME, controller_args};
 pub use names::{InstallError, validate_options};
-pub use rbac::{cluster_role_rules, namespaced_role_rules};
+pub use rbac::{cluster_role_rules, data_mover_role_rules, namespaced_role_rules};
 
 use crate::crds::all_crds;
 use crate::crds::definition::MANAGED_BY_LABEL;
@@ -34,6 +34,8 @@ pub const DEFAULT_DATA_MOVER_NAME: &str = "ferry";
 pub const DEFAULT_IMAGE: &str = concat!("ferry:", env!("CARGO_PKG_VERSION"));
 /// Name of the ServiceAccount, Role, RoleBinding and Deployment inside the namespace.
 pub const CONTROLLER_NAME: &str = "ferry-controller";
+/// ServiceAccount (and its Role, RoleBinding) the restore pods' data mover runs as.
+pub const DATA_MOVER_NAME: &str = "ferry-data-mover";
 
 /// What `ferry install` was asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +78,10 @@ pub struct Manifests {
     pub cluster_role_binding: ClusterRoleBinding,
     pub role: Role,
     pub role_binding: RoleBinding,
+    /// The restore pods' identity: ServiceAccount, Role and RoleBinding `ferry-data-mover`.
+    pub data_mover_service_account: ServiceAccount,
+    pub data_mover_role: Role,
+    pub data_mover_role_binding: RoleBinding,
     pub deployment: Deployment,
 }
 
@@ -91,11 +97,14 @@ impl Manifests {
 
     /// Every Role rendered, each in its namespace.
     pub fn roles(&self) -> Vec<Role> {
-        vec![self.role.clone()]
+        vec![self.role.clone(), self.data_mover_role.clone()]
     }
 
     pub fn role_bindings(&self) -> Vec<RoleBinding> {
-        vec![self.role_binding.clone()]
+        vec![
+            self.role_binding.clone(),
+            self.data_mover_role_binding.clone(),
+        ]
     }
 
     /// The objects as JSON, in the order they must be applied (namespace and CRDs first, the
@@ -108,6 +117,9 @@ impl Manifests {
         values.push(to_value(&self.cluster_role_binding));
         values.push(to_value(&self.role));
         values.push(to_value(&self.role_binding));
+        values.push(to_value(&self.data_mover_service_account));
+        values.push(to_value(&self.data_mover_role));
+        values.push(to_value(&self.data_mover_role_binding));
         values.push(to_value(&self.deployment));
         values
     }
@@ -156,6 +168,13 @@ pub fn render(options: &InstallOptions) -> Result<Manifests, InstallError> {
         cluster_role_binding: rbac::cluster_role_binding(options),
         role: rbac::role(options),
         role_binding: rbac::role_binding(options),
+        data_mover_service_account: ServiceAccount {
+            metadata: metadata(DATA_MOVER_NAME, Some(namespace)),
+            // The data mover talks to the API server with this account's token.
+            ..ServiceAccount::default()
+        },
+        data_mover_role: rbac::data_mover_role(options),
+        data_mover_role_binding: rbac::data_mover_role_binding(options),
         deployment: deployment::deployment(options),
     })
 }

@@ -1,19 +1,22 @@
-//! The controller's permissions, split by reach:
+//! Permissions, split by who needs them and how far they must reach:
 //!
-//! - a ClusterRole for what lives cluster-wide or in the *workload's* namespace: target PVCs
-//!   (read), PVs (rebind), nodes and StorageClasses (placement), events;
-//! - a Role in ferry's namespace for everything else: the DataDownload/DataUpload/
-//!   BackupStorageLocation objects, the restore PVCs and pods ferry creates there, the
-//!   node-agent ConfigMap, the repository Secret and the leader-election Lease.
+//! - the controller's ClusterRole, for what lives cluster-wide or in the *workload's*
+//!   namespace: target PVCs (read), PVs (rebind), nodes and StorageClasses (placement);
+//! - the controller's Role in ferry's namespace: DataDownloads, the restore PVCs and pods it
+//!   creates there, the node-agent ConfigMap, the leader-election Lease, events;
+//! - the data mover's Role (its own ServiceAccount, which the restore pods run as): its
+//!   DataDownload, the BackupStorageLocation and the repository secrets. The controller never
+//!   reads secrets, and the pods that mount user data cannot create pods or touch PVs.
 //!
-//! No wildcard anywhere: each rule says which verbs on which resources, and why.
+//! No wildcard anywhere, and only what the code really requests: `rbac_covers_requests`
+//! (crates/ferry) records every request of a restore on kubesim and checks it against these.
 
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
 
-use super::{CONTROLLER_NAME, InstallOptions, metadata};
-use crate::crds::{BackupStorageLocation, DataDownload, DataUpload};
+use super::{CONTROLLER_NAME, DATA_MOVER_NAME, InstallOptions, metadata};
+use crate::crds::{BackupStorageLocation, DataDownload};
 
 fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     PolicyRule {
@@ -24,91 +27,89 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
-/// Cluster-wide rules.
+/// Cluster-wide rules of the controller.
 pub fn cluster_role_rules() -> Vec<PolicyRule> {
     vec![
-        // Target PVCs live in the workload's namespace: read their spec (to copy it into the
-        // restore PVC), their selected-node annotation (WaitForFirstConsumer) and binding.
+        // Target PVCs live in the workloads' namespaces: their spec is copied into the restore
+        // PVC, their selected-node annotation and binding are waited on (watched, served from
+        // a cache; get when the cache is behind the controller's own write). Also covers
+        // reading the restore PVCs in ferry's namespace.
         rule("", &["persistentvolumeclaims"], &["get", "list", "watch"]),
-        // Rebind: set the restored PV's reclaim policy to Retain and back, point its claimRef
-        // at the target PVC and add the labels the target's selector asks for.
+        // Rebind: the restored PV's reclaim policy to Retain and back, claimRef to the target
+        // PVC, the labels the target's selector asks for (all merge patches, never update);
+        // delete: a retained PV of a failed or canceled restore is removed in cleanup.
         rule(
             "",
             &["persistentvolumes"],
-            &["get", "list", "watch", "update", "patch"],
+            &["get", "list", "watch", "patch", "delete"],
         ),
-        // Placement: node readiness and labels (loadAffinity, perNodeConfig, topology).
-        rule("", &["nodes"], &["get", "list", "watch"]),
+        // Placement: node readiness, taints and labels, from a watch (never one node by name).
+        rule("", &["nodes"], &["list", "watch"]),
         // Placement: volumeBindingMode and allowedTopologies of the target's StorageClass.
         rule(
             "storage.k8s.io",
             &["storageclasses"],
             &["get", "list", "watch"],
         ),
-        // Events about DataDownloads and target PVCs (kube-rs records through events.k8s.io;
-        // the core group is listed for clients that still post core/v1 Events).
-        rule("events.k8s.io", &["events"], &["create", "patch"]),
-        rule("", &["events"], &["create", "patch"]),
     ]
 }
 
-/// Rules inside ferry's namespace.
+/// Rules of the controller inside ferry's namespace.
 pub fn namespaced_role_rules() -> Vec<PolicyRule> {
     vec![
-        // Claim, progress and complete DataDownloads. Velero's CRDs have no status subresource,
-        // so status is written with update/patch on the object itself.
+        // Claim, step and complete DataDownloads: watched, status merge-patched on the object
+        // (Velero's CRDs have no status subresource); get when the cache is behind a write.
         rule(
             DataDownload::GROUP,
             &[DataDownload::PLURAL],
-            &["get", "list", "watch", "update", "patch"],
+            &["get", "list", "watch", "patch"],
         ),
-        // Same for DataUploads (the backup path).
-        rule(
-            DataUpload::GROUP,
-            &[DataUpload::PLURAL],
-            &["get", "list", "watch", "update", "patch"],
-        ),
-        // Should a CRD gain a status subresource (a newer Velero), status writes go there.
-        rule(
-            DataDownload::GROUP,
-            &["datadownloads/status", "datauploads/status"],
-            &["update", "patch"],
-        ),
-        // Read where the backup repository is; Velero owns these objects, ferry never writes.
-        rule(
-            BackupStorageLocation::GROUP,
-            &[BackupStorageLocation::PLURAL],
-            &["get", "list", "watch"],
-        ),
-        // Restore PVCs are created in ferry's namespace and deleted after the rebind; patch
-        // removes ferry's finalizer or owner reference when a restore is abandoned.
-        rule(
-            "",
-            &["persistentvolumeclaims"],
-            &["create", "delete", "patch"],
-        ),
-        // Restore pods run the data mover; the controller watches and deletes them.
+        // Restore PVCs are created here and deleted after the rebind (read cluster-wide above).
+        rule("", &["persistentvolumeclaims"], &["create", "delete"]),
+        // Restore pods run the data mover; watched, created, deleted after the data moved.
         rule("", &["pods"], &["get", "list", "watch", "create", "delete"]),
-        // The last lines of a failed data mover pod's log go into the DataDownload's message.
-        rule("", &["pods/log"], &["get"]),
-        // The node-agent ConfigMap (--node-agent-configmap), watched for changes.
+        // The node-agent ConfigMap (--node-agent-configmap): read at startup, then watched.
         rule("", &["configmaps"], &["get", "list", "watch"]),
-        // The repository password and the BackupStorageLocation's credentials; read one by
-        // name, never listed.
-        rule("", &["secrets"], &["get"]),
         // Leader election, so only one controller replica acts at a time.
         rule(
             "coordination.k8s.io",
             &["leases"],
             &["get", "create", "update"],
         ),
+        // Events on DataDownloads (core/v1, in this namespace); list: a restore that times out
+        // quotes the last Warning event on its pod or PVC.
+        rule("", &["events"], &["create", "list"]),
+    ]
+}
+
+/// Rules of the data mover pods (ServiceAccount `ferry-data-mover`), in ferry's namespace.
+pub fn data_mover_role_rules() -> Vec<PolicyRule> {
+    vec![
+        // Read its DataDownload (snapshot, target) and merge-patch progress into its status.
+        rule(
+            DataDownload::GROUP,
+            &[DataDownload::PLURAL],
+            &["get", "patch"],
+        ),
+        // Where the repository is (spec.backupStorageLocation).
+        rule(
+            BackupStorageLocation::GROUP,
+            &[BackupStorageLocation::PLURAL],
+            &["get"],
+        ),
+        // The repository password and the location's credentials, read by name.
+        rule("", &["secrets"], &["get"]),
     ]
 }
 
 fn subject(options: &InstallOptions) -> Subject {
+    account(options, CONTROLLER_NAME)
+}
+
+fn account(options: &InstallOptions, name: &str) -> Subject {
     Subject {
         kind: "ServiceAccount".to_string(),
-        name: CONTROLLER_NAME.to_string(),
+        name: name.to_string(),
         namespace: Some(options.namespace.clone()),
         ..Subject::default()
     }
@@ -150,5 +151,24 @@ pub(super) fn role_binding(options: &InstallOptions) -> RoleBinding {
             name: CONTROLLER_NAME.to_string(),
         },
         subjects: Some(vec![subject(options)]),
+    }
+}
+
+pub(super) fn data_mover_role(options: &InstallOptions) -> Role {
+    Role {
+        metadata: metadata(DATA_MOVER_NAME, Some(&options.namespace)),
+        rules: Some(data_mover_role_rules()),
+    }
+}
+
+pub(super) fn data_mover_role_binding(options: &InstallOptions) -> RoleBinding {
+    RoleBinding {
+        metadata: metadata(DATA_MOVER_NAME, Some(&options.namespace)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_string(),
+            kind: "Role".to_string(),
+            name: DATA_MOVER_NAME.to_string(),
+        },
+        subjects: Some(vec![account(options, DATA_MOVER_NAME)]),
     }
 }

@@ -30,6 +30,10 @@ pub struct ControllerArgs {
     /// Service account of the restore pods.
     #[arg(long)]
     service_account: Option<String>,
+    /// Passes run on every watched change; this is the safety net when nothing changes
+    /// (a missed event, timeouts), in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    resync_seconds: u64,
 }
 
 pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
@@ -42,6 +46,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     options.metrics_address = args.metrics_address;
     options.expose_timeout = Duration::from_secs(args.expose_timeout_seconds);
     options.service_account = args.service_account;
+    options.resync_interval = Duration::from_secs(args.resync_seconds);
     run_controller(options, async {
         let _ = tokio::signal::ctrl_c().await;
     })

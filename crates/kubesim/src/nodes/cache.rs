@@ -577,3 +577,79 @@ impl Drop for ClusterCache {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::volume_matching::fixtures::{claim_ref, pv};
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(name: &str) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                namespace: Some("ns".into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    fn key(name: &str) -> ObjectKey {
+        ("ns".to_string(), name.to_string())
+    }
+
+    #[test]
+    fn pods_are_found_by_key_after_updates_and_removals() {
+        let mut state = CacheState::default();
+        let mut changes = Changes::default();
+        for name in ["a", "b", "c", "d"] {
+            Pod::put(&mut state, pod(name), &mut changes);
+        }
+        Pod::put(&mut state, pod("b"), &mut changes);
+        Pod::remove(&mut state, &pod("a"), &mut changes);
+        assert_eq!(state.snapshot.pods.len(), 3);
+        for name in ["b", "c", "d"] {
+            let slot = state.pod_slots[&key(name)];
+            assert_eq!(
+                state.snapshot.pods[slot].metadata.name.as_deref(),
+                Some(name)
+            );
+        }
+        assert!(!state.pod_slots.contains_key(&key("a")));
+        assert_eq!(changes.pods.len(), 4);
+        assert!(!changes.is_empty());
+    }
+
+    #[test]
+    fn pvs_are_indexed_by_the_claim_their_claim_ref_names() {
+        let mut state = CacheState::default();
+        let mut changes = Changes::default();
+        let free = pv("free", "1Gi", "standard", "Available");
+        let mut claimed = pv("claimed", "1Gi", "standard", "Bound");
+        claimed.spec.as_mut().unwrap().claim_ref = Some(claim_ref("ns", "data", Some("u1")));
+        PersistentVolume::put(&mut state, Arc::new(free.clone()), &mut changes);
+        PersistentVolume::put(&mut state, Arc::new(claimed.clone()), &mut changes);
+        assert_eq!(state.free_pvs, HashSet::from(["free".to_string()]));
+        assert_eq!(
+            state.pvs_by_claim[&key("data")],
+            HashSet::from(["claimed".to_string()])
+        );
+        // The free PV gets a claimRef: it moves from free to its claim.
+        let mut reserved = free;
+        reserved.spec.as_mut().unwrap().claim_ref = Some(claim_ref("ns", "other", None));
+        PersistentVolume::put(&mut state, Arc::new(reserved), &mut changes);
+        assert!(state.free_pvs.is_empty());
+        assert_eq!(
+            state.pvs_by_claim[&key("other")],
+            HashSet::from(["free".to_string()])
+        );
+        // Removal drops the index entry.
+        PersistentVolume::remove(&mut state, &claimed, &mut changes);
+        assert!(!state.pvs_by_claim.contains_key(&key("data")));
+        assert_eq!(
+            changes.volumes,
+            HashSet::from(["free".to_string(), "claimed".to_string()])
+        );
+    }
+}

@@ -857,6 +857,50 @@ mod tests {
     }
 
     #[test]
+    fn large_clusters_stop_the_node_search_as_kube_scheduler_does() {
+        assert_eq!(feasible_nodes_to_find(4), 4);
+        assert_eq!(feasible_nodes_to_find(99), 99);
+        assert_eq!(feasible_nodes_to_find(100), 100);
+        assert_eq!(feasible_nodes_to_find(1000), 420);
+        assert_eq!(feasible_nodes_to_find(5000), 500);
+        assert_eq!(feasible_nodes_to_find(100_000), 5000);
+        let s = cluster(1000, 3);
+        let mut state = SchedulingState::new(&s, [], HashSet::new());
+        // Placements still spread: each search scores 420 feasible nodes and prefers the
+        // emptiest, so 1,000 pods leave no node with more than 2 (a node outside one
+        // search's window may stay empty a little longer).
+        for i in 0..1000 {
+            let p = Arc::new(pod(&format!("p{i}")));
+            let placement = state.schedule(&p).unwrap();
+            state.assume(p, &placement);
+        }
+        let busiest = s
+            .nodes
+            .iter()
+            .map(|n| state.pods_on(name_of(n.as_ref())))
+            .max();
+        assert!(busiest <= Some(2), "{busiest:?}");
+        let used = s
+            .nodes
+            .iter()
+            .filter(|n| state.pods_on(name_of(n.as_ref())) > 0)
+            .count();
+        assert!(used >= 900, "{used}");
+        // A pod that fits nowhere has every node counted in its message.
+        let mut nowhere = pod("nowhere");
+        nowhere.spec.as_mut().unwrap().node_selector =
+            Some([("disk".to_string(), "ssd".to_string())].into());
+        let err = state.schedule(&nowhere).unwrap_err();
+        assert!(
+            err.message.starts_with(
+                "0/1000 nodes are available: 1000 node(s) didn't match Pod's node affinity/selector."
+            ),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
     fn unschedulable_message_counts_reasons_per_node() {
         let mut s = cluster(4, 0);
         // node-1 tainted, node-2 cordoned; the pod wants node-1 or node-2 or node-3 by name.

@@ -5,6 +5,7 @@
 //! cluster shows, so repeating a step (after a restart) is harmless.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use ferry_config::NodeAgentConfig;
 use k8s_openapi::api::core::v1::{
@@ -26,6 +27,12 @@ pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
 pub const DATA_DOWNLOAD_LABEL: &str = "ferry.io/data-download";
 /// The restore PV's reclaim policy before rebind set it to Retain.
 pub const ORIGINAL_RECLAIM_ANNOTATION: &str = "ferry.io/original-reclaim-policy";
+/// When rebind set the restore PV to Retain (RFC 3339, milliseconds).
+pub const RETAINED_AT_ANNOTATION: &str = "ferry.io/retained-at";
+/// How long the restore PV says Retain before its claim is deleted: a PV controller acting on
+/// a view of the PV older than the Retain patch would otherwise delete the volume (kubesim's
+/// does, when the PVC's deletion reaches it before the PV's change).
+pub const DEFAULT_RETAIN_SETTLE: Duration = Duration::from_secs(1);
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// Where the restore pod sees the volume.
 pub const FILESYSTEM_MOUNT_PATH: &str = "/restore-volume";
@@ -311,6 +318,8 @@ pub fn restore_pod_for(
 pub enum RebindState {
     /// Waiting for the cluster (PVC deletion, binding); the text says for what.
     Waiting(String),
+    /// Waiting for time to pass (the Retain settle); ask again after `remaining`.
+    Settling { why: String, remaining: Duration },
     /// The target PVC is bound to the restored PV and its reclaim policy is back.
     Done { pv: String },
 }
@@ -320,6 +329,8 @@ pub struct RestoreExposer<C> {
     pub cluster: C,
     /// ferry's namespace: restore PVCs and pods live here.
     pub namespace: String,
+    /// See [`DEFAULT_RETAIN_SETTLE`].
+    pub retain_settle: Duration,
 }
 
 impl<C: RestoreCluster> RestoreExposer<C> {
@@ -327,7 +338,13 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         Self {
             cluster,
             namespace: namespace.into(),
+            retain_settle: DEFAULT_RETAIN_SETTLE,
         }
+    }
+
+    pub fn with_retain_settle(mut self, settle: Duration) -> Self {
+        self.retain_settle = settle;
+        self
     }
 
     /// Creates the restore PVC and pod (those that do not exist yet). If the pod cannot be
@@ -411,10 +428,14 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                     .as_ref()
                     .and_then(|s| s.persistent_volume_reclaim_policy.clone())
                     .unwrap_or_else(|| "Delete".to_string());
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 let patch = json!({
                     "metadata": {
                         "labels": { DATA_DOWNLOAD_LABEL: dd_name },
-                        "annotations": { ORIGINAL_RECLAIM_ANNOTATION: original },
+                        "annotations": {
+                            ORIGINAL_RECLAIM_ANNOTATION: original,
+                            RETAINED_AT_ANNOTATION: now,
+                        },
                     },
                     "spec": { "persistentVolumeReclaimPolicy": "Retain" },
                 });
@@ -428,6 +449,12 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                 // Delete the claim only once the PV visibly says Retain (next pass): a PV
                 // controller acting on an older view would otherwise delete the volume.
                 return Ok(RebindState::Waiting(format!("PV {pv_name} to be retained")));
+            }
+            if let Some(remaining) = settle_remaining(&pv, self.retain_settle) {
+                return Ok(RebindState::Settling {
+                    why: format!("PV {pv_name} to settle as Retain"),
+                    remaining,
+                });
             }
             // 2. Remove the restore pod, then the restore PVC; the PV stays (Retain).
             self.cluster
@@ -541,7 +568,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         let patch = json!({
             "metadata": {
                 "labels": { DATA_DOWNLOAD_LABEL: null },
-                "annotations": { ORIGINAL_RECLAIM_ANNOTATION: null },
+                "annotations": { ORIGINAL_RECLAIM_ANNOTATION: null, RETAINED_AT_ANNOTATION: null },
             },
             "spec": { "persistentVolumeReclaimPolicy": original },
         });
@@ -578,6 +605,21 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         let pvc_gone = self.cluster.get_pvc(ns, dd_name).await?.is_none();
         Ok(pod_gone && pvc_gone)
     }
+}
+
+/// How much longer the PV must say Retain before its claim may go (None: long enough, or no
+/// time recorded).
+fn settle_remaining(pv: &PersistentVolume, settle: Duration) -> Option<Duration> {
+    let at = pv
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(RETAINED_AT_ANNOTATION)?;
+    let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+    let elapsed = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
+        .to_std()
+        .unwrap_or_default();
+    settle.checked_sub(elapsed).filter(|d| !d.is_zero())
 }
 
 fn has_label(pv: &PersistentVolume, dd_name: &str) -> bool {

@@ -358,7 +358,7 @@ fn target_pvc_already_bound_aborts() {
 #[test]
 fn create_restore_pod_failure_is_reported_and_removes_the_restore_pvc() {
     let cluster = FakeCluster::default().fail_all("create pod");
-    let exposer = RestoreExposer::new(cluster, NS);
+    let exposer = new_exposer(cluster, NS);
     let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
     let err = block_on(exposer.expose(&pvc, &pod)).unwrap_err();
     assert_eq!(
@@ -371,7 +371,7 @@ fn create_restore_pod_failure_is_reported_and_removes_the_restore_pvc() {
 #[test]
 fn create_restore_pvc_failure_is_reported_and_creates_no_pod() {
     let cluster = FakeCluster::default().fail_all("create pvc");
-    let exposer = RestoreExposer::new(cluster, NS);
+    let exposer = new_exposer(cluster, NS);
     let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
     let err = block_on(exposer.expose(&pvc, &pod)).unwrap_err();
     assert_eq!(
@@ -531,7 +531,7 @@ fn restore_pod_takes_resources_priority_labels_and_annotations_from_the_config()
 
 #[test]
 fn expose_is_idempotent() {
-    let exposer = RestoreExposer::new(FakeCluster::default(), NS);
+    let exposer = new_exposer(FakeCluster::default(), NS);
     let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
     block_on(exposer.expose(&pvc, &pod)).unwrap();
     block_on(exposer.expose(&pvc, &pod)).unwrap();
@@ -544,7 +544,7 @@ fn expose_is_idempotent() {
 
 #[test]
 fn peek_restore_pod_not_found_is_fine() {
-    let exposer = RestoreExposer::new(FakeCluster::default(), NS);
+    let exposer = new_exposer(FakeCluster::default(), NS);
     assert_eq!(
         block_on(exposer.peek_exposed("fake-restore")).unwrap(),
         None
@@ -558,7 +558,7 @@ fn peek_unrecoverable_pod_is_an_error() {
         phase: Some("Failed".into()),
         ..Default::default()
     });
-    let exposer = RestoreExposer::new(FakeCluster::default().with_pod(pod), NS);
+    let exposer = new_exposer(FakeCluster::default().with_pod(pod), NS);
     let err = block_on(exposer.peek_exposed("fake-restore")).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -569,7 +569,7 @@ fn peek_unrecoverable_pod_is_an_error() {
 #[test]
 fn peek_healthy_pod_succeeds() {
     let (_, pod) = exposed_objects("Filesystem", None);
-    let exposer = RestoreExposer::new(FakeCluster::default().with_pod(pod), NS);
+    let exposer = new_exposer(FakeCluster::default().with_pod(pod), NS);
     assert!(
         block_on(exposer.peek_exposed("fake-restore"))
             .unwrap()
@@ -622,7 +622,7 @@ fn rebind(exposer: &RestoreExposer<FakeCluster>) -> Result<RebindState, ExposeEr
 
 #[test]
 fn rebind_get_target_pvc_fail() {
-    let exposer = RestoreExposer::new(FakeCluster::default(), NS);
+    let exposer = new_exposer(FakeCluster::default(), NS);
     let err = rebind(&exposer).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -632,7 +632,7 @@ fn rebind_get_target_pvc_fail() {
 
 #[test]
 fn rebind_without_restore_pvc_or_pv_fails() {
-    let exposer = RestoreExposer::new(
+    let exposer = new_exposer(
         FakeCluster::default().with_pvc(target_pvc("Filesystem")),
         NS,
     );
@@ -644,7 +644,7 @@ fn rebind_without_restore_pvc_or_pv_fails() {
 
 #[test]
 fn rebind_retain_pv_fail() {
-    let exposer = RestoreExposer::new(rebind_cluster().fail_all("patch pv"), NS);
+    let exposer = new_exposer(rebind_cluster().fail_all("patch pv"), NS);
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
         "cannot retain PV fake-restore-pv: fake-patch-pv-error"
@@ -655,7 +655,7 @@ fn rebind_retain_pv_fail() {
 
 #[test]
 fn rebind_delete_restore_pod_fail() {
-    let exposer = RestoreExposer::new(rebind_cluster().fail_all("delete pod"), NS);
+    let exposer = new_exposer(rebind_cluster().fail_all("delete pod"), NS);
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
@@ -665,7 +665,7 @@ fn rebind_delete_restore_pod_fail() {
 
 #[test]
 fn rebind_delete_restore_pvc_fail() {
-    let exposer = RestoreExposer::new(rebind_cluster().fail_all("delete pvc"), NS);
+    let exposer = new_exposer(rebind_cluster().fail_all("delete pvc"), NS);
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
@@ -675,7 +675,7 @@ fn rebind_delete_restore_pvc_fail() {
 
 #[test]
 fn rebind_pv_to_target_fail() {
-    let exposer = RestoreExposer::new(rebind_cluster().fail("patch pv", 2), NS);
+    let exposer = new_exposer(rebind_cluster().fail("patch pv", 2), NS);
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
@@ -686,7 +686,7 @@ fn rebind_pv_to_target_fail() {
 
 #[test]
 fn rebind_reset_reclaim_policy_fail() {
-    let exposer = RestoreExposer::new(rebind_cluster().fail("patch pv", 3), NS);
+    let exposer = new_exposer(rebind_cluster().fail("patch pv", 3), NS);
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
@@ -699,7 +699,7 @@ fn rebind_reset_reclaim_policy_fail() {
 
 #[test]
 fn rebind_waits_until_the_pv_is_bound() {
-    let exposer = RestoreExposer::new(rebind_cluster(), NS);
+    let exposer = new_exposer(rebind_cluster(), NS);
     rebind(&exposer).unwrap();
     rebind(&exposer).unwrap();
     rebind(&exposer).unwrap();
@@ -713,7 +713,7 @@ fn rebind_waits_until_the_pv_is_bound() {
 
 #[test]
 fn rebind_happy_path_leaves_nothing_behind() {
-    let exposer = RestoreExposer::new(rebind_cluster(), NS);
+    let exposer = new_exposer(rebind_cluster(), NS);
     // 1: retain; then delete pod and PVC.
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(
@@ -784,10 +784,15 @@ fn rebind_happy_path_leaves_nothing_behind() {
 
 #[test]
 fn cleanup_removes_pod_pvc_and_a_retained_pv() {
-    let exposer = RestoreExposer::new(rebind_cluster(), NS);
+    let exposer = new_exposer(rebind_cluster(), NS);
     // Interrupted mid-rebind: PV retained and marked, pod and PVC gone.
     rebind(&exposer).unwrap();
     rebind(&exposer).unwrap();
     assert!(block_on(exposer.cleanup("fake-restore")).unwrap());
     assert!(exposer.cluster.pv("fake-restore-pv").is_none());
+}
+
+/// The exposer without the Retain settle time, so each call of rebind makes one step.
+fn new_exposer<C: RestoreCluster>(cluster: C, namespace: &str) -> RestoreExposer<C> {
+    RestoreExposer::new(cluster, namespace).with_retain_settle(std::time::Duration::ZERO)
 }

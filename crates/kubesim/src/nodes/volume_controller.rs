@@ -110,13 +110,27 @@ fn targets(
             volumes.insert(name.to_string());
         }
     }
-    // A pod's start or end changes whether its claims are in use (pvc-protection).
+    // A pod's start or end changes whether its claims are in use (pvc-protection); a
+    // deleted pod's claims are unknown, so every claim being deleted is looked at.
+    let mut pod_gone = false;
     for key in &changes.pods {
-        if let Some(pod) = snapshot.pod(key) {
-            for claim in pod_claim_names(pod) {
-                claims.insert((key.0.clone(), claim));
+        match snapshot.pod(key) {
+            Some(pod) => {
+                for claim in pod_claim_names(pod) {
+                    claims.insert((key.0.clone(), claim));
+                }
             }
+            None => pod_gone = true,
         }
+    }
+    if pod_gone {
+        claims.extend(
+            snapshot
+                .pvcs
+                .iter()
+                .filter(|(_, c)| c.metadata.deletion_timestamp.is_some())
+                .map(|(k, _)| k.clone()),
+        );
     }
     let claims = if all_claims {
         snapshot.pvcs.values().cloned().collect()

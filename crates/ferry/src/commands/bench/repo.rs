@@ -278,12 +278,12 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
     let mib = bytes as f64 / 1048576.0;
     eprintln!("{files} files, {mib:.0} MiB");
     let ferry = std::env::current_exe()?;
-    let restic = |args: &[&str]| {
+    let restic = |args: &[&str], cache: &str| {
         let mut c = Command::new("restic");
         c.args(args)
+            .env("RESTIC_CACHE_DIR", dir.join(cache))
             .current_dir(&dir)
             .env("RESTIC_PASSWORD", password)
-            .env("RESTIC_CACHE_DIR", dir.join("restic-cache"))
             .env_remove("RESTIC_REPOSITORY")
             .env_remove("RESTIC_PASSWORD_FILE");
         c
@@ -300,91 +300,94 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
     };
     let path = |d: &str| dir.join(d);
     let runs = a.runs.max(1);
-    let (mut rbs, mut fbs, mut rrs, mut frs) = (vec![], vec![], vec![], vec![]);
-    for run in 1..=runs {
-        // Every run starts from empty repositories and empty restore targets.
-        for d in [
+    let run_dirs = |run: usize| {
+        [
             "restic-repo",
             "ferry-repo",
             "restic-out",
             "ferry-out",
             "restic-cache",
-        ] {
-            let _ = std::fs::remove_dir_all(dir.join(d));
+        ]
+        .map(|d| dir.join(format!("{d}-{run}")))
+    };
+    // Leftovers of an earlier invocation in the same --dir.
+    for run in 1..=runs {
+        for d in run_dirs(run) {
+            let _ = std::fs::remove_dir_all(d);
         }
+    }
+    let (mut rbs, mut fbs, mut rrs, mut frs) = (vec![], vec![], vec![], vec![]);
+    for run in 1..=runs {
+        // Every run gets new repositories and restore targets. Nothing is deleted between
+        // steps: ext4 is slow to create files right after deleting many (it checks each
+        // recently freed inode), which would tax whichever tool runs next.
+        let rrepo = format!("restic-repo-{run}");
+        let frepo = format!("ferry-repo-{run}");
+        let rout = format!("restic-out-{run}");
+        let fout = format!("ferry-out-{run}");
+        let cache = format!("restic-cache-{run}");
         measure(
-            &mut restic(&["init", "-r", "restic-repo", "--repository-version", "2"]),
+            &mut restic(&["init", "-r", &rrepo, "--repository-version", "2"], &cache),
             "restic init",
             &dir,
         )?;
-        measure(
-            &mut ferry_cmd(&["init", "-r", "ferry-repo"]),
-            "ferry init",
-            &dir,
-        )?;
+        measure(&mut ferry_cmd(&["init", "-r", &frepo]), "ferry init", &dir)?;
         eprintln!("run {run}/{runs} backup: restic …");
         settle(&[data.clone()]);
         rbs.push(measure(
-            &mut restic(&[
-                "-r",
-                "restic-repo",
-                "backup",
-                "-q",
-                "--compression",
-                "auto",
-                "data",
-            ]),
+            &mut restic(
+                &[
+                    "-r",
+                    &rrepo,
+                    "backup",
+                    "-q",
+                    "--compression",
+                    "auto",
+                    "data",
+                ],
+                &cache,
+            ),
             "restic backup",
             &dir,
         )?);
         eprintln!("run {run}/{runs} backup: ferry …");
         settle(&[data.clone()]);
         fbs.push(measure(
-            &mut ferry_cmd(&["backup", "-r", "ferry-repo", "data"]),
+            &mut ferry_cmd(&["backup", "-r", &frepo, "data"]),
             "ferry backup",
             &dir,
         )?);
         eprintln!("run {run}/{runs} restore: restic …");
-        settle(&[path("restic-repo"), path("restic-cache")]);
+        settle(&[path(&rrepo), path(&cache)]);
         rrs.push(measure(
-            &mut restic(&[
-                "-r",
-                "restic-repo",
-                "restore",
-                "latest",
-                "--target",
-                "restic-out",
-            ]),
+            &mut restic(
+                &["-r", &rrepo, "restore", "latest", "--target", &rout],
+                &cache,
+            ),
             "restic restore",
             &dir,
         )?);
         eprintln!("run {run}/{runs} restore: ferry …");
-        settle(&[path("ferry-repo")]);
+        settle(&[path(&frepo)]);
         frs.push(measure(
-            &mut ferry_cmd(&[
-                "restore",
-                "-r",
-                "ferry-repo",
-                "latest",
-                "--target",
-                "ferry-out",
-            ]),
+            &mut ferry_cmd(&["restore", "-r", &frepo, "latest", "--target", &fout]),
             "ferry restore",
             &dir,
         )?);
     }
     let (rb, fb, rr, fr) = (median(rbs), median(fbs), median(rrs), median(frs));
+    let (rout, fout) = (format!("restic-out-{runs}"), format!("ferry-out-{runs}"));
     eprintln!("verifying both restores against the source …");
     // restic keeps a relative source path as given ("data"); older versions kept it absolute.
     let restic_root = [
-        path("restic-out/data"),
-        path("restic-out").join(data.strip_prefix("/").unwrap_or(&data)),
+        path(&rout).join("data"),
+        path(&rout).join(data.strip_prefix("/").unwrap_or(&data)),
     ]
     .into_iter()
     .find(|p| p.is_dir())
-    .unwrap_or_else(|| path("restic-out/data"));
+    .unwrap_or_else(|| path(&rout).join("data"));
     verify_restore(&data, &restic_root, "restic")?;
-    let verified = verify_restore(&data, &path("ferry-out/data"), "ferry")?;
+    let verified = verify_restore(&data, &path(&fout).join("data"), "ferry")?;
 
     let row = |name: &str, m: Measure| {
         println!(
@@ -410,8 +413,8 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
     row("ferry restore", fr);
     println!(
         "repository size: restic {:.0} MiB, ferry {:.0} MiB; both restores verified identical to the source ({verified} files)",
-        du(&path("restic-repo")) as f64 / 1048576.0,
-        du(&path("ferry-repo")) as f64 / 1048576.0,
+        du(&path(&format!("restic-repo-{runs}"))) as f64 / 1048576.0,
+        du(&path(&format!("ferry-repo-{runs}"))) as f64 / 1048576.0,
     );
     println!(
         "measured: wall = process start to exit (restored files are not fsynced by either tool; \
@@ -430,8 +433,16 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         fr.cpu / rr.cpu,
         fr.max_rss_mib
     );
-    if !a.keep && a.dir.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
+    if !a.keep {
+        if a.dir.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            for run in 1..=runs {
+                for d in run_dirs(run) {
+                    let _ = std::fs::remove_dir_all(d);
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

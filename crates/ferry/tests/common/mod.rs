@@ -1,0 +1,543 @@
+//! Shared by the end-to-end tests on kubesim: a cluster with ferry's CRDs, a local
+//! BackupStorageLocation with a repository, the node-agent ConfigMap, data backed up with
+//! ferry's engine, target PVCs and DataDownloads created as Velero creates them, the
+//! controller running in this process, and checks that nothing of a restore is left behind.
+// Each test file uses its own subset of these helpers.
+#![allow(dead_code)]
+
+pub mod gate;
+pub mod movers;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferry_controller::crds::{DataDownload, DataDownloadPhase, DataDownloadSpec, TargetVolumeSpec};
+use ferry_controller::expose::{DATA_DOWNLOAD_LABEL, ORIGINAL_RECLAIM_ANNOTATION};
+use ferry_controller::{ControllerHandle, ControllerOptions, start_controller};
+use ferry_repo::Repository;
+use ferry_repo::backup::{BackupOptions, BackupSource};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use movers::DataMovers;
+
+pub const NS: &str = "velero";
+pub const APP: &str = "app";
+pub const PASSWORD: &str = "e2e-password";
+pub const CONFIGMAP: &str = "node-agent-config";
+
+pub const DONE: &[DataDownloadPhase] = &[
+    DataDownloadPhase::Completed,
+    DataDownloadPhase::Failed,
+    DataDownloadPhase::Canceled,
+];
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub cluster: kubesim::Cluster,
+    pub client: kube::Client,
+    pub repo: Repository,
+    /// The repository's directory (`<bsl path>/bucket/backups/ferry/app`).
+    pub repo_dir: PathBuf,
+    pub sources: PathBuf,
+    pub movers: DataMovers,
+}
+
+/// A kubesim cluster of `nodes` nodes over `zones` zones, ready for restores: ferry's CRDs,
+/// namespaces `velero` and `app`, BackupStorageLocation `default` (provider local) with an
+/// initialized repository, the password secret and the node-agent ConfigMap `config`.
+pub async fn env(nodes: usize, zones: usize, config: serde_json::Value) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let (movers, wrapper) = DataMovers::install(
+        &dir.path().join("movers"),
+        env!("CARGO_BIN_EXE_ferry").as_ref(),
+    );
+    let cluster = kubesim::Cluster::start(kubesim::ClusterConfig {
+        nodes,
+        zones,
+        data_dir: dir.path().join("sim"),
+        port: None,
+        image_binaries: BTreeMap::from([("ferry".to_string(), wrapper)]),
+    })
+    .await
+    .unwrap();
+    let client = cluster.client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in ferry_controller::crds::all_crds() {
+        crds.create(&PostParams::default(), &crd).await.unwrap();
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [NS, APP] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        let _ = namespaces.create(&PostParams::default(), &obj).await;
+    }
+    let downloads: Api<DataDownload> = Api::namespaced(client.clone(), NS);
+    wait_for("DataDownload CRD served", 30, || {
+        let d = downloads.clone();
+        async move { d.list(&ListParams::default()).await.is_ok().then_some(()) }
+    })
+    .await;
+    // Repository at <path>/<bucket>/<prefix>/ferry/<source namespace>.
+    let bsl_root = dir.path().join("bsl");
+    let repo_dir = bsl_root.join("bucket/backups/ferry").join(APP);
+    std::fs::create_dir_all(&repo_dir).unwrap();
+    let backend = ferry_repo::backend::open(&repo_dir.to_string_lossy()).unwrap();
+    let repo = Repository::init(backend, PASSWORD).await.unwrap();
+    let bsl: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+        "metadata": {"name": "default", "namespace": NS},
+        "spec": {"provider": "local", "config": {"path": bsl_root.to_string_lossy()},
+                 "objectStorage": {"bucket": "bucket", "prefix": "backups"}},
+    }))
+    .unwrap();
+    let bsls: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        NS,
+        &kube::discovery::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("velero.io", "v1", "BackupStorageLocation"),
+            "backupstoragelocations",
+        ),
+    );
+    bsls.create(&PostParams::default(), &bsl).await.unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "velero-repo-credentials", "namespace": NS},
+        "stringData": {"repository-password": PASSWORD},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    set_config(&client, config).await;
+    let sources = dir.path().join("sources");
+    Env {
+        dir,
+        cluster,
+        client,
+        repo,
+        repo_dir,
+        sources,
+        movers,
+    }
+}
+
+/// Creates or replaces the node-agent ConfigMap.
+pub async fn set_config(client: &kube::Client, config: serde_json::Value) {
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": CONFIGMAP, "namespace": NS},
+        "data": {"config.json": config.to_string()},
+    }))
+    .unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    maps.patch(
+        CONFIGMAP,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&cm),
+    )
+    .await
+    .unwrap();
+}
+
+/// The controller's options in these tests (fast passes, quiet data movers).
+pub fn options(client: kube::Client) -> ControllerOptions {
+    let mut options = ControllerOptions::new(client, NS, CONFIGMAP);
+    options.poll_interval = Duration::from_millis(200);
+    options.identity = "e2e-controller".into();
+    options.data_mover_log = Some("warn".into());
+    options
+}
+
+pub async fn controller(env: &Env) -> ControllerHandle {
+    start_controller(options(env.client.clone())).await.unwrap()
+}
+
+/// A controller whose requests go through `client` (a gated one, see [`gate`]).
+pub async fn controller_with(client: kube::Client) -> ControllerHandle {
+    start_controller(options(client)).await.unwrap()
+}
+
+/// Waits until a just-started controller has made a few passes.
+pub async fn settle(handle: &ControllerHandle) {
+    wait_for("controller ready", 30, || async {
+        handle.metrics.is_ready().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+}
+
+pub async fn wait_for<T, F, Fut>(what: &str, seconds: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Files for volume `i`: a few of distinct content.
+pub fn volume_files(i: usize) -> BTreeMap<String, Vec<u8>> {
+    (0..3)
+        .map(|f| {
+            let size = 1000 + 7919 * (i + 1) * (f + 1);
+            let data: Vec<u8> = (0..size)
+                .map(|b| ((b * 31 + i * 7 + f) % 251) as u8)
+                .collect();
+            (format!("file-{f}.bin"), data)
+        })
+        .collect()
+}
+
+/// Backs up volume `i`'s files; returns the snapshot ID.
+pub async fn backup(env: &Env, i: usize) -> String {
+    let dir = env.sources.join(format!("vol-{i}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut paths = Vec::new();
+    for (name, data) in volume_files(i) {
+        std::fs::write(dir.join(&name), data).unwrap();
+        paths.push(dir.join(name));
+    }
+    let summary = env
+        .repo
+        .backup(
+            BackupSource::Paths(paths),
+            BackupOptions {
+                no_parent: true,
+                ..Default::default()
+            },
+            Arc::new(|_: &ferry_repo::RestoreProgress| {}),
+        )
+        .await
+        .unwrap();
+    summary.snapshot_id.to_string()
+}
+
+/// A target PVC as Velero's restore creates it (a selector nothing provisions).
+pub async fn target_pvc(env: &Env, name: &str, class: &str, mode: &str) {
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": APP},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class,
+            "volumeMode": mode,
+            "resources": {"requests": {"storage": "64Mi"}},
+            "selector": {"matchLabels": {"velero.io/dynamic-pv-restore": format!("{APP}.{name}.e2e")}},
+        },
+    }))
+    .unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), APP)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .unwrap();
+}
+
+pub async fn data_download(env: &Env, name: &str, pvc: &str, snapshot: &str, mover: &str) {
+    let dd = DataDownload::new(
+        name,
+        DataDownloadSpec {
+            target_volume: TargetVolumeSpec {
+                pvc: pvc.into(),
+                pv: String::new(),
+                namespace: APP.into(),
+            },
+            backup_storage_location: "default".into(),
+            datamover: Some(mover.into()),
+            snapshot_id: snapshot.into(),
+            source_namespace: APP.into(),
+            operation_timeout: "10m".into(),
+            ..Default::default()
+        },
+    );
+    Api::<DataDownload>::namespaced(env.client.clone(), NS)
+        .create(&PostParams::default(), &dd)
+        .await
+        .unwrap();
+}
+
+/// Backs up volume `i` and creates target PVC `pvc-i` and DataDownload `dd-i` for it.
+pub async fn restore_of(env: &Env, i: usize, class: &str) {
+    let snap = backup(env, i).await;
+    target_pvc(env, &format!("pvc-{i}"), class, "Filesystem").await;
+    data_download(env, &format!("dd-{i}"), &format!("pvc-{i}"), &snap, "ferry").await;
+}
+
+/// [`restore_of`] for volumes `0..n`.
+pub async fn restores(env: &Env, n: usize, class: &str) {
+    for i in 0..n {
+        restore_of(env, i, class).await;
+    }
+}
+
+pub async fn get_dd(env: &Env, name: &str) -> DataDownload {
+    Api::<DataDownload>::namespaced(env.client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+pub async fn wait_phase(
+    env: &Env,
+    name: &str,
+    phases: &[DataDownloadPhase],
+    seconds: u64,
+) -> DataDownload {
+    let phases = phases.to_vec();
+    wait_for(&format!("{name} in {phases:?}"), seconds, || async {
+        let dd = get_dd(env, name).await;
+        phases.contains(&dd.phase()).then_some(dd)
+    })
+    .await
+}
+
+/// Waits until `name` ends and asserts it Completed.
+pub async fn wait_completed(env: &Env, name: &str, seconds: u64) -> DataDownload {
+    let dd = wait_phase(env, name, DONE, seconds).await;
+    assert_eq!(
+        dd.phase(),
+        DataDownloadPhase::Completed,
+        "{name}: {:?}",
+        dd.status
+    );
+    dd
+}
+
+pub async fn set_cancel(env: &Env, name: &str) {
+    Api::<DataDownload>::namespaced(env.client.clone(), NS)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cancel": true}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// The restored PV behind target PVC `pvc-i`: its directory holds exactly the backed-up
+/// files, and it has its original reclaim policy (Delete) and no mark of ferry's.
+pub async fn assert_restored(env: &Env, i: usize) -> PersistentVolume {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);
+    let pvc = pvcs.get(&format!("pvc-{i}")).await.unwrap();
+    assert_eq!(pvc.status.unwrap().phase.as_deref(), Some("Bound"));
+    let pv_name = pvc.spec.unwrap().volume_name.unwrap();
+    let pv = Api::<PersistentVolume>::all(env.client.clone())
+        .get(&pv_name)
+        .await
+        .unwrap();
+    let spec = pv.spec.as_ref().unwrap();
+    let path = PathBuf::from(spec.local.as_ref().unwrap().path.clone());
+    for (name, data) in volume_files(i) {
+        let got = std::fs::read(path.join(&name))
+            .unwrap_or_else(|e| panic!("{name} in {}: {e}", path.display()));
+        assert!(got == data, "pvc-{i}/{name} differs");
+    }
+    assert_eq!(
+        spec.persistent_volume_reclaim_policy.as_deref(),
+        Some("Delete"),
+        "reclaim policy restored"
+    );
+    assert!(
+        !has_ferry_marks(&pv),
+        "PV {pv_name} still carries ferry's marks"
+    );
+    pv
+}
+
+/// Target PVC `name` is still unbound (a failed or canceled restore gave it nothing).
+pub async fn assert_target_unbound(env: &Env, name: &str) {
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), APP)
+        .get(name)
+        .await
+        .unwrap();
+    assert!(
+        pvc.spec.as_ref().unwrap().volume_name.is_none(),
+        "target {name} was bound: {:?}",
+        pvc.spec
+    );
+}
+
+fn has_ferry_marks(pv: &PersistentVolume) -> bool {
+    pv.metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(DATA_DOWNLOAD_LABEL))
+        || pv
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(ORIGINAL_RECLAIM_ANNOTATION))
+}
+
+pub fn pv_node(pv: &PersistentVolume) -> String {
+    pv.spec
+        .as_ref()
+        .unwrap()
+        .node_affinity
+        .as_ref()
+        .unwrap()
+        .required
+        .as_ref()
+        .unwrap()
+        .node_selector_terms[0]
+        .match_expressions
+        .as_ref()
+        .unwrap()[0]
+        .values
+        .as_ref()
+        .unwrap()[0]
+        .clone()
+}
+
+/// Nothing of the restores is left: no pod or PVC in ferry's namespace, and every PV is Bound
+/// to a PVC of the application namespace, with the Delete policy and no mark of ferry's (no
+/// Released, Available or retained restore PV).
+pub async fn assert_no_leftovers(env: &Env) {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), NS);
+    let pvs: Api<PersistentVolume> = Api::all(env.client.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = names(pods.list(&ListParams::default()).await.unwrap().items);
+        let c = names(pvcs.list(&ListParams::default()).await.unwrap().items);
+        let stray: Vec<String> = pvs
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|pv| !is_settled_target_pv(pv))
+            .map(|pv| pv.metadata.name.unwrap_or_default())
+            .collect();
+        if p.is_empty() && c.is_empty() && stray.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "restore objects left behind: pods {p:?}, PVCs {c:?}, stray PVs {stray:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn names<K: kube::Resource>(items: Vec<K>) -> Vec<String> {
+    items
+        .iter()
+        .map(|o| o.meta().name.clone().unwrap_or_default())
+        .collect()
+}
+
+fn is_settled_target_pv(pv: &PersistentVolume) -> bool {
+    let spec = pv.spec.as_ref();
+    let claim_ns = spec
+        .and_then(|s| s.claim_ref.as_ref())
+        .and_then(|c| c.namespace.as_deref());
+    let phase = pv.status.as_ref().and_then(|s| s.phase.as_deref());
+    claim_ns == Some(APP)
+        && phase == Some("Bound")
+        && spec.and_then(|s| s.persistent_volume_reclaim_policy.as_deref()) == Some("Delete")
+        && !has_ferry_marks(pv)
+}
+
+/// A workload pod mounting `pvc` that succeeds if the restored `file-0.bin` is there.
+pub async fn workload_pod(env: &Env, name: &str, pvc: &str) {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": APP},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "app", "image": "busybox",
+                "command": ["/bin/sh", "-c", "test -s /data/file-0.bin"],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": pvc}}],
+        },
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(env.client.clone(), APP)
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+}
+
+pub async fn wait_pod_succeeded(env: &Env, name: &str) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), APP);
+    wait_for(&format!("workload pod {name} to succeed"), 60, || async {
+        let pod = pods.get(name).await.ok()?;
+        let phase = pod.status.as_ref()?.phase.clone()?;
+        assert_ne!(
+            phase, "Failed",
+            "workload pod {name} failed to read its data"
+        );
+        (phase == "Succeeded").then_some(pod)
+    })
+    .await
+}
+
+/// Every restore pod ever seen in ferry's namespace, by name, with all the uids it had: a
+/// name with two uids is a restore pod created twice.
+pub struct PodHistory {
+    uids: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodHistory {
+    pub fn start(env: &Env) -> PodHistory {
+        let uids: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
+        let api: Api<Pod> = Api::namespaced(env.client.clone(), NS);
+        let seen = uids.clone();
+        let task = tokio::spawn(async move {
+            let mut events =
+                kube::runtime::watcher(api, kube::runtime::watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                let pod = match event {
+                    Ok(kube::runtime::watcher::Event::Apply(p))
+                    | Ok(kube::runtime::watcher::Event::InitApply(p))
+                    | Ok(kube::runtime::watcher::Event::Delete(p)) => p,
+                    _ => continue,
+                };
+                let (Some(name), Some(uid)) = (pod.metadata.name, pod.metadata.uid) else {
+                    continue;
+                };
+                seen.lock().unwrap().entry(name).or_default().insert(uid);
+            }
+        });
+        PodHistory { uids, task }
+    }
+
+    /// Restore pods seen so far.
+    pub fn names(&self) -> BTreeSet<String> {
+        self.uids.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// No restore pod was ever created twice.
+    pub fn assert_each_created_once(&self) {
+        let uids = self.uids.lock().unwrap();
+        for (name, set) in uids.iter() {
+            assert_eq!(
+                set.len(),
+                1,
+                "restore pod {name} was created {} times",
+                set.len()
+            );
+        }
+    }
+}
+
+impl Drop for PodHistory {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,186 @@
+//! Restores that cannot succeed fail with a message that says why, and leave nothing behind: a
+//! corrupt pack in the repository, a restore pod no node can run (expose timeout, with the
+//! scheduler's reason), no node matching the loadAffinity. And what is not a failure: waiting
+//! for a workload or for a free slot is not counted against the expose timeout.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ferry_controller::crds::DataDownloadPhase;
+use ferry_controller::expose::SELECTED_NODE_ANNOTATION;
+use ferry_controller::start_controller;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::json;
+
+/// Pack files of the repository (`data/<xx>/<id>`), largest first.
+fn packs(env: &Env) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(env.repo_dir.join("data")).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let file = file.unwrap();
+            out.push((file.path(), file.metadata().unwrap().len()));
+        }
+    }
+    out.sort_by_key(|(_, len)| std::cmp::Reverse(*len));
+    out
+}
+
+async fn warning_events(env: &Env, dd: &str) -> Vec<String> {
+    Api::<Event>::namespaced(env.client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some(dd) && e.type_.as_deref() == Some("Warning")
+        })
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_corrupt_pack_fails_the_restore_naming_the_pack() {
+    let env = env(2, 0, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
+    restores(&env, 1, "standard").await;
+    // Flip bytes inside the largest pack (its blobs; the header is at the end).
+    let (pack, len) = packs(&env).remove(0);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let at = (len / 4) as usize;
+    for b in &mut bytes[at..at + 16] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&pack, bytes).unwrap();
+    let pack_id = pack.file_name().unwrap().to_string_lossy().into_owned();
+
+    let ctl = controller(&env).await;
+    let dd = wait_phase(&env, "dd-0", DONE, 60).await;
+    assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+    let message = dd.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("corrupt") && message.contains(&pack_id),
+        "the message names the corrupt pack {pack_id}: {message}"
+    );
+    let warnings = warning_events(&env, "dd-0").await;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("Failed") && w.contains(&pack_id)),
+        "{warnings:?}"
+    );
+    assert_target_unbound(&env, "pvc-0").await;
+    assert_no_leftovers(&env).await;
+    assert_eq!(env.movers.starts_of("dd-0"), 1);
+    ctl.stop().await;
+    env.cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_expose_timeout_fails_with_the_reason_nothing_runs() {
+    // Default mode and a loadAffinity no node matches.
+    let env = env(
+        2,
+        0,
+        json!({"loadAffinity": [{"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "node-9"}}}]}),
+    )
+    .await;
+    // dd-0: its workload was scheduled to a node that then went NotReady; the restore pod
+    // pinned to that node cannot be scheduled.
+    restore_of(&env, 0, "standard").await;
+    workload_pod(&env, "app-0", "pvc-0").await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);
+    let node = wait_for("the workload's node on pvc-0", 30, || async {
+        let pvc = pvcs.get("pvc-0").await.unwrap();
+        pvc.metadata
+            .annotations?
+            .get(SELECTED_NODE_ANNOTATION)
+            .cloned()
+    })
+    .await;
+    env.cluster
+        .nodes()
+        .set_node_ready(&node, false)
+        .await
+        .unwrap();
+    // dd-1: an Immediate class (no workload to wait for): no node matches the loadAffinity.
+    restore_of(&env, 1, "immediate").await;
+
+    let mut options = options(env.client.clone());
+    options.expose_timeout = Duration::from_secs(3);
+    // Timeouts are noticed on the periodic resync (nothing changes meanwhile).
+    options.resync_interval = Duration::from_secs(1);
+    let ctl = start_controller(options).await.unwrap();
+
+    let dd = wait_phase(&env, "dd-0", DONE, 60).await;
+    assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+    let message = dd.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("timed out after 3s")
+            && message.contains("velero/dd-0 not scheduled")
+            && message.contains("node.kubernetes.io/not-ready"),
+        "the scheduler's reason: {message}"
+    );
+    let dd = wait_phase(&env, "dd-1", DONE, 60).await;
+    assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+    let message = dd.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("timed out after 3s")
+            && message.contains("choosing a node")
+            && message.contains("not matching the loadAffinity nodeSelector"),
+        "{message}"
+    );
+    for (dd, pvc) in [("dd-0", "pvc-0"), ("dd-1", "pvc-1")] {
+        assert_target_unbound(&env, pvc).await;
+        assert!(!warning_events(&env, dd).await.is_empty());
+    }
+    assert_no_leftovers(&env).await;
+    assert_eq!(env.movers.starts_of("dd-0"), 0, "no data mover ever ran");
+    ctl.stop().await;
+    env.cluster.stop().await;
+}
+
+/// The expose timeout bounds exposing (restore pod created → running, or no node can take
+/// the restore), not the time a restore waits for its workload or for a free slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_waiting_for_a_workload_or_a_slot_is_not_an_expose_timeout() {
+    let env = env(1, 0, json!({"loadConcurrency": {"globalConfig": 1}})).await;
+    restores(&env, 2, "standard").await;
+    env.movers.hold("dd-0");
+    let mut options = options(env.client.clone());
+    options.expose_timeout = Duration::from_secs(2);
+    options.resync_interval = Duration::from_secs(1);
+    let ctl = start_controller(options).await.unwrap();
+    for dd in ["dd-0", "dd-1"] {
+        wait_phase(&env, dd, &[DataDownloadPhase::Accepted], 30).await;
+    }
+    // Longer than the expose timeout without a workload.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..2 {
+        workload_pod(&env, &format!("app-{i}"), &format!("pvc-{i}")).await;
+    }
+    // dd-0 runs (held); dd-1 waits for the node's only slot, longer than the expose timeout.
+    env.movers.wait_started("dd-0", 60).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let dd1 = get_dd(&env, "dd-1").await;
+    assert_eq!(dd1.phase(), DataDownloadPhase::Accepted, "{:?}", dd1.status);
+    env.movers.release("dd-0");
+    for i in 0..2 {
+        wait_completed(&env, &format!("dd-{i}"), 60).await;
+        assert_restored(&env, i).await;
+        wait_pod_succeeded(&env, &format!("app-{i}")).await;
+    }
+    env.movers.assert_each_started_once();
+    assert_no_leftovers(&env).await;
+    ctl.stop().await;
+    env.cluster.stop().await;
+}

@@ -79,7 +79,28 @@ pub fn data_download_name(mode: Mode, claim: &str) -> String {
     format!("{claim}-{suffix}")
 }
 
-/// Runs one mode to the end: every restore completed and every workload pod running.
+/// Creates the restore target claims, as Velero does before the DataDownloads. Before the
+/// controller starts, too: ferry's controller reads claims from a watch cache, and a target
+/// claim missing from it fails its DataDownload (reported to the controller's owner).
+pub async fn create_target_claims(
+    client: &Client,
+    volumes: &[VolumeToRestore],
+) -> anyhow::Result<()> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), WORKLOAD_NAMESPACE);
+    for volume in volumes {
+        claims
+            .create(
+                &Default::default(),
+                &objects::restore_target_claim(&volume.claim, &volume.capacity),
+            )
+            .await
+            .with_context(|| format!("creating restore target claim {}", volume.claim))?;
+    }
+    Ok(())
+}
+
+/// Runs one mode to the end (target claims created, controller running): every restore
+/// completed and every workload pod running.
 pub async fn run_mode(
     client: &Client,
     mode: Mode,
@@ -88,7 +109,6 @@ pub async fn run_mode(
     pod_image: &PodImage,
     timeout: Duration,
 ) -> anyhow::Result<ModeOutcome> {
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), WORKLOAD_NAMESPACE);
     let downloads: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         FERRY_NAMESPACE,
@@ -100,15 +120,8 @@ pub async fn run_mode(
     let step = Step::start_bytes(format!("restoring ({})", mode.name()), total);
     let started = Instant::now();
     let recorder = Arc::new(Mutex::new(PhaseRecorder::default()));
-    // Velero creates the target claims and DataDownloads up front, then the workload.
+    // The DataDownloads up front (their target claims exist already), then the workload.
     for volume in volumes {
-        claims
-            .create(
-                &Default::default(),
-                &objects::restore_target_claim(&volume.claim, &volume.capacity),
-            )
-            .await
-            .with_context(|| format!("creating restore target claim {}", volume.claim))?;
         let name = data_download_name(mode, &volume.claim);
         recorder
             .lock()

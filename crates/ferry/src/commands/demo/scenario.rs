@@ -154,7 +154,8 @@ impl BackedUp {
         self.plans.iter().map(VolumePlan::bytes).sum()
     }
 
-    /// Writes the mode's node-agent ConfigMap and starts a controller that reads it.
+    /// Writes the mode's node-agent ConfigMap, creates the restore target claims and starts a
+    /// controller that reads the ConfigMap.
     pub async fn start_controller(
         &self,
         client: &Client,
@@ -167,6 +168,7 @@ impl BackedUp {
         )
         .await
         .context("writing the node-agent ConfigMap")?;
+        restore_run::create_target_claims(client, &self.to_restore).await?;
         let step = Step::start(format!(
             "starting ferry's controller (restorePVC.ignoreDelayBinding: {})",
             mode == Mode::IgnoreDelayBinding

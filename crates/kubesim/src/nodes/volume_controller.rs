@@ -658,6 +658,30 @@ impl VolumeController {
                     .await;
             }
             VolumeDecision::ReleaseAndDelete => {
+                // As the PV controller's deleteVolumeOperation: read the PV again before
+                // deleting, since the cache may show the claim's deletion before a change
+                // to the PV (e.g. a reclaim policy just set to Retain). A changed PV is
+                // decided again when its event arrives.
+                let Some(fresh) = pvs.get_opt(name).await? else {
+                    return Ok(());
+                };
+                let policy = |v: &PersistentVolume| {
+                    v.spec
+                        .as_ref()
+                        .and_then(|s| s.persistent_volume_reclaim_policy.clone())
+                };
+                let claim_uid = |v: &PersistentVolume| {
+                    v.spec
+                        .as_ref()
+                        .and_then(|s| s.claim_ref.as_ref())
+                        .and_then(|r| r.uid.clone())
+                };
+                if policy(&fresh) != policy(pv)
+                    || claim_uid(&fresh) != claim_uid(pv)
+                    || fresh.metadata.deletion_timestamp.is_some()
+                {
+                    return Ok(());
+                }
                 if pv_phase(pv) != "Released" {
                     pvs.patch_status(
                         name,

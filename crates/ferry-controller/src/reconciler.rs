@@ -518,7 +518,7 @@ impl Controller {
 
         let Some(node) = status.node.clone() else {
             // Not exposed yet: is the target ready, and where does the restore go?
-            let target = cluster.get_pvc(&spec.namespace, &spec.pvc).await?;
+            let target = self.target_pvc(o).await?;
             let class_name = target
                 .as_ref()
                 .and_then(|t| t.spec.as_ref())
@@ -643,11 +643,27 @@ impl Controller {
         }
     }
 
+    /// The target PVC. Someone else creates it, so a store may not show it yet: its absence,
+    /// which fails the restore, is confirmed with the API server.
+    async fn target_pvc(&self, o: &Observed) -> Result<Option<PersistentVolumeClaim>, StepError> {
+        let spec = &o.dd.spec.target_volume;
+        if let Some(pvc) = self
+            .exposer
+            .cluster
+            .get_pvc(&spec.namespace, &spec.pvc)
+            .await?
+        {
+            return Ok(Some(pvc));
+        }
+        let api: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.options.client.clone(), &spec.namespace);
+        Ok(api.get_opt(&spec.pvc).await?)
+    }
+
     /// Creates the restore PVC and pod for `node`.
     async fn expose(&self, o: &Observed, node: &str) -> Result<(), StepError> {
         let spec = &o.dd.spec.target_volume;
-        let cluster = &self.exposer.cluster;
-        let Some(target) = cluster.get_pvc(&spec.namespace, &spec.pvc).await? else {
+        let Some(target) = self.target_pvc(o).await? else {
             return self
                 .fail(
                     o,

@@ -639,7 +639,17 @@ async fn execute(
     }
     shared.report(true);
     match first_err {
-        Some(e) => Err(e),
+        Some(e) => {
+            // Every job has stopped: remove each file that did not get all its blobs, so a
+            // failed restore never leaves a file that looks restored but is not.
+            for f in &shared.files {
+                if !f.device && f.created.get().is_some() && f.remaining.load(Ordering::Acquire) > 0
+                {
+                    let _ = std::fs::remove_file(&f.path);
+                }
+            }
+            Err(e)
+        }
         None => Ok(()),
     }
 }
@@ -721,13 +731,16 @@ fn write_blob(
     // A file of one blob (most small files) is created, written and finished with one open.
     let whole = f.blobs == 1 && !f.device;
     let file = if whole {
-        std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
             .open(&f.path)
-            .map_err(io)?
+            .map_err(io)?;
+        // Marks the file as ours: removed if the restore fails before it is complete.
+        let _ = f.created.set(Ok(()));
+        file
     } else {
         f.ensure_created().map_err(RepoError::Invalid)?;
         std::fs::OpenOptions::new()

@@ -100,7 +100,8 @@ impl KubeCluster {
         }
     }
 
-    /// The store's answer for `ns/name`, or None when the API server must be asked.
+    /// The store's copy of `ns/name`, or None when the API server must be asked (store not
+    /// synced, behind this controller's own write, or without the object).
     fn cached_get<K>(
         &self,
         kind: &'static str,
@@ -117,10 +118,13 @@ impl KubeCluster {
         } else {
             ObjectRef::new(name).within(ns)
         };
-        let cached = store(w).get(&key);
+        // Absence is not trusted: an object created by someone else moments ago (a target PVC
+        // created just before its DataDownload) may not have reached the store yet, and "not
+        // found" fails a restore. Only objects the store holds are served from it.
+        let cached = store(w).get(&key)?;
         w.own_writes
-            .caught_up(kind, ns, name, cached.as_deref())
-            .then(|| cached.map(|o| (*o).clone()))
+            .caught_up(kind, ns, name, Some(cached.as_ref()))
+            .then(|| Some((*cached).clone()))
     }
 
     /// Before a claim is deleted: if this controller changed its volume moments ago (rebind

@@ -36,9 +36,9 @@ const CONCURRENCY: usize = 64;
 /// How often unschedulable pods are retried without any change.
 const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// How long a round may decide while holding the cache's read lock.
-const ROUND_BUDGET: Duration = Duration::from_millis(10);
+const ROUND_BUDGET: Duration = Duration::from_millis(20);
 /// How long a round waits for more changes to gather after the first.
-const BATCH_DELAY: Duration = Duration::from_millis(15);
+const BATCH_DELAY: Duration = Duration::from_millis(5);
 
 /// A pod given a node whose claims are still being provisioned/bound.
 struct Waiting {

@@ -52,7 +52,9 @@ pub(crate) async fn handle(
         }
     };
     let (registry, code) = (state.store.registry(), response.status().as_u16());
-    state.audit.observe(registry, &method, uri.path(), &query, &headers, code);
+    state
+        .audit
+        .observe(registry, &method, uri.path(), &query, &headers, code);
     response
 }
 

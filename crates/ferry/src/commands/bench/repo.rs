@@ -333,7 +333,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         )?;
         measure(&mut ferry_cmd(&["init", "-r", &frepo]), "ferry init", &dir)?;
         eprintln!("run {run}/{runs} backup: restic …");
-        settle(&[data.clone()]);
+        settle(std::slice::from_ref(&data));
         rbs.push(measure(
             &mut restic(
                 &[
@@ -351,7 +351,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
             &dir,
         )?);
         eprintln!("run {run}/{runs} backup: ferry …");
-        settle(&[data.clone()]);
+        settle(std::slice::from_ref(&data));
         fbs.push(measure(
             &mut ferry_cmd(&["backup", "-r", &frepo, "data"]),
             "ferry backup",

@@ -10,8 +10,8 @@ use std::time::Duration;
 use ferry_config::NodeAgentConfig;
 use k8s_openapi::api::core::v1::{
     Container, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, Volume, VolumeDevice,
-    VolumeMount,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, SecurityContext, Volume,
+    VolumeDevice, VolumeMount,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -268,6 +268,16 @@ pub fn restore_pod_for(
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         resources: Some(resources),
+        // The image runs as a non-root user (right for the controller), but restoring files'
+        // owners and modes needs root's default capabilities (CHOWN, FOWNER, FSETID): the data
+        // mover runs as uid 0, without privilege escalation, as Velero's restore pods do.
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            allow_privilege_escalation: Some(false),
+            ..SecurityContext::default()
+        }),
         volume_mounts: (!block).then(|| {
             vec![VolumeMount {
                 name: VOLUME_NAME.to_string(),

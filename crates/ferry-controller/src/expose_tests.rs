@@ -476,6 +476,11 @@ fn restore_pod_mounts_a_filesystem_and_runs_the_data_mover() {
         FILESYSTEM_MOUNT_PATH
     );
     assert!(c.volume_devices.is_none());
+    // Root, so that restored files get their owners back; no escalation beyond that.
+    let security = c.security_context.as_ref().unwrap();
+    assert_eq!(security.run_as_user, Some(0));
+    assert_eq!(security.run_as_non_root, Some(false));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
     let claim = spec.volumes.unwrap()[0]
         .persistent_volume_claim
         .clone()

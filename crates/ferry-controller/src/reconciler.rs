@@ -56,9 +56,6 @@ pub struct ControllerOptions {
     /// Name of this replica (lease holder, `acceptedByNode`).
     pub identity: String,
     pub metrics_address: Option<SocketAddr>,
-    /// Unused: passes are triggered by watched changes and `resync_interval`. Kept so that
-    /// callers setting it still compile; it will go.
-    pub poll_interval: Duration,
     /// A pass also runs this long after the last one when nothing changed: a safety net for
     /// a missed watch event, and what makes time-based steps (timeouts) fire.
     pub resync_interval: Duration,
@@ -84,7 +81,6 @@ impl ControllerOptions {
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| format!("ferry-controller-{}", std::process::id())),
             metrics_address: None,
-            poll_interval: Duration::from_millis(500),
             resync_interval: Duration::from_secs(10),
             expose_timeout: Duration::from_secs(600),
             lease_name: "ferry-controller".to_string(),

@@ -245,8 +245,7 @@ async fn e2e_cancel_removes_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_missing_configmap_is_a_startup_error() {
     let env = env(1, 0, json!({})).await;
-    let mut options = ControllerOptions::new(env.client.clone(), NS, "no-such-config");
-    options.poll_interval = Duration::from_millis(200);
+    let options = ControllerOptions::new(env.client.clone(), NS, "no-such-config");
     let err = start_controller(options).await.err().expect("must fail");
     let text = err.to_string();
     assert!(text.contains("velero/no-such-config not found"), "{text}");

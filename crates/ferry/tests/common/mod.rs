@@ -146,10 +146,9 @@ pub async fn set_config(client: &kube::Client, config: serde_json::Value) {
     .unwrap();
 }
 
-/// The controller's options in these tests (fast passes, quiet data movers).
+/// The controller's options in these tests (quiet data movers).
 pub fn options(client: kube::Client) -> ControllerOptions {
     let mut options = ControllerOptions::new(client, NS, CONFIGMAP);
-    options.poll_interval = Duration::from_millis(200);
     options.identity = "e2e-controller".into();
     options.data_mover_log = Some("warn".into());
     options

@@ -67,9 +67,6 @@ pub async fn start(client: &Client, image: &str) -> anyhow::Result<Controller> {
     );
     options.image = format!("{image}:demo");
     options.identity = "ferry-demo-controller".into();
-    // The demo's restores take about a second; look often so the picture shows them, not
-    // the polling.
-    options.poll_interval = Duration::from_millis(100);
     let handle = ferry_controller::start_controller(options)
         .await
         .context("starting ferry's DataDownload controller")?;

@@ -4,11 +4,14 @@
 //! matcher here checks each request against the rules bound to that identity's
 //! ServiceAccount: ClusterRoles anywhere, Roles only in their own namespace.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use common::wait_for;
 use ferry_controller::crds::{DataDownload, DataDownloadPhase, DataDownloadSpec, TargetVolumeSpec};
 use ferry_controller::install::{InstallOptions, Manifests, render};
 use ferry_controller::{ControllerOptions, start_controller};
@@ -139,24 +142,6 @@ async fn client_for(path: &Path) -> kube::Client {
     .unwrap();
     config.read_timeout = None;
     kube::Client::try_from(config).unwrap()
-}
-
-async fn wait_for<T, F, Fut>(what: &str, seconds: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The value after `flag` (`--flag VALUE` or `--flag=VALUE`) in the rendered controller args.

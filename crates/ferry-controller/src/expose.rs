@@ -23,8 +23,7 @@ use crate::crds::DataDownload;
 
 /// Set by the scheduler on a WaitForFirstConsumer PVC once its consumer pod has a node.
 pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
-/// Labels the restore pod, PVC and (during rebind) PV with the DataDownload's name.
-pub const DATA_DOWNLOAD_LABEL: &str = "ferry.io/data-download";
+pub use crate::crds::DATA_DOWNLOAD_LABEL;
 /// The restore PV's reclaim policy before rebind set it to Retain.
 pub const ORIGINAL_RECLAIM_ANNOTATION: &str = "ferry.io/original-reclaim-policy";
 /// When rebind set the restore PV to Retain (RFC 3339, milliseconds).

@@ -24,8 +24,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::crds::DATA_DOWNLOAD_LABEL;
 use crate::crds::DataDownload;
-use crate::expose::DATA_DOWNLOAD_LABEL;
 use crate::metrics::Metrics;
 
 /// What the controller watches.

@@ -180,7 +180,7 @@ fn crd_status(crd: &mut Value) {
                 .collect()
         })
         .unwrap_or_default();
-    let now = crate::store::now_rfc3339();
+    let now = crate::clock::now_rfc3339();
     let prev_stored = crd["status"]["storedVersions"].as_array().cloned();
     let mut stored = prev_stored.unwrap_or_default();
     for v in storage {

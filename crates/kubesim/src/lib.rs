@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod audit;
 mod bootstrap;
+pub mod clock;
 pub mod cluster;
 mod controllers;
 pub mod convert;

@@ -171,9 +171,7 @@ pub struct Store {
     pub deletions: Notify,
 }
 
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use crate::clock::now_rfc3339;
 
 fn new_uid() -> String {
     let b: [u8; 16] = rand::random();

@@ -163,3 +163,7 @@ pub struct DataDownloadStatus {
     #[schemars(schema_with = "nullable_time_schema")]
     pub accepted_timestamp: Option<Time>,
 }
+
+/// Labels the restore pod, PVC and (during rebind) PV of a DataDownload with its name, so a
+/// restarted controller and its watches find them.
+pub const DATA_DOWNLOAD_LABEL: &str = "ferry.io/data-download";

@@ -22,7 +22,8 @@ pub use backup_storage_location::{
     BackupStorageLocationSpec, BackupStorageLocationStatus, ObjectStorageLocation,
 };
 pub use data_download::{
-    DataDownload, DataDownloadPhase, DataDownloadSpec, DataDownloadStatus, TargetVolumeSpec,
+    DATA_DOWNLOAD_LABEL, DataDownload, DataDownloadPhase, DataDownloadSpec, DataDownloadStatus,
+    TargetVolumeSpec,
 };
 pub use data_upload::{
     CsiSnapshotSpec, DataUpload, DataUploadPhase, DataUploadSpec, DataUploadStatus,

@@ -179,7 +179,3 @@ impl Drop for ApiServer {
         self.state.shutdown.cancel();
     }
 }
-
-/// Namespaces every cluster starts with.
-pub(crate) const SYSTEM_NAMESPACES: [&str; 4] =
-    ["default", "kube-system", "kube-public", "kube-node-lease"];

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use ferry_controller::crds::DataDownloadPhase;
-use ferry_controller::expose::SELECTED_NODE_ANNOTATION;
 use ferry_controller::start_controller;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::json;
@@ -97,21 +96,7 @@ async fn e2e_expose_timeout_fails_with_the_reason_nothing_runs() {
     // dd-0: its workload was scheduled to a node that then went NotReady; the restore pod
     // pinned to that node cannot be scheduled.
     restore_of(&env, 0, "standard").await;
-    workload_pod(&env, "app-0", "pvc-0").await;
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);
-    let node = wait_for("the workload's node on pvc-0", 30, || async {
-        let pvc = pvcs.get("pvc-0").await.unwrap();
-        pvc.metadata
-            .annotations?
-            .get(SELECTED_NODE_ANNOTATION)
-            .cloned()
-    })
-    .await;
-    env.cluster
-        .nodes()
-        .set_node_ready(&node, false)
-        .await
-        .unwrap();
+    workload_on_a_node_gone_not_ready(&env, "app-0", "pvc-0").await;
     // dd-1: an Immediate class (no workload to wait for): no node matches the loadAffinity.
     restore_of(&env, 1, "immediate").await;
 

@@ -13,7 +13,6 @@ mod common;
 use common::gate::{Gate, Rule};
 use common::*;
 use ferry_controller::crds::DataDownloadPhase;
-use ferry_controller::expose::SELECTED_NODE_ANNOTATION;
 use http::Method;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
@@ -135,21 +134,7 @@ async fn e2e_restart_with_the_restore_pod_created_but_not_running() {
     // pod pinned there stays Pending until the node is back.
     let env = env(2, 0, json!({})).await;
     restores(&env, 1, "standard").await;
-    workload_pod(&env, "app-0", "pvc-0").await;
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);
-    let node = wait_for("the workload's node on pvc-0", 30, || async {
-        let pvc = pvcs.get("pvc-0").await.unwrap();
-        pvc.metadata
-            .annotations?
-            .get(SELECTED_NODE_ANNOTATION)
-            .cloned()
-    })
-    .await;
-    env.cluster
-        .nodes()
-        .set_node_ready(&node, false)
-        .await
-        .unwrap();
+    let node = workload_on_a_node_gone_not_ready(&env, "app-0", "pvc-0").await;
     let history = PodHistory::start(&env);
     let gate = Gate::new(Rule::after(Method::POST, POD_PATH));
     let first = controller_with(gate.client(env.client.clone())).await;

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_controller::crds::{DataDownload, DataDownloadPhase, DataDownloadSpec, TargetVolumeSpec};
-use ferry_controller::expose::{DATA_DOWNLOAD_LABEL, ORIGINAL_RECLAIM_ANNOTATION};
+use ferry_controller::expose::{
+    DATA_DOWNLOAD_LABEL, ORIGINAL_RECLAIM_ANNOTATION, SELECTED_NODE_ANNOTATION,
+};
 use ferry_controller::{ControllerHandle, ControllerOptions, start_controller};
 use ferry_repo::Repository;
 use ferry_repo::backup::{BackupOptions, BackupSource};
@@ -469,6 +471,28 @@ pub async fn workload_pod(env: &Env, name: &str, pvc: &str) {
         .create(&PostParams::default(), &pod)
         .await
         .unwrap();
+}
+
+/// Creates workload pod `name` on `pvc`, waits for the scheduler to pick its node, then makes
+/// that node NotReady: a restore pinned there cannot be scheduled. Returns the node.
+pub async fn workload_on_a_node_gone_not_ready(env: &Env, name: &str, pvc: &str) -> String {
+    workload_pod(env, name, pvc).await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);
+    let node = wait_for(&format!("the workload's node on {pvc}"), 30, || async {
+        let claim = pvcs.get(pvc).await.unwrap();
+        claim
+            .metadata
+            .annotations?
+            .get(SELECTED_NODE_ANNOTATION)
+            .cloned()
+    })
+    .await;
+    env.cluster
+        .nodes()
+        .set_node_ready(&node, false)
+        .await
+        .unwrap();
+    node
 }
 
 pub async fn wait_pod_succeeded(env: &Env, name: &str) -> Pod {

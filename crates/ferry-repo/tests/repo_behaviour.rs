@@ -55,19 +55,8 @@ async fn ferry_round_trip_keeps_non_utf8_link_targets() {
     )
     .await
     .unwrap();
-    let snap = repo.find_snapshot("latest").await.unwrap();
     let out = t.path().join("out");
-    repo.restore(
-        &snap,
-        RestoreTarget::Directory {
-            path: out.clone(),
-            subpath: None,
-        },
-        RestoreOptions::default(),
-        no_progress(),
-    )
-    .await
-    .unwrap();
+    restore_latest(&repo, &out).await.unwrap();
     assert_same_tree(&src, &out.join("src"));
 }
 
@@ -123,20 +112,8 @@ async fn flipped_byte_fails_check_and_restore_naming_pack_and_file() {
     );
     assert!(!out.status.success());
 
-    let snap = repo.find_snapshot("latest").await.unwrap();
     let target = t.path().join("out");
-    let err = repo
-        .restore(
-            &snap,
-            RestoreTarget::Directory {
-                path: target.clone(),
-                subpath: None,
-            },
-            RestoreOptions::default(),
-            no_progress(),
-        )
-        .await
-        .unwrap_err();
+    let err = restore_latest(&repo, &target).await.unwrap_err();
     match &err {
         RepoError::Corrupt { pack: p, file, .. } => {
             assert_eq!(p, &pack);
@@ -272,19 +249,8 @@ async fn parent_snapshot_skips_unchanged_files() {
         (0, 1, 19)
     );
     assert_eq!(second.total_bytes_processed, 7);
-    let snap = repo.find_snapshot("latest").await.unwrap();
     let out = t.path().join("out");
-    repo.restore(
-        &snap,
-        RestoreTarget::Directory {
-            path: out.clone(),
-            subpath: None,
-        },
-        RestoreOptions::default(),
-        no_progress(),
-    )
-    .await
-    .unwrap();
+    restore_latest(&repo, &out).await.unwrap();
     assert_same_tree(&src, &out.join("src"));
 }
 

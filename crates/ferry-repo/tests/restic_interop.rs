@@ -59,19 +59,8 @@ async fn ferry_backup_passes_restic_check_and_restic_restores_identical_tree() {
     assert_same_tree(&src, &t.path().join("out/src"));
 
     // And ferry's own restore of its own snapshot.
-    let snap = repo.find_snapshot("latest").await.unwrap();
     let target = t.path().join("ferry-out");
-    repo.restore(
-        &snap,
-        RestoreTarget::Directory {
-            path: target.clone(),
-            subpath: None,
-        },
-        RestoreOptions::default(),
-        no_progress(),
-    )
-    .await
-    .unwrap();
+    restore_latest(&repo, &target).await.unwrap();
     assert_same_tree(&src, &target.join("src"));
     // The sparse file's holes stay holes.
     assert!(allocated(&target.join("src/sparse.img")) < 1 << 20);

@@ -251,6 +251,24 @@ pub fn no_progress() -> Arc<dyn Fn(&RestoreProgress) + Send + Sync> {
     Arc::new(|_| {})
 }
 
+/// Restores the latest snapshot into directory `path` with default options, quietly.
+pub async fn restore_latest(
+    repo: &Repository,
+    path: &Path,
+) -> ferry_repo::Result<ferry_repo::RestoreSummary> {
+    let snap = repo.find_snapshot("latest").await?;
+    repo.restore(
+        &snap,
+        ferry_repo::RestoreTarget::Directory {
+            path: path.to_path_buf(),
+            subpath: None,
+        },
+        ferry_repo::RestoreOptions::default(),
+        no_progress(),
+    )
+    .await
+}
+
 /// Allocated bytes of a file (to see holes).
 pub fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512

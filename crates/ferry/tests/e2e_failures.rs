@@ -140,7 +140,9 @@ async fn e2e_expose_timeout_fails_with_the_reason_nothing_runs() {
 async fn e2e_waiting_for_a_workload_or_a_slot_is_not_an_expose_timeout() {
     let env = env(1, 0, json!({"loadConcurrency": {"globalConfig": 1}})).await;
     restores(&env, 2, "standard").await;
+    // Both held: which restore gets the node's only slot first is not ours to decide.
     env.movers.hold("dd-0");
+    env.movers.hold("dd-1");
     let mut options = options(env.client.clone());
     options.expose_timeout = Duration::from_secs(2);
     options.resync_interval = Duration::from_secs(1);
@@ -153,12 +155,25 @@ async fn e2e_waiting_for_a_workload_or_a_slot_is_not_an_expose_timeout() {
     for i in 0..2 {
         workload_pod(&env, &format!("app-{i}"), &format!("pvc-{i}")).await;
     }
-    // dd-0 runs (held); dd-1 waits for the node's only slot, longer than the expose timeout.
-    env.movers.wait_started("dd-0", 60).await;
+    // One runs (held); the other waits for the node's only slot, longer than the expose
+    // timeout, and is still Accepted, not failed.
+    let running = env.movers.wait_any_started(&["dd-0", "dd-1"], 60).await;
+    let waiting = if running == "dd-0" { "dd-1" } else { "dd-0" };
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let dd1 = get_dd(&env, "dd-1").await;
-    assert_eq!(dd1.phase(), DataDownloadPhase::Accepted, "{:?}", dd1.status);
+    let other = get_dd(&env, waiting).await;
+    assert_eq!(
+        other.phase(),
+        DataDownloadPhase::Accepted,
+        "{:?}",
+        other.status
+    );
+    assert_eq!(
+        env.movers.starts_of(waiting),
+        0,
+        "{waiting} waits for the slot"
+    );
     env.movers.release("dd-0");
+    env.movers.release("dd-1");
     for i in 0..2 {
         wait_completed(&env, &format!("dd-{i}"), 60).await;
         assert_restored(&env, i).await;

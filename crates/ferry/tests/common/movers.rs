@@ -71,6 +71,21 @@ impl DataMovers {
         }
     }
 
+    /// Waits until the data mover of one of `pods` started; returns which one.
+    pub async fn wait_any_started(&self, pods: &[&str], seconds: u64) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Some(pod) = pods.iter().find(|p| self.starts_of(p) > 0) {
+                return pod.to_string();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no data mover of {pods:?} started in {seconds} s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Every data mover that started, started once.
     pub fn assert_each_started_once(&self) {
         let starts = self.starts();

@@ -87,21 +87,19 @@ impl Key {
         out
     }
 
-    /// Verifies and decrypts `IV || ciphertext || MAC` in place; returns the plaintext, which
-    /// lies where the ciphertext was (no allocation, no copy).
-    pub fn open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<&'a mut [u8], CryptoError> {
+    /// Verifies `IV || ciphertext || MAC` and decrypts it into `out`, which must be exactly
+    /// as long as the ciphertext (`sealed.len() - OVERHEAD`). For sealed data that cannot be
+    /// written to (a mapped file); `out` is untouched when the MAC fails.
+    pub fn open_to(&self, sealed: &[u8], out: &mut [u8]) -> Result<(), CryptoError> {
         if sealed.len() < OVERHEAD {
             return Err(CryptoError::TooShort(sealed.len()));
         }
-        let (iv, rest) = sealed.split_at_mut(IV_SIZE);
-        let ct_len = rest.len() - MAC_SIZE;
-        let (ct, tag) = rest.split_at_mut(ct_len);
-        let iv: [u8; 16] = (&*iv).try_into().expect("16 bytes");
+        let (iv, rest) = sealed.split_at(IV_SIZE);
+        let (ct, tag) = rest.split_at(rest.len() - MAC_SIZE);
+        assert_eq!(out.len(), ct.len(), "open_to: output of the wrong length");
+        let iv: [u8; 16] = iv.try_into().expect("16 bytes");
         let want = self.mac(&iv, ct);
-        let diff = want
-            .iter()
-            .zip(tag.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        let diff = want.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff != 0 {
             return Err(CryptoError::BadMac);
         }
@@ -109,8 +107,10 @@ impl Key {
             GenericArray::from_slice(&self.encrypt),
             GenericArray::from_slice(&iv),
         );
-        cipher.apply_keystream(ct);
-        Ok(ct)
+        cipher
+            .apply_keystream_b2b(ct, out)
+            .expect("lengths checked above");
+        Ok(())
     }
 
     /// Verifies and decrypts `IV || ciphertext || MAC`.
@@ -184,13 +184,18 @@ mod tests {
         let mut sealed = key.seal(&msg);
         assert_eq!(sealed.len(), msg.len() + OVERHEAD);
         assert_eq!(key.open(&sealed).unwrap(), msg);
-        let mut copy = sealed.clone();
-        assert_eq!(key.open_in_place(&mut copy).unwrap(), &msg[..]);
+        let mut out = vec![0u8; msg.len()];
+        key.open_to(&sealed, &mut out).unwrap();
+        assert_eq!(out, msg);
         sealed[20] ^= 1;
         assert_eq!(key.open(&sealed), Err(CryptoError::BadMac));
-        let mut copy = sealed.clone();
-        assert_eq!(key.open_in_place(&mut copy), Err(CryptoError::BadMac));
-        assert_eq!(copy, sealed, "a failed open leaves the data as it was");
+        let mut out = vec![7u8; msg.len()];
+        assert_eq!(key.open_to(&sealed, &mut out), Err(CryptoError::BadMac));
+        assert_eq!(
+            out,
+            vec![7u8; msg.len()],
+            "nothing decrypted when the MAC fails"
+        );
         assert_eq!(
             Key::random().open(&key.seal(&msg)),
             Err(CryptoError::BadMac)

@@ -387,22 +387,36 @@ pub fn decode_blob(
     uncompressed_length: u32,
     id: &Id,
 ) -> std::result::Result<Vec<u8>, String> {
-    let mut buf = sealed.to_vec();
-    let mut scratch = Vec::new();
-    decode_blob_in_place(key, &mut buf, uncompressed_length, id, &mut scratch).map(<[u8]>::to_vec)
+    let (mut decrypted, mut scratch) = (Vec::new(), Vec::new());
+    decode_blob_into(
+        key,
+        sealed,
+        uncompressed_length,
+        id,
+        &mut decrypted,
+        &mut scratch,
+    )
+    .map(<[u8]>::to_vec)
 }
 
-/// [`decode_blob`] without copies: decrypts `sealed` in place and decompresses into
-/// `scratch` (whose allocation is reused across calls); returns the verified plaintext.
-pub fn decode_blob_in_place<'a>(
+/// [`decode_blob`] without allocating: decrypts into `decrypted` and decompresses into
+/// `scratch` (both grown as needed and reused across calls); returns the verified
+/// plaintext. `sealed` is only read, so it may be a mapped file.
+pub fn decode_blob_into<'a>(
     key: &Key,
-    sealed: &'a mut [u8],
+    sealed: &[u8],
     uncompressed_length: u32,
     id: &Id,
+    decrypted: &'a mut Vec<u8>,
     scratch: &'a mut Vec<u8>,
 ) -> std::result::Result<&'a [u8], String> {
-    let plain = key
-        .open_in_place(sealed)
+    let n = sealed.len().saturating_sub(crate::crypto::OVERHEAD);
+    if decrypted.len() < n {
+        // Grown once to the largest blob; never cleared, so no per-blob zeroing.
+        decrypted.resize(n, 0);
+    }
+    let plain = &mut decrypted[..n];
+    key.open_to(sealed, plain)
         .map_err(|_| format!("blob {id}: MAC verification failed"))?;
     let plain: &[u8] = if uncompressed_length > 0 {
         let want = uncompressed_length as usize;

@@ -14,14 +14,14 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
-use crate::backend::{FileType, Handle};
+use crate::backend::{FileType, Handle, RangeData};
 use crate::crypto::Key;
 use crate::error::{RepoError, Result};
 use crate::fsmeta;
 use crate::id::Id;
 use crate::index::{BlobLocation, MasterIndex};
 use crate::pack::BlobType;
-use crate::repository::{Repository, decode_blob_in_place};
+use crate::repository::{Repository, decode_blob_into};
 use crate::snapshot::Snapshot;
 use crate::tree::Node;
 
@@ -151,8 +151,8 @@ struct Shared {
     files_done: AtomicU64,
     failed: AtomicBool,
     last_report: Mutex<Instant>,
-    /// Decompression buffers, one per busy worker, reused across ranges.
-    scratch: Mutex<Vec<Vec<u8>>>,
+    /// Decryption and decompression buffers, a pair per busy worker, reused across ranges.
+    scratch: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
     /// Range buffers, at most one per fetch in flight, reused: allocating (and freeing)
     /// megabytes per range costs page faults and lets the allocator's heaps grow.
     buffers: Mutex<Vec<Vec<u8>>>,
@@ -606,7 +606,7 @@ async fn execute(
                 let _mem = budget.acquire_many(kib).await.expect("semaphore open");
                 let buf = shared.buffers.lock().unwrap().pop().unwrap_or_default();
                 let data = backend
-                    .load_into(
+                    .load_range(
                         &Handle::new(FileType::Pack, job.pack.to_hex()),
                         job.start..job.end,
                         buf,
@@ -665,30 +665,33 @@ fn affected_files(shared: &Shared, blobs: &[PlannedBlob]) -> String {
     paths.join(", ")
 }
 
-fn process_range(shared: &Shared, job: &RangeJob, mut data: Vec<u8>) -> Result<()> {
-    let mut scratch = shared.scratch.lock().unwrap().pop().unwrap_or_default();
-    let r = process_blobs(shared, job, &mut data, &mut scratch);
-    shared.scratch.lock().unwrap().push(scratch);
-    shared.buffers.lock().unwrap().push(data);
+fn process_range(shared: &Shared, job: &RangeJob, data: RangeData) -> Result<()> {
+    let mut bufs = shared.scratch.lock().unwrap().pop().unwrap_or_default();
+    let r = process_blobs(shared, job, &data, &mut bufs);
+    shared.scratch.lock().unwrap().push(bufs);
+    if let RangeData::Buffer(b) = data {
+        shared.buffers.lock().unwrap().push(b);
+    }
     r
 }
 
-/// Decrypts each blob in place in the fetched range, decompresses into `scratch`, verifies
+/// Verifies and decrypts each blob of the fetched range, decompresses it, checks its hash
 /// and writes it to every place it belongs.
 fn process_blobs(
     shared: &Shared,
     job: &RangeJob,
-    data: &mut [u8],
-    scratch: &mut Vec<u8>,
+    data: &[u8],
+    (decrypted, scratch): &mut (Vec<u8>, Vec<u8>),
 ) -> Result<()> {
     for b in &job.blobs {
         let at = (b.loc.offset as u64 - job.start) as usize;
-        let sealed = &mut data[at..at + b.loc.length as usize];
-        let plain = match decode_blob_in_place(
+        let sealed = &data[at..at + b.loc.length as usize];
+        let plain = match decode_blob_into(
             &shared.key,
             sealed,
             b.loc.uncompressed_length,
             &b.id,
+            decrypted,
             scratch,
         ) {
             Ok(p) => p,

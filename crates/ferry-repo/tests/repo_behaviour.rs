@@ -125,6 +125,56 @@ async fn flipped_byte_fails_check_and_restore_naming_pack_and_file() {
     assert!(!target.join("src/victim.bin").exists());
 }
 
+/// Restore reads local packs through a memory mapping, where touching bytes past the end of
+/// a file would kill the process: a pack cut short must be an ordinary error naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_pack_fails_the_restore_naming_pack_and_file() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("victim.bin"), random_bytes(11, 3 << 20)).unwrap();
+    let repo_dir = t.path().join("repo");
+    let repo = init_repo(&repo_dir).await;
+    repo.backup(
+        BackupSource::Paths(vec![src.clone()]),
+        BackupOptions::default(),
+        no_progress(),
+    )
+    .await
+    .unwrap();
+    let mut packs = Vec::new();
+    walk(&repo_dir.join("data"), &mut packs);
+    let pack = packs
+        .into_iter()
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let len = std::fs::metadata(&pack).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let name = pack.file_name().unwrap().to_string_lossy().into_owned();
+
+    let target = t.path().join("out");
+    let err = restore_latest(&repo, &target).await.unwrap_err();
+    match &err {
+        RepoError::Corrupt {
+            pack: p,
+            file,
+            reason,
+        } => {
+            assert_eq!(p, &name);
+            assert!(file.contains("victim.bin"), "{err}");
+            assert!(reason.contains("short read"), "{err}");
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(!target.join("src/victim.bin").exists());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_backup_restores_onto_device_leaving_zero_regions_unwritten() {
     let t = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Backend, BackendError, FileType, Handle};
+use super::{Backend, BackendError, FileType, Handle, RangeData};
 
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
@@ -184,6 +184,49 @@ impl Backend for LocalBackend {
                 });
             }
             Ok(buf)
+        })
+        .await
+    }
+
+    async fn load_range(
+        &self,
+        handle: &Handle,
+        range: Range<u64>,
+        _buf: Vec<u8>,
+    ) -> Result<RangeData, BackendError> {
+        let path = self.path(handle);
+        blocking(move || {
+            let f = std::fs::File::open(&path).map_err(|e| io_err(&path, e))?;
+            let size = f.metadata().map_err(|e| io_err(&path, e))?.len();
+            // Touching a mapping past the end of the file would kill the process (SIGBUS):
+            // a range the file does not hold is an error here, as a short read would be.
+            if range.end > size || range.start > range.end {
+                return Err(BackendError::Other {
+                    what: path.display().to_string(),
+                    message: format!(
+                        "short read: the file holds {size} bytes, {}..{} was asked for",
+                        range.start, range.end
+                    ),
+                });
+            }
+            let len = (range.end - range.start) as usize;
+            if len == 0 {
+                return Ok(RangeData::Buffer(Vec::new()));
+            }
+            // Populated: the pages are read in (and mapped) here, on the I/O thread, so the
+            // workers that decrypt never wait for the disk or take page faults.
+            // SAFETY: pack files are immutable once written (never truncated or rewritten,
+            // by ferry or restic); the mapping is read-only and lives no longer than this
+            // range's processing.
+            let map = unsafe {
+                memmap2::MmapOptions::new()
+                    .offset(range.start)
+                    .len(len)
+                    .populate()
+                    .map(&f)
+            }
+            .map_err(|e| io_err(&path, e))?;
+            Ok(RangeData::Mapped(map))
         })
         .await
     }

@@ -76,6 +76,25 @@ pub enum BackendError {
     Other { what: String, message: String },
 }
 
+/// A byte range of a repository file, as [`Backend::load_range`] delivers it.
+pub enum RangeData {
+    /// Read into memory; the caller may recycle the buffer.
+    Buffer(Vec<u8>),
+    /// A read-only mapping of a local file (pack files are immutable, so it cannot change
+    /// under us).
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for RangeData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            RangeData::Buffer(b) => b,
+            RangeData::Mapped(m) => m,
+        }
+    }
+}
+
 /// A place that stores a repository's files. Implementations must be safe to call
 /// concurrently: the engines fetch and store many files at once.
 #[async_trait]
@@ -103,6 +122,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
         buf.clear();
         buf.extend_from_slice(&data);
         Ok(buf)
+    }
+    /// Reads a byte range to be consumed in place. The default reads into `buf`; a local
+    /// backend maps the file instead, so the bytes are never copied out of the page cache.
+    async fn load_range(
+        &self,
+        handle: &Handle,
+        range: Range<u64>,
+        buf: Vec<u8>,
+    ) -> Result<RangeData, BackendError> {
+        Ok(RangeData::Buffer(self.load_into(handle, range, buf).await?))
     }
     /// Names and sizes of all files of a kind.
     async fn list(&self, kind: FileType) -> Result<Vec<(String, u64)>, BackendError>;

@@ -157,12 +157,18 @@ fn files_below(root: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Starts a step "cold-ish" and clean: dirty pages left by earlier steps are written back
-/// first (so they are not charged to this step), then the step's input files are dropped
-/// from the page cache (clean pages, `POSIX_FADV_DONTNEED`; no privileges needed).
-fn settle(inputs: &[PathBuf]) {
+/// Starts a step cold and clean: dirty pages left by earlier steps are written back first
+/// (so they are not charged to this step), then the page cache is dropped. As root the
+/// whole cache goes (`/proc/sys/vm/drop_caches`): with a full cache, every page a step
+/// writes would first have to be reclaimed from earlier steps, a cost that varies from run
+/// to run and taxes whichever tool runs later. Without privileges only the step's input
+/// files are dropped (`POSIX_FADV_DONTNEED`). Returns whether the whole cache was dropped.
+fn settle(inputs: &[PathBuf]) -> bool {
     // SAFETY: sync has no preconditions.
     unsafe { libc::sync() };
+    if std::fs::write("/proc/sys/vm/drop_caches", b"3").is_ok() {
+        return true;
+    }
     for root in inputs {
         let mut files = Vec::new();
         files_below(root, &mut files);
@@ -174,6 +180,7 @@ fn settle(inputs: &[PathBuf]) {
             }
         }
     }
+    false
 }
 
 /// Writes back everything dirty on the file system holding `dir`; returns the seconds taken.
@@ -317,6 +324,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (mut rbs, mut fbs, mut rrs, mut frs) = (vec![], vec![], vec![], vec![]);
+    let mut whole_cache = true;
     for run in 1..=runs {
         // Every run gets new repositories and restore targets. Nothing is deleted between
         // steps: ext4 is slow to create files right after deleting many (it checks each
@@ -333,7 +341,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         )?;
         measure(&mut ferry_cmd(&["init", "-r", &frepo]), "ferry init", &dir)?;
         eprintln!("run {run}/{runs} backup: restic …");
-        settle(std::slice::from_ref(&data));
+        whole_cache &= settle(std::slice::from_ref(&data));
         rbs.push(measure(
             &mut restic(
                 &[
@@ -351,14 +359,14 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
             &dir,
         )?);
         eprintln!("run {run}/{runs} backup: ferry …");
-        settle(std::slice::from_ref(&data));
+        whole_cache &= settle(std::slice::from_ref(&data));
         fbs.push(measure(
             &mut ferry_cmd(&["backup", "-r", &frepo, "data"]),
             "ferry backup",
             &dir,
         )?);
         eprintln!("run {run}/{runs} restore: restic …");
-        settle(&[path(&rrepo), path(&cache)]);
+        whole_cache &= settle(&[path(&rrepo), path(&cache)]);
         rrs.push(measure(
             &mut restic(
                 &["-r", &rrepo, "restore", "latest", "--target", &rout],
@@ -368,7 +376,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
             &dir,
         )?);
         eprintln!("run {run}/{runs} restore: ferry …");
-        settle(&[path(&frepo)]);
+        whole_cache &= settle(&[path(&frepo)]);
         frs.push(measure(
             &mut ferry_cmd(&["restore", "-r", &frepo, "latest", "--target", &fout]),
             "ferry restore",
@@ -419,8 +427,13 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
     println!(
         "measured: wall = process start to exit (restored files are not fsynced by either tool; \
          both fsync repository files); +flush adds syncfs of the output file system after exit; \
-         CPU = user+system of the process; each step starts after sync with its input dropped \
-         from the page cache (POSIX_FADV_DONTNEED); restic {} with --compression auto, ferry zstd level 3",
+         CPU = user+system of the process; each step starts after sync with {}; \
+         restic {} with --compression auto, ferry zstd level 3",
+        if whole_cache {
+            "the whole page cache dropped"
+        } else {
+            "its input dropped from the page cache (POSIX_FADV_DONTNEED; not root, so other cached files stay)"
+        },
         restic_version()
     );
     println!(

@@ -19,10 +19,21 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::volume_binding::PvIndex;
-
 /// PVs by the (namespace, name) their claimRef names.
 pub type PvsByClaim<'a> = HashMap<(&'a str, &'a str), Vec<&'a PersistentVolume>>;
+
+/// PVs indexed by claimRef, built once per round so deciding N claims stays O(N).
+pub struct PvIndex<'a> {
+    pub claimed: PvsByClaim<'a>,
+    pub free: Vec<&'a PersistentVolume>,
+}
+
+impl<'a> PvIndex<'a> {
+    pub fn new(snapshot: &'a ClusterSnapshot) -> Self {
+        let (claimed, free) = snapshot.pvs_by_claim_ref();
+        PvIndex { claimed, free }
+    }
+}
 
 /// A consistent-enough view of the cluster for one round of decisions.
 #[derive(Debug, Clone, Default)]

@@ -252,7 +252,7 @@ impl<'a> SchedulingState<'a> {
             snapshot,
             assumed,
             reserved_pvs,
-            super::volume_binding::PvIndex::new(snapshot),
+            super::cache::PvIndex::new(snapshot),
         )
     }
 
@@ -262,7 +262,7 @@ impl<'a> SchedulingState<'a> {
         snapshot: &'a ClusterSnapshot,
         assumed: impl IntoIterator<Item = (String, Arc<Pod>)>,
         reserved_pvs: HashSet<String>,
-        pv_index: super::volume_binding::PvIndex<'a>,
+        pv_index: super::cache::PvIndex<'a>,
     ) -> Self {
         let allocatable = snapshot
             .nodes

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::bootstrap::{HOSTNAME_LABEL, PROVISIONER, ZONE_LABEL};
-use super::cache::ClusterSnapshot;
+use super::cache::{ClusterSnapshot, PvIndex};
 use super::matching::allowed_topologies_match;
 use super::volume_matching::*;
 
@@ -77,19 +77,6 @@ fn claim_fully_bound_to(claim: &PersistentVolumeClaim, pv: &PersistentVolume) ->
 
 fn claim_was_bound(claim: &PersistentVolumeClaim) -> bool {
     annotation(claim, BIND_COMPLETED_ANNOTATION).is_some() || claim_phase(claim) == "Bound"
-}
-
-/// PVs indexed by claimRef, built once per round so deciding N claims stays O(N).
-pub struct PvIndex<'a> {
-    pub claimed: HashMap<(&'a str, &'a str), Vec<&'a PersistentVolume>>,
-    pub free: Vec<&'a PersistentVolume>,
-}
-
-impl<'a> PvIndex<'a> {
-    pub fn new(snapshot: &'a ClusterSnapshot) -> Self {
-        let (claimed, free) = snapshot.pvs_by_claim_ref();
-        PvIndex { claimed, free }
-    }
 }
 
 pub fn decide_claim(claim: &PersistentVolumeClaim, snapshot: &ClusterSnapshot) -> ClaimDecision {

@@ -21,12 +21,12 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use tokio_util::sync::CancellationToken;
 
 use super::bootstrap::{HOSTNAME_LABEL, PROVISIONER, ZONE_LABEL};
-use super::cache::{Changes, ClusterCache, ClusterSnapshot, ObjectKey, SnapshotGuard};
+use super::cache::{Changes, ClusterCache, ClusterSnapshot, ObjectKey, PvIndex, SnapshotGuard};
 use super::events::{EventRecorder, object_reference};
 use super::scheduling::{is_terminal, pod_claim_names};
 use super::volume_binding::{
-    ClaimDecision, PvIndex, VolumeDecision, choose_node_for_immediate, decide_claim_indexed,
-    decide_volume, provisioned_pv, provisioned_pv_name,
+    ClaimDecision, VolumeDecision, choose_node_for_immediate, decide_claim_indexed, decide_volume,
+    provisioned_pv, provisioned_pv_name,
 };
 use super::volume_matching::*;
 

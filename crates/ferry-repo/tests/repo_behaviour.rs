@@ -60,15 +60,20 @@ async fn ferry_round_trip_keeps_non_utf8_link_targets() {
     assert_same_tree(&src, &out.join("src"));
 }
 
-/// Flips one byte inside the largest pack's first blob.
-fn corrupt_largest_pack(repo_dir: &std::path::Path) -> String {
+/// The largest pack file of a local repository.
+fn largest_pack(repo_dir: &std::path::Path) -> std::path::PathBuf {
     let mut packs = Vec::new();
     walk(&repo_dir.join("data"), &mut packs);
-    let pack = packs
+    packs
         .into_iter()
         .filter(|p| p.is_file())
         .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
+        .unwrap()
+}
+
+/// Flips one byte inside the largest pack's first blob.
+fn corrupt_largest_pack(repo_dir: &std::path::Path) -> String {
+    let pack = largest_pack(repo_dir);
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -80,21 +85,27 @@ fn corrupt_largest_pack(repo_dir: &std::path::Path) -> String {
     pack.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flipped_byte_fails_check_and_restore_naming_pack_and_file() {
-    let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("src");
+/// A repository in `dir/repo` holding one backup of `dir/src/victim.bin` (3 MiB, random).
+async fn repo_with_victim(dir: &std::path::Path, seed: u64) -> (Repository, std::path::PathBuf) {
+    let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("victim.bin"), random_bytes(9, 3 << 20)).unwrap();
-    let repo_dir = t.path().join("repo");
+    std::fs::write(src.join("victim.bin"), random_bytes(seed, 3 << 20)).unwrap();
+    let repo_dir = dir.join("repo");
     let repo = init_repo(&repo_dir).await;
     repo.backup(
-        BackupSource::Paths(vec![src.clone()]),
+        BackupSource::Paths(vec![src]),
         BackupOptions::default(),
         no_progress(),
     )
     .await
     .unwrap();
+    (repo, repo_dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flipped_byte_fails_check_and_restore_naming_pack_and_file() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, repo_dir) = repo_with_victim(t.path(), 9).await;
     let pack = corrupt_largest_pack(&repo_dir);
 
     let report = repo.check(CheckOptions { read_data: true }).await.unwrap();
@@ -130,25 +141,8 @@ async fn flipped_byte_fails_check_and_restore_naming_pack_and_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_pack_fails_the_restore_naming_pack_and_file() {
     let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("victim.bin"), random_bytes(11, 3 << 20)).unwrap();
-    let repo_dir = t.path().join("repo");
-    let repo = init_repo(&repo_dir).await;
-    repo.backup(
-        BackupSource::Paths(vec![src.clone()]),
-        BackupOptions::default(),
-        no_progress(),
-    )
-    .await
-    .unwrap();
-    let mut packs = Vec::new();
-    walk(&repo_dir.join("data"), &mut packs);
-    let pack = packs
-        .into_iter()
-        .filter(|p| p.is_file())
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
+    let (repo, repo_dir) = repo_with_victim(t.path(), 11).await;
+    let pack = largest_pack(&repo_dir);
     let len = std::fs::metadata(&pack).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)

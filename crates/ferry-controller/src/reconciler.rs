@@ -112,6 +112,8 @@ pub enum ControllerError {
 pub struct ControllerHandle {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    /// The metrics server, stopped with the controller (also when it is killed).
+    server: Option<tokio::task::AbortHandle>,
     pub metrics: Arc<Metrics>,
     /// Where metrics are served, if they are.
     pub metrics_address: Option<SocketAddr>,
@@ -127,6 +129,9 @@ impl ControllerHandle {
     /// Stops at once, as a crash would: no lease release, the pass is cut short.
     pub fn kill(self) {
         self.task.abort();
+        if let Some(server) = self.server {
+            server.abort();
+        }
     }
 }
 
@@ -148,6 +153,7 @@ pub async fn start_controller(
     }
     let (stop, stopped) = watch::channel(false);
     let controller = Controller::new(options, config, metrics.clone());
+    let server_abort = server.as_ref().map(|s| s.abort_handle());
     let task = tokio::spawn(async move {
         controller.run(stopped).await;
         if let Some(server) = server {
@@ -157,6 +163,7 @@ pub async fn start_controller(
     Ok(ControllerHandle {
         stop,
         task,
+        server: server_abort,
         metrics,
         metrics_address,
     })

@@ -374,3 +374,41 @@ async fn e2e_cancel_after_the_data_moved_completes_across_a_restart() {
     second.stop().await;
     env.cluster.stop().await;
 }
+
+/// `GET /metrics` on `address`: the body, or the connection error.
+async fn scrape(address: std::net::SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: ferry\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+/// The metrics server belongs to the controller: it counts the restore, and a killed
+/// controller (a crash in the process that embeds it) no longer answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_killed_controller_stops_serving_metrics() {
+    let env = env(1, 0, ignore_delay_binding()).await;
+    restores(&env, 1, "standard").await;
+    let mut options = options(env.client.clone());
+    options.metrics_address = Some("127.0.0.1:0".parse().unwrap());
+    let ctl = ferry_controller::start_controller(options).await.unwrap();
+    let address = ctl.metrics_address.expect("metrics are served");
+    wait_completed(&env, "dd-0", 60).await;
+    let body = wait_for("the completed restore in the metrics", 30, || async {
+        let body = scrape(address).await.ok()?;
+        body.contains("ferry_restores_completed_total 1")
+            .then_some(body)
+    })
+    .await;
+    assert!(body.contains("ferry_controller_leader 1"), "{body}");
+    ctl.kill();
+    wait_for("the metrics server to stop", 30, || async {
+        scrape(address).await.is_err().then_some(())
+    })
+    .await;
+    env.cluster.stop().await;
+}

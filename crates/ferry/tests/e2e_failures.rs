@@ -1,6 +1,7 @@
 //! Restores that cannot succeed fail with a message that says why, and leave nothing behind: a
 //! corrupt pack in the repository, a restore pod no node can run (expose timeout, with the
-//! scheduler's reason), no node matching the loadAffinity. And what is not a failure: waiting
+//! scheduler's reason: a NotReady node, a request larger than any node), no node matching the
+//! loadAffinity. And what is not a failure: waiting
 //! for a workload or for a free slot is not counted against the expose timeout.
 
 mod common;
@@ -128,6 +129,52 @@ async fn e2e_expose_timeout_fails_with_the_reason_nothing_runs() {
         assert_target_unbound(&env, pvc).await;
         assert!(!warning_events(&env, dd).await.is_empty());
     }
+    assert_no_leftovers(&env).await;
+    assert_eq!(env.movers.starts_of("dd-0"), 0, "no data mover ever ran");
+    ctl.stop().await;
+    env.cluster.stop().await;
+}
+
+/// podResources reach the restore pod, and a request no node can hold is an expose timeout
+/// that says so (the scheduler's "Insufficient cpu"), not a restore waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2e_restore_pod_too_big_for_any_node_fails_with_insufficient_cpu() {
+    let env = env(
+        2,
+        0,
+        json!({"restorePVC": {"ignoreDelayBinding": true},
+               "podResources": {"cpuRequest": "512", "memoryRequest": "64Mi"}}),
+    )
+    .await;
+    restores(&env, 1, "standard").await;
+    let mut options = options(env.client.clone());
+    options.expose_timeout = Duration::from_secs(3);
+    options.resync_interval = Duration::from_secs(1);
+    let ctl = start_controller(options).await.unwrap();
+
+    let pod = wait_for("the restore pod", 30, || async {
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(env.client.clone(), NS)
+            .get_opt("dd-0")
+            .await
+            .unwrap()
+    })
+    .await;
+    let requests = pod.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .and_then(|r| r.requests)
+        .unwrap_or_default();
+    assert_eq!(requests.get("cpu").map(|q| q.0.as_str()), Some("512"));
+    assert_eq!(requests.get("memory").map(|q| q.0.as_str()), Some("64Mi"));
+
+    let dd = wait_phase(&env, "dd-0", DONE, 60).await;
+    assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+    let message = dd.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("timed out after 3s") && message.contains("Insufficient cpu"),
+        "the scheduler's reason: {message}"
+    );
+    assert_target_unbound(&env, "pvc-0").await;
     assert_no_leftovers(&env).await;
     assert_eq!(env.movers.starts_of("dd-0"), 0, "no data mover ever ran");
     ctl.stop().await;

@@ -1,8 +1,8 @@
 //! Restores that cannot succeed fail with a message that says why, and leave nothing behind: a
 //! corrupt pack in the repository, a restore pod no node can run (expose timeout, with the
 //! scheduler's reason: a NotReady node, a request larger than any node), no node matching the
-//! loadAffinity. And what is not a failure: waiting
-//! for a workload or for a free slot is not counted against the expose timeout.
+//! loadAffinity. And what is not a failure: waiting for a workload or for a free slot is not
+//! counted against the expose timeout.
 
 mod common;
 

@@ -5,7 +5,6 @@
 //! cluster shows, so repeating a step (after a restart) is harmless.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use ferry_config::NodeAgentConfig;
 use k8s_openapi::api::core::v1::{
@@ -26,12 +25,6 @@ pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
 pub use crate::crds::DATA_DOWNLOAD_LABEL;
 /// The restore PV's reclaim policy before rebind set it to Retain.
 pub const ORIGINAL_RECLAIM_ANNOTATION: &str = "ferry.io/original-reclaim-policy";
-/// When rebind set the restore PV to Retain (RFC 3339, milliseconds).
-pub const RETAINED_AT_ANNOTATION: &str = "ferry.io/retained-at";
-/// How long the restore PV says Retain before its claim is deleted: a PV controller acting on
-/// a view of the PV older than the Retain patch would otherwise delete the volume (kubesim's
-/// does, when the PVC's deletion reaches it before the PV's change).
-pub const DEFAULT_RETAIN_SETTLE: Duration = Duration::from_secs(1);
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// Where the restore pod sees the volume.
 pub const FILESYSTEM_MOUNT_PATH: &str = "/restore-volume";
@@ -327,8 +320,6 @@ pub fn restore_pod_for(
 pub enum RebindState {
     /// Waiting for the cluster (PVC deletion, binding); the text says for what.
     Waiting(String),
-    /// Waiting for time to pass (the Retain settle); ask again after `remaining`.
-    Settling { why: String, remaining: Duration },
     /// The target PVC is bound to the restored PV and its reclaim policy is back.
     Done { pv: String },
 }
@@ -338,8 +329,6 @@ pub struct RestoreExposer<C> {
     pub cluster: C,
     /// ferry's namespace: restore PVCs and pods live here.
     pub namespace: String,
-    /// See [`DEFAULT_RETAIN_SETTLE`].
-    pub retain_settle: Duration,
 }
 
 impl<C: RestoreCluster> RestoreExposer<C> {
@@ -347,13 +336,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         Self {
             cluster,
             namespace: namespace.into(),
-            retain_settle: DEFAULT_RETAIN_SETTLE,
         }
-    }
-
-    pub fn with_retain_settle(mut self, settle: Duration) -> Self {
-        self.retain_settle = settle;
-        self
     }
 
     /// Creates the restore PVC and pod (those that do not exist yet). If the pod cannot be
@@ -400,9 +383,14 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         Ok(pod)
     }
 
-    /// One pass of rebind: restore PV → Retain, remove the restore pod and PVC, point the PV at
-    /// the target PVC with the labels its selector asks for, wait until bound, restore the
-    /// reclaim policy.
+    /// One pass of rebind: restore PV → Retain, remove the restore pod, point the PV at the
+    /// target PVC (with the labels its selector asks for), remove the restore PVC, wait until
+    /// the target is bound, restore the reclaim policy.
+    ///
+    /// The PV names the target before the restore PVC goes, so it is never "released": a
+    /// PV controller (or CSI provisioner) that sees the claim's deletion with an old view of
+    /// the PV reads the PV again before deleting a volume, and finds it reserved for the
+    /// target (a claimRef without uid). Retain guards the volume as well until it is bound.
     pub async fn rebind(
         &self,
         dd_name: &str,
@@ -418,7 +406,6 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             .map_err(ExposeError::GetTarget)?
             .ok_or_else(|| ExposeError::GetTarget(OpError(format!("PVC {target_id} not found"))))?;
 
-        // 1. While the restore PVC exists: keep its PV whatever happens to the claim.
         if let Some(restore_pvc) = self.cluster.get_pvc(ns, dd_name).await? {
             let pv_name = restore_pvc
                 .spec
@@ -431,20 +418,17 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                 .get_pv(&pv_name)
                 .await?
                 .ok_or_else(|| ExposeError::RestorePvMissing(dd_name.to_string()))?;
+            // 1. Keep the PV whatever happens to its claims.
             if !has_label(&pv, dd_name) {
                 let original = pv
                     .spec
                     .as_ref()
                     .and_then(|s| s.persistent_volume_reclaim_policy.clone())
                     .unwrap_or_else(|| "Delete".to_string());
-                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 let patch = json!({
                     "metadata": {
                         "labels": { DATA_DOWNLOAD_LABEL: dd_name },
-                        "annotations": {
-                            ORIGINAL_RECLAIM_ANNOTATION: original,
-                            RETAINED_AT_ANNOTATION: now,
-                        },
+                        "annotations": { ORIGINAL_RECLAIM_ANNOTATION: original },
                     },
                     "spec": { "persistentVolumeReclaimPolicy": "Retain" },
                 });
@@ -455,17 +439,9 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         pv: pv_name.clone(),
                         err,
                     })?;
-                // Delete the claim only once the PV visibly says Retain (next pass): a PV
-                // controller acting on an older view would otherwise delete the volume.
                 return Ok(RebindState::Waiting(format!("PV {pv_name} to be retained")));
             }
-            if let Some(remaining) = settle_remaining(&pv, self.retain_settle) {
-                return Ok(RebindState::Settling {
-                    why: format!("PV {pv_name} to settle as Retain"),
-                    remaining,
-                });
-            }
-            // 2. Remove the restore pod, then the restore PVC; the PV stays (Retain).
+            // 2. Remove the restore pod (it mounts the volume).
             self.cluster
                 .delete_pod(ns, dd_name)
                 .await
@@ -478,6 +454,14 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                     "restore pod {ns}/{dd_name} to be deleted"
                 )));
             }
+            // 3. Reserve the PV for the target.
+            if !points_at(&pv, target_ns, target_name) {
+                self.hand_to_target(&pv_name, &target, &target_id).await?;
+                return Ok(RebindState::Waiting(format!(
+                    "PV {pv_name} to be reserved for target PVC {target_id}"
+                )));
+            }
+            // 4. Remove the restore PVC; the PV stays (reserved for the target, Retain).
             self.cluster
                 .delete_pvc(ns, dd_name)
                 .await
@@ -507,51 +491,16 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             }
         };
         let pv_name = pv.metadata.name.clone().unwrap_or_default();
-
-        // 3. Point the PV at the target PVC, with the labels its selector asks for.
-        let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
-        let points_at_target = claim.is_some_and(|c| {
-            c.namespace.as_deref() == Some(target_ns) && c.name.as_deref() == Some(target_name)
-        });
-        if !points_at_target {
-            let selector_labels = target
-                .spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-                .and_then(|s| s.match_labels.clone())
-                .unwrap_or_default();
-            let mut labels = serde_json::Map::new();
-            for (k, v) in selector_labels {
-                labels.insert(k, json!(v));
-            }
-            let patch = json!({
-                "metadata": {
-                    "labels": labels,
-                    "annotations": { "pv.kubernetes.io/bound-by-controller": null },
-                },
-                "spec": { "claimRef": {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "namespace": target_ns,
-                    "name": target_name,
-                    "uid": null,
-                    "resourceVersion": null,
-                }},
-            });
-            self.cluster
-                .patch_pv(&pv_name, &patch)
-                .await
-                .map_err(|err| ExposeError::RebindPv {
-                    pv: pv_name.clone(),
-                    target: target_id.clone(),
-                    err,
-                })?;
+        if !points_at(&pv, target_ns, target_name) {
+            // The restore PVC went before the PV was reserved (a restore interrupted by an
+            // older ferry, or a PV changed by hand): reserve it now.
+            self.hand_to_target(&pv_name, &target, &target_id).await?;
             return Ok(RebindState::Waiting(format!(
                 "target PVC {target_id} to bind to PV {pv_name}"
             )));
         }
 
-        // 4. Wait until both sides are bound.
+        // 5. Wait until both sides are bound.
         let pv_bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
         if bound_to.as_deref() != Some(pv_name.as_str())
             || pvc_phase(&target) != "Bound"
@@ -567,7 +516,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             )));
         }
 
-        // 5. Give the PV its reclaim policy back and drop ferry's marks.
+        // 6. Give the PV its reclaim policy back and drop ferry's marks.
         let original = pv
             .metadata
             .annotations
@@ -577,7 +526,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         let patch = json!({
             "metadata": {
                 "labels": { DATA_DOWNLOAD_LABEL: null },
-                "annotations": { ORIGINAL_RECLAIM_ANNOTATION: null, RETAINED_AT_ANNOTATION: null },
+                "annotations": { ORIGINAL_RECLAIM_ANNOTATION: null },
             },
             "spec": { "persistentVolumeReclaimPolicy": original },
         });
@@ -591,6 +540,48 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         Ok(RebindState::Done { pv: pv_name })
     }
 
+    /// Points the PV's claimRef at the target PVC (no uid: the PV controller binds it and
+    /// fills it in), with the labels the target's selector asks for.
+    async fn hand_to_target(
+        &self,
+        pv_name: &str,
+        target: &PersistentVolumeClaim,
+        target_id: &str,
+    ) -> Result<(), ExposeError> {
+        let selector_labels = target
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .and_then(|s| s.match_labels.clone())
+            .unwrap_or_default();
+        let mut labels = serde_json::Map::new();
+        for (k, v) in selector_labels {
+            labels.insert(k, json!(v));
+        }
+        let patch = json!({
+            "metadata": {
+                "labels": labels,
+                "annotations": { "pv.kubernetes.io/bound-by-controller": null },
+            },
+            "spec": { "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": target.metadata.namespace,
+                "name": target.metadata.name,
+                "uid": null,
+                "resourceVersion": null,
+            }},
+        });
+        self.cluster
+            .patch_pv(pv_name, &patch)
+            .await
+            .map_err(|err| ExposeError::RebindPv {
+                pv: pv_name.to_string(),
+                target: target_id.to_string(),
+                err,
+            })
+    }
+
     /// Removes what the restore created: pod, PVC, and a PV rebind had retained but not yet
     /// handed to the target. Returns whether everything is gone.
     pub async fn cleanup(&self, dd_name: &str) -> Result<bool, ExposeError> {
@@ -598,12 +589,17 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         self.cluster.delete_pod(ns, dd_name).await?;
         self.cluster.delete_pvc(ns, dd_name).await?;
         for pv in self.cluster.list_pvs(DATA_DOWNLOAD_LABEL, dd_name).await? {
+            // Handed over only once the PV controller bound it to the target (claimRef
+            // with the target's uid); a PV merely reserved for the target is ours to remove.
             let bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
                 && pv
                     .spec
                     .as_ref()
                     .and_then(|s| s.claim_ref.as_ref())
-                    .is_some_and(|c| c.namespace.as_deref() != Some(ns.as_str()));
+                    .is_some_and(|c| {
+                        c.namespace.as_deref() != Some(ns.as_str())
+                            && c.uid.as_deref().is_some_and(|u| !u.is_empty())
+                    });
             if !bound {
                 self.cluster
                     .delete_pv(&pv.metadata.name.clone().unwrap_or_default())
@@ -616,19 +612,14 @@ impl<C: RestoreCluster> RestoreExposer<C> {
     }
 }
 
-/// How much longer the PV must say Retain before its claim may go (None: long enough, or no
-/// time recorded).
-fn settle_remaining(pv: &PersistentVolume, settle: Duration) -> Option<Duration> {
-    let at = pv
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(RETAINED_AT_ANNOTATION)?;
-    let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
-    let elapsed = (chrono::Utc::now() - at.with_timezone(&chrono::Utc))
-        .to_std()
-        .unwrap_or_default();
-    settle.checked_sub(elapsed).filter(|d| !d.is_zero())
+/// Whether the PV's claimRef names `namespace/name`.
+fn points_at(pv: &PersistentVolume, namespace: &str, name: &str) -> bool {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.claim_ref.as_ref())
+        .is_some_and(|c| {
+            c.namespace.as_deref() == Some(namespace) && c.name.as_deref() == Some(name)
+        })
 }
 
 fn has_label(pv: &PersistentVolume, dd_name: &str) -> bool {

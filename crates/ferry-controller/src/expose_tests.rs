@@ -672,6 +672,7 @@ fn rebind_delete_restore_pod_fail() {
 fn rebind_delete_restore_pvc_fail() {
     let exposer = new_exposer(rebind_cluster().fail_all("delete pvc"), NS);
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
         "cannot delete restore PVC fake-restore: fake-delete-pvc-error"
@@ -681,7 +682,6 @@ fn rebind_delete_restore_pvc_fail() {
 #[test]
 fn rebind_pv_to_target_fail() {
     let exposer = new_exposer(rebind_cluster().fail("patch pv", 2), NS);
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
@@ -719,13 +719,12 @@ fn rebind_waits_until_the_pv_is_bound() {
 #[test]
 fn rebind_happy_path_leaves_nothing_behind() {
     let exposer = new_exposer(rebind_cluster(), NS);
-    // 1: retain; then delete pod and PVC.
+    // 1: retain; nothing deleted yet.
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(
         exposer.cluster.pod(NS, "fake-restore").is_some(),
         "nothing deleted before Retain shows"
     );
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
     assert_eq!(
         pv.spec
@@ -735,10 +734,11 @@ fn rebind_happy_path_leaves_nothing_behind() {
             .as_deref(),
         Some("Retain")
     );
-    assert!(exposer.cluster.pod(NS, "fake-restore").is_none());
-    assert!(exposer.cluster.pvc(NS, "fake-restore").is_none());
-    // 2: claimRef → target, selector labels on the PV.
+    // 2: the pod goes, and the PV is reserved for the target (claimRef without uid, the
+    // selector's labels) while the restore PVC still exists: it is never "released".
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    assert!(exposer.cluster.pod(NS, "fake-restore").is_none());
+    assert!(exposer.cluster.pvc(NS, "fake-restore").is_some());
     let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
     let claim = pv.spec.as_ref().unwrap().claim_ref.clone().unwrap();
     assert_eq!(claim.namespace.as_deref(), Some("fake-ns"));
@@ -748,7 +748,11 @@ fn rebind_happy_path_leaves_nothing_behind() {
         pv.metadata.labels.as_ref().unwrap()["velero.io/dynamic-pv-restore"],
         "fake-ns.fake-target-pvc.abcde"
     );
-    // 3: bound → reclaim policy restored, marks removed.
+    // 3: then the restore PVC goes.
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    assert!(exposer.cluster.pvc(NS, "fake-restore").is_none());
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    // 4: bound → reclaim policy restored, marks removed.
     exposer.cluster.bind("fake-restore-pv");
     assert_eq!(
         rebind(&exposer).unwrap(),
@@ -778,7 +782,7 @@ fn rebind_happy_path_leaves_nothing_behind() {
             .as_ref()
             .is_none_or(|a| a.is_empty())
     );
-    // 4: repeated after a restart: still done, nothing changes.
+    // 5: repeated after a restart: still done, nothing changes.
     assert_eq!(
         rebind(&exposer).unwrap(),
         RebindState::Done {
@@ -790,14 +794,14 @@ fn rebind_happy_path_leaves_nothing_behind() {
 #[test]
 fn cleanup_removes_pod_pvc_and_a_retained_pv() {
     let exposer = new_exposer(rebind_cluster(), NS);
-    // Interrupted mid-rebind: PV retained and marked, pod and PVC gone.
+    // Interrupted mid-rebind: PV retained, marked and reserved for the target (which the
+    // fake cluster's PV still shows as "Bound", with no uid), pod gone.
     rebind(&exposer).unwrap();
     rebind(&exposer).unwrap();
     assert!(block_on(exposer.cleanup("fake-restore")).unwrap());
     assert!(exposer.cluster.pv("fake-restore-pv").is_none());
 }
 
-/// The exposer without the Retain settle time, so each call of rebind makes one step.
 fn new_exposer<C: RestoreCluster>(cluster: C, namespace: &str) -> RestoreExposer<C> {
-    RestoreExposer::new(cluster, namespace).with_retain_settle(std::time::Duration::ZERO)
+    RestoreExposer::new(cluster, namespace)
 }

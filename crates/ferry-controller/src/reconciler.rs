@@ -807,16 +807,6 @@ impl Controller {
                 tracing::debug!(data_download = %o.name, %why, "rebinding");
                 Ok(())
             }
-            Ok(RebindState::Settling { why, remaining }) => {
-                // Nothing in the cluster changes meanwhile: wake a pass when the time is up.
-                tracing::debug!(data_download = %o.name, %why, "rebinding");
-                let waker = self.watches.waker.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(remaining).await;
-                    waker.wake("rebind");
-                });
-                Ok(())
-            }
             Ok(RebindState::Done { pv }) => {
                 let status = o.dd.status.clone().unwrap_or_default();
                 let total = status

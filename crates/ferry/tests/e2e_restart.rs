@@ -263,12 +263,12 @@ async fn e2e_restart_at_each_rebind_step() {
             Box::new(|i| Rule::after(Method::DELETE, &format!("{POD_PATH}/dd-{i}"))),
         ),
         (
-            "restore PVC deleted, PV Released",
-            Box::new(|i| Rule::after(Method::DELETE, &format!("{PVC_PATH}/dd-{i}"))),
+            "PV's claimRef pointed at the target PVC, restore PVC still there",
+            Box::new(|_| Rule::after(Method::PATCH, PV_PATH).body(r#""claimRef""#)),
         ),
         (
-            "PV's claimRef pointed at the target PVC",
-            Box::new(|_| Rule::after(Method::PATCH, PV_PATH).body(r#""claimRef""#)),
+            "restore PVC deleted",
+            Box::new(|i| Rule::after(Method::DELETE, &format!("{PVC_PATH}/dd-{i}"))),
         ),
         (
             "target bound, reclaim policy not yet restored",

@@ -29,10 +29,6 @@ impl OpError {
 
 pub type OpResult<T> = Result<T, OpError>;
 
-/// How long a volume change of this controller is given to reach other controllers' caches
-/// before the claim bound to that volume is deleted.
-pub const VOLUME_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// Reads and writes of the objects a restore touches. Creates treat "already exists" and
 /// deletes treat "not found" as success: every step is safe to repeat after a restart.
 pub trait RestoreCluster: Send + Sync {
@@ -127,28 +123,6 @@ impl KubeCluster {
             .then(|| Some((*cached).clone()))
     }
 
-    /// Before a claim is deleted: if this controller changed its volume moments ago (rebind
-    /// sets it to Retain), give the PV controller time to see that change. It decides on its
-    /// own cache, and a claim deleted before the cache shows Retain would have its volume —
-    /// the restored data — deleted under the old Delete policy. A polling controller had this
-    /// pause for free; an event-driven one reacts within milliseconds.
-    async fn settle_bound_volume(&self, ns: &str, name: &str) {
-        let Some(w) = &self.watches else { return };
-        let Ok(Some(pvc)) = self.get_pvc(ns, name).await else {
-            return;
-        };
-        let Some(pv) = pvc.spec.and_then(|s| s.volume_name) else {
-            return;
-        };
-        if let Some(at) = w.own_writes.last_write("pv", "", &pv) {
-            let wait = VOLUME_SETTLE.saturating_sub(at.elapsed());
-            if !wait.is_zero() {
-                tracing::debug!(pvc = %format!("{ns}/{name}"), %pv, ?wait, "letting the PV change settle before deleting its claim");
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
-
     fn wrote<K: Resource>(&self, kind: &'static str, written: &K) {
         if let Some(w) = &self.watches {
             w.own_writes.wrote(kind, written);
@@ -185,7 +159,6 @@ impl RestoreCluster for KubeCluster {
             .map_err(|e| OpError::kube("create", &format!("PVC {ns}/{name}"), e))
     }
     async fn delete_pvc(&self, ns: &str, name: &str) -> OpResult<()> {
-        self.settle_bound_volume(ns, name).await;
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
         ignore_status(api.delete(name, &DeleteParams::background()).await, 404)
             .map_err(|e| OpError::kube("delete", &format!("PVC {ns}/{name}"), e))

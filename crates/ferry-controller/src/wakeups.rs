@@ -337,9 +337,6 @@ where
 #[derive(Default)]
 pub struct OwnWrites {
     written: Mutex<HashMap<WriteKey, (u64, Instant)>>,
-    /// When each object was last written, kept after the store caught up (see
-    /// [`OwnWrites::last_write`]).
-    last: Mutex<HashMap<WriteKey, Instant>>,
 }
 
 /// Kind and `namespace/name` of a written object.
@@ -368,16 +365,6 @@ impl OwnWrites {
         let mut map = self.written.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, (_, at)| at.elapsed() < OWN_WRITE_MEMORY);
         map.insert((kind, key(written)), (v, Instant::now()));
-        drop(map);
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.retain(|_, at| at.elapsed() < OWN_WRITE_MEMORY);
-        last.insert((kind, key(written)), Instant::now());
-    }
-
-    /// When this controller last wrote `namespace/name` of `kind` (within the last minute).
-    pub fn last_write(&self, kind: &'static str, namespace: &str, name: &str) -> Option<Instant> {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.get(&(kind, format!("{namespace}/{name}"))).copied()
     }
 
     /// Whether `cached` (the store's copy of `namespace/name`, None if absent) reflects every
@@ -510,8 +497,6 @@ mod tests {
         );
         // Forgotten once seen.
         assert!(w.caught_up("pods", "ns", "p", Some(&pod("p", "5"))));
-        assert!(w.last_write("pods", "ns", "p").is_some(), "the time stays");
-        assert!(w.last_write("pods", "ns", "q").is_none());
     }
 
     #[test]

@@ -129,26 +129,13 @@ impl Backend for LocalBackend {
     ) -> Result<Bytes, BackendError> {
         let path = self.path(handle);
         blocking(move || {
-            use std::io::{Read, Seek, SeekFrom};
             let mut f = std::fs::File::open(&path).map_err(|e| io_err(&path, e))?;
-            let (start, len) = match range {
-                None => (0, f.metadata().map_err(|e| io_err(&path, e))?.len()),
-                Some(r) => (r.start, r.end.saturating_sub(r.start)),
+            let range = match range {
+                None => 0..f.metadata().map_err(|e| io_err(&path, e))?.len(),
+                Some(r) => r,
             };
-            // Read into spare capacity: no zero-filling of buffers that are overwritten anyway.
-            let mut buf = Vec::with_capacity(len as usize);
-            f.seek(SeekFrom::Start(start))
-                .map_err(|e| io_err(&path, e))?;
-            (&mut f)
-                .take(len)
-                .read_to_end(&mut buf)
-                .map_err(|e| io_err(&path, e))?;
-            if buf.len() as u64 != len {
-                return Err(BackendError::Other {
-                    what: path.display().to_string(),
-                    message: format!("short read: {} of {len} bytes at {start}", buf.len()),
-                });
-            }
+            let mut buf = Vec::new();
+            read_range(&mut f, &path, range, &mut buf)?;
             Ok(Bytes::from(buf))
         })
         .await
@@ -162,27 +149,8 @@ impl Backend for LocalBackend {
     ) -> Result<Vec<u8>, BackendError> {
         let path = self.path(handle);
         blocking(move || {
-            use std::io::{Read, Seek, SeekFrom};
             let mut f = std::fs::File::open(&path).map_err(|e| io_err(&path, e))?;
-            let len = range.end.saturating_sub(range.start);
-            buf.clear();
-            buf.reserve(len as usize);
-            f.seek(SeekFrom::Start(range.start))
-                .map_err(|e| io_err(&path, e))?;
-            (&mut f)
-                .take(len)
-                .read_to_end(&mut buf)
-                .map_err(|e| io_err(&path, e))?;
-            if buf.len() as u64 != len {
-                return Err(BackendError::Other {
-                    what: path.display().to_string(),
-                    message: format!(
-                        "short read: {} of {len} bytes at {}",
-                        buf.len(),
-                        range.start
-                    ),
-                });
-            }
+            read_range(&mut f, &path, range, &mut buf)?;
             Ok(buf)
         })
         .await
@@ -288,4 +256,33 @@ impl Backend for LocalBackend {
         })
         .await
     }
+}
+
+/// Reads `range` of the open file `f` into `buf` (cleared first; read into spare capacity,
+/// so nothing is zero-filled only to be overwritten). A file shorter than the range is an
+/// error.
+fn read_range(
+    f: &mut std::fs::File,
+    path: &Path,
+    range: Range<u64>,
+    buf: &mut Vec<u8>,
+) -> Result<(), BackendError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = range.end.saturating_sub(range.start);
+    buf.clear();
+    buf.reserve(len as usize);
+    f.seek(SeekFrom::Start(range.start))
+        .map_err(|e| io_err(path, e))?;
+    f.take(len).read_to_end(buf).map_err(|e| io_err(path, e))?;
+    if buf.len() as u64 != len {
+        return Err(BackendError::Other {
+            what: path.display().to_string(),
+            message: format!(
+                "short read: {} of {len} bytes at {}",
+                buf.len(),
+                range.start
+            ),
+        });
+    }
+    Ok(())
 }

@@ -11,23 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::wait_for;
+use common::{APP, NS, install_restore_prerequisites, set_config};
 use ferry_controller::crds::{DataDownload, DataDownloadPhase, DataDownloadSpec, TargetVolumeSpec};
 use ferry_controller::install::{InstallOptions, Manifests, render};
 use ferry_controller::{ControllerOptions, start_controller};
 use ferry_repo::Repository;
 use ferry_repo::backup::{BackupOptions, BackupSource};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::api::rbac::v1::{PolicyRule, RoleRef, Subject};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
-use kube::api::{DynamicObject, ListParams, PostParams};
+use kube::api::PostParams;
 use kubesim::audit::AuditRecord;
 use serde_json::json;
 
-const NS: &str = "velero";
-const APP: &str = "app";
-const PASSWORD: &str = "rbac-password";
 /// Bearer tokens the test gives each party; kubesim's log names requests after them.
 const CONTROLLER_USER: &str = "ferry-controller";
 const DATA_MOVER_USER: &str = "ferry-data-mover-pod";
@@ -198,65 +194,9 @@ async fn rendered_rbac_allows_every_request_of_a_restore() {
 
     // Setup as an admin would (anonymous in the log).
     let admin = cluster.client();
-    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in ferry_controller::crds::all_crds() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
-    for ns in [NS, APP] {
-        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        Api::<Namespace>::all(admin.clone())
-            .create(&PostParams::default(), &obj)
-            .await
-            .unwrap();
-    }
+    let (repo, _) = install_restore_prerequisites(&admin, dir.path()).await;
+    set_config(&admin, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
     let downloads: Api<DataDownload> = Api::namespaced(admin.clone(), NS);
-    wait_for("DataDownload CRD served", 30, || {
-        let d = downloads.clone();
-        async move { d.list(&ListParams::default()).await.is_ok().then_some(()) }
-    })
-    .await;
-    let bsl_root = dir.path().join("bsl");
-    let repo_dir = bsl_root.join("bucket/backups/ferry").join(APP);
-    std::fs::create_dir_all(&repo_dir).unwrap();
-    let repo = Repository::init(
-        ferry_repo::backend::open(&repo_dir.to_string_lossy()).unwrap(),
-        PASSWORD,
-    )
-    .await
-    .unwrap();
-    let bsl: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
-        "metadata": {"name": "default", "namespace": NS},
-        "spec": {"provider": "local", "config": {"path": bsl_root.to_string_lossy()},
-                 "objectStorage": {"bucket": "bucket", "prefix": "backups"}},
-    }))
-    .unwrap();
-    let bsl_resource = kube::discovery::ApiResource::from_gvk_with_plural(
-        &kube::core::GroupVersionKind::gvk("velero.io", "v1", "BackupStorageLocation"),
-        "backupstoragelocations",
-    );
-    Api::<DynamicObject>::namespaced_with(admin.clone(), NS, &bsl_resource)
-        .create(&PostParams::default(), &bsl)
-        .await
-        .unwrap();
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "velero-repo-credentials", "namespace": NS},
-        "stringData": {"repository-password": PASSWORD},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(admin.clone(), NS)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    let cm: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": "node-agent-config", "namespace": NS},
-        "data": {"config.json": json!({"restorePVC": {"ignoreDelayBinding": true}}).to_string()},
-    }))
-    .unwrap();
-    Api::<ConfigMap>::namespaced(admin.clone(), NS)
-        .create(&PostParams::default(), &cm)
-        .await
-        .unwrap();
 
     // The controller as `ferry install` configures it.
     let mut install = InstallOptions::new("node-agent-config");

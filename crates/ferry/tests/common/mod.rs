@@ -9,7 +9,7 @@ pub mod gate;
 pub mod movers;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +72,28 @@ pub async fn env(nodes: usize, zones: usize, config: serde_json::Value) -> Env {
     .await
     .unwrap();
     let client = cluster.client();
+    let (repo, repo_dir) = install_restore_prerequisites(&client, dir.path()).await;
+    set_config(&client, config).await;
+    let sources = dir.path().join("sources");
+    Env {
+        dir,
+        cluster,
+        client,
+        repo,
+        repo_dir,
+        sources,
+        movers,
+    }
+}
+
+/// What restores need before any DataDownload, set up as an admin would: ferry's CRDs
+/// (served), namespaces `velero` and `app`, BackupStorageLocation `default` (provider local)
+/// over an initialized repository below `dir`, and the repository password secret. Returns
+/// the repository and its directory.
+pub async fn install_restore_prerequisites(
+    client: &kube::Client,
+    dir: &Path,
+) -> (Repository, PathBuf) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in ferry_controller::crds::all_crds() {
         crds.create(&PostParams::default(), &crd).await.unwrap();
@@ -88,7 +110,7 @@ pub async fn env(nodes: usize, zones: usize, config: serde_json::Value) -> Env {
     })
     .await;
     // Repository at <path>/<bucket>/<prefix>/ferry/<source namespace>.
-    let bsl_root = dir.path().join("bsl");
+    let bsl_root = dir.join("bsl");
     let repo_dir = bsl_root.join("bucket/backups/ferry").join(APP);
     std::fs::create_dir_all(&repo_dir).unwrap();
     let backend = ferry_repo::backend::open(&repo_dir.to_string_lossy()).unwrap();
@@ -118,17 +140,7 @@ pub async fn env(nodes: usize, zones: usize, config: serde_json::Value) -> Env {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    set_config(&client, config).await;
-    let sources = dir.path().join("sources");
-    Env {
-        dir,
-        cluster,
-        client,
-        repo,
-        repo_dir,
-        sources,
-        movers,
-    }
+    (repo, repo_dir)
 }
 
 /// Creates or replaces the node-agent ConfigMap.

@@ -288,7 +288,7 @@ fn class(mode: &str) -> StorageClass {
             name: Some("wffc".into()),
             ..Default::default()
         },
-        provisioner: "kubesim.io/hostpath".into(),
+        provisioner: "hostpath.kubesim.io".into(),
         volume_binding_mode: Some(mode.into()),
         ..Default::default()
     }

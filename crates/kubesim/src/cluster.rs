@@ -51,6 +51,7 @@ impl Cluster {
                 zones: config.zones,
                 data_dir: config.data_dir.clone(),
                 image_binaries: config.image_binaries.clone(),
+                ..Default::default()
             },
         )
         .await

@@ -1,4 +1,6 @@
 //! `kubesim serve`: runs a simulated cluster in the foreground until Ctrl-C.
+//! `kubesim nodes`: attaches kubesim's nodes (kubelets and the hostpath CSI-style
+//! provisioner) to any API server, e.g. a real control plane, until Ctrl-C.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +23,28 @@ struct Cli {
 enum Command {
     /// Serve the Kubernetes API on 127.0.0.1 with simulated nodes until interrupted.
     Serve(ServeArgs),
+    /// Attach simulated nodes to a real control plane (whose kube-scheduler and
+    /// kube-controller-manager schedule and bind) until interrupted.
+    Nodes(NodesArgs),
+}
+
+#[derive(clap::Args)]
+struct NodesArgs {
+    /// An administrator's kubeconfig of the API server to attach to.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Number of nodes (node-1 … node-N).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Number of zones (zone-1 … zone-Z), assigned to nodes round-robin.
+    #[arg(long, default_value_t = 0)]
+    zones: usize,
+    /// Directory for volumes and pod logs.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// IMAGE=PATH: containers of this image (name without tag) run the local binary PATH.
+    #[arg(long = "image-binary", value_name = "IMAGE=PATH")]
+    image_binaries: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -70,7 +94,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Serve(args) => args,
+        Command::Nodes(args) => return attach_nodes(args).await,
+    };
     let image_binaries = parse_image_binaries(&args.image_binaries)?;
     let cluster = Cluster::start(ClusterConfig {
         nodes: args.nodes,
@@ -97,4 +124,65 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!("stopping kubesim");
     cluster.stop().await;
     Ok(())
+}
+
+async fn attach_nodes(args: NodesArgs) -> anyhow::Result<()> {
+    use kubesim::nodes::{NodeComponents, NodesConfig, NodesMode, PodAccess};
+    let image_binaries = parse_image_binaries(&args.image_binaries)?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("cannot read {}", args.kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig.clone(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("{} is not usable", args.kubeconfig.display()))?;
+    // Pods get service-account tokens for the same server, trusting the same CA.
+    let ca_pem = config
+        .root_cert
+        .as_ref()
+        .and_then(|certs| certs.first())
+        .map(|der| pem_certificate(der))
+        .context("the kubeconfig's cluster has no certificate-authority-data")?;
+    let server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_string();
+    let client = kube::Client::try_from(config)?;
+    let nodes = NodeComponents::start(
+        client,
+        NodesConfig {
+            nodes: args.nodes,
+            zones: args.zones,
+            data_dir: args.data_dir.clone(),
+            image_binaries,
+            mode: NodesMode::Attached,
+            pod_access: PodAccess::ServiceAccountTokens { server, ca_pem },
+        },
+    )
+    .await?;
+    tracing::info!(
+        nodes = args.nodes,
+        "kubesim's nodes are attached; Ctrl-C stops them"
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    nodes.stop().await;
+    Ok(())
+}
+
+fn pem_certificate(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }

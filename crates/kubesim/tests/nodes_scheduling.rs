@@ -32,7 +32,7 @@ async fn allowed_topologies_restrict_where_delayed_volumes_go() {
                 name: Some("zone-two".into()),
                 ..Default::default()
             },
-            provisioner: "kubesim.io/hostpath".into(),
+            provisioner: "hostpath.kubesim.io".into(),
             volume_binding_mode: Some("WaitForFirstConsumer".into()),
             reclaim_policy: Some("Delete".into()),
             allowed_topologies: Some(vec![TopologySelectorTerm {

@@ -72,7 +72,7 @@ async fn wait_for_first_consumer_claim_gets_the_pods_node_and_a_pv_there() {
     assert_eq!(annotations["pv.kubernetes.io/bind-completed"], "yes");
     assert_eq!(
         annotations["volume.kubernetes.io/storage-provisioner"],
-        "kubesim.io/hostpath"
+        "hostpath.kubesim.io"
     );
     let pv_name = bound.spec.as_ref().unwrap().volume_name.clone().unwrap();
     assert_eq!(
@@ -88,7 +88,7 @@ async fn wait_for_first_consumer_claim_gets_the_pods_node_and_a_pv_there() {
     );
     assert_eq!(
         pv.metadata.annotations.as_ref().unwrap()["pv.kubernetes.io/provisioned-by"],
-        "kubesim.io/hostpath"
+        "hostpath.kubesim.io"
     );
     assert!(t.cluster.nodes().volume_path(&pv_name).is_dir());
     eventually("pod running", || async {

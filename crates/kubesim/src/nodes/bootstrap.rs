@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 
 /// The provisioner name of kubesim's storage classes; any StorageClass naming it is served.
-pub const PROVISIONER: &str = "kubesim.io/hostpath";
+pub const PROVISIONER: &str = "hostpath.kubesim.io";
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
@@ -198,6 +198,30 @@ pub async fn register(client: &kube::Client, nodes: usize, zones: usize) -> kube
         }
     }
     Ok(())
+}
+
+/// The CSIDriver object of kubesim's driver: no attach step (nothing would acknowledge a
+/// VolumeAttachment) and no pod info on mount. Only on a real control plane; kubesim's API
+/// server does not serve storage.k8s.io CSIDrivers.
+pub async fn register_csi_driver(client: &kube::Client) -> kube::Result<()> {
+    use k8s_openapi::api::storage::v1::CSIDriver;
+    let driver: CSIDriver = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": PROVISIONER},
+        "spec": {
+            "attachRequired": false,
+            "podInfoOnMount": false,
+            "volumeLifecycleModes": ["Persistent"],
+        },
+    }))
+    .expect("a CSIDriver from literal JSON");
+    match Api::<CSIDriver>::all(client.clone())
+        .create(&PostParams::default(), &driver)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Ready=True/False plus the not-ready NoSchedule taint the node lifecycle controller adds.

@@ -17,8 +17,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::{Changes, ClusterCache, ClusterSnapshot, ObjectKey, SnapshotGuard};
+use super::pod_access::PodAccess;
 use super::pod_runtime::{PodLaunch, PodStop, VolumeTarget, run_pod};
 use super::scheduling::{is_terminal, pod_claim_names};
+use super::volume_data::pv_data_path;
 use super::volume_matching::{
     claim_phase, claim_volume_name, name_of, namespace_of, pv_reachable_from, pv_volume_mode,
     uid_of,
@@ -36,6 +38,7 @@ pub struct Kubelets {
     data_dir: PathBuf,
     image_binaries: BTreeMap<String, PathBuf>,
     extra_env: BTreeMap<String, String>,
+    access: PodAccess,
     /// The nodes these kubelets serve.
     nodes: HashSet<String>,
     running: HashMap<String, RunningPod>,
@@ -95,6 +98,7 @@ impl Kubelets {
         data_dir: PathBuf,
         image_binaries: BTreeMap<String, PathBuf>,
         extra_env: BTreeMap<String, String>,
+        access: PodAccess,
         nodes: HashSet<String>,
     ) -> Self {
         Kubelets {
@@ -102,6 +106,7 @@ impl Kubelets {
             data_dir,
             image_binaries,
             extra_env,
+            access,
             nodes,
             running: HashMap::new(),
             finished: HashSet::new(),
@@ -295,16 +300,12 @@ impl Kubelets {
                 if !pv_reachable_from(pv, node) {
                     return None;
                 }
-                let spec = pv.spec.as_ref()?;
-                let path = spec
-                    .local
-                    .as_ref()
-                    .map(|l| l.path.clone())
-                    .or_else(|| spec.host_path.as_ref().map(|h| h.path.clone()))?;
+                // A CSI volume of kubesim's driver is mounted by its handle.
+                let path = pv_data_path(pv, &self.data_dir)?;
                 if pv_volume_mode(pv) == "Block" {
-                    VolumeTarget::File(path.into())
+                    VolumeTarget::File(path)
                 } else {
-                    VolumeTarget::Dir(path.into())
+                    VolumeTarget::Dir(path)
                 }
             } else if let Some(host) = &volume.host_path {
                 VolumeTarget::Dir(host.path.clone().into())
@@ -331,6 +332,8 @@ impl Kubelets {
             volumes,
             image_binaries: self.image_binaries.clone(),
             extra_env: self.extra_env.clone(),
+            access: self.access.clone(),
+            cluster_kubeconfig: self.data_dir.join("kubeconfig"),
             host_ip: node_ip(node),
             pod_ip: format!(
                 "10.{}.{}.{}",

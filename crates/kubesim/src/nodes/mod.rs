@@ -8,8 +8,10 @@ pub mod bootstrap;
 pub mod cache;
 pub mod container_spec;
 pub mod events;
+pub mod heartbeat;
 pub mod kubelet;
 pub mod matching;
+pub mod pod_access;
 pub mod pod_runtime;
 pub mod pod_status;
 pub mod quantity;
@@ -17,6 +19,7 @@ pub mod scheduler;
 pub mod scheduling;
 pub mod volume_binding;
 pub mod volume_controller;
+pub mod volume_data;
 pub mod volume_matching;
 
 use std::collections::{BTreeMap, HashSet};
@@ -28,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use cache::ClusterCache;
+pub use pod_access::PodAccess;
 
 #[derive(Debug, Clone, Default)]
 pub struct NodesConfig {
@@ -37,6 +41,23 @@ pub struct NodesConfig {
     pub data_dir: PathBuf,
     /// Image name (without tag) → local binary that a container of that image runs.
     pub image_binaries: BTreeMap<String, PathBuf>,
+    /// Whether kubesim also schedules and binds volumes (its own API server) or leaves that
+    /// to a real kube-scheduler and kube-controller-manager.
+    pub mode: NodesMode,
+    /// How pods reach the API server.
+    pub pod_access: PodAccess,
+}
+
+/// What the node side does besides being nodes (kubelets and a CSI-style provisioner).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NodesMode {
+    /// Beside kubesim's API server: kubesim is also the scheduler and the PV controller.
+    #[default]
+    Simulated,
+    /// Attached to a real control plane: nodes renew their Leases, the real scheduler
+    /// places pods and the real PV controller binds; kubesim provisions and deletes its
+    /// volumes as an external provisioner.
+    Attached,
 }
 
 /// The running node components; `stop` ends them and the pods' processes (dropping
@@ -64,37 +85,47 @@ impl NodeComponents {
         })?;
         std::fs::create_dir_all(config.data_dir.join("pods"))
             .with_context(|| format!("cannot create {}", config.data_dir.join("pods").display()))?;
+        let attached = config.mode == NodesMode::Attached;
         bootstrap::register(&client, config.nodes, config.zones)
             .await
             .context("cannot register kubesim's nodes and storage classes")?;
+        if attached {
+            bootstrap::register_csi_driver(&client)
+                .await
+                .context("cannot register kubesim's CSIDriver")?;
+        }
         let cache = Arc::new(ClusterCache::start(&client).await?);
         let stop = CancellationToken::new();
-        let node_names: HashSet<String> = (0..config.nodes).map(bootstrap::node_name).collect();
-        // Pods reach the API server through the kubeconfig the cluster writes into the data
-        // dir (kubesim has no in-cluster service account tokens).
-        let mut pod_env = BTreeMap::new();
-        pod_env.insert(
-            "KUBECONFIG".to_string(),
-            config
-                .data_dir
-                .join("kubeconfig")
-                .to_string_lossy()
-                .into_owned(),
-        );
-        let scheduler = scheduler::Scheduler::new(client.clone());
-        let volumes = volume_controller::VolumeController::new(client.clone(), &config.data_dir);
+        let node_names: Vec<String> = (0..config.nodes).map(bootstrap::node_name).collect();
+        let role = if attached {
+            volume_controller::VolumeRole::Provisioner
+        } else {
+            volume_controller::VolumeRole::ControllerAndProvisioner
+        };
+        let volumes =
+            volume_controller::VolumeController::new(client.clone(), &config.data_dir, role);
         let kubelets = kubelet::Kubelets::new(
             client.clone(),
             config.data_dir.clone(),
             config.image_binaries.clone(),
-            pod_env,
-            node_names,
+            BTreeMap::new(),
+            config.pod_access.clone(),
+            node_names.iter().cloned().collect::<HashSet<_>>(),
         );
-        let tasks = vec![
-            tokio::spawn(scheduler.run(cache.clone(), stop.clone())),
+        let mut tasks = vec![
             tokio::spawn(volumes.run(cache.clone(), stop.clone())),
             tokio::spawn(kubelets.run(cache.clone(), stop.clone())),
         ];
+        if attached {
+            tasks.push(tokio::spawn(heartbeat::run(
+                client.clone(),
+                node_names,
+                stop.clone(),
+            )));
+        } else {
+            let scheduler = scheduler::Scheduler::new(client.clone());
+            tasks.push(tokio::spawn(scheduler.run(cache.clone(), stop.clone())));
+        }
         Ok(NodeComponents {
             client,
             config,
@@ -119,7 +150,7 @@ impl NodeComponents {
 
     /// `DATA_DIR/volumes/<pv-name>`: a provisioned PV's directory (or file, for Block).
     pub fn volume_path(&self, pv_name: &str) -> PathBuf {
-        volume_controller::volume_path(&self.config.data_dir, pv_name)
+        volume_data::volume_path(&self.config.data_dir, pv_name)
     }
 
     /// `DATA_DIR/pods/<namespace>_<name>`: a pod's logs and container roots.

@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::container_spec::{Program, mount_env_name, resolve_program, rewrite_paths};
+use super::pod_access::{PodAccess, provide as provide_access};
 use super::pod_status::{ContainerRecord, ContainerState, PodRecord, Termination};
 use super::volume_matching::{name_of, namespace_of};
 
@@ -44,6 +45,10 @@ pub struct PodLaunch {
     pub extra_env: BTreeMap<String, String>,
     pub host_ip: String,
     pub pod_ip: String,
+    /// How the pod's processes reach the API server.
+    pub access: PodAccess,
+    /// The cluster's kubeconfig, for [`PodAccess::ClusterKubeconfig`].
+    pub cluster_kubeconfig: PathBuf,
 }
 
 /// Tells a running pod to stop and how long it may take.
@@ -111,14 +116,38 @@ pub async fn run_pod(launch: PodLaunch, stop: PodStop) {
         host_ip: launch.host_ip.clone(),
         pod_ip: launch.pod_ip.clone(),
     };
+    let mut launch = launch;
+    if let Err(error) = prepare_pod_dir(&launch).await {
+        tracing::warn!(%error, pod = name_of(launch.pod.as_ref()), "kubesim kubelet: cannot prepare the pod's directory");
+    }
+    let volume_dir = |name: &str| match launch.volumes.get(name) {
+        Some(VolumeTarget::Dir(dir)) => Some(dir.clone()),
+        _ => None,
+    };
+    match provide_access(
+        &launch.access,
+        &launch.client,
+        &launch.pod,
+        &launch.pod_dir,
+        volume_dir,
+        &launch.cluster_kubeconfig,
+    )
+    .await
+    {
+        Ok(env) => launch.extra_env.extend(env),
+        Err(error) => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                pod = name_of(launch.pod.as_ref()),
+                "kubesim kubelet: the pod gets no API credentials"
+            )
+        }
+    }
     let shared = Arc::new(Shared {
         launch,
         record: Mutex::new(record),
         stop,
     });
-    if let Err(error) = prepare_pod_dir(&shared.launch).await {
-        tracing::warn!(%error, pod = name_of(shared.launch.pod.as_ref()), "kubesim kubelet: cannot prepare the pod's directory");
-    }
     report(&shared).await;
     let restart_policy = spec
         .restart_policy

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{
-    LocalVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
-    PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
+    CSIPersistentVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+    VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -16,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::bootstrap::{HOSTNAME_LABEL, PROVISIONER, ZONE_LABEL};
 use super::cache::{ClusterSnapshot, PvIndex};
 use super::matching::allowed_topologies_match;
+use super::volume_data::PATH_ATTRIBUTE;
 use super::volume_matching::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,8 +293,9 @@ pub fn choose_node_for_immediate(
         .map(|n| name_of(n.as_ref()).to_string())
 }
 
-/// The PV kubesim's provisioner creates for a claim on a node: named `pvc-<claim uid>`,
-/// a local volume at `path` affine to that node, pre-bound to the claim (claimRef with uid).
+/// The PV kubesim's provisioner creates for a claim on a node: named `pvc-<claim uid>`, a CSI
+/// volume of kubesim's driver whose handle is that name (its data at `path`), affine to
+/// that node, pre-bound to the claim (claimRef with uid).
 pub fn provisioned_pv(
     claim: &PersistentVolumeClaim,
     class: &StorageClass,
@@ -300,6 +303,7 @@ pub fn provisioned_pv(
     zone: Option<&str>,
     path: &Path,
 ) -> PersistentVolume {
+    let name = provisioned_pv_name(claim);
     let spec = claim.spec.clone().unwrap_or_default();
     let storage = spec
         .resources
@@ -314,7 +318,7 @@ pub fn provisioned_pv(
     }
     PersistentVolume {
         metadata: ObjectMeta {
-            name: Some(provisioned_pv_name(claim)),
+            name: Some(name.clone()),
             labels: (!labels.is_empty()).then_some(labels),
             annotations: Some(BTreeMap::from([(
                 PROVISIONED_BY_ANNOTATION.to_string(),
@@ -334,9 +338,16 @@ pub fn provisioned_pv(
                 resource_version: claim.metadata.resource_version.clone(),
                 field_path: None,
             }),
-            local: Some(LocalVolumeSource {
-                path: path.to_string_lossy().into_owned(),
-                fs_type: None,
+            csi: Some(CSIPersistentVolumeSource {
+                driver: PROVISIONER.into(),
+                volume_handle: name,
+                // Where the data is on this machine, for people looking around; kubesim's
+                // kubelets find it from the handle.
+                volume_attributes: Some(BTreeMap::from([(
+                    PATH_ATTRIBUTE.to_string(),
+                    path.to_string_lossy().into_owned(),
+                )])),
+                ..Default::default()
             }),
             mount_options: class.mount_options.clone(),
             node_affinity: Some(VolumeNodeAffinity {

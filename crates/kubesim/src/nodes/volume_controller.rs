@@ -1,5 +1,9 @@
 //! The volume controller: kube-controller-manager's PV controller (binding, phases,
 //! reclaim) plus kubesim's provisioner (a directory per PV, or a sparse file for Block).
+//! Beside a real kube-controller-manager it plays only the provisioner
+//! ([`VolumeRole::Provisioner`]), as an external CSI provisioner does: it provisions the
+//! claims the PV controller hands to `hostpath.kubesim.io`, and deletes the Released volumes
+//! it made whose policy is Delete.
 //! Each round decides with [`decide_claim`]/[`decide_volume`] over a snapshot and runs the
 //! resulting API calls concurrently. A decision is not repeated for the same object
 //! resourceVersion unless it failed, which keeps a stale cache from doubling writes.
@@ -28,6 +32,7 @@ use super::volume_binding::{
     ClaimDecision, VolumeDecision, choose_node_for_immediate, decide_claim_indexed, decide_volume,
     provisioned_pv, provisioned_pv_name,
 };
+use super::volume_data::{pv_data_path, volume_path};
 use super::volume_matching::*;
 
 const CONCURRENCY: usize = 64;
@@ -274,23 +279,54 @@ fn plan(
     jobs
 }
 
+/// Which jobs the volume controller does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeRole {
+    /// The PV controller's binding, phases and reclaim, and the provisioner (kubesim's own
+    /// API server has no controller manager).
+    ControllerAndProvisioner,
+    /// Only what an external provisioner does, beside a real PV controller.
+    Provisioner,
+}
+
+/// In the provisioner role, whether a decision is the provisioner's to carry out: the PV
+/// controller asked kubesim's driver for this claim (the storage-provisioner annotation), or
+/// released a volume kubesim made.
+fn provisioner_acts_on(work: &Work) -> bool {
+    match work {
+        Work::Claim(claim, decision) => {
+            matches!(
+                decision,
+                ClaimDecision::Provision { .. }
+                    | ClaimDecision::ProvisionAnywhere { .. }
+                    | ClaimDecision::ProvisioningFailed { .. }
+            ) && annotation(claim.as_ref(), STORAGE_PROVISIONER_ANNOTATION) == Some(PROVISIONER)
+        }
+        Work::Volume(pv, decision) => {
+            *decision == VolumeDecision::ReleaseAndDelete && pv_phase(pv) == "Released"
+        }
+        Work::RemoveClaimFinalizer(_) | Work::RemoveVolumeFinalizer(_) => false,
+    }
+}
+
 pub struct VolumeController {
     client: kube::Client,
-    volumes_dir: PathBuf,
+    data_dir: PathBuf,
+    role: VolumeRole,
     recorder: EventRecorder,
 }
 
-/// Where kubesim keeps the data of a provisioned PV.
-pub fn volume_path(data_dir: &Path, pv_name: &str) -> PathBuf {
-    data_dir.join("volumes").join(pv_name)
-}
-
 impl VolumeController {
-    pub fn new(client: kube::Client, data_dir: &Path) -> Self {
+    pub fn new(client: kube::Client, data_dir: &Path, role: VolumeRole) -> Self {
+        let component = match role {
+            VolumeRole::ControllerAndProvisioner => "persistentvolume-controller",
+            VolumeRole::Provisioner => "hostpath.kubesim.io_kubesim",
+        };
         VolumeController {
-            recorder: EventRecorder::new(client.clone(), "persistentvolume-controller"),
+            recorder: EventRecorder::new(client.clone(), component),
             client,
-            volumes_dir: data_dir.join("volumes"),
+            data_dir: data_dir.to_path_buf(),
+            role,
         }
     }
 
@@ -313,7 +349,11 @@ impl VolumeController {
             }
             let jobs = {
                 let snapshot = cache.read();
-                plan(&snapshot, &changes, full, &mut done)
+                let mut jobs = plan(&snapshot, &changes, full, &mut done);
+                if self.role == VolumeRole::Provisioner {
+                    jobs.retain(|job| provisioner_acts_on(&job.work));
+                }
+                jobs
             };
             if !jobs.is_empty() {
                 let this = &self;
@@ -408,7 +448,9 @@ impl VolumeController {
                     .await;
             }
             ClaimDecision::ProvisioningFailed { message } => {
-                self.mark_provisioner(claim, &claims).await?;
+                if self.role == VolumeRole::ControllerAndProvisioner {
+                    self.mark_provisioner(claim, &claims).await?;
+                }
                 self.recorder
                     .record(
                         object_reference(claim),
@@ -485,7 +527,9 @@ impl VolumeController {
     ) -> anyhow::Result<()> {
         let claims: Api<PersistentVolumeClaim> =
             Api::namespaced(self.client.clone(), namespace_of(claim));
-        self.mark_provisioner(claim, &claims).await?;
+        if self.role == VolumeRole::ControllerAndProvisioner {
+            self.mark_provisioner(claim, &claims).await?;
+        }
         let Some(class) = resolved.class.as_ref() else {
             anyhow::bail!("StorageClass {class_name} vanished");
         };
@@ -496,7 +540,7 @@ impl VolumeController {
             return Ok(());
         };
         let name = provisioned_pv_name(claim);
-        let path = self.volumes_dir.join(&name);
+        let path = volume_path(&self.data_dir, &name);
         let bytes = claim_request_bytes(claim).max(0.0) as u64;
         let block = claim_volume_mode(claim) == "Block";
         let create_path = path.clone();
@@ -691,12 +735,9 @@ impl VolumeController {
                     .await?;
                 }
                 // Only ever remove what kubesim itself made under its volumes directory.
-                let path = pv
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.local.as_ref())
-                    .map(|l| PathBuf::from(&l.path));
-                if let Some(path) = path.filter(|p| p.starts_with(&self.volumes_dir)) {
+                let volumes_dir = self.data_dir.join("volumes");
+                let path = pv_data_path(pv, &self.data_dir);
+                if let Some(path) = path.filter(|p| p.starts_with(&volumes_dir)) {
                     tokio::task::spawn_blocking(move || {
                         let result = if path.is_dir() {
                             std::fs::remove_dir_all(&path)

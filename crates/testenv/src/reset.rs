@@ -1,0 +1,129 @@
+//! Returning a shared control plane to its state right after start: every object that was
+//! not there then is deleted (namespaces with their content, nodes, PVs, CRDs, cluster
+//! roles…), finalizers and grace periods overridden, since the controllers and kubelets
+//! that would honour them belonged to the previous test. Found through discovery, so a
+//! resource a test adds (a CRD) is covered without a list to keep up to date.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope, verbs};
+
+/// `group/resource namespace/name`: an object's identity across its versions.
+pub type ObjectKey = String;
+
+/// Resources never deleted: what they hold expires or is derived.
+const KEEP: &[&str] = &["events", "componentstatuses"];
+
+fn key(ar: &ApiResource, obj: &DynamicObject) -> ObjectKey {
+    format!(
+        "{}/{} {}/{}",
+        ar.group,
+        ar.plural,
+        obj.metadata.namespace.as_deref().unwrap_or(""),
+        obj.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+async fn resources(client: &kube::Client) -> anyhow::Result<Vec<(ApiResource, ApiCapabilities)>> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    Ok(discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .filter(|(ar, caps)| {
+            caps.supports_operation(verbs::LIST)
+                && caps.supports_operation(verbs::DELETE)
+                && !KEEP.contains(&ar.plural.as_str())
+        })
+        .collect())
+}
+
+/// Every object of the cluster, by key, with how to reach it.
+async fn objects(
+    client: &kube::Client,
+) -> anyhow::Result<Vec<(ObjectKey, ApiResource, ApiCapabilities, DynamicObject)>> {
+    let mut all = Vec::new();
+    for (ar, caps) in resources(client).await? {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        // A CRD deleted a moment ago may still be discovered: skip what cannot be listed.
+        let Ok(list) = api.list(&ListParams::default()).await else {
+            continue;
+        };
+        for obj in list.items {
+            all.push((key(&ar, &obj), ar.clone(), caps.clone(), obj));
+        }
+    }
+    Ok(all)
+}
+
+/// The keys of every object now: the baseline a reset returns to.
+pub async fn snapshot(client: &kube::Client) -> anyhow::Result<BTreeSet<ObjectKey>> {
+    Ok(objects(client)
+        .await?
+        .into_iter()
+        .map(|(key, ..)| key)
+        .collect())
+}
+
+/// Deletes everything not in `baseline` and waits until it is gone.
+pub async fn to_baseline(
+    client: &kube::Client,
+    baseline: &BTreeSet<ObjectKey>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let extra: Vec<_> = objects(client)
+            .await?
+            .into_iter()
+            .filter(|(key, ..)| !baseline.contains(key))
+            .collect();
+        if extra.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let keys: Vec<&str> = extra.iter().take(20).map(|(k, ..)| k.as_str()).collect();
+            bail!("objects of the previous test would not go away: {keys:?}");
+        }
+        for (_, ar, caps, obj) in &extra {
+            remove(client, ar, caps, obj).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn remove(
+    client: &kube::Client,
+    ar: &ApiResource,
+    caps: &ApiCapabilities,
+    obj: &DynamicObject,
+) {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let api: Api<DynamicObject> = match (&caps.scope, obj.metadata.namespace.as_deref()) {
+        (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, ar),
+        _ => Api::all_with(client.clone(), ar),
+    };
+    if obj
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| !f.is_empty())
+    {
+        let _ = api
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+            )
+            .await;
+    }
+    if obj.metadata.deletion_timestamp.is_none() || ar.plural == "pods" {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            propagation_policy: Some(kube::api::PropagationPolicy::Background),
+            ..Default::default()
+        };
+        let _ = api.delete(&name, &params).await;
+    }
+}

@@ -139,6 +139,10 @@ pub struct PodSettings {
 }
 
 /// The owner reference every restore object carries, so deleting the DataDownload removes them.
+/// Without `blockOwnerDeletion`, as Velero's: with it, an API server running the
+/// OwnerReferencesPermissionEnforcement admission plugin refuses the object unless the
+/// creator may update `datadownloads/finalizers`, and nothing here needs the owner's
+/// deletion held back until its dependents are gone.
 pub fn owner_reference(dd: &DataDownload) -> OwnerReference {
     OwnerReference {
         api_version: DataDownload::API_VERSION.to_string(),
@@ -146,7 +150,7 @@ pub fn owner_reference(dd: &DataDownload) -> OwnerReference {
         name: dd.metadata.name.clone().unwrap_or_default(),
         uid: dd.metadata.uid.clone().unwrap_or_default(),
         controller: Some(true),
-        block_owner_deletion: Some(true),
+        block_owner_deletion: None,
     }
 }
 

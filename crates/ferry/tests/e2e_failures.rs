@@ -49,185 +49,187 @@ async fn warning_events(env: &Env, dd: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_corrupt_pack_fails_the_restore_naming_the_pack() {
-    let env = env(2, 0, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
-    restores(&env, 1, "standard").await;
-    // Flip bytes inside the largest pack (its blobs; the header is at the end).
-    let (pack, len) = packs(&env).remove(0);
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let at = (len / 4) as usize;
-    for b in &mut bytes[at..at + 16] {
-        *b ^= 0xff;
-    }
-    std::fs::write(&pack, bytes).unwrap();
-    let pack_id = pack.file_name().unwrap().to_string_lossy().into_owned();
+on_both_clusters! {
+    async fn e2e_corrupt_pack_fails_the_restore_naming_the_pack(backend: Backend) {
+        let env = env(backend, 2, 0, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
+        restores(&env, 1, "standard").await;
+        // Flip bytes inside the largest pack (its blobs; the header is at the end).
+        let (pack, len) = packs(&env).remove(0);
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let at = (len / 4) as usize;
+        for b in &mut bytes[at..at + 16] {
+            *b ^= 0xff;
+        }
+        std::fs::write(&pack, bytes).unwrap();
+        let pack_id = pack.file_name().unwrap().to_string_lossy().into_owned();
 
-    let ctl = controller(&env).await;
-    let dd = wait_phase(&env, "dd-0", DONE, 60).await;
-    assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
-    let message = dd.status.unwrap().message.unwrap();
-    assert!(
-        message.contains("corrupt") && message.contains(&pack_id),
-        "the message names the corrupt pack {pack_id}: {message}"
-    );
-    let warnings = warning_events(&env, "dd-0").await;
-    assert!(
-        warnings
-            .iter()
-            .any(|w| w.starts_with("Failed") && w.contains(&pack_id)),
-        "{warnings:?}"
-    );
-    assert_target_unbound(&env, "pvc-0").await;
-    assert_no_leftovers(&env).await;
-    assert_eq!(env.movers.starts_of("dd-0"), 1);
-    ctl.stop().await;
-    env.cluster.stop().await;
+        let ctl = controller(&env).await;
+        let dd = wait_phase(&env, "dd-0", DONE, 60).await;
+        assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+        let message = dd.status.unwrap().message.unwrap();
+        assert!(
+            message.contains("corrupt") && message.contains(&pack_id),
+            "the message names the corrupt pack {pack_id}: {message}"
+        );
+        let warnings = warning_events(&env, "dd-0").await;
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("Failed") && w.contains(&pack_id)),
+            "{warnings:?}"
+        );
+        assert_target_unbound(&env, "pvc-0").await;
+        assert_no_leftovers(&env).await;
+        assert_eq!(env.movers.starts_of("dd-0"), 1);
+        ctl.stop().await;
+        env.cluster.stop().await;
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_expose_timeout_fails_with_the_reason_nothing_runs() {
-    // Default mode and a loadAffinity no node matches.
-    let env = env(
-        2,
-        0,
-        json!({"loadAffinity": [{"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "node-9"}}}]}),
-    )
-    .await;
-    // dd-0: its workload was scheduled to a node that then went NotReady; the restore pod
-    // pinned to that node cannot be scheduled.
-    restore_of(&env, 0, "standard").await;
-    workload_on_a_node_gone_not_ready(&env, "app-0", "pvc-0").await;
-    // dd-1: an Immediate class (no workload to wait for): no node matches the loadAffinity.
-    restore_of(&env, 1, "immediate").await;
+on_both_clusters! {
+    async fn e2e_expose_timeout_fails_with_the_reason_nothing_runs(backend: Backend) {
+        // Default mode and a loadAffinity no node matches.
+        let env = env(backend, 2,
+            0,
+            json!({"loadAffinity": [{"nodeSelector": {"matchLabels": {"kubernetes.io/hostname": "node-9"}}}]}),
+        )
+        .await;
+        // dd-0: its workload was scheduled to a node that then went NotReady; the restore pod
+        // pinned to that node cannot be scheduled.
+        restore_of(&env, 0, "standard").await;
+        workload_on_a_node_gone_not_ready(&env, "app-0", "pvc-0").await;
+        // dd-1: an Immediate class (no workload to wait for): no node matches the loadAffinity.
+        restore_of(&env, 1, "immediate").await;
 
-    let mut options = options(env.client.clone());
-    options.expose_timeout = Duration::from_secs(3);
-    // Timeouts are noticed on the periodic resync (nothing changes meanwhile).
-    options.resync_interval = Duration::from_secs(1);
-    let ctl = start_controller(options).await.unwrap();
+        let mut options = options(env.controller_client.clone());
+        options.expose_timeout = Duration::from_secs(3);
+        // Timeouts are noticed on the periodic resync (nothing changes meanwhile).
+        options.resync_interval = Duration::from_secs(1);
+        let ctl = start_controller(options).await.unwrap();
 
-    let dd = wait_phase(&env, "dd-0", DONE, 60).await;
-    assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
-    let message = dd.status.unwrap().message.unwrap();
-    assert!(
-        message.contains("timed out after 3s")
-            && message.contains("velero/dd-0 not scheduled")
-            && message.contains("node.kubernetes.io/not-ready"),
-        "the scheduler's reason: {message}"
-    );
-    let dd = wait_phase(&env, "dd-1", DONE, 60).await;
-    assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
-    let message = dd.status.unwrap().message.unwrap();
-    assert!(
-        message.contains("timed out after 3s")
-            && message.contains("choosing a node")
-            && message.contains("not matching the loadAffinity nodeSelector"),
-        "{message}"
-    );
-    for (dd, pvc) in [("dd-0", "pvc-0"), ("dd-1", "pvc-1")] {
-        assert_target_unbound(&env, pvc).await;
-        assert!(!warning_events(&env, dd).await.is_empty());
+        let dd = wait_phase(&env, "dd-0", DONE, 60).await;
+        assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+        let message = dd.status.unwrap().message.unwrap();
+        assert!(
+            message.contains("timed out after 3s")
+                && message.contains("velero/dd-0 not scheduled")
+                && message.contains("node.kubernetes.io/not-ready"),
+            "the scheduler's reason: {message}"
+        );
+        let dd = wait_phase(&env, "dd-1", DONE, 60).await;
+        assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+        let message = dd.status.unwrap().message.unwrap();
+        assert!(
+            message.contains("timed out after 3s")
+                && message.contains("choosing a node")
+                && message.contains("not matching the loadAffinity nodeSelector"),
+            "{message}"
+        );
+        for (dd, pvc) in [("dd-0", "pvc-0"), ("dd-1", "pvc-1")] {
+            assert_target_unbound(&env, pvc).await;
+            assert!(!warning_events(&env, dd).await.is_empty());
+        }
+        assert_no_leftovers(&env).await;
+        assert_eq!(env.movers.starts_of("dd-0"), 0, "no data mover ever ran");
+        ctl.stop().await;
+        env.cluster.stop().await;
     }
-    assert_no_leftovers(&env).await;
-    assert_eq!(env.movers.starts_of("dd-0"), 0, "no data mover ever ran");
-    ctl.stop().await;
-    env.cluster.stop().await;
 }
 
-/// podResources reach the restore pod, and a request no node can hold is an expose timeout
-/// that says so (the scheduler's "Insufficient cpu"), not a restore waiting forever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_restore_pod_too_big_for_any_node_fails_with_insufficient_cpu() {
-    let env = env(
-        2,
-        0,
-        json!({"restorePVC": {"ignoreDelayBinding": true},
-               "podResources": {"cpuRequest": "512", "memoryRequest": "64Mi"}}),
-    )
-    .await;
-    restores(&env, 1, "standard").await;
-    let mut options = options(env.client.clone());
-    options.expose_timeout = Duration::from_secs(3);
-    options.resync_interval = Duration::from_secs(1);
-    let ctl = start_controller(options).await.unwrap();
+on_both_clusters! {
+    /// podResources reach the restore pod, and a request no node can hold is an expose timeout
+    /// that says so (the scheduler's "Insufficient cpu"), not a restore waiting forever.
+    async fn e2e_restore_pod_too_big_for_any_node_fails_with_insufficient_cpu(backend: Backend) {
+        let env = env(backend, 2,
+            0,
+            json!({"restorePVC": {"ignoreDelayBinding": true},
+                   "podResources": {"cpuRequest": "512", "memoryRequest": "64Mi"}}),
+        )
+        .await;
+        restores(&env, 1, "standard").await;
+        let mut options = options(env.controller_client.clone());
+        options.expose_timeout = Duration::from_secs(3);
+        options.resync_interval = Duration::from_secs(1);
+        let ctl = start_controller(options).await.unwrap();
 
-    let pod = wait_for("the restore pod", 30, || async {
-        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(env.client.clone(), NS)
-            .get_opt("dd-0")
-            .await
-            .unwrap()
-    })
-    .await;
-    let requests = pod.spec.unwrap().containers[0]
-        .resources
-        .clone()
-        .and_then(|r| r.requests)
-        .unwrap_or_default();
-    assert_eq!(requests.get("cpu").map(|q| q.0.as_str()), Some("512"));
-    assert_eq!(requests.get("memory").map(|q| q.0.as_str()), Some("64Mi"));
+        let pod = wait_for("the restore pod", 30, || async {
+            Api::<k8s_openapi::api::core::v1::Pod>::namespaced(env.client.clone(), NS)
+                .get_opt("dd-0")
+                .await
+                .unwrap()
+        })
+        .await;
+        let requests = pod.spec.unwrap().containers[0]
+            .resources
+            .clone()
+            .and_then(|r| r.requests)
+            .unwrap_or_default();
+        assert_eq!(requests.get("cpu").map(|q| q.0.as_str()), Some("512"));
+        assert_eq!(requests.get("memory").map(|q| q.0.as_str()), Some("64Mi"));
 
-    let dd = wait_phase(&env, "dd-0", DONE, 60).await;
-    assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
-    let message = dd.status.unwrap().message.unwrap();
-    assert!(
-        message.contains("timed out after 3s") && message.contains("Insufficient cpu"),
-        "the scheduler's reason: {message}"
-    );
-    assert_target_unbound(&env, "pvc-0").await;
-    assert_no_leftovers(&env).await;
-    assert_eq!(env.movers.starts_of("dd-0"), 0, "no data mover ever ran");
-    ctl.stop().await;
-    env.cluster.stop().await;
+        let dd = wait_phase(&env, "dd-0", DONE, 60).await;
+        assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+        let message = dd.status.unwrap().message.unwrap();
+        assert!(
+            message.contains("timed out after 3s") && message.contains("Insufficient cpu"),
+            "the scheduler's reason: {message}"
+        );
+        assert_target_unbound(&env, "pvc-0").await;
+        assert_no_leftovers(&env).await;
+        assert_eq!(env.movers.starts_of("dd-0"), 0, "no data mover ever ran");
+        ctl.stop().await;
+        env.cluster.stop().await;
+    }
 }
 
-/// The expose timeout bounds exposing (restore pod created → running, or no node can take
-/// the restore), not the time a restore waits for its workload or for a free slot.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e2e_waiting_for_a_workload_or_a_slot_is_not_an_expose_timeout() {
-    let env = env(1, 0, json!({"loadConcurrency": {"globalConfig": 1}})).await;
-    restores(&env, 2, "standard").await;
-    // Both held: which restore gets the node's only slot first is not ours to decide.
-    env.movers.hold("dd-0");
-    env.movers.hold("dd-1");
-    let mut options = options(env.client.clone());
-    options.expose_timeout = Duration::from_secs(2);
-    options.resync_interval = Duration::from_secs(1);
-    let ctl = start_controller(options).await.unwrap();
-    for dd in ["dd-0", "dd-1"] {
-        wait_phase(&env, dd, &[DataDownloadPhase::Accepted], 30).await;
+on_both_clusters! {
+    /// The expose timeout bounds exposing (restore pod created → running, or no node can take
+    /// the restore), not the time a restore waits for its workload or for a free slot.
+    async fn e2e_waiting_for_a_workload_or_a_slot_is_not_an_expose_timeout(backend: Backend) {
+        let env = env(backend, 1, 0, json!({"loadConcurrency": {"globalConfig": 1}})).await;
+        restores(&env, 2, "standard").await;
+        // Both held: which restore gets the node's only slot first is not ours to decide.
+        env.movers.hold("dd-0");
+        env.movers.hold("dd-1");
+        let mut options = options(env.controller_client.clone());
+        options.expose_timeout = Duration::from_secs(2);
+        options.resync_interval = Duration::from_secs(1);
+        let ctl = start_controller(options).await.unwrap();
+        for dd in ["dd-0", "dd-1"] {
+            wait_phase(&env, dd, &[DataDownloadPhase::Accepted], 30).await;
+        }
+        // Longer than the expose timeout without a workload.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for i in 0..2 {
+            workload_pod(&env, &format!("app-{i}"), &format!("pvc-{i}")).await;
+        }
+        // One runs (held); the other waits for the node's only slot, longer than the expose
+        // timeout, and is still Accepted, not failed.
+        let running = env.movers.wait_any_started(&["dd-0", "dd-1"], 60).await;
+        let waiting = if running == "dd-0" { "dd-1" } else { "dd-0" };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let other = get_dd(&env, waiting).await;
+        assert_eq!(
+            other.phase(),
+            DataDownloadPhase::Accepted,
+            "{:?}",
+            other.status
+        );
+        assert_eq!(
+            env.movers.starts_of(waiting),
+            0,
+            "{waiting} waits for the slot"
+        );
+        env.movers.release("dd-0");
+        env.movers.release("dd-1");
+        for i in 0..2 {
+            wait_completed(&env, &format!("dd-{i}"), 60).await;
+            assert_restored(&env, i).await;
+            wait_pod_succeeded(&env, &format!("app-{i}")).await;
+        }
+        env.movers.assert_each_started_once();
+        assert_no_leftovers(&env).await;
+        ctl.stop().await;
+        env.cluster.stop().await;
     }
-    // Longer than the expose timeout without a workload.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    for i in 0..2 {
-        workload_pod(&env, &format!("app-{i}"), &format!("pvc-{i}")).await;
-    }
-    // One runs (held); the other waits for the node's only slot, longer than the expose
-    // timeout, and is still Accepted, not failed.
-    let running = env.movers.wait_any_started(&["dd-0", "dd-1"], 60).await;
-    let waiting = if running == "dd-0" { "dd-1" } else { "dd-0" };
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let other = get_dd(&env, waiting).await;
-    assert_eq!(
-        other.phase(),
-        DataDownloadPhase::Accepted,
-        "{:?}",
-        other.status
-    );
-    assert_eq!(
-        env.movers.starts_of(waiting),
-        0,
-        "{waiting} waits for the slot"
-    );
-    env.movers.release("dd-0");
-    env.movers.release("dd-1");
-    for i in 0..2 {
-        wait_completed(&env, &format!("dd-{i}"), 60).await;
-        assert_restored(&env, i).await;
-        wait_pod_succeeded(&env, &format!("app-{i}")).await;
-    }
-    env.movers.assert_each_started_once();
-    assert_no_leftovers(&env).await;
-    ctl.stop().await;
-    env.cluster.stop().await;
 }

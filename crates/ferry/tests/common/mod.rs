@@ -1,12 +1,42 @@
-//! Shared by the end-to-end tests on kubesim: a cluster with ferry's CRDs, a local
-//! BackupStorageLocation with a repository, the node-agent ConfigMap, data backed up with
-//! ferry's engine, target PVCs and DataDownloads created as Velero creates them, the
-//! controller running in this process, and checks that nothing of a restore is left behind.
+//! Shared by the end-to-end tests, on kubesim and on the real control plane (see
+//! docs/real-cluster.md): a cluster with what `ferry install` renders (CRDs, service
+//! accounts, RBAC), a local BackupStorageLocation with a repository, the node-agent
+//! ConfigMap, data backed up with ferry's engine, target PVCs and DataDownloads created as
+//! Velero creates them, the controller running in this process (as ferry-controller's
+//! service account on the real control plane), and checks that nothing of a restore is left
+//! behind.
 // Each test file uses its own subset of these helpers.
 #![allow(dead_code)]
 
 pub mod gate;
 pub mod movers;
+
+pub use testenv::Backend;
+
+/// Defines a test that runs on both clusters: `NAME::kubesim` and `NAME::real`, each
+/// calling the body with its [`Backend`].
+#[macro_export]
+macro_rules! on_both_clusters {
+    ($(#[$meta:meta])* async fn $name:ident($backend:ident: Backend) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kubesim() {
+                run(Backend::Kubesim).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn real() {
+                run(Backend::Real).await
+            }
+        }
+    };
+}
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,6 +47,7 @@ use ferry_controller::crds::{DataDownload, DataDownloadPhase, DataDownloadSpec, 
 use ferry_controller::expose::{
     DATA_DOWNLOAD_LABEL, ORIGINAL_RECLAIM_ANNOTATION, SELECTED_NODE_ANNOTATION,
 };
+use ferry_controller::install::{CONTROLLER_NAME, DATA_MOVER_NAME, InstallOptions, render};
 use ferry_controller::{ControllerHandle, ControllerOptions, start_controller};
 use ferry_repo::Repository;
 use ferry_repo::backup::{BackupOptions, BackupSource};
@@ -24,7 +55,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
 };
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -44,8 +74,13 @@ pub const DONE: &[DataDownloadPhase] = &[
 
 pub struct Env {
     pub dir: tempfile::TempDir,
-    pub cluster: kubesim::Cluster,
+    pub backend: Backend,
+    pub cluster: testenv::TestCluster,
+    /// An administrator's client.
     pub client: kube::Client,
+    /// What ferry's controller runs as: on the real control plane the `ferry-controller`
+    /// service account, so the real authorizer judges every request by the rendered RBAC.
+    pub controller_client: kube::Client,
     pub repo: Repository,
     /// The repository's directory (`<bsl path>/bucket/backups/ferry/app`).
     pub repo_dir: PathBuf,
@@ -53,32 +88,41 @@ pub struct Env {
     pub movers: DataMovers,
 }
 
-/// A kubesim cluster of `nodes` nodes over `zones` zones, ready for restores: ferry's CRDs,
-/// namespaces `velero` and `app`, BackupStorageLocation `default` (provider local) with an
-/// initialized repository, the password secret and the node-agent ConfigMap `config`.
-pub async fn env(nodes: usize, zones: usize, config: serde_json::Value) -> Env {
+/// A cluster of `nodes` nodes over `zones` zones, ready for restores: what `ferry install`
+/// renders (its Deployment scaled to 0: the tests run the controller in-process), namespace
+/// `app`, BackupStorageLocation `default` (provider local) with an initialized repository,
+/// the password secret and the node-agent ConfigMap.
+pub async fn env(backend: Backend, nodes: usize, zones: usize, config: serde_json::Value) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let (movers, wrapper) = DataMovers::install(
         &dir.path().join("movers"),
         env!("CARGO_BIN_EXE_ferry").as_ref(),
     );
-    let cluster = kubesim::Cluster::start(kubesim::ClusterConfig {
-        nodes,
-        zones,
-        data_dir: dir.path().join("sim"),
-        port: None,
-        image_binaries: BTreeMap::from([("ferry".to_string(), wrapper)]),
-    })
+    let cluster = testenv::TestCluster::start(
+        backend,
+        testenv::ClusterConfig {
+            nodes,
+            zones,
+            data_dir: dir.path().join("sim"),
+            image_binaries: BTreeMap::from([("ferry".to_string(), wrapper)]),
+        },
+    )
     .await
     .unwrap();
     let client = cluster.client();
     let (repo, repo_dir) = install_restore_prerequisites(&client, dir.path()).await;
+    let controller_client = cluster
+        .service_account_client(NS, CONTROLLER_NAME)
+        .await
+        .unwrap();
     set_config(&client, config).await;
     let sources = dir.path().join("sources");
     Env {
         dir,
+        backend,
         cluster,
         client,
+        controller_client,
         repo,
         repo_dir,
         sources,
@@ -86,23 +130,23 @@ pub async fn env(nodes: usize, zones: usize, config: serde_json::Value) -> Env {
     }
 }
 
-/// What restores need before any DataDownload, set up as an admin would: ferry's CRDs
-/// (served), namespaces `velero` and `app`, BackupStorageLocation `default` (provider local)
-/// over an initialized repository below `dir`, and the repository password secret. Returns
-/// the repository and its directory.
+/// What restores need before any DataDownload, set up as an admin would: what `ferry
+/// install` renders (namespace `velero`, ferry's CRDs, the controller's and the data
+/// mover's service accounts and RBAC; the Deployment at 0 replicas), namespace `app`,
+/// BackupStorageLocation `default` (provider local) over an initialized repository below
+/// `dir`, and the repository password secret. Returns the repository and its directory.
 pub async fn install_restore_prerequisites(
     client: &kube::Client,
     dir: &Path,
 ) -> (Repository, PathBuf) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in ferry_controller::crds::all_crds() {
-        crds.create(&PostParams::default(), &crd).await.unwrap();
-    }
+    let mut manifests = render(&InstallOptions::new(CONFIGMAP)).unwrap();
+    manifests.deployment.spec.as_mut().unwrap().replicas = Some(0);
+    ferry_controller::install::apply(client, &manifests)
+        .await
+        .unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in [NS, APP] {
-        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
-        let _ = namespaces.create(&PostParams::default(), &obj).await;
-    }
+    let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": APP}})).unwrap();
+    let _ = namespaces.create(&PostParams::default(), &obj).await;
     let downloads: Api<DataDownload> = Api::namespaced(client.clone(), NS);
     wait_for("DataDownload CRD served", 30, || {
         let d = downloads.clone();
@@ -160,16 +204,20 @@ pub async fn set_config(client: &kube::Client, config: serde_json::Value) {
     .unwrap();
 }
 
-/// The controller's options in these tests (quiet data movers).
+/// The controller's options in these tests: as `ferry install` runs it (restore pods as the
+/// `ferry-data-mover` service account), with quiet data movers.
 pub fn options(client: kube::Client) -> ControllerOptions {
     let mut options = ControllerOptions::new(client, NS, CONFIGMAP);
+    options.service_account = Some(DATA_MOVER_NAME.into());
     options.identity = "e2e-controller".into();
     options.data_mover_log = Some("warn".into());
     options
 }
 
 pub async fn controller(env: &Env) -> ControllerHandle {
-    start_controller(options(env.client.clone())).await.unwrap()
+    start_controller(options(env.controller_client.clone()))
+        .await
+        .unwrap()
 }
 
 /// A controller whose requests go through `client` (a gated one, see [`gate`]).
@@ -353,7 +401,7 @@ pub async fn assert_restored(env: &Env, i: usize) -> PersistentVolume {
         .await
         .unwrap();
     let spec = pv.spec.as_ref().unwrap();
-    let path = PathBuf::from(spec.local.as_ref().unwrap().path.clone());
+    let path = env.cluster.nodes().volume_path(&pv_name);
     for (name, data) in volume_files(i) {
         let got = std::fs::read(path.join(&name))
             .unwrap_or_else(|e| panic!("{name} in {}: {e}", path.display()));

@@ -331,14 +331,16 @@ async fn bound_volume_dirs(client: &Client, plans: &[VolumePlan]) -> anyhow::Res
             .await
             .with_context(|| format!("reading PersistentVolume {pv_name}"))?;
         let spec = pv.spec.unwrap_or_default();
-        let path = spec
-            .local
-            .map(|l| l.path)
+        // kubesim's CSI volumes say where their data is in a volume attribute.
+        let csi_path = spec
+            .csi
+            .and_then(|c| c.volume_attributes)
+            .and_then(|a| a.get(kubesim::nodes::volume_data::PATH_ATTRIBUTE).cloned());
+        let path = csi_path
+            .or_else(|| spec.local.map(|l| l.path))
             .or_else(|| spec.host_path.map(|h| h.path))
             .with_context(|| {
-                format!(
-                    "PersistentVolume {pv_name} has neither spec.local.path nor spec.hostPath.path"
-                )
+                format!("PersistentVolume {pv_name} is not a kubesim volume with a local path")
             })?;
         dirs.push(PathBuf::from(path));
     }

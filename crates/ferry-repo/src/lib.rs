@@ -22,6 +22,7 @@ pub mod repository;
 pub mod restore;
 pub mod snapshot;
 pub mod sys;
+pub mod text;
 pub mod tree;
 
 pub use backup::{BackupOptions, BackupSource, BackupSummary};

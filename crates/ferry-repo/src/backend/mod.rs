@@ -52,7 +52,7 @@ impl Handle {
             FileType::Lock => format!("locks/{}", self.name),
             FileType::Pack => format!(
                 "data/{}/{}",
-                &self.name[..2.min(self.name.len())],
+                crate::text::prefix(&self.name, 2),
                 self.name
             ),
         }

@@ -169,7 +169,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "created repository {} at {}",
-                    &repo.config().id[..10],
+                    ferry_repo::text::prefix(&repo.config().id, 10),
                     repo.location()
                 );
             }

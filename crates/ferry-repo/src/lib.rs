@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod error;
 mod fsmeta;
 pub mod gostr;
+pub mod handmade;
 pub mod id;
 pub mod index;
 pub mod keyfile;

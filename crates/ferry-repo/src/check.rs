@@ -109,6 +109,13 @@ impl Repository {
                 }
             };
             rep.trees += 1;
+            // Names a restore refuses: invalid ones, and duplicates (which could make a
+            // restore write through a symlink of the same name).
+            for problem in crate::tree::entry_problems(&tree.nodes) {
+                rep.errors.push(format!(
+                    "tree {id} ({path}): {problem}; restore refuses this tree"
+                ));
+            }
             for node in tree.nodes {
                 let p = format!("{path}/{}", node.name_lossy());
                 match node.kind.as_str() {

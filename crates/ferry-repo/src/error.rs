@@ -38,6 +38,18 @@ pub enum RepoError {
         kind: &'static str,
         holder: String,
     },
+    #[error(
+        "tree {tree} (directory {path} of the snapshot) cannot be restored safely: {problem}; \
+         nothing below the target is written through it. `ferry repo check` lists such trees"
+    )]
+    UnsafeTree {
+        tree: String,
+        path: String,
+        problem: String,
+    },
+    /// A restore that restored everything it could; the summary lists what it could not.
+    #[error("{}", crate::restore::report::incomplete_message(.0))]
+    Incomplete(Box<crate::restore::RestoreSummary>),
     #[error("check found {0} error(s)")]
     CheckFailed(usize),
     #[error(transparent)]

@@ -25,10 +25,13 @@ pub mod snapshot;
 pub mod sys;
 pub mod text;
 pub mod tree;
+mod xattr;
 
 pub use backup::{BackupOptions, BackupSource, BackupSummary};
 pub use error::{RepoError, Result};
 pub use id::Id;
 pub use repository::Repository;
-pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary, RestoreTarget};
+pub use restore::{
+    DamagedEntry, RestoreFilter, RestoreOptions, RestoreProgress, RestoreSummary, RestoreTarget,
+};
 pub use snapshot::Snapshot;

@@ -17,6 +17,8 @@ use crate::repository::{Repository, decode_blob};
 pub struct CheckOptions {
     /// Download every pack and verify every blob.
     pub read_data: bool,
+    /// Take no repository lock (for read-only repositories).
+    pub no_lock: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -34,9 +36,14 @@ pub struct CheckReport {
 
 impl Repository {
     pub async fn check(&self, options: CheckOptions) -> Result<CheckReport> {
-        let lock = self.lock(false).await?;
+        let lock = match options.no_lock {
+            true => None,
+            false => Some(self.lock(false).await?),
+        };
         let r = self.check_locked(options).await;
-        lock.release().await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
         r
     }
 

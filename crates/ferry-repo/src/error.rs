@@ -39,6 +39,12 @@ pub enum RepoError {
         holder: String,
     },
     #[error(
+        "cannot take a lock in {location}: {reason}; the repository looks read-only (a \
+         read-only mount, a full file system, no write permission): pass --no-lock to read \
+         from it without locking"
+    )]
+    LockNotWritable { location: String, reason: String },
+    #[error(
         "tree {tree} (directory {path} of the snapshot) cannot be restored safely: {problem}; \
          nothing below the target is written through it. `ferry repo check` lists such trees"
     )]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 mod fsmeta;
+pub mod fuzzing;
 pub mod gostr;
 pub mod handmade;
 pub mod id;

@@ -46,7 +46,8 @@ pub enum RepoError {
     LockNotWritable { location: String, reason: String },
     #[error(
         "tree {tree} (directory {path} of the snapshot) cannot be restored safely: {problem}; \
-         nothing below the target is written through it. `ferry repo check` lists such trees"
+         nothing is written through it. `ferry repo check` lists such trees; \
+         `--exclude {path}` restores the rest of the snapshot"
     )]
     UnsafeTree {
         tree: String,

@@ -6,6 +6,7 @@
 //! Entry points: [`parse_config_json`], [`from_configmap_data`], [`load_manifest_or_json`];
 //! then the resolution methods on [`NodeAgentConfig`].
 
+pub mod fuzzing;
 mod label_selector;
 mod load;
 mod names;

@@ -383,15 +383,26 @@ async fn report_progress(downloads: &Api<DataDownload>, name: &str, total: u64, 
     }
 }
 
+/// Most bytes of termination message written (Kubernetes keeps at most 4096).
+const TERMINATION_MESSAGE_BYTES: usize = 4000;
+
 /// Writes the termination message (Kubernetes keeps at most 4096 bytes of it).
 pub fn write_termination_message(path: &Path, result: &DataMoverResult) -> std::io::Result<()> {
     let mut text = serde_json::to_string(result).unwrap_or_default();
-    if text.len() > 4000 {
-        let mut shorter = result.clone();
-        let mut err = shorter.error.unwrap_or_default();
-        err.truncate(3000);
-        shorter.error = Some(err);
+    let mut shorter = result.clone();
+    let mut budget = 3000;
+    // Cut the error on a character boundary until the JSON fits: escapes (`\n`, `\u0001`)
+    // make the JSON longer than the error, so one cut may not be enough.
+    while text.len() > TERMINATION_MESSAGE_BYTES {
+        let Some(err) = shorter.error.as_mut() else {
+            break;
+        };
+        ferry_repo::text::truncate(err, budget);
         text = serde_json::to_string(&shorter).unwrap_or_default();
+        if budget == 0 {
+            break;
+        }
+        budget /= 2;
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -531,5 +542,28 @@ mod tests {
         let back = parse_termination_message(&text).unwrap();
         assert!(!back.ok);
         assert_eq!(back.error.unwrap().len(), 3000);
+    }
+
+    #[test]
+    fn termination_message_cuts_multi_byte_and_escaped_errors_safely() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("termination-log");
+        // 3000 is not a multiple of 3 bytes per '€' plus the leading 'x': a byte cut panics.
+        for error in [
+            format!("x{}", "€".repeat(2000)),
+            "😀".repeat(1500),
+            "\u{1}".repeat(5000),
+        ] {
+            let result = DataMoverResult {
+                ok: false,
+                error: Some(error.clone()),
+                ..Default::default()
+            };
+            write_termination_message(&path, &result).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.len() <= 4096, "{} bytes", text.len());
+            let back = parse_termination_message(&text).unwrap().error.unwrap();
+            assert!(!back.is_empty() && error.starts_with(&back), "{back:?}");
+        }
     }
 }

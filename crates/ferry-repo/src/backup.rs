@@ -392,6 +392,13 @@ impl Walker<'_> {
         for (name, path) in entries {
             let md = std::fs::symlink_metadata(&path).map_err(|e| RepoError::io(&path, e))?;
             let mut node = node_from_metadata(&name, &md, &mut self.names);
+            // Extended attributes as restic records them; unreadable ones lose no file data.
+            match crate::xattr::read(&path) {
+                Ok(attrs) => node.extended_attributes = attrs,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read extended attributes")
+                }
+            }
             let old = parent.get(&name);
             match node.kind.as_str() {
                 "file" => {

@@ -17,6 +17,8 @@ use crate::repository::{Repository, decode_blob};
 pub struct CheckOptions {
     /// Download every pack and verify every blob.
     pub read_data: bool,
+    /// Take no repository lock (for read-only repositories).
+    pub no_lock: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -34,9 +36,14 @@ pub struct CheckReport {
 
 impl Repository {
     pub async fn check(&self, options: CheckOptions) -> Result<CheckReport> {
-        let lock = self.lock(false).await?;
+        let lock = match options.no_lock {
+            true => None,
+            false => Some(self.lock(false).await?),
+        };
         let r = self.check_locked(options).await;
-        lock.release().await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
         r
     }
 
@@ -109,6 +116,13 @@ impl Repository {
                 }
             };
             rep.trees += 1;
+            // Names a restore refuses: invalid ones, and duplicates (which could make a
+            // restore write through a symlink of the same name).
+            for problem in crate::tree::entry_problems(&tree.nodes) {
+                rep.errors.push(format!(
+                    "tree {id} ({path}): {problem}; restore refuses this tree"
+                ));
+            }
             for node in tree.nodes {
                 let p = format!("{path}/{}", node.name_lossy());
                 match node.kind.as_str() {

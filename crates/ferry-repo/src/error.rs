@@ -38,6 +38,25 @@ pub enum RepoError {
         kind: &'static str,
         holder: String,
     },
+    #[error(
+        "cannot take a lock in {location}: {reason}; the repository looks read-only (a \
+         read-only mount, a full file system, no write permission): pass --no-lock to read \
+         from it without locking"
+    )]
+    LockNotWritable { location: String, reason: String },
+    #[error(
+        "tree {tree} (directory {path} of the snapshot) cannot be restored safely: {problem}; \
+         nothing is written through it. `ferry repo check` lists such trees; \
+         `--exclude {path}` restores the rest of the snapshot"
+    )]
+    UnsafeTree {
+        tree: String,
+        path: String,
+        problem: String,
+    },
+    /// A restore that restored everything it could; the summary lists what it could not.
+    #[error("{}", crate::restore::report::incomplete_message(.0))]
+    Incomplete(Box<crate::restore::RestoreSummary>),
     #[error("check found {0} error(s)")]
     CheckFailed(usize),
     #[error(transparent)]

@@ -1,136 +1,149 @@
-//! Applying a node's metadata (owner, permissions, times) to restored files, and reading it
-//! back from the file system for backup.
+//! Applying a node's metadata (extended attributes, owner, permissions, times) to restored
+//! entries, through descriptors: an open file or directory, or an entry of an open directory
+//! that is never followed.
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::io::AsRawFd;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::AsFd;
 use std::path::Path;
 
-use crate::tree::{Node, parse_time, unix_perm_from_go};
+use rustix::fs::{self as rfs, AtFlags, Gid, Mode, Timespec, Timestamps, Uid};
 
-fn timespec(s: &str) -> libc::timespec {
+use crate::restore::report::Warnings;
+use crate::tree::{ExtendedAttribute, Node, parse_time, unix_perm_from_go};
+
+fn timespec(s: &str) -> Timespec {
     match parse_time(s) {
-        Some((secs, nanos)) => libc::timespec {
-            tv_sec: secs as libc::time_t,
+        Some((secs, nanos)) => Timespec {
+            tv_sec: secs as _,
             tv_nsec: nanos as _,
         },
-        None => libc::timespec {
+        None => Timespec {
             tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT as _,
+            tv_nsec: rfs::UTIME_OMIT as _,
         },
     }
 }
 
-fn times(node: &Node) -> [libc::timespec; 2] {
+fn times(node: &Node) -> Timestamps {
     let mtime = timespec(&node.mtime);
     let atime = if node.atime.is_empty() {
-        mtime
+        timespec(&node.mtime)
     } else {
         timespec(&node.atime)
     };
-    [atime, mtime]
+    Timestamps {
+        last_access: atime,
+        last_modification: mtime,
+    }
 }
 
-fn check(rc: libc::c_int, what: &str, path: &Path) -> std::io::Result<()> {
-    if rc == 0 {
-        return Ok(());
+/// Adds what was being done and to which path to an error.
+fn context(what: &str, path: &Path) -> impl FnOnce(rustix::io::Errno) -> io::Error {
+    let path = path.display().to_string();
+    let what = what.to_string();
+    move |e| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("{what} {path}: {e}"))
     }
-    let e = std::io::Error::last_os_error();
-    Err(std::io::Error::new(
-        e.kind(),
-        format!("{what} {}: {e}", path.display()),
-    ))
 }
 
 fn is_root() -> bool {
     static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: geteuid has no preconditions.
-    *ROOT.get_or_init(|| unsafe { libc::geteuid() == 0 })
+    *ROOT.get_or_init(|| unsafe { libc::geteuid() } == 0)
 }
 
-/// Sets owner (when running as root), permissions and times on an open regular file.
-pub fn apply_to_fd(file: &std::fs::File, node: &Node, path: &Path) -> std::io::Result<()> {
-    let fd = file.as_raw_fd();
-    if is_root() {
-        // SAFETY: fd is an open descriptor.
-        check(
-            unsafe { libc::fchown(fd, node.uid, node.gid) },
-            "chown",
-            path,
-        )?;
-    }
-    // SAFETY: fd is an open descriptor.
-    check(
-        unsafe { libc::fchmod(fd, unix_perm_from_go(node.mode) as libc::mode_t) },
-        "chmod",
-        path,
-    )?;
-    let ts = times(node);
-    // SAFETY: ts is a valid array of two timespecs.
-    check(
-        unsafe { libc::futimens(fd, ts.as_ptr()) },
-        "set times of",
-        path,
+fn owner(node: &Node) -> (Option<Uid>, Option<Gid>) {
+    // Unchecked: a snapshot's id is any u32, and the kernel judges it (u32::MAX = leave as is).
+    (
+        Some(Uid::from_raw_unchecked(node.uid)),
+        Some(Gid::from_raw_unchecked(node.gid)),
     )
 }
 
-/// Sets owner, permissions (not for symlinks) and times on a path without following symlinks.
-pub fn apply_to_path(path: &Path, node: &Node) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path contains NUL"))?;
-    let symlink = node.kind == "symlink";
-    if is_root() {
-        // SAFETY: c is a valid C string.
-        check(
-            unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) },
-            "chown",
-            path,
-        )?;
-    }
-    if !symlink {
-        // SAFETY: c is a valid C string.
-        check(
-            unsafe { libc::chmod(c.as_ptr(), unix_perm_from_go(node.mode) as libc::mode_t) },
-            "chmod",
-            path,
-        )?;
-    }
-    let ts = times(node);
-    // SAFETY: valid C string and timespec array.
-    check(
-        unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                ts.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
+/// Reports attributes that could not be set: one warning per attribute name and error.
+fn warn_xattrs(failed: Vec<(&ExtendedAttribute, io::Error)>, path: &Path, warnings: &Warnings) {
+    for (a, e) in failed {
+        warnings.add(format!("xattr {} {:?}", a.name, e.kind()), || {
+            format!(
+                "cannot restore extended attribute {:?} of {}: {e} (the file system or the \
+                 user's rights do not allow it)",
+                a.name,
+                path.display()
             )
-        },
-        "set times of",
-        path,
-    )
+        });
+    }
 }
 
-/// Creates a special file (fifo, socket placeholder, device) for a node.
-pub fn make_special(path: &Path, node: &Node) -> std::io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path contains NUL"))?;
-    let perm = unix_perm_from_go(node.mode) as libc::mode_t;
-    let (fmt, dev) = match node.kind.as_str() {
-        "fifo" => (libc::S_IFIFO, 0),
-        "socket" => (libc::S_IFSOCK, 0),
-        "dev" => (libc::S_IFBLK, node.device),
-        "chardev" => (libc::S_IFCHR, node.device),
-        other => {
-            return Err(std::io::Error::other(format!(
-                "unknown node type {other:?}"
-            )));
-        }
-    };
-    // SAFETY: valid C string.
-    check(
-        unsafe { libc::mknod(c.as_ptr(), fmt | perm, dev as libc::dev_t) },
-        "mknod",
-        path,
-    )
+/// Sets xattrs, owner (when running as root), permissions and times on an open regular file
+/// or directory. Xattrs go first: a read-only mode or another owner would forbid them.
+pub(crate) fn apply_to_fd(
+    fd: impl AsFd,
+    node: &Node,
+    path: &Path,
+    warnings: &Warnings,
+) -> io::Result<()> {
+    if !node.extended_attributes.is_empty() {
+        warn_xattrs(
+            crate::xattr::apply_fd(&fd, &node.extended_attributes),
+            path,
+            warnings,
+        );
+    }
+    if is_root() {
+        let (u, g) = owner(node);
+        rfs::fchown(&fd, u, g).map_err(context("chown", path))?;
+    }
+    rfs::fchmod(&fd, Mode::from_raw_mode(unix_perm_from_go(node.mode) as _))
+        .map_err(context("chmod", path))?;
+    rfs::futimens(&fd, &times(node)).map_err(context("set times of", path))
+}
+
+/// Sets xattrs, owner, permissions (not for symlinks) and times on entry `name` of `dir`,
+/// a symlink or special file this restore just created, without following it.
+pub(crate) fn apply_at(
+    dir: impl AsFd,
+    name: &OsStr,
+    node: &Node,
+    path: &Path,
+    warnings: &Warnings,
+) -> io::Result<()> {
+    if !node.extended_attributes.is_empty() {
+        warn_xattrs(
+            crate::xattr::apply_at(&dir, name, &node.extended_attributes),
+            path,
+            warnings,
+        );
+    }
+    if is_root() {
+        let (u, g) = owner(node);
+        rfs::chownat(&dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(context("chown", path))?;
+    }
+    if node.kind != "symlink" {
+        // Not a symlink (we just created a fifo, socket or device here), so following it
+        // cannot lead elsewhere; Linux has no chmod that refuses to follow.
+        rfs::chmodat(
+            &dir,
+            name,
+            Mode::from_raw_mode(unix_perm_from_go(node.mode) as _),
+            AtFlags::empty(),
+        )
+        .map_err(context("chmod", path))?;
+    }
+    rfs::utimensat(&dir, name, &times(node), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(context("set times of", path))
+}
+
+/// The file type, permissions and device number of a special node (fifo, socket, device).
+pub(crate) fn special(node: &Node) -> io::Result<(rfs::FileType, u32, u64)> {
+    let perm = unix_perm_from_go(node.mode);
+    match node.kind.as_str() {
+        "fifo" => Ok((rfs::FileType::Fifo, perm, 0)),
+        "socket" => Ok((rfs::FileType::Socket, perm, 0)),
+        "dev" => Ok((rfs::FileType::BlockDevice, perm, node.device)),
+        "chardev" => Ok((rfs::FileType::CharacterDevice, perm, node.device)),
+        other => Err(io::Error::other(format!("unknown node type {other:?}"))),
+    }
 }

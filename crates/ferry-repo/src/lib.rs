@@ -11,7 +11,9 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 mod fsmeta;
+pub mod fuzzing;
 pub mod gostr;
+pub mod handmade;
 pub mod id;
 pub mod index;
 pub mod keyfile;
@@ -22,11 +24,15 @@ pub mod repository;
 pub mod restore;
 pub mod snapshot;
 pub mod sys;
+pub mod text;
 pub mod tree;
+mod xattr;
 
 pub use backup::{BackupOptions, BackupSource, BackupSummary};
 pub use error::{RepoError, Result};
 pub use id::Id;
 pub use repository::Repository;
-pub use restore::{RestoreOptions, RestoreProgress, RestoreSummary, RestoreTarget};
+pub use restore::{
+    DamagedEntry, RestoreFilter, RestoreOptions, RestoreProgress, RestoreSummary, RestoreTarget,
+};
 pub use snapshot::Snapshot;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{FileType, Handle};
+use crate::backend::{BackendError, FileType, Handle};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::repository::Repository;
@@ -133,7 +133,16 @@ impl Repository {
                 FileType::Lock,
                 serde_json::to_vec(&me).expect("lock serializes"),
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                RepoError::Backend(BackendError::ReadOnly { what, message }) => {
+                    RepoError::LockNotWritable {
+                        location: self.location(),
+                        reason: format!("{what}: {message}"),
+                    }
+                }
+                e => e,
+            })?;
         // Someone may have locked between our check and our write: check again.
         if let Err(e) = self.check_conflicts(exclusive, Some(id)).await {
             let _ = self

@@ -2,17 +2,32 @@
 //! then fetches the needed pack ranges concurrently, decrypts/decompresses/verifies on worker
 //! threads and writes every blob with positional writes wherever it belongs, in any order.
 //! Memory is bounded by a byte budget for fetched-but-unwritten data and by planning in batches.
+//!
+//! Safety: everything is created below the target through directory descriptors, never
+//! following a symlink (see `target`); trees with invalid or duplicate names are refused.
+//! Damage: a blob that cannot be read or verified costs only the files that use it; they are
+//! removed and listed, every other file is restored. A file of several blobs is written under
+//! a temporary name and renamed when complete, so a killed restore never leaves a file of
+//! full size with wrong content under its real name.
 
-use std::collections::HashMap;
+mod filter;
+pub(crate) mod report;
+mod target;
+mod verify;
+
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use futures::StreamExt;
+
+pub use filter::{PatternError, RestoreFilter};
+pub use report::DamagedEntry;
 
 use crate::backend::{FileType, Handle, RangeData};
 use crate::crypto::Key;
@@ -23,7 +38,9 @@ use crate::index::{BlobLocation, MasterIndex};
 use crate::pack::BlobType;
 use crate::repository::{Repository, decode_blob_into};
 use crate::snapshot::Snapshot;
-use crate::tree::Node;
+use crate::tree::{self, Node};
+use report::Warnings;
+use target::TargetDir;
 
 /// Where a snapshot goes.
 #[derive(Debug, Clone)]
@@ -47,6 +64,12 @@ pub struct RestoreOptions {
     pub memory_budget: usize,
     /// Blobs planned per batch (bounds the plan's memory for huge snapshots).
     pub batch_blobs: usize,
+    /// Which entries to restore (`--include` / `--exclude`); everything by default.
+    pub filter: RestoreFilter,
+    /// Read every restored file back and compare it with the snapshot.
+    pub verify: bool,
+    /// Take no repository lock (for read-only repositories).
+    pub no_lock: bool,
 }
 
 impl Default for RestoreOptions {
@@ -58,6 +81,9 @@ impl Default for RestoreOptions {
                 .unwrap_or(2),
             memory_budget: 96 << 20,
             batch_blobs: 200_000,
+            filter: RestoreFilter::default(),
+            verify: false,
+            no_lock: false,
         }
     }
 }
@@ -72,6 +98,7 @@ pub struct RestoreProgress {
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RestoreSummary {
+    /// Files restored (damaged ones not counted).
     pub files: u64,
     pub dirs: u64,
     pub links: u64,
@@ -79,6 +106,23 @@ pub struct RestoreSummary {
     /// Bytes actually written (all-zero blobs are left as holes).
     pub bytes_written: u64,
     pub seconds: f64,
+    /// Files read back and found equal to the snapshot (with `verify`).
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub verified_files: u64,
+    /// Entries not restored because their data is damaged or missing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedEntry>,
+    /// Restored files that did not read back as the snapshot has them (with `verify`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verify_failures: Vec<DamagedEntry>,
+    /// Things that lose no file data (an xattr the file system refuses, a device node that
+    /// cannot be made), one line per kind.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
 }
 
 pub type ProgressFn = Arc<dyn Fn(&RestoreProgress) + Send + Sync>;
@@ -88,38 +132,29 @@ const MAX_RANGE: u64 = 8 << 20;
 /// A gap larger than this between needed blobs of one pack starts a new range.
 const MAX_GAP: u64 = 1 << 20;
 
+/// Why a file could not be restored.
+#[derive(Debug, Clone)]
+struct Fault {
+    pack: Option<Id>,
+    blob: Option<Id>,
+    reason: String,
+}
+
 struct FileTarget {
-    path: PathBuf,
+    /// Relative to the target directory; for a device, its absolute path.
+    rel: PathBuf,
     node: Node,
     device: bool,
     /// Blobs in the file's content (its writes).
     blobs: u32,
+    /// The content's length (the index's blob lengths added up): the file's size.
+    len: u64,
+    /// The name a file of several blobs has until it is complete.
+    tmp: Option<PathBuf>,
     remaining: AtomicU32,
     created: OnceLock<std::result::Result<(), String>>,
-}
-
-impl FileTarget {
-    fn ensure_created(&self) -> std::result::Result<(), String> {
-        self.created
-            .get_or_init(|| {
-                let r = if self.device {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&self.path)
-                        .map(|_| ())
-                } else {
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .mode(0o600)
-                        .open(&self.path)
-                        .and_then(|f| f.set_len(self.node.size))
-                };
-                r.map_err(|e| format!("{}: {e}", self.path.display()))
-            })
-            .clone()
-    }
+    /// Set by the first blob that fails; the file is then removed, not finished.
+    damaged: OnceLock<Fault>,
 }
 
 #[derive(Clone, Copy)]
@@ -144,11 +179,14 @@ struct RangeJob {
 struct Shared {
     key: Key,
     files: Vec<FileTarget>,
+    target: Option<Arc<TargetDir>>,
+    warnings: Arc<Warnings>,
     progress: ProgressFn,
     total: Mutex<RestoreProgress>,
     bytes_done: AtomicU64,
     bytes_written: AtomicU64,
     files_done: AtomicU64,
+    /// A fatal error (the target cannot be written): stop fetching.
     failed: AtomicBool,
     last_report: Mutex<Instant>,
     /// Decryption and decompression buffers, a pair per busy worker, reused across ranges.
@@ -172,6 +210,19 @@ impl Shared {
         p.files_done += self.files_done.load(Ordering::Relaxed);
         (self.progress)(&p);
     }
+
+    fn display(&self, rel: &Path) -> PathBuf {
+        match &self.target {
+            Some(t) => t.display(rel),
+            None => rel.to_path_buf(),
+        }
+    }
+
+    fn target(&self) -> Result<&TargetDir> {
+        self.target
+            .as_deref()
+            .ok_or_else(|| RepoError::Invalid("restore: no target directory".into()))
+    }
 }
 
 fn is_zero(b: &[u8]) -> bool {
@@ -180,15 +231,34 @@ fn is_zero(b: &[u8]) -> bool {
     pre.iter().all(|&x| x == 0) && mid.iter().all(|&x| x == 0) && post.iter().all(|&x| x == 0)
 }
 
-fn check_name(name: &[u8]) -> Result<&OsStr> {
-    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
-    {
-        return Err(RepoError::Invalid(format!(
-            "snapshot contains an unsafe entry name {:?}",
-            String::from_utf8_lossy(name)
-        )));
-    }
-    Ok(OsStr::from_bytes(name))
+/// A directory whose tree is still to be loaded.
+struct DirToWalk {
+    /// Relative to the target.
+    rel: PathBuf,
+    /// Its path in the snapshot ("/a/b"), for filters and messages.
+    snap: PathBuf,
+    tree: Id,
+    depth: usize,
+}
+
+/// A directory's entries, loaded.
+struct LoadedDir {
+    rel: PathBuf,
+    snap: PathBuf,
+    tree: Option<Id>,
+    depth: usize,
+    nodes: Vec<Node>,
+}
+
+/// A directory that gets its metadata at the end.
+struct DirToFinish {
+    rel: PathBuf,
+    node: Node,
+    depth: usize,
+    /// Only walked through for include patterns: removed again when nothing was restored
+    /// below it (and this restore created it).
+    leading: bool,
+    created: bool,
 }
 
 /// The state of one restore run across batches.
@@ -199,17 +269,30 @@ struct Run<'a> {
     progress: ProgressFn,
     done: RestoreProgress,
     summary: RestoreSummary,
+    target: Option<Arc<TargetDir>>,
+    warnings: Arc<Warnings>,
     /// Files waiting for content, and the blob count they need.
     pending: Vec<FileTarget>,
     pending_blobs: usize,
     /// (device, inode) of multiply-linked files → first restored path.
     hardlinks: HashMap<(u64, u64), PathBuf>,
-    links_to_make: Vec<(PathBuf, PathBuf)>,
-    dirs: Vec<(PathBuf, Node, usize)>,
+    /// (first restored path, link path, the link's node).
+    links_to_make: Vec<(PathBuf, PathBuf, Node)>,
+    dirs: Vec<DirToFinish>,
+    /// Files that could not be restored (hard links to them cannot be made either).
+    damaged_files: HashSet<PathBuf>,
+    /// Temporary names are `<prefix><n>`: unique per run, recognisable after a crash.
+    tmp_prefix: String,
+    tmp_count: u64,
 }
 
+/// Temporary names of files being restored start with this.
+pub const TEMP_PREFIX: &str = ".ferry-restore-";
+
 impl Repository {
-    /// Restores `snapshot` to `target`.
+    /// Restores `snapshot` to `target`. Entries that cannot be restored because repository
+    /// data is damaged or missing (or, with `verify`, files that do not read back right) make
+    /// it return [`RepoError::Incomplete`] after everything else was restored.
     pub async fn restore(
         &self,
         snapshot: &Snapshot,
@@ -217,11 +300,16 @@ impl Repository {
         options: RestoreOptions,
         progress: ProgressFn,
     ) -> Result<RestoreSummary> {
-        let lock = self.lock(false).await?;
+        let lock = match options.no_lock {
+            true => None,
+            false => Some(self.lock(false).await?),
+        };
         let result = self
             .restore_locked(snapshot, target, options, progress)
             .await;
-        lock.release().await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
         result
     }
 
@@ -242,11 +330,16 @@ impl Repository {
             progress,
             done: RestoreProgress::default(),
             summary: RestoreSummary::default(),
+            target: None,
+            warnings: Arc::new(Warnings::default()),
             pending: Vec::new(),
             pending_blobs: 0,
             hardlinks: HashMap::new(),
             links_to_make: Vec::new(),
             dirs: Vec::new(),
+            damaged_files: HashSet::new(),
+            tmp_prefix: format!("{TEMP_PREFIX}{:08x}-", rand::random::<u32>()),
+            tmp_count: 0,
         };
         match target {
             RestoreTarget::Directory { path, subpath } => {
@@ -256,9 +349,16 @@ impl Repository {
             RestoreTarget::Device { path } => run.restore_device(snapshot, &path).await?,
         }
         (run.progress)(&run.done);
-        run.summary.seconds = started.elapsed().as_secs_f64();
-        run.summary.total_bytes = run.done.total_bytes;
-        Ok(run.summary)
+        let mut summary = run.summary;
+        summary.seconds = started.elapsed().as_secs_f64();
+        summary.total_bytes = run.done.total_bytes;
+        summary.warnings = run.warnings.list();
+        if summary.damaged.is_empty() && summary.verify_failures.is_empty() {
+            Ok(summary)
+        } else {
+            summary.damaged.sort_by(|a, b| a.path.cmp(&b.path));
+            Err(RepoError::Incomplete(Box::new(summary)))
+        }
     }
 
     /// Resolves `subpath` inside a snapshot: the node there (None for the root).
@@ -288,87 +388,189 @@ impl Repository {
     }
 }
 
+/// The pack and the reason of a failed tree load, for the damage list.
+fn tree_fault(e: &RepoError) -> (Option<String>, String) {
+    match e {
+        RepoError::Corrupt { pack, reason, .. } => (Some(pack.clone()), reason.clone()),
+        e => (None, e.to_string()),
+    }
+}
+
 impl Run<'_> {
+    fn target(&self) -> Result<Arc<TargetDir>> {
+        self.target
+            .clone()
+            .ok_or_else(|| RepoError::Invalid("restore: no target directory".into()))
+    }
+
     async fn restore_directory(
         &mut self,
         snapshot: &Snapshot,
         target: &Path,
         subpath: Option<&str>,
     ) -> Result<()> {
-        std::fs::create_dir_all(target).map_err(|e| RepoError::io(target, e))?;
-        let root = match subpath {
-            None => snapshot.tree,
-            Some(sp) => match self.repo.find_node(snapshot, sp).await? {
-                None => snapshot.tree,
-                Some(node) if node.kind == "dir" => {
-                    node.subtree.ok_or_else(|| RepoError::CorruptFile {
-                        what: format!("snapshot {} path {sp}", snapshot.id.short()),
-                        reason: "directory without subtree".into(),
-                    })?
-                }
-                Some(node) => {
-                    // A single entry: restore it into the target directory.
-                    self.restore_nodes(vec![(target.to_path_buf(), vec![node], 1)])
+        self.target = Some(Arc::new(
+            TargetDir::open(target).map_err(|e| RepoError::io(target, e))?,
+        ));
+        let sub = subpath
+            .map(|s| s.trim_matches('/'))
+            .filter(|s| !s.is_empty());
+        let (root, snap_root) = match sub {
+            None => (snapshot.tree, PathBuf::from("/")),
+            Some(sp) => {
+                let snap_path = Path::new("/").join(sp);
+                match self.repo.find_node(snapshot, sp).await? {
+                    None => (snapshot.tree, PathBuf::from("/")),
+                    Some(node) if node.kind == "dir" => {
+                        let tree = node.subtree.ok_or_else(|| RepoError::CorruptFile {
+                            what: format!("snapshot {} path {sp}", snapshot.id.short()),
+                            reason: "directory without subtree".into(),
+                        })?;
+                        (tree, snap_path)
+                    }
+                    Some(node) => {
+                        // A single entry: restore it into the target directory.
+                        let parent = snap_path.parent().unwrap_or(Path::new("/")).to_path_buf();
+                        self.restore_nodes(vec![LoadedDir {
+                            rel: PathBuf::new(),
+                            snap: parent,
+                            tree: None,
+                            depth: 0,
+                            nodes: vec![node],
+                        }])
                         .await?;
-                    return self.finish().await;
+                        return self.finish().await;
+                    }
                 }
-            },
+            }
         };
         // Breadth-first over trees, loading each level's trees concurrently.
-        let mut level: Vec<(PathBuf, Id, usize)> = vec![(target.to_path_buf(), root, 0)];
+        let mut level = vec![DirToWalk {
+            rel: PathBuf::new(),
+            snap: snap_root,
+            tree: root,
+            depth: 0,
+        }];
         while !level.is_empty() {
             let repo = self.repo;
-            let loaded: Vec<Result<(PathBuf, Vec<Node>, usize)>> = futures::stream::iter(level)
-                .map(|(path, id, depth)| async move {
-                    let t = repo.load_tree(&id).await?;
-                    Ok((path, t.nodes, depth + 1))
+            let loaded: Vec<(DirToWalk, Result<tree::Tree>)> = futures::stream::iter(level)
+                .map(|d| async move {
+                    let t = repo.load_tree(&d.tree).await;
+                    (d, t)
                 })
                 .buffered(16)
                 .collect()
                 .await;
-            let loaded = loaded.into_iter().collect::<Result<Vec<_>>>()?;
-            level = self.restore_nodes(loaded).await?;
+            let mut dirs = Vec::with_capacity(loaded.len());
+            for (d, t) in loaded {
+                match t {
+                    Ok(t) => dirs.push(LoadedDir {
+                        rel: d.rel,
+                        snap: d.snap,
+                        tree: Some(d.tree),
+                        depth: d.depth,
+                        nodes: t.nodes,
+                    }),
+                    // Only this directory's contents are lost: go on with the others.
+                    Err(e) => {
+                        let (pack, reason) = tree_fault(&e);
+                        self.summary.damaged.push(DamagedEntry {
+                            path: self.target()?.display(&d.rel).display().to_string(),
+                            pack,
+                            blob: Some(d.tree.to_hex()),
+                            reason: format!("directory contents not restored: {reason}"),
+                        });
+                    }
+                }
+            }
+            level = self.restore_nodes(dirs).await?;
         }
         self.finish().await
     }
 
     /// Creates the entries of some directories; returns the subdirectories still to walk.
-    async fn restore_nodes(
-        &mut self,
-        dirs: Vec<(PathBuf, Vec<Node>, usize)>,
-    ) -> Result<Vec<(PathBuf, Id, usize)>> {
+    async fn restore_nodes(&mut self, dirs: Vec<LoadedDir>) -> Result<Vec<DirToWalk>> {
+        let target = self.target()?;
         let mut next = Vec::new();
-        for (dir, nodes, depth) in dirs {
-            for node in nodes {
-                let path = dir.join(check_name(&node.name)?);
+        for d in dirs {
+            let problems = tree::entry_problems(&d.nodes);
+            if !problems.is_empty() {
+                return Err(RepoError::UnsafeTree {
+                    tree: d.tree.map(|t| t.to_hex()).unwrap_or_default(),
+                    path: d.snap.display().to_string(),
+                    problem: problems.join("; "),
+                });
+            }
+            let dir_fd = target
+                .open_dir(&d.rel)
+                .map_err(|e| RepoError::io(target.display(&d.rel), e))?;
+            for node in d.nodes {
+                let name = OsStr::from_bytes(&node.name);
+                let rel = d.rel.join(name);
+                let snap = d.snap.join(name);
+                let sel = self.opts.filter.select(&snap, node.kind == "dir");
+                if !sel.restore && !sel.descend {
+                    continue;
+                }
+                let io = |e| RepoError::io(target.display(&rel), e);
                 match node.kind.as_str() {
                     "dir" => {
-                        match std::fs::create_dir(&path) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                            Err(e) => return Err(RepoError::io(&path, e)),
+                        let created = target::make_dir(&dir_fd, name).map_err(io)?;
+                        match node.subtree {
+                            Some(tree) if sel.descend => next.push(DirToWalk {
+                                rel: rel.clone(),
+                                snap,
+                                tree,
+                                depth: d.depth + 1,
+                            }),
+                            Some(_) => {}
+                            None => self.summary.damaged.push(DamagedEntry {
+                                path: target.display(&rel).display().to_string(),
+                                pack: None,
+                                blob: None,
+                                reason: "directory without a subtree in the snapshot".into(),
+                            }),
                         }
-                        self.summary.dirs += 1;
-                        if let Some(sub) = node.subtree {
-                            next.push((path.clone(), sub, depth));
-                        }
-                        self.dirs.push((path, node, depth));
+                        self.dirs.push(DirToFinish {
+                            rel,
+                            node,
+                            depth: d.depth + 1,
+                            leading: !sel.restore,
+                            created,
+                        });
                     }
-                    "file" => self.plan_file(path, node, false).await?,
+                    "file" => self.plan_file(rel, node, false)?,
                     "symlink" => {
-                        let _ = std::fs::remove_file(&path);
-                        std::os::unix::fs::symlink(OsStr::from_bytes(&node.linktarget), &path)
-                            .map_err(|e| RepoError::io(&path, e))?;
-                        fsmeta::apply_to_path(&path, &node).map_err(|e| RepoError::io(&path, e))?;
+                        target::make_symlink(&dir_fd, name, &node.linktarget).map_err(io)?;
+                        fsmeta::apply_at(
+                            &dir_fd,
+                            name,
+                            &node,
+                            &target.display(&rel),
+                            &self.warnings,
+                        )
+                        .map_err(io)?;
                         self.summary.links += 1;
                     }
                     _ => {
-                        let _ = std::fs::remove_file(&path);
-                        if let Err(e) = fsmeta::make_special(&path, &node) {
-                            tracing::warn!(path = %path.display(), error = %e, "cannot create special file");
-                        } else {
-                            fsmeta::apply_to_path(&path, &node)
-                                .map_err(|e| RepoError::io(&path, e))?;
+                        let made = fsmeta::special(&node).and_then(|(kind, perm, dev)| {
+                            target::make_node(&dir_fd, name, kind, perm, dev)
+                        });
+                        match made {
+                            Ok(()) => fsmeta::apply_at(
+                                &dir_fd,
+                                name,
+                                &node,
+                                &target.display(&rel),
+                                &self.warnings,
+                            )
+                            .map_err(io)?,
+                            Err(e) => self.warnings.add(format!("special {}", node.kind), || {
+                                format!(
+                                    "cannot create special file {}: {e}",
+                                    target.display(&rel).display()
+                                )
+                            }),
                         }
                     }
                 }
@@ -380,39 +582,49 @@ impl Run<'_> {
         Ok(next)
     }
 
-    async fn plan_file(&mut self, path: PathBuf, node: Node, device: bool) -> Result<()> {
+    fn plan_file(&mut self, rel: PathBuf, node: Node, device: bool) -> Result<()> {
         self.done.total_files += 1;
         self.summary.files += 1;
         if node.links > 1 && !device {
             let key = (node.device_id, node.inode);
             if let Some(first) = self.hardlinks.get(&key) {
-                self.links_to_make.push((first.clone(), path));
+                self.links_to_make.push((first.clone(), rel, node));
                 self.done.files_done += 1;
                 return Ok(());
             }
-            self.hardlinks.insert(key, path.clone());
+            self.hardlinks.insert(key, rel.clone());
         }
         let blobs = node.content.as_ref().map(|c| c.len()).unwrap_or(0);
         self.done.total_bytes += node.size;
-        let target = FileTarget {
-            path,
-            node,
-            device,
-            blobs: blobs as u32,
-            remaining: AtomicU32::new(blobs as u32),
-            created: OnceLock::new(),
-        };
         if blobs == 0 {
-            target.ensure_created().map_err(RepoError::Invalid)?;
             if !device {
-                fsmeta::apply_to_path(&target.path, &target.node)
-                    .map_err(|e| RepoError::io(&target.path, e))?;
+                let target = self.target()?;
+                let display = target.display(&rel);
+                let f = target
+                    .create_file(&rel)
+                    .map_err(|e| RepoError::io(&display, e))?;
+                fsmeta::apply_to_fd(&f, &node, &display, &self.warnings)
+                    .map_err(|e| RepoError::io(&display, e))?;
             }
             self.done.files_done += 1;
             return Ok(());
         }
+        let tmp = (blobs > 1 && !device).then(|| {
+            self.tmp_count += 1;
+            rel.with_file_name(format!("{}{}", self.tmp_prefix, self.tmp_count))
+        });
         self.pending_blobs += blobs;
-        self.pending.push(target);
+        self.pending.push(FileTarget {
+            rel,
+            node,
+            device,
+            blobs: blobs as u32,
+            len: 0,
+            tmp,
+            remaining: AtomicU32::new(blobs as u32),
+            created: OnceLock::new(),
+            damaged: OnceLock::new(),
+        });
         Ok(())
     }
 
@@ -460,7 +672,7 @@ impl Run<'_> {
                 )));
             }
         }
-        self.plan_file(device.to_path_buf(), node, true).await?;
+        self.plan_file(device.to_path_buf(), node, true)?;
         self.finish().await
     }
 
@@ -468,23 +680,38 @@ impl Run<'_> {
         tracing::debug!("restore: trees walked");
         self.run_batch().await?;
         // Directories last, deepest first: writing into them changed their times.
-        self.dirs.sort_by_key(|d| std::cmp::Reverse(d.2));
-        for (path, node, _) in std::mem::take(&mut self.dirs) {
-            fsmeta::apply_to_path(&path, &node).map_err(|e| RepoError::io(&path, e))?;
+        self.dirs.sort_by_key(|d| std::cmp::Reverse(d.depth));
+        let dirs = std::mem::take(&mut self.dirs);
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let target = self.target()?;
+        for d in dirs {
+            let display = target.display(&d.rel);
+            let io = |e| RepoError::io(&display, e);
+            if d.leading && d.created && target.remove_empty_dir(&d.rel).map_err(io)? {
+                continue;
+            }
+            let fd = target.open_dir(&d.rel).map_err(io)?;
+            fsmeta::apply_to_fd(&fd, &d.node, &display, &self.warnings).map_err(io)?;
+            self.summary.dirs += 1;
         }
         Ok(())
     }
 
     async fn run_batch(&mut self) -> Result<()> {
-        let files = std::mem::take(&mut self.pending);
+        let mut files = std::mem::take(&mut self.pending);
         self.pending_blobs = 0;
+        let mut shared = None;
         if !files.is_empty() {
             let planned = Instant::now();
-            let jobs = plan_ranges(&files, &self.index)?;
+            let jobs = plan_ranges(&mut files, &self.index);
             tracing::debug!(files = files.len(), ranges = jobs.len(), took = ?planned.elapsed(), "restore: batch planned");
-            let shared = Arc::new(Shared {
+            let batch = Arc::new(Shared {
                 key: self.repo.key().clone(),
                 files,
+                target: self.target.clone(),
+                warnings: self.warnings.clone(),
                 progress: self.progress.clone(),
                 total: Mutex::new(self.done.clone()),
                 bytes_done: AtomicU64::new(0),
@@ -496,19 +723,102 @@ impl Run<'_> {
                 buffers: Mutex::new(Vec::new()),
             });
             let executed = Instant::now();
-            let result = execute(self.repo, jobs, shared.clone(), &self.opts).await;
+            let result = execute(self.repo, jobs, batch.clone(), &self.opts).await;
             tracing::debug!(took = ?executed.elapsed(), "restore: batch written");
-            self.done.bytes_done += shared.bytes_done.load(Ordering::Relaxed);
-            self.done.files_done += shared.files_done.load(Ordering::Relaxed);
-            self.summary.bytes_written += shared.bytes_written.load(Ordering::Relaxed);
+            self.done.bytes_done += batch.bytes_done.load(Ordering::Relaxed);
+            self.done.files_done += batch.files_done.load(Ordering::Relaxed);
+            self.summary.bytes_written += batch.bytes_written.load(Ordering::Relaxed);
+            for f in &batch.files {
+                if let Some(fault) = f.damaged.get() {
+                    self.summary.files -= 1;
+                    self.damaged_files.insert(f.rel.clone());
+                    self.summary.damaged.push(DamagedEntry {
+                        path: batch.display(&f.rel).display().to_string(),
+                        pack: fault.pack.map(|p| p.to_hex()),
+                        blob: fault.blob.map(|b| b.to_hex()),
+                        reason: fault.reason.clone(),
+                    });
+                }
+            }
             result?;
+            shared = Some(batch);
         }
-        for (src, dst) in std::mem::take(&mut self.links_to_make) {
-            let _ = std::fs::remove_file(&dst);
-            std::fs::hard_link(&src, &dst).map_err(|e| RepoError::io(&dst, e))?;
+        let mut linked = Vec::new();
+        for (src, dst, node) in std::mem::take(&mut self.links_to_make) {
+            let target = self.target()?;
+            if self.damaged_files.contains(&src) {
+                self.summary.files -= 1;
+                self.damaged_files.insert(dst.clone());
+                self.summary.damaged.push(DamagedEntry {
+                    path: target.display(&dst).display().to_string(),
+                    pack: None,
+                    blob: None,
+                    reason: format!(
+                        "hard link to {}, which could not be restored",
+                        target.display(&src).display()
+                    ),
+                });
+                continue;
+            }
+            target
+                .hard_link(&src, &dst)
+                .map_err(|e| RepoError::io(target.display(&dst), e))?;
+            linked.push((dst, node));
+        }
+        if self.opts.verify {
+            let mut todo: Vec<(PathBuf, bool, &Node)> = Vec::new();
+            if let Some(shared) = &shared {
+                todo.extend(
+                    shared
+                        .files
+                        .iter()
+                        .filter(|f| f.damaged.get().is_none())
+                        .map(|f| (f.rel.clone(), f.device, &f.node)),
+                );
+            }
+            todo.extend(linked.iter().map(|(rel, node)| (rel.clone(), false, node)));
+            let files = self.to_verify(todo);
+            self.verify_files(files).await;
         }
         (self.progress)(&self.done);
         Ok(())
+    }
+
+    /// What verification reads back: each file's blobs and their lengths.
+    fn to_verify(&self, files: Vec<(PathBuf, bool, &Node)>) -> Vec<verify::ToVerify> {
+        files
+            .into_iter()
+            .filter(|(_, _, node)| node.content.as_ref().is_some_and(|c| !c.is_empty()))
+            .map(|(rel, device, node)| verify::ToVerify {
+                display: match &self.target {
+                    Some(t) if !device => t.display(&rel),
+                    _ => rel.clone(),
+                },
+                rel,
+                device,
+                content: node
+                    .content
+                    .iter()
+                    .flatten()
+                    .map(|id| {
+                        let len = self.index.get(BlobType::Data, id).map(|l| l.plain_len());
+                        (*id, len.unwrap_or(0))
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Reads files back and compares them with the snapshot.
+    async fn verify_files(&mut self, files: Vec<verify::ToVerify>) {
+        let n = files.len() as u64;
+        let target = self.target.clone();
+        let workers = self.opts.workers;
+        let bad =
+            crate::repository::blocking(move || verify::verify(target.as_deref(), &files, workers))
+                .await;
+        self.summary.verified_files += n - bad.len() as u64;
+        self.summary.verify_failures.extend(bad);
     }
 }
 
@@ -519,17 +829,26 @@ fn device_size(f: &std::fs::File) -> std::io::Result<u64> {
 }
 
 /// Groups every needed blob by pack, then cuts each pack's blobs into contiguous ranges.
-fn plan_ranges(files: &[FileTarget], index: &MasterIndex) -> Result<Vec<RangeJob>> {
+/// A file with a blob the index does not know is marked damaged and not planned at all.
+fn plan_ranges(files: &mut [FileTarget], index: &MasterIndex) -> Vec<RangeJob> {
     let mut per_pack: HashMap<u32, HashMap<Id, PlannedBlob>> = HashMap::new();
-    for (fi, f) in files.iter().enumerate() {
+    for (fi, f) in files.iter_mut().enumerate() {
+        let content = f.node.content.as_deref().unwrap_or(&[]);
+        if let Some(missing) = content
+            .iter()
+            .find(|id| !index.contains(BlobType::Data, id))
+        {
+            let _ = f.damaged.set(Fault {
+                pack: None,
+                blob: Some(*missing),
+                reason: "the blob is not in the repository index".into(),
+            });
+            f.remaining.store(0, Ordering::Relaxed);
+            continue;
+        }
         let mut offset = 0u64;
-        for id in f.node.content.as_deref().unwrap_or(&[]) {
-            let loc = index
-                .get(BlobType::Data, id)
-                .ok_or_else(|| RepoError::MissingBlob {
-                    blob: id.to_hex(),
-                    needed_by: f.path.display().to_string(),
-                })?;
+        for id in content {
+            let loc = index.get(BlobType::Data, id).expect("checked above");
             per_pack
                 .entry(loc.pack)
                 .or_default()
@@ -547,8 +866,9 @@ fn plan_ranges(files: &[FileTarget], index: &MasterIndex) -> Result<Vec<RangeJob
             offset += loc.plain_len();
         }
         if offset != f.node.size {
-            tracing::warn!(path = %f.path.display(), size = f.node.size, content = offset, "file size differs from its content's length");
+            tracing::warn!(path = %f.rel.display(), size = f.node.size, content = offset, "file size differs from its content's length");
         }
+        f.len = offset;
     }
     let mut jobs = Vec::new();
     for (pack, blobs) in per_pack {
@@ -579,7 +899,7 @@ fn plan_ranges(files: &[FileTarget], index: &MasterIndex) -> Result<Vec<RangeJob
         }
         jobs.extend(cur);
     }
-    Ok(jobs)
+    jobs
 }
 
 async fn execute(
@@ -604,27 +924,36 @@ async fn execute(
                 }
                 let kib = (((job.end - job.start) / 1024) as u32 + 1).min(budget_kib);
                 let _mem = budget.acquire_many(kib).await.expect("semaphore open");
+                let handle = Handle::new(FileType::Pack, job.pack.to_hex());
                 let buf = shared.buffers.lock().unwrap().pop().unwrap_or_default();
-                let data = backend
-                    .load_range(
-                        &Handle::new(FileType::Pack, job.pack.to_hex()),
-                        job.start..job.end,
-                        buf,
-                    )
-                    .await
-                    .map_err(|e| RepoError::Corrupt {
-                        pack: job.pack.to_hex(),
-                        file: affected_files(&shared, &job.blobs),
-                        reason: format!("cannot read pack: {e}"),
-                    })?;
-                let _cpu = cpu.acquire().await.expect("semaphore open");
-                let s2 = shared.clone();
-                let r = tokio::task::spawn_blocking(move || process_range(&s2, &job, data))
-                    .await
-                    .expect("restore worker panicked");
-                if r.is_err() {
-                    shared.failed.store(true, Ordering::Relaxed);
-                }
+                let r = match backend.load_range(&handle, job.start..job.end, buf).await {
+                    Ok(data) => process_on_cpu(&cpu, &shared, job, data).await,
+                    Err(e) if job.blobs.len() == 1 => {
+                        fault_blob(&shared, job.pack, &job.blobs[0], format!("cannot read pack: {e}"));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // Save what can be saved: one read per blob, so a pack cut short or
+                        // a bad stretch costs only the blobs it really holds.
+                        tracing::warn!(pack = %job.pack, error = %e, "cannot read a pack range; reading its blobs one by one");
+                        let mut r = Ok(());
+                        for b in job.blobs {
+                            let (start, end) = (b.loc.offset as u64, b.loc.offset as u64 + b.loc.length as u64);
+                            let buf = shared.buffers.lock().unwrap().pop().unwrap_or_default();
+                            match backend.load_range(&handle, start..end, buf).await {
+                                Ok(data) => {
+                                    let one = RangeJob { pack: job.pack, start, end, blobs: vec![b] };
+                                    r = process_on_cpu(&cpu, &shared, one, data).await;
+                                    if r.is_err() {
+                                        break;
+                                    }
+                                }
+                                Err(e) => fault_blob(&shared, job.pack, &b, format!("cannot read pack: {e}")),
+                            }
+                        }
+                        r
+                    }
+                };
                 shared.report(false);
                 r
             }
@@ -640,12 +969,13 @@ async fn execute(
     shared.report(true);
     match first_err {
         Some(e) => {
-            // Every job has stopped: remove each file that did not get all its blobs, so a
-            // failed restore never leaves a file that looks restored but is not.
-            for f in &shared.files {
-                if !f.device && f.created.get().is_some() && f.remaining.load(Ordering::Acquire) > 0
-                {
-                    let _ = std::fs::remove_file(&f.path);
+            // Every job has stopped: remove each file this restore started and did not
+            // finish, so a failed restore never leaves a file that looks restored but is not.
+            if let Some(target) = &shared.target {
+                for f in &shared.files {
+                    if f.created.get().is_some() && f.remaining.load(Ordering::Acquire) > 0 {
+                        let _ = target.remove_file(f.tmp.as_ref().unwrap_or(&f.rel));
+                    }
                 }
             }
             Err(e)
@@ -654,15 +984,22 @@ async fn execute(
     }
 }
 
-fn affected_files(shared: &Shared, blobs: &[PlannedBlob]) -> String {
-    let mut paths: Vec<String> = blobs
-        .iter()
-        .flat_map(|b| b.targets.iter())
-        .map(|t| shared.files[t.file as usize].path.display().to_string())
-        .collect();
-    paths.sort();
-    paths.dedup();
-    paths.join(", ")
+/// Decrypts and writes a fetched range on a worker thread.
+async fn process_on_cpu(
+    cpu: &tokio::sync::Semaphore,
+    shared: &Arc<Shared>,
+    job: RangeJob,
+    data: RangeData,
+) -> Result<()> {
+    let _cpu = cpu.acquire().await.expect("semaphore open");
+    let s2 = shared.clone();
+    let r = tokio::task::spawn_blocking(move || process_range(&s2, &job, data))
+        .await
+        .expect("restore worker panicked");
+    if r.is_err() {
+        shared.failed.store(true, Ordering::Relaxed);
+    }
+    r
 }
 
 fn process_range(shared: &Shared, job: &RangeJob, data: RangeData) -> Result<()> {
@@ -675,8 +1012,23 @@ fn process_range(shared: &Shared, job: &RangeJob, data: RangeData) -> Result<()>
     r
 }
 
+/// Marks every file that needs `b` as damaged (and finishes its share of the file).
+fn fault_blob(shared: &Shared, pack: Id, b: &PlannedBlob, reason: String) {
+    tracing::warn!(%pack, blob = %b.id, %reason, "damaged blob");
+    for t in &b.targets {
+        let f = &shared.files[t.file as usize];
+        let _ = f.damaged.set(Fault {
+            pack: Some(pack),
+            blob: Some(b.id),
+            reason: reason.clone(),
+        });
+        // Nothing to finish for a damaged file, so this cannot fail.
+        let _ = finish_one(shared, f, None);
+    }
+}
+
 /// Verifies and decrypts each blob of the fetched range, decompresses it, checks its hash
-/// and writes it to every place it belongs.
+/// and writes it to every place it belongs. A blob that fails costs only its files.
 fn process_blobs(
     shared: &Shared,
     job: &RangeJob,
@@ -686,7 +1038,7 @@ fn process_blobs(
     for b in &job.blobs {
         let at = (b.loc.offset as u64 - job.start) as usize;
         let sealed = &data[at..at + b.loc.length as usize];
-        let plain = match decode_blob_into(
+        match decode_blob_into(
             &shared.key,
             sealed,
             b.loc.uncompressed_length,
@@ -694,27 +1046,14 @@ fn process_blobs(
             decrypted,
             scratch,
         ) {
-            Ok(p) => p,
-            Err(reason) => {
-                let files = affected_files(shared, std::slice::from_ref(b));
-                // Never leave a file that looks restored but is not.
+            Ok(plain) => {
+                let zero = is_zero(plain);
                 for t in &b.targets {
                     let f = &shared.files[t.file as usize];
-                    if !f.device {
-                        let _ = std::fs::remove_file(&f.path);
-                    }
+                    write_blob(shared, f, t.offset, plain, zero)?;
                 }
-                return Err(RepoError::Corrupt {
-                    pack: job.pack.to_hex(),
-                    file: files,
-                    reason,
-                });
             }
-        };
-        let zero = is_zero(plain);
-        for t in &b.targets {
-            let f = &shared.files[t.file as usize];
-            write_blob(shared, f, t.offset, plain, zero)?;
+            Err(reason) => fault_blob(shared, job.pack, b, reason),
         }
     }
     Ok(())
@@ -723,6 +1062,42 @@ fn process_blobs(
 /// Holes are punched at this granularity: all-zero pieces of a blob are not written.
 const SPARSE_PIECE: usize = 64 * 1024;
 
+/// Opens the file a blob goes to: a device as it is; a file of one blob created (and
+/// finished by this one write); a file of several blobs under its temporary name, created by
+/// the first blob that reaches it.
+fn open_for_blob(shared: &Shared, f: &FileTarget) -> Result<std::fs::File> {
+    let io = |e| RepoError::io(shared.display(&f.rel), e);
+    if f.device {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open(&f.rel)
+            .map_err(io);
+    }
+    let target = shared.target()?;
+    let Some(tmp) = &f.tmp else {
+        let file = target.create_file(&f.rel).map_err(io)?;
+        // Marks the file as ours: removed if the restore fails before it is complete.
+        let _ = f.created.set(Ok(()));
+        return Ok(file);
+    };
+    let mut first = None;
+    f.created
+        .get_or_init(|| match target.create_file(tmp) {
+            Ok(file) => {
+                first = Some(file);
+                Ok(())
+            }
+            Err(e) => Err(format!("{}: {e}", target.display(tmp).display())),
+        })
+        .clone()
+        .map_err(RepoError::Invalid)?;
+    match first {
+        Some(file) => Ok(file),
+        None => target.open_write(tmp).map_err(io),
+    }
+}
+
 fn write_blob(
     shared: &Shared,
     f: &FileTarget,
@@ -730,30 +1105,14 @@ fn write_blob(
     plain: &[u8],
     zero: bool,
 ) -> Result<()> {
-    let io = |e| RepoError::io(&f.path, e);
-    // A file of one blob (most small files) is created, written and finished with one open.
-    let whole = f.blobs == 1 && !f.device;
-    let file = if whole {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&f.path)
-            .map_err(io)?;
-        // Marks the file as ours: removed if the restore fails before it is complete.
-        let _ = f.created.set(Ok(()));
-        file
-    } else {
-        f.ensure_created().map_err(RepoError::Invalid)?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .read(f.device)
-            .open(&f.path)
-            .map_err(io)?
-    };
+    if f.damaged.get().is_some() {
+        // Another blob of this file is bad: the file will be removed, skip the write.
+        return finish_one(shared, f, None);
+    }
+    let io = |e| RepoError::io(shared.display(&f.rel), e);
+    let file = open_for_blob(shared, f)?;
     // Write the non-zero runs; a zero piece is skipped where the target already reads back
-    // zeros (always true for a file we truncated; checked by reading for a device).
+    // zeros (always true for a file we created; checked by reading for a device).
     let mut run_start: Option<usize> = None;
     let mut written = 0u64;
     let mut written_end = 0usize;
@@ -789,22 +1148,56 @@ fn write_blob(
         written += (plain.len() - s) as u64;
         written_end = plain.len();
     }
-    if whole && offset + (written_end as u64) < f.node.size {
+    if f.blobs == 1 && !f.device && offset + (written_end as u64) < f.len {
         // Trailing zeros were skipped: the size comes from a hole.
-        file.set_len(f.node.size).map_err(io)?;
+        file.set_len(f.len).map_err(io)?;
     }
     shared.bytes_written.fetch_add(written, Ordering::Relaxed);
     shared
         .bytes_done
         .fetch_add(plain.len() as u64, Ordering::Relaxed);
-    if f.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-        if !f.device {
-            fsmeta::apply_to_fd(&file, &f.node, &f.path).map_err(|e| RepoError::io(&f.path, e))?;
-        } else {
-            file.sync_all().map_err(|e| RepoError::io(&f.path, e))?;
-        }
-        shared.files_done.fetch_add(1, Ordering::Relaxed);
+    finish_one(shared, f, Some(&file))
+}
+
+/// Counts one of the file's blobs as done. The last one finishes the file: its size and
+/// metadata, then its real name; or, when a blob was damaged, removes what was written.
+fn finish_one(shared: &Shared, f: &FileTarget, file: Option<&std::fs::File>) -> Result<()> {
+    if f.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+        return Ok(());
     }
+    let display = shared.display(&f.rel);
+    let io = |e| RepoError::io(&display, e);
+    if f.damaged.get().is_some() {
+        if !f.device
+            && f.created.get().is_some()
+            && let Some(target) = &shared.target
+        {
+            let _ = target.remove_file(f.tmp.as_ref().unwrap_or(&f.rel));
+        }
+        return Ok(());
+    }
+    let Some(file) = file else {
+        return Err(RepoError::Invalid(format!(
+            "{}: restore finished a file without writing it",
+            display.display()
+        )));
+    };
+    if f.device {
+        file.sync_all().map_err(io)?;
+    } else {
+        if f.tmp.is_some() {
+            file.set_len(f.len).map_err(io)?;
+        }
+        fsmeta::apply_to_fd(file, &f.node, &display, &shared.warnings).map_err(io)?;
+        if let Some(tmp) = &f.tmp {
+            let target = shared.target()?;
+            if let Err(e) = target.rename(tmp, &f.rel) {
+                let _ = target.remove_file(tmp);
+                return Err(io(e));
+            }
+        }
+    }
+    shared.files_done.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 

@@ -261,6 +261,41 @@ fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Node>, D::Error>
     Ok(Option::<Vec<Node>>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Why a name cannot be a directory entry: empty, `.`, `..`, or holding `/` or NUL would
+/// let a restore write somewhere else than below the entry's directory.
+pub fn name_problem(name: &[u8]) -> Option<&'static str> {
+    match name {
+        b"" => Some("an empty entry name"),
+        b"." | b".." => Some("an entry named . or .."),
+        _ if name.contains(&b'/') => Some("an entry name containing /"),
+        _ if name.contains(&0) => Some("an entry name containing NUL"),
+        _ => None,
+    }
+}
+
+/// Every reason a tree's entries cannot be restored safely: invalid names, and names that
+/// occur twice (a symlink then a directory of one name would let the second write through
+/// the first). Empty for a sound tree.
+pub fn entry_problems(nodes: &[Node]) -> Vec<String> {
+    let mut problems: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| name_problem(&n.name).map(|p| format!("{p} ({:?})", gostr::quote(&n.name))))
+        .collect();
+    let mut names: Vec<&[u8]> = nodes.iter().map(|n| n.name.as_slice()).collect();
+    names.sort_unstable();
+    let mut last: Option<&[u8]> = None;
+    for pair in names.windows(2) {
+        if pair[0] == pair[1] && last != Some(pair[0]) {
+            problems.push(format!(
+                "two or more entries named {:?}",
+                gostr::quote(pair[0])
+            ));
+            last = Some(pair[0]);
+        }
+    }
+    problems
+}
+
 impl Tree {
     /// The tree blob's bytes: JSON plus a newline, as restic writes it.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -315,6 +350,23 @@ mod tests {
         assert!(j.contains("linktarget_raw"), "{j}");
         let back: Node = serde_json::from_str(&j).unwrap();
         assert_eq!(back, n);
+    }
+
+    #[test]
+    fn entry_problems_name_bad_and_duplicate_names() {
+        let node = |name: &[u8]| Node {
+            name: name.to_vec(),
+            kind: "file".into(),
+            ..Default::default()
+        };
+        let good = [node(b"a"), node(b"b"), node(b".a"), node(b"..a")];
+        assert!(entry_problems(&good).is_empty());
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0b"] {
+            let p = entry_problems(&[node(bad)]);
+            assert_eq!(p.len(), 1, "{bad:?}: {p:?}");
+        }
+        let p = entry_problems(&[node(b"d"), node(b"x"), node(b"d"), node(b"d")]);
+        assert_eq!(p, [r#"two or more entries named "d""#]);
     }
 
     #[test]

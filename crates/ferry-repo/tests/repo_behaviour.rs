@@ -108,12 +108,24 @@ async fn flipped_byte_fails_check_and_restore_naming_pack_and_file() {
     let (repo, repo_dir) = repo_with_victim(t.path(), 9).await;
     let pack = corrupt_largest_pack(&repo_dir);
 
-    let report = repo.check(CheckOptions { read_data: true }).await.unwrap();
+    let report = repo
+        .check(CheckOptions {
+            read_data: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let all = report.errors.join("\n");
     assert!(all.contains(&pack), "{all}");
     assert!(all.contains("victim.bin"), "{all}");
     // Without reading data the structure is still fine.
-    let report = repo.check(CheckOptions { read_data: false }).await.unwrap();
+    let report = repo
+        .check(CheckOptions {
+            read_data: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 
     // restic agrees.
@@ -126,11 +138,12 @@ async fn flipped_byte_fails_check_and_restore_naming_pack_and_file() {
     let target = t.path().join("out");
     let err = restore_latest(&repo, &target).await.unwrap_err();
     match &err {
-        RepoError::Corrupt { pack: p, file, .. } => {
-            assert_eq!(p, &pack);
-            assert!(file.contains("victim.bin"), "{err}");
+        RepoError::Incomplete(s) => {
+            assert_eq!(s.damaged.len(), 1, "{err}");
+            assert_eq!(s.damaged[0].pack.as_deref(), Some(pack.as_str()));
+            assert!(s.damaged[0].path.ends_with("victim.bin"), "{err}");
         }
-        other => panic!("expected Corrupt, got {other}"),
+        other => panic!("expected Incomplete, got {other}"),
     }
     // No silently wrong file is left behind.
     assert!(!target.join("src/victim.bin").exists());
@@ -155,16 +168,13 @@ async fn truncated_pack_fails_the_restore_naming_pack_and_file() {
     let target = t.path().join("out");
     let err = restore_latest(&repo, &target).await.unwrap_err();
     match &err {
-        RepoError::Corrupt {
-            pack: p,
-            file,
-            reason,
-        } => {
-            assert_eq!(p, &name);
-            assert!(file.contains("victim.bin"), "{err}");
-            assert!(reason.contains("short read"), "{err}");
+        RepoError::Incomplete(s) => {
+            let d = &s.damaged[0];
+            assert_eq!(d.pack.as_deref(), Some(name.as_str()), "{err}");
+            assert!(d.path.ends_with("victim.bin"), "{err}");
+            assert!(d.reason.contains("short read"), "{err}");
         }
-        other => panic!("expected Corrupt, got {other}"),
+        other => panic!("expected Incomplete, got {other}"),
     }
     assert!(!target.join("src/victim.bin").exists());
 }

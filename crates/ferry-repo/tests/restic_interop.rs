@@ -64,7 +64,13 @@ async fn ferry_backup_passes_restic_check_and_restic_restores_identical_tree() {
     assert_same_tree(&src, &target.join("src"));
     // The sparse file's holes stay holes.
     assert!(allocated(&target.join("src/sparse.img")) < 1 << 20);
-    let report = repo.check(CheckOptions { read_data: true }).await.unwrap();
+    let report = repo
+        .check(CheckOptions {
+            read_data: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 
@@ -129,7 +135,13 @@ async fn restic_compressed_backup_restores_identically_with_ferry() {
     .await
     .unwrap();
     assert_same_tree(&src.join("small/nested"), &t.path().join("sub"));
-    let report = repo.check(CheckOptions { read_data: true }).await.unwrap();
+    let report = repo
+        .check(CheckOptions {
+            read_data: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 }
 

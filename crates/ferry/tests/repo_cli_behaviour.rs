@@ -224,10 +224,175 @@ fn corrupt_pack_fails_check_and_restore_naming_pack_and_file() {
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    // Each file not restored is listed with the pack at fault, then the error says so.
+    let listed = err
+        .lines()
+        .find(|l| l.starts_with("not restored: ") && l.contains("victim.bin"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(listed.contains(&format!("in pack {name}")), "{err}");
+    assert!(err.contains("error: restore incomplete"), "{err}");
+    // The broken file is not left behind looking restored; the intact one is restored.
+    assert!(!d.join("out/src/sub/victim.bin").exists());
+    assert_eq!(std::fs::read(d.join("out/src/a.txt")).unwrap(), b"hello");
+}
+
+/// Runs `ferry` with the repository `repo` seen through a read-only bind mount at `ro`, in a
+/// private mount namespace (so the mount vanishes with the process).
+fn ferry_read_only(d: &Path, args: &[&str]) -> Output {
+    std::fs::create_dir_all(d.join("ro")).unwrap();
+    let ferry_bin = env!("CARGO_BIN_EXE_ferry");
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "mount --bind repo ro && mount -o remount,bind,ro ro && exec {ferry_bin} {}",
+        quoted.join(" ")
+    );
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(d)
+        .env("FERRY_PASSWORD", PASSWORD)
+        .env_remove("FERRY_PASSWORD_FILE")
+        .env_remove("FERRY_REPOSITORY")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn read_only_repositories_are_read_with_no_lock() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    small_tree(d);
+    ok(d, &["repo", "init", "--repo", "repo"]);
+    ok(d, &["repo", "backup", "--repo", "repo", "src"]);
+
+    // Without --no-lock the lock cannot be written: the error says what to do.
+    let out = ferry_read_only(
+        d,
+        &[
+            "repo", "restore", "--repo", "ro", "latest", "--target", "out",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("corrupt data in pack {name}")) && err.contains("victim.bin"),
+        err.contains("read-only") && err.contains("--no-lock"),
         "{err}"
     );
-    // The broken file is not left behind looking restored.
-    assert!(!d.join("out/src/sub/victim.bin").exists());
+    assert!(!d.join("out/src/a.txt").exists());
+
+    // With it, restore, check, snapshots, ls and cat work.
+    for args in [
+        &[
+            "repo",
+            "restore",
+            "--repo",
+            "ro",
+            "latest",
+            "--target",
+            "out",
+            "--no-lock",
+        ][..],
+        &["repo", "check", "--repo", "ro", "--read-data", "--no-lock"],
+        &["repo", "snapshots", "--repo", "ro", "--no-lock"],
+        &["repo", "ls", "--repo", "ro", "latest", "--no-lock"],
+        &["repo", "cat", "--repo", "ro", "config", "--no-lock"],
+    ] {
+        let out = ferry_read_only(d, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(std::fs::read(d.join("out/src/a.txt")).unwrap(), b"hello");
+}
+
+#[test]
+fn include_exclude_and_verify_on_the_command_line() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    small_tree(d);
+    std::fs::write(d.join("src/sub/b.txt"), b"bee").unwrap();
+    ok(d, &["repo", "init", "--repo", "repo"]);
+    ok(d, &["repo", "backup", "--repo", "repo", "src"]);
+    let out = ok(
+        d,
+        &[
+            "repo",
+            "restore",
+            "--repo",
+            "repo",
+            "latest",
+            "--target",
+            "inc",
+            "--include",
+            "*.txt",
+            "--exclude",
+            "/src/a.txt",
+            "--verify",
+        ],
+    );
+    assert!(out.contains("verified 1 files"), "{out}");
+    assert_eq!(std::fs::read(d.join("inc/src/sub/b.txt")).unwrap(), b"bee");
+    assert!(!d.join("inc/src/a.txt").exists());
+    assert!(!d.join("inc/src/sub/victim.bin").exists());
+    let out = ferry(
+        d,
+        &[
+            "repo",
+            "restore",
+            "--repo",
+            "repo",
+            "latest",
+            "--target",
+            "bad",
+            "--include",
+            "[x",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid restore pattern \"[x\""));
+}
+
+#[test]
+fn hostile_snapshots_fail_restore_and_check_naming_the_tree() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::create_dir_all(d.join("outside")).unwrap();
+    ok(d, &["repo", "init", "--repo", "repo"]);
+    let outside = d.join("outside");
+    let tree = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let backend = ferry_repo::backend::open(d.join("repo").to_str().unwrap()).unwrap();
+        let repo = ferry_repo::Repository::open(backend, PASSWORD)
+            .await
+            .unwrap();
+        let mut w = ferry_repo::handmade::SnapshotWriter::new(&repo);
+        let evil = w.data(b"evil");
+        let sub = w.tree(vec![ferry_repo::handmade::file(b"pwned", vec![evil], 4)]);
+        let root = w.tree(vec![
+            ferry_repo::handmade::symlink(b"d", outside.as_os_str().as_encoded_bytes()),
+            ferry_repo::handmade::dir(b"d", sub),
+        ]);
+        w.finish(root).await.unwrap();
+        root
+    });
+    let out = ferry(
+        d,
+        &[
+            "repo", "restore", "--repo", "repo", "latest", "--target", "out",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&tree.to_hex()) && err.contains("entries named \"d\""),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    let out = ferry(d, &["repo", "check", "--repo", "repo"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&tree.to_hex()) && err.contains("restore refuses"),
+        "{err}"
+    );
 }

@@ -37,6 +37,21 @@ fn io_err(what: &Path, e: std::io::Error) -> BackendError {
     }
 }
 
+/// An error writing a file: the kinds that mean "this location takes no writes" become
+/// [`BackendError::ReadOnly`], so callers can suggest reading without a lock.
+fn write_err(what: &Path, e: std::io::Error) -> BackendError {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ReadOnlyFilesystem | K::PermissionDenied | K::StorageFull | K::QuotaExceeded => {
+            BackendError::ReadOnly {
+                what: what.display().to_string(),
+                message: e.to_string(),
+            }
+        }
+        _ => io_err(what, e),
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
 ) -> Result<T, BackendError> {
@@ -95,7 +110,7 @@ impl Backend for LocalBackend {
                     message: "file already exists".into(),
                 });
             }
-            std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+            std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, e))?;
             // Write to a temporary name and rename: readers never see a partial file.
             let tmp = dir.join(format!(
                 ".{}-tmp-{}",
@@ -115,7 +130,7 @@ impl Backend for LocalBackend {
             })();
             if let Err(e) = result {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(io_err(&path, e));
+                return Err(write_err(&path, e));
             }
             Ok(())
         })

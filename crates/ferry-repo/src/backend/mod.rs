@@ -50,11 +50,7 @@ impl Handle {
             FileType::Snapshot => format!("snapshots/{}", self.name),
             FileType::Index => format!("index/{}", self.name),
             FileType::Lock => format!("locks/{}", self.name),
-            FileType::Pack => format!(
-                "data/{}/{}",
-                &self.name[..2.min(self.name.len())],
-                self.name
-            ),
+            FileType::Pack => format!("data/{}/{}", crate::text::prefix(&self.name, 2), self.name),
         }
     }
 }
@@ -74,6 +70,10 @@ pub enum BackendError {
     Transient { what: String, message: String },
     #[error("{what}: {message}")]
     Other { what: String, message: String },
+    /// The location refuses writes (a read-only mount, a full file system, no write
+    /// permission); reading may still work.
+    #[error("{what}: cannot write: {message}")]
+    ReadOnly { what: String, message: String },
 }
 
 /// A byte range of a repository file, as [`Backend::load_range`] delivers it.

@@ -94,18 +94,41 @@ pub struct RestoreArgs {
     /// Threads decrypting, decompressing and writing (default: the CPU count).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Restore only entries matching this glob (restic's rules; repeatable), plus the
+    /// directories leading to them.
+    #[arg(long = "include", value_name = "PATTERN")]
+    pub include: Vec<String>,
+    /// Do not restore entries matching this glob, nor anything below them (repeatable).
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Read every restored file back and compare it with the snapshot.
+    #[arg(long)]
+    pub verify: bool,
+    /// Take no lock: for read-only repositories (a read-only mount, a full file system).
+    #[arg(long)]
+    pub no_lock: bool,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct SnapshotsArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Accepted as restic accepts it; ferry takes no lock for this command, so it works on
+    /// read-only repositories either way.
+    #[arg(long)]
+    #[allow(dead_code)]
+    pub no_lock: bool,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Accepted as restic accepts it; ferry takes no lock for this command, so it works on
+    /// read-only repositories either way.
+    #[arg(long)]
+    #[allow(dead_code)]
+    pub no_lock: bool,
     /// SNAPSHOT[:SUBPATH]
     pub snapshot: String,
 }
@@ -117,12 +140,20 @@ pub struct CheckArgs {
     /// Also read every pack and verify every blob.
     #[arg(long)]
     pub read_data: bool,
+    /// Take no lock: for read-only repositories (a read-only mount, a full file system).
+    #[arg(long)]
+    pub no_lock: bool,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct CatArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Accepted as restic accepts it; ferry takes no lock for this command, so it works on
+    /// read-only repositories either way.
+    #[arg(long)]
+    #[allow(dead_code)]
+    pub no_lock: bool,
     /// What to print: `config`.
     pub what: String,
 }
@@ -169,7 +200,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "created repository {} at {}",
-                    &repo.config().id[..10],
+                    ferry_repo::text::prefix(&repo.config().id, 10),
                     repo.location()
                 );
             }
@@ -295,6 +326,9 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let (progress, bar) = progress_reporter(a.repo.json, "restore");
     let mut opts = RestoreOptions {
         fetch_concurrency: a.concurrency,
+        filter: ferry_repo::RestoreFilter::new(&a.include, &a.exclude)?,
+        verify: a.verify,
+        no_lock: a.no_lock,
         ..Default::default()
     };
     if let Some(w) = a.workers {
@@ -304,7 +338,15 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let summary = summary?;
+    // An incomplete restore still restored what it could: report it, then fail.
+    let (summary, incomplete) = match summary {
+        Ok(s) => (s, None),
+        Err(ferry_repo::RepoError::Incomplete(s)) => {
+            let message = ferry_repo::RepoError::Incomplete(s.clone()).to_string();
+            (*s, Some(message))
+        }
+        Err(e) => return Err(e.into()),
+    };
     if a.repo.json {
         let mut v = serde_json::to_value(&summary)?;
         v["message_type"] = "summary".into();
@@ -319,8 +361,23 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
             summary.total_bytes as f64 / 1048576.0,
             summary.seconds
         );
+        if a.verify {
+            println!("verified {} files", summary.verified_files);
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
+    for d in &summary.damaged {
+        eprintln!("not restored: {d}");
+    }
+    for d in &summary.verify_failures {
+        eprintln!("verify failed: {d}");
+    }
+    match incomplete {
+        None => Ok(ExitCode::SUCCESS),
+        Some(message) => bail!(message),
+    }
 }
 
 async fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
@@ -390,6 +447,7 @@ async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let report = repo
         .check(ferry_repo::check::CheckOptions {
             read_data: a.read_data,
+            no_lock: a.no_lock,
         })
         .await?;
     if a.repo.json {

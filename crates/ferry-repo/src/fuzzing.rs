@@ -1,0 +1,191 @@
+//! Entry points for fuzzing the parsers of repository files, shared by the cargo-fuzz
+//! targets (`fuzz/`) and the seeded property test (`tests/fuzz_smoke.rs`) that runs in every
+//! test run. Each takes arbitrary bytes: it must never panic, and it asserts what must hold
+//! for any input the parser accepts.
+
+use crate::crypto::Key;
+use crate::index::{IndexJson, MasterIndex};
+use crate::keyfile::KeyFile;
+use crate::snapshot::Snapshot;
+use crate::tree::{self, Tree};
+
+/// A fixed key, so sealed fuzz inputs stay reproducible.
+pub fn fixed_key() -> Key {
+    let mut out = [0u8; 64];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37).wrapping_add(11);
+    }
+    Key::from_kdf_output(&out)
+}
+
+/// A tree blob: parsed, checked for unsafe names, and written back to the same tree.
+pub fn tree(data: &[u8]) {
+    let Ok(t) = serde_json::from_slice::<Tree>(data) else {
+        return;
+    };
+    let _ = tree::entry_problems(&t.nodes);
+    for n in &t.nodes {
+        let _ = n.name_lossy();
+        let quoted = crate::gostr::quote(&n.name);
+        assert_eq!(crate::gostr::unquote(&quoted).as_deref(), Ok(&n.name[..]));
+    }
+    let again: Tree = serde_json::from_slice(&t.to_bytes()).expect("a written tree parses");
+    assert_eq!(again.nodes, t.nodes, "a tree survives writing and reading");
+}
+
+/// An index file: parsed and merged into a master index, every blob looked up.
+pub fn index(data: &[u8]) {
+    let Ok(idx) = serde_json::from_slice::<IndexJson>(data) else {
+        return;
+    };
+    let mut mi = MasterIndex::default();
+    mi.add(&idx);
+    for (kind, id, loc) in mi.iter() {
+        assert_eq!(mi.get(kind, id), Some(*loc));
+        let _ = loc.plain_len();
+        let _ = mi.pack_id(loc.pack);
+    }
+    let _ = serde_json::to_vec(&idx).expect("an index serializes");
+}
+
+/// A snapshot file.
+pub fn snapshot(data: &[u8]) {
+    let Ok(s) = serde_json::from_slice::<Snapshot>(data) else {
+        return;
+    };
+    let _ = s.unix_time();
+    let again: Snapshot =
+        serde_json::from_slice(&serde_json::to_vec(&s).expect("serializes")).expect("parses");
+    assert_eq!(again, s);
+}
+
+/// Largest scrypt cost a key file may ask of the fuzzer (bounding the parameters themselves
+/// is the key-derivation code's business).
+const FUZZ_MAX_N: u64 = 1 << 10;
+
+/// A key file: parsed and, when its scrypt cost is small, opened with a password.
+pub fn key(data: &[u8]) {
+    let Ok(kf) = serde_json::from_slice::<KeyFile>(data) else {
+        return;
+    };
+    if kf.n <= FUZZ_MAX_N && kf.r <= 16 && kf.p <= 4 {
+        let _ = kf.open("password");
+    }
+}
+
+/// A pack's tail. The first byte chooses: the rest as raw bytes (lengths, MAC), or the rest
+/// as a header's plaintext sealed with [`fixed_key`] behind some blob bytes (entries).
+pub fn pack_header(data: &[u8]) {
+    let key = fixed_key();
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let (pack, len) = if mode & 1 == 0 {
+        (rest.to_vec(), rest.len() as u64)
+    } else {
+        let blob_bytes = (mode as usize) * 7;
+        let mut pack = vec![0u8; blob_bytes];
+        let sealed = key.seal(rest);
+        pack.extend_from_slice(&sealed);
+        pack.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        let len = pack.len() as u64;
+        (pack, len)
+    };
+    if let Ok(blobs) = crate::pack::parse_header(&key, &pack, len) {
+        let mut end = 0u64;
+        for b in &blobs {
+            assert_eq!(b.offset, end, "blobs follow each other");
+            end += b.length as u64;
+        }
+        assert!(end <= len);
+    }
+}
+
+/// A deterministic input mutator for running the entry points without a fuzzer (seeded, so
+/// a failure reproduces): bit flips, interesting bytes and tokens, deletions, duplications
+/// and truncations, a few at a time.
+pub struct Mutator(u64);
+
+/// Tokens that tend to break parsers: escapes, multi-byte characters, huge and negative
+/// numbers, JSON structure, path pieces.
+const TOKENS: &[&str] = &[
+    "\\u0000",
+    "\\xff",
+    "\\",
+    "\"",
+    "é",
+    "€",
+    "😀",
+    "\u{200b}",
+    "18446744073709551616",
+    "4294967296",
+    "-1",
+    "1e999",
+    "null",
+    "[]",
+    "{}",
+    "..",
+    "/",
+    "\n",
+    "\"nodes\":",
+    "\"type\":\"dir\"",
+    "\"N\":1024",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+];
+
+impl Mutator {
+    pub fn new(seed: u64) -> Mutator {
+        Mutator(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// `input` with one to four random edits.
+    pub fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut v = input.to_vec();
+        for _ in 0..1 + self.below(4) {
+            let at = self.below(v.len() + 1);
+            match self.below(7) {
+                0 if !v.is_empty() => {
+                    let i = self.below(v.len());
+                    v[i] ^= 1 << self.below(8);
+                }
+                1 if !v.is_empty() => {
+                    let i = self.below(v.len());
+                    v[i] = [0u8, 0xff, 0x80, 0xc3, 0xe2, b'"', b'\\', b'{', b'9'][self.below(9)];
+                }
+                2 => {
+                    let t = TOKENS[self.below(TOKENS.len())].as_bytes();
+                    v.splice(at..at, t.iter().copied());
+                }
+                3 => {
+                    let end = (at + self.below(16)).min(v.len());
+                    v.drain(at..end);
+                }
+                4 => {
+                    let end = (at + self.below(64)).min(v.len());
+                    let piece = v[at..end].to_vec();
+                    v.splice(at..at, piece);
+                }
+                5 => v.truncate(at),
+                _ => {
+                    let n = self.below(8);
+                    for _ in 0..n {
+                        let b = self.next() as u8;
+                        v.insert(at.min(v.len()), b);
+                    }
+                }
+            }
+        }
+        v
+    }
+}

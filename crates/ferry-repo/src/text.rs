@@ -1,0 +1,54 @@
+//! Cutting text to a byte budget. Slicing a `str` at a byte index panics when the index falls
+//! inside a multi-byte character, so every message that is shortened goes through here.
+
+/// The longest prefix of `s` that is at most `max_bytes` long and ends on a character
+/// boundary.
+pub fn prefix(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let mut end = max_bytes;
+    // A UTF-8 character is at most 4 bytes, so this steps back at most 3 times.
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Shortens `s` in place to at most `max_bytes`, on a character boundary.
+pub fn truncate(s: &mut String, max_bytes: usize) {
+    let keep = prefix(s, max_bytes).len();
+    s.truncate(keep);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_never_split_a_character() {
+        let s = "aé€😀"; // 1 + 2 + 3 + 4 bytes
+        let cuts: Vec<&str> = (0..=s.len() + 2).map(|n| prefix(s, n)).collect();
+        assert_eq!(
+            cuts,
+            [
+                "",
+                "a",
+                "a",
+                "aé",
+                "aé",
+                "aé",
+                "aé€",
+                "aé€",
+                "aé€",
+                "aé€",
+                "aé€😀",
+                "aé€😀",
+                "aé€😀"
+            ]
+        );
+        let mut owned = "€€".to_string();
+        truncate(&mut owned, 4);
+        assert_eq!(owned, "€");
+    }
+}

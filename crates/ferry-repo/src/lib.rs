@@ -14,6 +14,7 @@ mod fsmeta;
 pub mod gostr;
 pub mod id;
 pub mod index;
+pub mod kdf;
 pub mod keyfile;
 pub mod lock;
 mod ls;

@@ -241,8 +241,16 @@ pub async fn open_repo(dir: &Path) -> Repository {
         .unwrap()
 }
 
+/// scrypt parameters for the many repositories the tests create: cheap, not calibrated
+/// (the key tests make calibrated ones).
+pub const TEST_KDF: ferry_repo::kdf::KdfParams = ferry_repo::kdf::KdfParams {
+    n: 1 << 14,
+    r: 8,
+    p: 1,
+};
+
 pub async fn init_repo(dir: &Path) -> Repository {
-    Repository::init(Arc::new(LocalBackend::new(dir)), PASSWORD)
+    Repository::init_with_kdf(Arc::new(LocalBackend::new(dir)), PASSWORD, Some(TEST_KDF))
         .await
         .unwrap()
 }

@@ -23,6 +23,7 @@ pub mod repository;
 pub mod restore;
 pub mod snapshot;
 pub mod sys;
+pub mod targets;
 pub mod tree;
 
 pub use backup::{BackupOptions, BackupSource, BackupSummary};

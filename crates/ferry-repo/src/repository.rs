@@ -290,7 +290,37 @@ impl Repository {
             .collect())
     }
 
-    /// All snapshots, oldest first.
+    /// All snapshots, oldest first, and the snapshot files that cannot be read (damaged,
+    /// not decryptable, not JSON) with why. restic lists the readable ones and warns about
+    /// the rest; whatever deletes data must not (see [`Repository::snapshots`]).
+    pub async fn snapshots_skipping_unreadable(
+        &self,
+    ) -> Result<(Vec<Snapshot>, Vec<(Id, RepoError)>)> {
+        let ids = self.list_ids(FileType::Snapshot).await?;
+        let loaded: Vec<(Id, Result<Snapshot>)> = futures::stream::iter(ids)
+            .map(|id| async move { (id, self.load_snapshot(&id).await) })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut snaps = Vec::new();
+        let mut unreadable = Vec::new();
+        for (id, r) in loaded {
+            match r {
+                Ok(s) => snaps.push(s),
+                // A backend failure is not the file's fault: fail as before.
+                Err(RepoError::Backend(e)) if !matches!(e, BackendError::NotFound(_)) => {
+                    return Err(RepoError::Backend(e));
+                }
+                Err(e) => unreadable.push((id, e)),
+            }
+        }
+        snaps.sort_by_key(|s| s.unix_time());
+        unreadable.sort_by_key(|(id, _)| *id);
+        Ok((snaps, unreadable))
+    }
+
+    /// All snapshots, oldest first; any unreadable snapshot file is an error (for
+    /// operations that delete data, which must know every snapshot's references).
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>> {
         let ids = self.list_ids(FileType::Snapshot).await?;
         let mut snaps: Vec<Snapshot> = futures::stream::iter(ids)
@@ -317,14 +347,14 @@ impl Repository {
     pub async fn find_snapshot(&self, spec: &str) -> Result<Snapshot> {
         let location = self.location();
         if spec == "latest" {
-            return self
-                .snapshots()
-                .await?
-                .pop()
-                .ok_or(RepoError::SnapshotNotFound {
-                    id: spec.into(),
-                    location,
-                });
+            let (mut snaps, unreadable) = self.snapshots_skipping_unreadable().await?;
+            for (id, e) in unreadable {
+                tracing::warn!(snapshot = %id, error = %e, "skipping an unreadable snapshot");
+            }
+            return snaps.pop().ok_or(RepoError::SnapshotNotFound {
+                id: spec.into(),
+                location,
+            });
         }
         let spec_l = spec.to_ascii_lowercase();
         let ids = self.list_ids(FileType::Snapshot).await?;

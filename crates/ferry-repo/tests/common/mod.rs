@@ -235,6 +235,12 @@ pub fn restic_ok(cwd: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Where ferry's backup of the absolute path `src` lies below a restore target `root`: a
+/// backup keeps the whole path, as restic's does.
+pub fn in_snapshot(root: &Path, src: &Path) -> PathBuf {
+    root.join(src.strip_prefix("/").expect("an absolute path"))
+}
+
 pub async fn open_repo(dir: &Path) -> Repository {
     Repository::open(Arc::new(LocalBackend::new(dir)), PASSWORD)
         .await

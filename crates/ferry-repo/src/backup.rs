@@ -25,13 +25,20 @@ use crate::pack::{BlobType, PackBuilder};
 use crate::repository::Repository;
 use crate::restore::{ProgressFn, RestoreProgress};
 use crate::snapshot::Snapshot;
+use crate::targets::{Layout, LayoutEntry};
 use crate::tree::{Node, Tree, format_time, go_mode_from_unix, parse_time};
 
 /// What to back up.
 pub enum BackupSource {
-    /// Files and directories. Each becomes a top-level entry named by its last component
-    /// (`.` or `/` put the directory's entries at the top).
+    /// Files and directories as `restic backup PATH…` stores them (see [`crate::targets`]):
+    /// an absolute path keeps its whole path in the tree, a relative one its relative
+    /// components (resolved against the working directory), `.` puts the directory's entries
+    /// at the root; the snapshot's paths are absolute and sorted.
     Paths(Vec<PathBuf>),
+    /// A volume: the directory's entries at the snapshot's root, and the directory as the
+    /// snapshot's one path (what `cd DIR && restic backup .` makes). The data mover's choice,
+    /// so that a volume restores into a volume without a subpath.
+    Contents(PathBuf),
     /// One stream stored as a single file named `filename` (a block volume, a dump).
     Stream {
         reader: Box<dyn Read + Send>,
@@ -381,16 +388,22 @@ impl Walker<'_> {
             .collect())
     }
 
-    /// Builds and saves the tree of `entries` (name, full path); returns its id.
-    fn save_dir(&mut self, entries: Vec<(Vec<u8>, PathBuf)>, parent: Option<Id>) -> Result<Id> {
+    /// Builds and saves the tree of `entries`; returns its id.
+    fn save_dir(&mut self, entries: Vec<DirEntry>, parent: Option<Id>) -> Result<Id> {
         let parent = self.load_parent(parent)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(entries.len());
         let mut waits: Vec<(usize, cb::Receiver<Result<Vec<Id>>>)> = Vec::new();
-        let mut subdirs: Vec<(usize, PathBuf)> = Vec::new();
+        let mut subdirs: Vec<(usize, PathBuf, Option<Layout>)> = Vec::new();
         let mut entries = entries;
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, path) in entries {
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        for DirEntry { name, path, only } in entries {
             let md = std::fs::symlink_metadata(&path).map_err(|e| RepoError::io(&path, e))?;
+            if only.is_some() && !md.is_dir() {
+                return Err(RepoError::Invalid(format!(
+                    "{} is on the way to a backup target but is not a directory",
+                    path.display()
+                )));
+            }
             let mut node = node_from_metadata(&name, &md, &mut self.names);
             // Extended attributes as restic records them; unreadable ones lose no file data.
             match crate::xattr::read(&path) {
@@ -429,7 +442,7 @@ impl Walker<'_> {
                         waits.push((nodes.len(), rx));
                     }
                 }
-                "dir" => subdirs.push((nodes.len(), path.clone())),
+                "dir" => subdirs.push((nodes.len(), path.clone(), only)),
                 "symlink" => {
                     node.linktarget = std::fs::read_link(&path)
                         .map_err(|e| RepoError::io(&path, e))?
@@ -441,12 +454,15 @@ impl Walker<'_> {
             nodes.push(node);
         }
         // Subdirectories while the file threads work on this directory's files.
-        for (i, path) in subdirs {
+        for (i, path, only) in subdirs {
             let old_sub = parent
                 .get(&nodes[i].name)
                 .filter(|o| o.kind == "dir")
                 .and_then(|o| o.subtree);
-            let children = read_dir_entries(&path)?;
+            let children = match only {
+                Some(layout) => layout_entries(layout)?,
+                None => read_dir_entries(&path)?,
+            };
             nodes[i].subtree = Some(self.save_dir(children, old_sub)?);
             self.saver.counters.dirs.fetch_add(1, Ordering::Relaxed);
         }
@@ -473,17 +489,63 @@ impl IntoVecBytes for std::ffi::OsString {
     }
 }
 
-fn read_dir_entries(dir: &Path) -> Result<Vec<(Vec<u8>, PathBuf)>> {
+/// An entry of a directory being saved: its name in the tree, where it is, and for a
+/// directory on the way to backup targets, which of its entries to store.
+struct DirEntry {
+    name: Vec<u8>,
+    path: PathBuf,
+    only: Option<Layout>,
+}
+
+fn read_dir_entries(dir: &Path) -> Result<Vec<DirEntry>> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| RepoError::io(dir, e))? {
         let e = e.map_err(|e| RepoError::io(dir, e))?;
-        out.push((e.file_name().as_bytes().to_vec(), e.path()));
+        out.push(DirEntry {
+            name: e.file_name().as_bytes().to_vec(),
+            path: e.path(),
+            only: None,
+        });
     }
     Ok(out)
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+/// The entries one level of a target layout stores.
+fn layout_entries(layout: Layout) -> Result<Vec<DirEntry>> {
+    if let Some(dir) = layout.contents_of {
+        return read_dir_entries(&dir);
+    }
+    Ok(layout
+        .entries
+        .into_iter()
+        .map(|(name, e)| match e {
+            LayoutEntry::Target(path) => DirEntry {
+                name,
+                path,
+                only: None,
+            },
+            LayoutEntry::Between { path, below } => DirEntry {
+                name,
+                path,
+                only: Some(below),
+            },
+        })
+        .collect())
+}
+
+/// restic 0.14's choice of parent: the latest snapshot, not newer than the backup, of the same
+/// host whose paths include all of the new backup's paths.
+pub fn latest_parent(
+    snapshots: Vec<Snapshot>,
+    host: &str,
+    paths: &[String],
+    now: i64,
+) -> Option<Snapshot> {
+    snapshots
+        .into_iter()
+        .filter(|s| s.hostname == host && s.unix_time().0 <= now)
+        .filter(|s| paths.iter().all(|p| s.paths.contains(p)))
+        .max_by_key(|s| s.unix_time())
 }
 
 impl Repository {
@@ -511,31 +573,43 @@ impl Repository {
         let index = self.index().await?;
         let pol = self.polynomial()?;
         let host = options.host.clone().unwrap_or_else(crate::sys::hostname);
-        let paths: Vec<String> = match &source {
-            BackupSource::Paths(p) => p
-                .iter()
-                .map(|p| absolute(p).display().to_string())
-                .collect(),
-            BackupSource::Stream { filename, .. } => vec![format!("/{filename}")],
+        let cwd = crate::targets::working_dir()?;
+        let (paths, layout) = match &source {
+            BackupSource::Paths(targets) => {
+                if targets.is_empty() {
+                    return Err(RepoError::Invalid("nothing to back up: no paths".into()));
+                }
+                for p in targets {
+                    std::fs::symlink_metadata(p).map_err(|e| RepoError::io(p, e))?;
+                }
+                let (paths, layout) = crate::targets::layout(&cwd, targets)?;
+                (paths, Some(layout))
+            }
+            BackupSource::Contents(dir) => {
+                let md = std::fs::metadata(dir).map_err(|e| RepoError::io(dir, e))?;
+                if !md.is_dir() {
+                    return Err(RepoError::Invalid(format!(
+                        "{} is not a directory: a volume backup needs the volume's directory",
+                        dir.display()
+                    )));
+                }
+                let abs = crate::targets::absolute(&cwd, dir);
+                let layout = Layout {
+                    contents_of: Some(abs.clone()),
+                    ..Default::default()
+                };
+                (vec![abs.to_string_lossy().into_owned()], Some(layout))
+            }
+            BackupSource::Stream { filename, .. } => (vec![format!("/{filename}")], None),
         };
-        for p in match &source {
-            BackupSource::Paths(p) => p.as_slice(),
-            _ => &[],
-        } {
-            std::fs::symlink_metadata(p).map_err(|e| RepoError::io(p, e))?;
-        }
+        let now = chrono::Utc::now();
         let parent = if options.no_parent {
             None
         } else if let Some(p) = options.parent.clone() {
             Some(p)
         } else {
-            let mut sorted_paths = paths.clone();
-            sorted_paths.sort();
-            self.snapshots().await?.into_iter().rev().find(|s| {
-                let mut sp = s.paths.clone();
-                sp.sort();
-                s.hostname == host && sp == sorted_paths
-            })
+            let (snaps, _) = self.snapshots_skipping_unreadable().await?;
+            latest_parent(snaps, &host, &paths, now.timestamp())
         };
         let known: HashSet<(BlobType, Id)> = index.iter().map(|(k, id, _)| (k, *id)).collect();
         let (up_tx, mut up_rx) = tokio::sync::mpsc::channel::<PackUpload>(2);
@@ -641,15 +715,9 @@ impl Repository {
                     names: NameCache::default(),
                 };
                 let root = match source {
-                    BackupSource::Paths(paths) => {
-                        let mut top: Vec<(Vec<u8>, PathBuf)> = Vec::new();
-                        for p in paths {
-                            match absolute(&p).file_name() {
-                                Some(n) => top.push((n.as_bytes().to_vec(), p.clone())),
-                                None => top.extend(read_dir_entries(&p)?),
-                            }
-                        }
-                        walker.save_dir(top, parent_tree)
+                    BackupSource::Paths(_) | BackupSource::Contents(_) => {
+                        let layout = layout.expect("a layout for paths");
+                        walker.save_dir(layout_entries(layout)?, parent_tree)
                     }
                     BackupSource::Stream { reader, filename } => {
                         let (ids, size) = chunk_stream(reader, pol, &chunk_tx, saver)?;
@@ -706,7 +774,6 @@ impl Repository {
             self.save_unpacked(FileType::Index, json).await?;
         }
         self.invalidate_index().await;
-        let now = chrono::Utc::now();
         let snap = Snapshot {
             id: Id::default(),
             time: format_time(now.timestamp(), now.timestamp_subsec_nanos()),

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::id::Id;
 use crate::pack::{self, BlobType};
 use crate::repository::{Repository, decode_blob};
+use crate::restore::{ProgressFn, RestoreProgress};
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
@@ -36,18 +37,33 @@ pub struct CheckReport {
 
 impl Repository {
     pub async fn check(&self, options: CheckOptions) -> Result<CheckReport> {
+        self.check_with_progress(options, Arc::new(|_: &RestoreProgress| {}))
+            .await
+    }
+
+    /// [`Repository::check`] reporting, with `read_data`, the packs and bytes read so far
+    /// against all of them (known from the listing before reading starts).
+    pub async fn check_with_progress(
+        &self,
+        options: CheckOptions,
+        progress: ProgressFn,
+    ) -> Result<CheckReport> {
         let lock = match options.no_lock {
             true => None,
             false => Some(self.lock(false).await?),
         };
-        let r = self.check_locked(options).await;
+        let r = self.check_locked(options, progress).await;
         if let Some(lock) = lock {
             lock.release().await;
         }
         r
     }
 
-    async fn check_locked(&self, options: CheckOptions) -> Result<CheckReport> {
+    async fn check_locked(
+        &self,
+        options: CheckOptions,
+        progress: ProgressFn,
+    ) -> Result<CheckReport> {
         let mut rep = CheckReport::default();
         self.invalidate_index().await;
         let index = self.index().await?;
@@ -91,7 +107,10 @@ impl Repository {
         }
 
         // Snapshots and their trees.
-        let snaps = self.snapshots().await?;
+        let (snaps, unreadable) = self.snapshots_skipping_unreadable().await?;
+        for (id, e) in unreadable {
+            rep.errors.push(format!("snapshot {id}: {e}"));
+        }
         rep.snapshots = snaps.len();
         let mut seen: HashSet<Id> = HashSet::new();
         let mut users: HashMap<Id, String> = HashMap::new();
@@ -166,23 +185,40 @@ impl Repository {
             let key = self.key().clone();
             let backend = self.backend().clone();
             let ids: Vec<Id> = stored.keys().copied().collect();
+            let done = Arc::new(std::sync::Mutex::new(RestoreProgress {
+                total_bytes: stored.values().sum(),
+                bytes_done: 0,
+                total_files: ids.len() as u64,
+                files_done: 0,
+            }));
+            progress(&done.lock().unwrap().clone());
             let results: Vec<Vec<String>> = futures::stream::iter(ids)
                 .map(|id| {
                     let backend = backend.clone();
                     let key = key.clone();
                     let users = users.clone();
                     let index = index.clone();
+                    let (done, progress) = (done.clone(), progress.clone());
+                    let size = stored[&id];
                     async move {
                         let h = Handle::new(FileType::Pack, id.to_hex());
                         let data = match backend.load(&h, None).await {
                             Ok(d) => d,
                             Err(e) => return vec![format!("pack {id}: cannot read: {e}")],
                         };
-                        tokio::task::spawn_blocking(move || {
+                        let errs = tokio::task::spawn_blocking(move || {
                             verify_pack(&key, id, &data, &users, &index)
                         })
                         .await
-                        .expect("verify panicked")
+                        .expect("verify panicked");
+                        let now = {
+                            let mut d = done.lock().unwrap();
+                            d.bytes_done += size;
+                            d.files_done += 1;
+                            d.clone()
+                        };
+                        progress(&now);
+                        errs
                     }
                 })
                 .buffer_unordered(4)

@@ -6,6 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use poly1305::Poly1305;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
 
@@ -23,13 +25,31 @@ pub enum CryptoError {
 }
 
 /// The master key (or a key derived from a password): an AES-256 key and the Poly1305-AES
-/// key pair (k for AES-128 of the nonce, r for the polynomial).
-#[derive(Clone, PartialEq, Eq)]
+/// key pair (k for AES-128 of the nonce, r for the polynomial). Zeroed when dropped.
+#[derive(Clone)]
 pub struct Key {
     pub encrypt: [u8; 32],
     pub mac_k: [u8; 16],
     pub mac_r: [u8; 16],
 }
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        self.encrypt.zeroize();
+        self.mac_k.zeroize();
+        self.mac_r.zeroize();
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        let a = self.encrypt.ct_eq(&other.encrypt)
+            & self.mac_k.ct_eq(&other.mac_k)
+            & self.mac_r.ct_eq(&other.mac_r);
+        a.into()
+    }
+}
+impl Eq for Key {}
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,7 +88,14 @@ impl Key {
         pkey[..16].copy_from_slice(&self.mac_r);
         pkey[16..].copy_from_slice(&s);
         let mac = Poly1305::new(GenericArray::from_slice(&pkey));
+        pkey.zeroize();
+        s.as_mut_slice().zeroize();
         mac.compute_unpadded(data).into()
+    }
+
+    /// Whether `tag` is the MAC of `data`, compared in constant time.
+    fn verify(&self, nonce: &[u8; 16], data: &[u8], tag: &[u8]) -> bool {
+        self.mac(nonce, data).ct_eq(tag).into()
     }
 
     /// Encrypts `plaintext` with a fresh random IV; returns `IV || ciphertext || MAC`.
@@ -98,9 +125,7 @@ impl Key {
         let (ct, tag) = rest.split_at(rest.len() - MAC_SIZE);
         assert_eq!(out.len(), ct.len(), "open_to: output of the wrong length");
         let iv: [u8; 16] = iv.try_into().expect("16 bytes");
-        let want = self.mac(&iv, ct);
-        let diff = want.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff != 0 {
+        if !self.verify(&iv, ct, tag) {
             return Err(CryptoError::BadMac);
         }
         let mut cipher = Aes256Ctr::new(
@@ -121,10 +146,7 @@ impl Key {
         let (iv, rest) = sealed.split_at(IV_SIZE);
         let (ct, tag) = rest.split_at(rest.len() - MAC_SIZE);
         let iv: [u8; 16] = iv.try_into().expect("16 bytes");
-        let want = self.mac(&iv, ct);
-        // Constant-time-ish compare.
-        let diff = want.iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff != 0 {
+        if !self.verify(&iv, ct, tag) {
             return Err(CryptoError::BadMac);
         }
         let mut out = ct.to_vec();
@@ -137,7 +159,8 @@ impl Key {
     }
 }
 
-/// The master key as restic stores it (encrypted) in a key file's `data`.
+/// The master key as restic stores it (encrypted) in a key file's `data`. Its base64 text
+/// is key material too, zeroed when dropped.
 #[derive(Serialize, Deserialize)]
 pub struct MasterKeyJson {
     pub mac: MacKeyJson,
@@ -148,6 +171,19 @@ pub struct MasterKeyJson {
 pub struct MacKeyJson {
     pub k: String,
     pub r: String,
+}
+
+impl Drop for MasterKeyJson {
+    fn drop(&mut self) {
+        self.encrypt.zeroize();
+    }
+}
+
+impl Drop for MacKeyJson {
+    fn drop(&mut self) {
+        self.k.zeroize();
+        self.r.zeroize();
+    }
 }
 
 impl MasterKeyJson {
@@ -162,15 +198,28 @@ impl MasterKeyJson {
     }
 
     pub fn to_key(&self) -> Option<Key> {
-        let encrypt = B64.decode(&self.encrypt).ok()?.try_into().ok()?;
-        let mac_k = B64.decode(&self.mac.k).ok()?.try_into().ok()?;
-        let mac_r = B64.decode(&self.mac.r).ok()?.try_into().ok()?;
-        Some(Key {
-            encrypt,
-            mac_k,
-            mac_r,
-        })
+        let mut key = Key {
+            encrypt: [0; 32],
+            mac_k: [0; 16],
+            mac_r: [0; 16],
+        };
+        decode_into(&self.encrypt, &mut key.encrypt)?;
+        decode_into(&self.mac.k, &mut key.mac_k)?;
+        decode_into(&self.mac.r, &mut key.mac_r)?;
+        Some(key)
     }
+}
+
+/// Decodes base64 key material into `out`, which it must fill exactly; the decoded copy
+/// is zeroed.
+fn decode_into(b64: &str, out: &mut [u8]) -> Option<()> {
+    let mut bytes = zeroize::Zeroizing::new(B64.decode(b64).ok()?);
+    if bytes.len() != out.len() {
+        return None;
+    }
+    out.copy_from_slice(&bytes);
+    bytes.zeroize();
+    Some(())
 }
 
 #[cfg(test)]

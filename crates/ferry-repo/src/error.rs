@@ -12,6 +12,16 @@ pub enum RepoError {
         "no repository at {location}: there is no config file; run `ferry repo init` first or fix --repo"
     )]
     NoRepository { location: String },
+    #[error(
+        "key file {what} is corrupt: {reason}; restore it from a copy, or remove it if another key opens the repository"
+    )]
+    CorruptKey { what: String, reason: String },
+    #[error(
+        "an empty password is refused for a new repository (restic refuses it too): choose a password"
+    )]
+    EmptyPassword,
+    #[error("cannot derive the key of {what}: {reason}")]
+    KeyDerivation { what: String, reason: String },
     #[error("a repository already exists at {location}: its config file is present")]
     AlreadyExists { location: String },
     #[error("snapshot {id:?} not found in {location}; list them with `ferry repo snapshots`")]

@@ -194,6 +194,18 @@ impl Repository {
         Ok(())
     }
 
+    /// Removes every lock file, held or stale, readable or not (restic's
+    /// `unlock --remove-all`); returns how many.
+    pub async fn remove_all_locks(&self) -> Result<usize> {
+        let ids = self.list_ids(FileType::Lock).await?;
+        for id in &ids {
+            self.backend()
+                .remove(&Handle::new(FileType::Lock, id.to_hex()))
+                .await?;
+        }
+        Ok(ids.len())
+    }
+
     /// Removes stale locks; returns how many.
     pub async fn unlock_stale(&self) -> Result<usize> {
         let mut n = 0;

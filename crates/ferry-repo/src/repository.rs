@@ -11,6 +11,7 @@ use crate::crypto::Key;
 use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::index::{IndexJson, MasterIndex};
+use crate::kdf::KdfParams;
 use crate::keyfile::{KeyFile, KeyFileError};
 use crate::pack::BlobType;
 use crate::snapshot::Snapshot;
@@ -34,6 +35,53 @@ impl std::fmt::Debug for Repository {
             .field("location", &self.backend.location())
             .field("config", &self.config)
             .finish()
+    }
+}
+
+/// Finds the key file that `password` opens among `keys` (name, size). Wrong passwords move
+/// on to the next key; a corrupt key file is named in the error when no key opens.
+async fn open_master_key(
+    backend: &Arc<dyn Backend>,
+    keys: Vec<(String, u64)>,
+    password: &str,
+) -> Result<Key> {
+    let location = backend.location();
+    let mut corrupt: Option<RepoError> = None;
+    let mut wrong = 0;
+    for (name, _) in keys.into_iter().take(MAX_KEYS_TRIED) {
+        let raw = backend
+            .load(&Handle::new(FileType::Key, &name), None)
+            .await?;
+        let pw = zeroize::Zeroizing::new(password.to_string());
+        match blocking(move || crate::keyfile::open_cached(&raw, &pw)).await {
+            Ok(k) => {
+                if let Some(e) = corrupt {
+                    tracing::warn!(error = %e, "another key opened the repository");
+                }
+                return Ok(k);
+            }
+            Err(KeyFileError::WrongPassword) => wrong += 1,
+            Err(KeyFileError::Corrupt(reason)) => {
+                let e = RepoError::CorruptKey {
+                    what: format!("keys/{name}"),
+                    reason,
+                };
+                tracing::warn!(error = %e, "skipping a corrupt key file");
+                corrupt.get_or_insert(e);
+            }
+            Err(KeyFileError::Kdf(e)) => {
+                return Err(RepoError::KeyDerivation {
+                    what: format!("keys/{name}"),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    // Only corrupt keys: say so. Some key refused the password: that is the likelier cause
+    // (the corrupt one was warned about above).
+    match corrupt {
+        Some(e) if wrong == 0 => Err(e),
+        _ => Err(RepoError::WrongPassword { location }),
     }
 }
 
@@ -66,31 +114,7 @@ impl Repository {
             return Err(RepoError::NoRepository { location });
         }
         keys.sort();
-        let mut key = None;
-        for (name, _) in keys.into_iter().take(MAX_KEYS_TRIED) {
-            let raw = backend
-                .load(&Handle::new(FileType::Key, &name), None)
-                .await?;
-            let kf: KeyFile = serde_json::from_slice(&raw).map_err(|e| RepoError::CorruptFile {
-                what: format!("keys/{name}"),
-                reason: e.to_string(),
-            })?;
-            let pw = password.to_string();
-            match blocking(move || kf.open(&pw)).await {
-                Ok(k) => {
-                    key = Some(k);
-                    break;
-                }
-                Err(KeyFileError::WrongPassword) => continue,
-                Err(e) => {
-                    tracing::warn!(key = %name, error = %e, "skipping unusable key file");
-                    continue;
-                }
-            }
-        }
-        let key = key.ok_or(RepoError::WrongPassword {
-            location: location.clone(),
-        })?;
+        let key = open_master_key(&backend, keys, password).await?;
         let plain = key.open(&config_raw).map_err(|_| RepoError::CorruptFile {
             what: format!("{location}/config"),
             reason: "MAC verification failed".into(),
@@ -115,9 +139,23 @@ impl Repository {
         })
     }
 
-    /// Creates a new version-2 repository in an empty `backend` location.
+    /// Creates a new version-2 repository in an empty `backend` location; the key's scrypt
+    /// parameters are calibrated as restic calibrates them.
     pub async fn init(backend: Arc<dyn Backend>, password: &str) -> Result<Repository> {
+        Repository::init_with_kdf(backend, password, None).await
+    }
+
+    /// [`Repository::init`] with given scrypt parameters instead of calibrated ones (tests
+    /// that create many repositories use cheap ones).
+    pub async fn init_with_kdf(
+        backend: Arc<dyn Backend>,
+        password: &str,
+        kdf: Option<KdfParams>,
+    ) -> Result<Repository> {
         let location = backend.location();
+        if password.is_empty() {
+            return Err(RepoError::EmptyPassword);
+        }
         match backend.stat(&Handle::config()).await {
             Ok(_) => return Err(RepoError::AlreadyExists { location }),
             Err(BackendError::NotFound(_)) => {}
@@ -131,9 +169,17 @@ impl Repository {
             id: Id::random().to_hex(),
             chunker_polynomial: format!("{:x}", pol.0),
         };
-        let pw = password.to_string();
+        let pw = zeroize::Zeroizing::new(password.to_string());
         let master = key.clone();
-        let kf = blocking(move || KeyFile::create(&pw, &master)).await;
+        let kf = blocking(move || match kdf {
+            Some(params) => KeyFile::create_with(&pw, &master, params),
+            None => KeyFile::create(&pw, &master),
+        })
+        .await
+        .map_err(|e| RepoError::KeyDerivation {
+            what: format!("a new key for {location}"),
+            reason: e.to_string(),
+        })?;
         let kf_bytes = serde_json::to_vec_pretty(&kf).expect("key file serializes");
         backend
             .save(
@@ -244,7 +290,37 @@ impl Repository {
             .collect())
     }
 
-    /// All snapshots, oldest first.
+    /// All snapshots, oldest first, and the snapshot files that cannot be read (damaged,
+    /// not decryptable, not JSON) with why. restic lists the readable ones and warns about
+    /// the rest; whatever deletes data must not (see [`Repository::snapshots`]).
+    pub async fn snapshots_skipping_unreadable(
+        &self,
+    ) -> Result<(Vec<Snapshot>, Vec<(Id, RepoError)>)> {
+        let ids = self.list_ids(FileType::Snapshot).await?;
+        let loaded: Vec<(Id, Result<Snapshot>)> = futures::stream::iter(ids)
+            .map(|id| async move { (id, self.load_snapshot(&id).await) })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut snaps = Vec::new();
+        let mut unreadable = Vec::new();
+        for (id, r) in loaded {
+            match r {
+                Ok(s) => snaps.push(s),
+                // A backend failure is not the file's fault: fail as before.
+                Err(RepoError::Backend(e)) if !matches!(e, BackendError::NotFound(_)) => {
+                    return Err(RepoError::Backend(e));
+                }
+                Err(e) => unreadable.push((id, e)),
+            }
+        }
+        snaps.sort_by_key(|s| s.unix_time());
+        unreadable.sort_by_key(|(id, _)| *id);
+        Ok((snaps, unreadable))
+    }
+
+    /// All snapshots, oldest first; any unreadable snapshot file is an error (for
+    /// operations that delete data, which must know every snapshot's references).
     pub async fn snapshots(&self) -> Result<Vec<Snapshot>> {
         let ids = self.list_ids(FileType::Snapshot).await?;
         let mut snaps: Vec<Snapshot> = futures::stream::iter(ids)
@@ -271,14 +347,14 @@ impl Repository {
     pub async fn find_snapshot(&self, spec: &str) -> Result<Snapshot> {
         let location = self.location();
         if spec == "latest" {
-            return self
-                .snapshots()
-                .await?
-                .pop()
-                .ok_or(RepoError::SnapshotNotFound {
-                    id: spec.into(),
-                    location,
-                });
+            let (mut snaps, unreadable) = self.snapshots_skipping_unreadable().await?;
+            for (id, e) in unreadable {
+                tracing::warn!(snapshot = %id, error = %e, "skipping an unreadable snapshot");
+            }
+            return snaps.pop().ok_or(RepoError::SnapshotNotFound {
+                id: spec.into(),
+                location,
+            });
         }
         let spec_l = spec.to_ascii_lowercase();
         let ids = self.list_ids(FileType::Snapshot).await?;

@@ -57,7 +57,7 @@ async fn ferry_round_trip_keeps_non_utf8_link_targets() {
     .unwrap();
     let out = t.path().join("out");
     restore_latest(&repo, &out).await.unwrap();
-    assert_same_tree(&src, &out.join("src"));
+    assert_same_tree(&src, &in_snapshot(&out, &src));
 }
 
 /// The largest pack file of a local repository.
@@ -146,7 +146,7 @@ async fn flipped_byte_fails_check_and_restore_naming_pack_and_file() {
         other => panic!("expected Incomplete, got {other}"),
     }
     // No silently wrong file is left behind.
-    assert!(!target.join("src/victim.bin").exists());
+    assert!(!in_snapshot(&target, &t.path().join("src/victim.bin")).exists());
 }
 
 /// Restore reads local packs through a memory mapping, where touching bytes past the end of
@@ -176,7 +176,7 @@ async fn truncated_pack_fails_the_restore_naming_pack_and_file() {
         }
         other => panic!("expected Incomplete, got {other}"),
     }
-    assert!(!target.join("src/victim.bin").exists());
+    assert!(!in_snapshot(&target, &t.path().join("src/victim.bin")).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,7 +305,7 @@ async fn parent_snapshot_skips_unchanged_files() {
     assert_eq!(second.total_bytes_processed, 7);
     let out = t.path().join("out");
     restore_latest(&repo, &out).await.unwrap();
-    assert_same_tree(&src, &out.join("src"));
+    assert_same_tree(&src, &in_snapshot(&out, &src));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

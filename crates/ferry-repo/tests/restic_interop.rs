@@ -56,14 +56,15 @@ async fn ferry_backup_passes_restic_check_and_restic_restores_identical_tree() {
             "out",
         ],
     );
-    assert_same_tree(&src, &t.path().join("out/src"));
+    // restic restores ferry's snapshot of the absolute path at that path below its target.
+    assert_same_tree(&src, &in_snapshot(&t.path().join("out"), &src));
 
     // And ferry's own restore of its own snapshot.
     let target = t.path().join("ferry-out");
     restore_latest(&repo, &target).await.unwrap();
-    assert_same_tree(&src, &target.join("src"));
+    assert_same_tree(&src, &in_snapshot(&target, &src));
     // The sparse file's holes stay holes.
-    assert!(allocated(&target.join("src/sparse.img")) < 1 << 20);
+    assert!(allocated(&in_snapshot(&target, &src.join("sparse.img"))) < 1 << 20);
     let report = repo
         .check(CheckOptions {
             read_data: true,

@@ -7,7 +7,7 @@ mod s3_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{PASSWORD, assert_same_tree, make_tree, no_progress};
+use common::{PASSWORD, assert_same_tree, in_snapshot, make_tree, no_progress};
 use ferry_repo::Repository;
 use ferry_repo::backend::Backend;
 use ferry_repo::backend::retry::{RetryPolicy, RetryingBackend};
@@ -90,7 +90,7 @@ async fn ferry_backup_to_s3_restores_identical_tree() {
     .unwrap();
     let out = t.path().join("out");
     restore_latest(&reopened, &out).await;
-    assert_same_tree(&src, &out.join("src"));
+    assert_same_tree(&src, &in_snapshot(&out, &src));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,6 +122,7 @@ async fn restic_backup_on_s3_restores_with_ferry() {
     .unwrap();
     let out = t.path().join("out");
     restore_latest(&repo, &out).await;
+    // restic keeps the relative path it was given.
     assert_same_tree(&src, &out.join("src"));
 }
 
@@ -153,7 +154,7 @@ async fn ferry_backup_on_s3_passes_restic_check_read_data() {
         &location,
         &["restore", "latest", "--target", "out"],
     );
-    assert_same_tree(&src, &t.path().join("out/src"));
+    assert_same_tree(&src, &in_snapshot(&t.path().join("out"), &src));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,7 +191,7 @@ async fn backup_and_restore_through_faulty_proxy_succeed() {
     let repo = Repository::open(flaky(), PASSWORD).await.unwrap();
     let out = t.path().join("out");
     restore_latest(&repo, &out).await;
-    assert_same_tree(&src, &out.join("src"));
+    assert_same_tree(&src, &in_snapshot(&out, &src));
     assert!(
         proxy.faults_injected() > faults_during_backup,
         "no faults during restore"

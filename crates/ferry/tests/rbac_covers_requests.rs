@@ -156,7 +156,7 @@ async fn backup(repo: &Repository, dir: &Path, i: usize) -> String {
     let file = dir.join("data.bin");
     std::fs::write(&file, vec![i as u8 + 1; 20_000 + i * 1000]).unwrap();
     repo.backup(
-        BackupSource::Paths(vec![file]),
+        BackupSource::Contents(dir.to_path_buf()),
         BackupOptions {
             no_parent: true,
             ..Default::default()

@@ -74,7 +74,16 @@ pub enum BackendError {
     /// permission); reading may still work.
     #[error("{what}: cannot write: {message}")]
     ReadOnly { what: String, message: String },
+
+    /// A restic backend ferry does not implement (`sftp:`, `rest:`, …).
+    #[error(
+        "unsupported backend '{scheme}': ferry supports local paths (or local:PATH) and s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]"
+    )]
+    Unsupported { scheme: String },
 }
+
+/// restic's location prefixes that ferry has no backend for.
+const UNSUPPORTED_SCHEMES: &[&str] = &["sftp", "rest", "azure", "gs", "b2", "swift", "rclone"];
 
 /// A byte range of a repository file, as [`Backend::load_range`] delivers it.
 pub enum RangeData {
@@ -147,6 +156,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
 pub fn open(location: &str) -> Result<Arc<dyn Backend>, BackendError> {
     if location.starts_with("s3:") {
         return open_s3(location);
+    }
+    // restic reads these prefixes as backends, never as local paths; so does ferry.
+    if let Some((scheme, _)) = location.split_once(':')
+        && UNSUPPORTED_SCHEMES.contains(&scheme)
+    {
+        return Err(BackendError::Unsupported {
+            scheme: scheme.to_string(),
+        });
     }
     let path = location.strip_prefix("local:").unwrap_or(location);
     if path.is_empty() {

@@ -235,14 +235,28 @@ pub fn restic_ok(cwd: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Where ferry's backup of the absolute path `src` lies below a restore target `root`: a
+/// backup keeps the whole path, as restic's does.
+pub fn in_snapshot(root: &Path, src: &Path) -> PathBuf {
+    root.join(src.strip_prefix("/").expect("an absolute path"))
+}
+
 pub async fn open_repo(dir: &Path) -> Repository {
     Repository::open(Arc::new(LocalBackend::new(dir)), PASSWORD)
         .await
         .unwrap()
 }
 
+/// scrypt parameters for the many repositories the tests create: cheap, not calibrated
+/// (the key tests make calibrated ones).
+pub const TEST_KDF: ferry_repo::kdf::KdfParams = ferry_repo::kdf::KdfParams {
+    n: 1 << 14,
+    r: 8,
+    p: 1,
+};
+
 pub async fn init_repo(dir: &Path) -> Repository {
-    Repository::init(Arc::new(LocalBackend::new(dir)), PASSWORD)
+    Repository::init_with_kdf(Arc::new(LocalBackend::new(dir)), PASSWORD, Some(TEST_KDF))
         .await
         .unwrap()
 }

@@ -9,15 +9,20 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use ferry_repo::Repository;
 use ferry_repo::backup::{BackupOptions, BackupSource};
-use ferry_repo::restore::{ProgressFn, RestoreOptions, RestoreProgress, RestoreTarget};
+use ferry_repo::restore::{RestoreOptions, RestoreTarget};
+
+use super::repo_access::{self, Purpose};
+use super::repo_progress::{self, Totals};
 
 /// Where the repository is and how to open it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RepoArgs {
-    /// Repository location: a local path or `s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]`.
+    /// Repository location: a local path or `s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]`
+    /// (else RESTIC_REPOSITORY).
     #[arg(short = 'r', long = "repo", env = "FERRY_REPOSITORY")]
-    pub repo: String,
-    /// File holding the repository password (else FERRY_PASSWORD).
+    pub repo: Option<String>,
+    /// File holding the repository password (else FERRY_PASSWORD, RESTIC_PASSWORD_FILE,
+    /// RESTIC_PASSWORD, or a prompt on a terminal).
     #[arg(long, env = "FERRY_PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
     /// Print machine-readable JSON to stdout.
@@ -41,6 +46,14 @@ pub enum RepoCommand {
     Check(CheckArgs),
     /// Print a repository file (only `config` for now).
     Cat(CatArgs),
+    /// Remove snapshots by a keep policy or by id (and with --prune their data).
+    Forget(super::repo_forget::ForgetArgs),
+    /// Remove data no snapshot uses: repack partly used packs, delete unused ones.
+    Prune(super::repo_prune::PruneArgs),
+    /// Remove stale locks (with --remove-all every lock).
+    Unlock(super::repo_unlock::UnlockArgs),
+    /// Sizes of snapshots: restored (restore-size) or stored (raw-data).
+    Stats(super::repo_stats::StatsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -158,25 +171,32 @@ pub struct CatArgs {
     pub what: String,
 }
 
-fn password(args: &RepoArgs) -> anyhow::Result<String> {
-    if let Some(f) = &args.password_file {
-        let s = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read --password-file {}", f.display()))?;
-        return Ok(s.lines().next().unwrap_or("").to_string());
-    }
-    if let Ok(p) = std::env::var("FERRY_PASSWORD") {
-        return Ok(p);
-    }
-    bail!(
-        "no repository password: pass --password-file FILE or set FERRY_PASSWORD_FILE or FERRY_PASSWORD"
-    )
+/// The location's backend, with an unsupported restic backend named as such.
+pub(crate) fn backend(location: &str) -> anyhow::Result<Arc<dyn ferry_repo::backend::Backend>> {
+    ferry_repo::backend::open(location).map_err(|e| match e {
+        ferry_repo::backend::BackendError::Unsupported { scheme } => anyhow::anyhow!(
+            "unsupported backend '{scheme}' in --repo {location}; ferry supports local paths \
+             (or local:PATH) and s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]"
+        ),
+        e => {
+            anyhow::Error::from(e).context(format!("cannot open repository location {location:?}"))
+        }
+    })
 }
 
-async fn open(args: &RepoArgs) -> anyhow::Result<Repository> {
-    let pw = password(args)?;
-    let backend = ferry_repo::backend::open(&args.repo)
-        .with_context(|| format!("cannot open repository location {:?}", args.repo))?;
+pub(crate) async fn open(args: &RepoArgs) -> anyhow::Result<Repository> {
+    let location = repo_access::location(args.repo.as_deref())?;
+    let backend = backend(&location)?;
+    let pw = repo_access::password(args.password_file.as_deref(), &location, Purpose::Open)?;
     Ok(Repository::open(backend, &pw).await?)
+}
+
+/// A snapshot as `snapshots --json` shows it (restic's fields plus id and short_id).
+pub(crate) fn snapshot_json(s: &ferry_repo::Snapshot) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).expect("snapshot serializes");
+    v["id"] = s.id.to_hex().into();
+    v["short_id"] = s.id.short().into();
+    v
 }
 
 fn split_snapshot(spec: &str) -> (&str, Option<&str>) {
@@ -189,8 +209,10 @@ fn split_snapshot(spec: &str) -> (&str, Option<&str>) {
 pub async fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RepoCommand::Init(a) => {
-            let pw = password(&a.repo)?;
-            let backend = ferry_repo::backend::open(&a.repo.repo)?;
+            let location = repo_access::location(a.repo.repo.as_deref())?;
+            let backend = backend(&location)?;
+            let pw =
+                repo_access::password(a.repo.password_file.as_deref(), &location, Purpose::Create)?;
             let repo = Repository::init(backend, &pw).await?;
             if a.repo.json {
                 println!(
@@ -206,21 +228,21 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        RepoCommand::Forget(a) => super::repo_forget::run(a).await,
+        RepoCommand::Prune(a) => super::repo_prune::run(a).await,
+        RepoCommand::Unlock(a) => super::repo_unlock::run(a).await,
+        RepoCommand::Stats(a) => super::repo_stats::run(a).await,
         RepoCommand::Backup(a) => backup(a).await,
         RepoCommand::Restore(a) => restore(a).await,
         RepoCommand::Snapshots(a) => {
             let repo = open(&a.repo).await?;
-            let snaps = repo.snapshots().await?;
+            // restic lists what it can read and warns about the rest.
+            let (snaps, unreadable) = repo.snapshots_skipping_unreadable().await?;
+            for (id, e) in &unreadable {
+                eprintln!("warning: snapshot {id} is skipped: {e}");
+            }
             if a.repo.json {
-                let v: Vec<serde_json::Value> = snaps
-                    .iter()
-                    .map(|s| {
-                        let mut v = serde_json::to_value(s).unwrap();
-                        v["id"] = s.id.to_hex().into();
-                        v["short_id"] = s.id.short().into();
-                        v
-                    })
-                    .collect();
+                let v: Vec<serde_json::Value> = snaps.iter().map(snapshot_json).collect();
                 println!("{}", serde_json::Value::Array(v));
             } else {
                 println!(
@@ -272,45 +294,6 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Progress output: a bar on a terminal, JSON lines with --json, else nothing.
-fn progress_reporter(
-    json: bool,
-    what: &'static str,
-) -> (ProgressFn, Option<indicatif::ProgressBar>) {
-    if json {
-        let f = move |p: &RestoreProgress| {
-            let pct = if p.total_bytes > 0 {
-                p.bytes_done as f64 / p.total_bytes as f64
-            } else {
-                1.0
-            };
-            println!(
-                "{}",
-                serde_json::json!({"message_type":"status","action":what,"percent_done":pct,"total_bytes":p.total_bytes,"bytes_done":p.bytes_done,"total_files":p.total_files,"files_done":p.files_done})
-            );
-        };
-        return (Arc::new(f), None);
-    }
-    if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-            )
-            .unwrap()
-            .progress_chars("=> "),
-        );
-        let b = bar.clone();
-        let f = move |p: &RestoreProgress| {
-            b.set_length(p.total_bytes);
-            b.set_position(p.bytes_done);
-            b.set_message(format!("{what} {}/{} files", p.files_done, p.total_files));
-        };
-        return (Arc::new(f), Some(bar));
-    }
-    (Arc::new(|_: &RestoreProgress| {}), None)
-}
-
 async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     let repo = open(&a.repo).await?;
     let (snap, sub) = split_snapshot(&a.snapshot);
@@ -323,7 +306,13 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         (None, Some(path)) => RestoreTarget::Device { path },
         _ => bail!("restore needs --target DIR or --target-device PATH"),
     };
-    let (progress, bar) = progress_reporter(a.repo.json, "restore");
+    let upfront = if !a.repo.json && std::io::stderr().is_terminal() {
+        Some(repo_progress::restore_totals(&repo, &snapshot, sub).await?)
+    } else {
+        None
+    };
+    let progress =
+        repo_progress::reporter_with(a.repo.json, "restore", "files", Totals::Known, upfront);
     let mut opts = RestoreOptions {
         fetch_concurrency: a.concurrency,
         filter: ferry_repo::RestoreFilter::new(&a.include, &a.exclude)?,
@@ -334,10 +323,10 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
     if let Some(w) = a.workers {
         opts.workers = w.max(1);
     }
-    let summary = repo.restore(&snapshot, target, opts, progress).await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let summary = repo
+        .restore(&snapshot, target, opts, progress.report.clone())
+        .await;
+    progress.finish();
     // An incomplete restore still restored what it could: report it, then fail.
     let (summary, incomplete) = match summary {
         Ok(s) => (s, None),
@@ -417,11 +406,9 @@ async fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
         parent,
         ..Default::default()
     };
-    let (progress, bar) = progress_reporter(a.repo.json, "backup");
-    let summary = repo.backup(source, opts, progress).await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
+    let progress = repo_progress::reporter(a.repo.json, "backup", "files", Totals::Unknown);
+    let summary = repo.backup(source, opts, progress.report.clone()).await;
+    progress.finish();
     let summary = summary?;
     if a.repo.json {
         let mut v = serde_json::to_value(&summary)?;
@@ -444,12 +431,18 @@ async fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
 
 async fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
     let repo = open(&a.repo).await?;
+    let progress = repo_progress::reporter(a.repo.json, "check", "packs", Totals::Known);
     let report = repo
-        .check(ferry_repo::check::CheckOptions {
-            read_data: a.read_data,
-            no_lock: a.no_lock,
-        })
-        .await?;
+        .check_with_progress(
+            ferry_repo::check::CheckOptions {
+                read_data: a.read_data,
+                no_lock: a.no_lock,
+            },
+            progress.report.clone(),
+        )
+        .await;
+    progress.finish();
+    let report = report?;
     if a.repo.json {
         let mut v = serde_json::to_value(&report)?;
         v["message_type"] = "summary".into();

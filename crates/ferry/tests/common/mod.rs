@@ -269,15 +269,13 @@ pub fn volume_files(i: usize) -> BTreeMap<String, Vec<u8>> {
 pub async fn backup(env: &Env, i: usize) -> String {
     let dir = env.sources.join(format!("vol-{i}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut paths = Vec::new();
     for (name, data) in volume_files(i) {
         std::fs::write(dir.join(&name), data).unwrap();
-        paths.push(dir.join(name));
     }
     let summary = env
         .repo
         .backup(
-            BackupSource::Paths(paths),
+            BackupSource::Contents(dir),
             BackupOptions {
                 no_parent: true,
                 ..Default::default()

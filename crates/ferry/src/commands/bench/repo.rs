@@ -313,6 +313,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
             "ferry-repo",
             "restic-out",
             "ferry-out",
+            "ferry-rr-out",
             "restic-cache",
         ]
         .map(|d| dir.join(format!("{d}-{run}")))
@@ -324,6 +325,8 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (mut rbs, mut fbs, mut rrs, mut frs) = (vec![], vec![], vec![], vec![]);
+    // ferry restoring the repository restic wrote (restic's calibrated key, restic's packs).
+    let mut frrs = vec![];
     let mut whole_cache = true;
     for run in 1..=runs {
         // Every run gets new repositories and restore targets. Nothing is deleted between
@@ -333,6 +336,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         let frepo = format!("ferry-repo-{run}");
         let rout = format!("restic-out-{run}");
         let fout = format!("ferry-out-{run}");
+        let frout = format!("ferry-rr-out-{run}");
         let cache = format!("restic-cache-{run}");
         measure(
             &mut restic(&["init", "-r", &rrepo, "--repository-version", "2"], &cache),
@@ -365,11 +369,24 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
             "ferry backup",
             &dir,
         )?);
-        // The later of two restores writes into a fuller file system (the earlier one's
-        // output stays: nothing is deleted between steps); alternate who goes first.
-        let restic_first = run % 2 == 1;
-        for turn in 0..2 {
-            if (turn == 0) == restic_first {
+        // A later restore writes into a fuller file system (the earlier ones' output stays:
+        // nothing is deleted between steps); rotate who goes first.
+        for turn in 0..3 {
+            let who = (turn + run - 1) % 3;
+            if who == 2 {
+                eprintln!("run {run}/{runs} restore: ferry of restic's repository …");
+                whole_cache &= settle(&[path(&rrepo)]);
+                let m = measure(
+                    &mut ferry_cmd(&["restore", "-r", &rrepo, "latest", "--target", &frout]),
+                    "ferry restore (restic's repository)",
+                    &dir,
+                )?;
+                eprintln!(
+                    "  ferry restore of restic's repository {:.2} s, CPU {:.2} s",
+                    m.wall, m.cpu
+                );
+                frrs.push(m);
+            } else if who == 0 {
                 eprintln!("run {run}/{runs} restore: restic …");
                 whole_cache &= settle(&[path(&rrepo), path(&cache)]);
                 let m = measure(
@@ -396,7 +413,9 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (rb, fb, rr, fr) = (median(rbs), median(fbs), median(rrs), median(frs));
+    let frr = median(frrs);
     let (rout, fout) = (format!("restic-out-{runs}"), format!("ferry-out-{runs}"));
+    let frout = format!("ferry-rr-out-{runs}");
     eprintln!("verifying both restores against the source …");
     // restic keeps a relative source path as given ("data"); older versions kept it absolute.
     let restic_root = [
@@ -408,10 +427,16 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
     .unwrap_or_else(|| path(&rout).join("data"));
     verify_restore(&data, &restic_root, "restic")?;
     let verified = verify_restore(&data, &path(&fout).join("data"), "ferry")?;
+    // restic stored the relative path "data"; ferry restores it where restic would.
+    verify_restore(
+        &data,
+        &path(&frout).join("data"),
+        "ferry (restic's repository)",
+    )?;
 
     let row = |name: &str, m: Measure| {
         println!(
-            "{name:<15} {:>7.1} MiB/s {:>7.2} s {:>7.2} s {:>7.1} MiB/s {:>7.2} s {:>8.1} MiB",
+            "{name:<36} {:>7.1} MiB/s {:>7.2} s {:>7.2} s {:>7.1} MiB/s {:>7.2} s {:>8.1} MiB",
             mib / m.wall,
             m.wall,
             m.flushed,
@@ -424,13 +449,14 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         "data: {files} files, {mib:.0} MiB (half in 4-64 KiB files, half in 4 large files; half compressible); median of {runs} run(s)"
     );
     println!(
-        "{:<15} {:>13} {:>9} {:>9} {:>13} {:>9} {:>12}",
+        "{:<36} {:>13} {:>9} {:>9} {:>13} {:>9} {:>12}",
         "", "throughput", "wall", "+flush", "thr.+flush", "CPU", "peak RSS"
     );
     row("restic backup", rb);
     row("ferry backup", fb);
     row("restic restore", rr);
     row("ferry restore", fr);
+    row("ferry restore (restic's repository)", frr);
     println!(
         "repository size: restic {:.0} MiB, ferry {:.0} MiB; both restores verified identical to the source ({verified} files)",
         du(&path(&format!("restic-repo-{runs}"))) as f64 / 1048576.0,
@@ -457,6 +483,12 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
         fb.cpu / rb.cpu,
         fr.cpu / rr.cpu,
         fr.max_rss_mib
+    );
+    println!(
+        "restic's repository (restic's packs and calibrated key), restored by ferry / by restic: throughput {:.2}x (+flush {:.2}x), CPU {:.2}x",
+        rr.wall / frr.wall,
+        rr.flushed / frr.flushed,
+        frr.cpu / rr.cpu,
     );
     if !a.keep {
         if a.dir.is_none() {

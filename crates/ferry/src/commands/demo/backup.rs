@@ -1,7 +1,7 @@
 //! Backing the workload's volumes up into the demo's repository with ferry's own engine, as
 //! Velero's DataUpload side would have done before a restore.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,18 +32,12 @@ pub async fn backup_volume(
     claim: &str,
     done: Arc<AtomicU64>,
 ) -> anyhow::Result<String> {
-    // Each top-level entry becomes a top-level entry of the snapshot.
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(volume_dir)
-        .with_context(|| format!("listing volume {claim} at {}", volume_dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("listing volume {claim}"))?;
-    entries.sort();
+    // The volume's entries at the snapshot's root, as the data mover restores them.
     let base = done.load(Ordering::Relaxed);
     let progress_done = done.clone();
     let summary = repository
         .backup(
-            BackupSource::Paths(entries),
+            BackupSource::Contents(volume_dir.to_path_buf()),
             BackupOptions {
                 host: Some("ferry-demo".into()),
                 tags: vec![format!("pvc={claim}")],

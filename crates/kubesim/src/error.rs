@@ -120,7 +120,11 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format: {content_type}"),
+            // kube-apiserver's wording; kubesim reads protobuf only for a few core kinds.
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: \
+                 application/json, application/yaml (got {content_type})"
+            ),
         )
     }
 

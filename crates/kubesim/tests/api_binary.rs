@@ -1,6 +1,8 @@
 //! The `kubesim serve` binary and `Cluster`: ready when the kubeconfig appears, usable with
 //! kubectl, stopped by Ctrl-C (SIGINT) or `stop()`.
 
+mod api_support;
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -30,7 +32,7 @@ async fn serve_writes_a_kubeconfig_that_kubectl_uses_and_stops_on_sigint() {
     }
     assert!(kubeconfig.exists(), "kubesim serve wrote no kubeconfig");
 
-    let out = tokio::process::Command::new("/usr/bin/kubectl")
+    let out = tokio::process::Command::new(api_support::kubectl())
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .args(["get", "nodes", "-o", "name"])

@@ -1,4 +1,4 @@
-//! kubectl 1.32 (/usr/bin/kubectl) against the API server, through a kubeconfig file, as a
+//! kubectl (the pinned v1.34 that testenv/build makes, see `api_support::kubectl`) against the API server, through a kubeconfig file, as a
 //! user would drive it.
 
 mod api_support;
@@ -7,14 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use api_support::start;
+use api_support::{kubectl, start};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::api::{Api, Patch, PatchParams};
 use kubesim::ApiServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-const KUBECTL: &str = "/usr/bin/kubectl";
 
 struct Kubectl {
     kubeconfig: PathBuf,
@@ -30,7 +28,7 @@ impl Kubectl {
     }
 
     fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(KUBECTL);
+        let mut cmd = tokio::process::Command::new(kubectl());
         cmd.arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -407,5 +405,58 @@ spec:
         resources.contains("widgets") && resources.contains("wd"),
         "{resources}"
     );
+    server.stop().await;
+}
+
+/// kubectl's `create` subcommands send protobuf for built-in kinds.
+#[tokio::test]
+async fn kubectl_create_subcommands_send_protobuf_that_is_read() {
+    use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+    let (server, client) = start().await;
+    let k = Kubectl::new(&server);
+    let out = k.ok(&["create", "namespace", "velero"]).await;
+    assert!(out.contains("namespace/velero created"), "{out}");
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "velero",
+        "--from-literal=password=s3cret",
+    ])
+    .await;
+    k.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "velero",
+        "--from-literal=mode=fast",
+    ])
+    .await;
+    k.ok(&["create", "serviceaccount", "mover", "-n", "velero"])
+        .await;
+
+    let ns = Api::<Namespace>::all(client.clone())
+        .get("velero")
+        .await
+        .unwrap();
+    assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
+    let secret = Api::<Secret>::namespaced(client.clone(), "velero")
+        .get("creds")
+        .await
+        .unwrap();
+    assert_eq!(secret.data.unwrap()["password"].0, b"s3cret");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), "velero")
+        .get("cfg")
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["mode"], "fast");
+    Api::<ServiceAccount>::namespaced(client.clone(), "velero")
+        .get("mover")
+        .await
+        .unwrap();
     server.stop().await;
 }

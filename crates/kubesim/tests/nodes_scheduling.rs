@@ -127,7 +127,7 @@ async fn unschedulable_pod_gets_condition_and_event_and_not_ready_nodes_are_avoi
         Some([("disk".to_string(), "ssd".to_string())].into());
     create(&pods, &nowhere).await;
     // The scheduler retries as it learns about the nodes; wait for the settled verdict.
-    let expected = "0/4 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling.";
+    let expected = "0/4 nodes are available: 2 node(s) didn't match Pod's node affinity/selector, 2 node(s) had untolerated taint(s). no new claims to deallocate, preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling.";
     let condition = eventually("PodScheduled=False with both reasons", || async {
         let p = pods.get("nowhere").await.ok()?;
         p.status?.conditions?.into_iter().find(|c| {

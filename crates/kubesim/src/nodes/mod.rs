@@ -17,6 +17,7 @@ pub mod pod_status;
 pub mod quantity;
 pub mod scheduler;
 pub mod scheduling;
+pub mod statefulsets;
 pub mod volume_binding;
 pub mod volume_controller;
 pub mod volume_data;
@@ -125,6 +126,10 @@ impl NodeComponents {
         } else {
             let scheduler = scheduler::Scheduler::new(client.clone());
             tasks.push(tokio::spawn(scheduler.run(cache.clone(), stop.clone())));
+            tasks.push(tokio::spawn(statefulsets::run(
+                client.clone(),
+                stop.clone(),
+            )));
         }
         Ok(NodeComponents {
             client,

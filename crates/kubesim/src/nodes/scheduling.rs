@@ -220,22 +220,44 @@ fn feasible_nodes_to_find(total: usize) -> usize {
     (total * percentage / 100).max(MIN_FEASIBLE)
 }
 
-fn fits_message(total: usize, reasons: &BTreeMap<String, usize>) -> String {
+fn fits_message(total: usize, reasons: &BTreeMap<String, usize>, resolvable: usize) -> String {
     let mut parts: Vec<String> = reasons
         .iter()
         .map(|(reason, n)| format!("{n} {reason}"))
         .collect();
     // Kubernetes sorts the "count reason" strings.
     parts.sort();
+    // Preemption could only free resources: on nodes whose room it could free it finds no
+    // victims (kubesim does not model priorities: every pod is equal), the others it cannot
+    // help.
+    let short = resolvable;
+    let mut preemption = Vec::new();
+    if short > 0 {
+        preemption.push(format!(
+            "{short} No preemption victims found for incoming pod"
+        ));
+    }
+    if total > short {
+        preemption.push(format!(
+            "{} Preemption is not helpful for scheduling",
+            total - short
+        ));
+    }
+    preemption.sort();
     format!(
-        "0/{total} nodes are available: {}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling.",
-        parts.join(", ")
+        "0/{total} nodes are available: {}.{POST_FILTER} 0/{total} nodes are available: {}.",
+        parts.join(", "),
+        preemption.join(", ")
     )
 }
 
+/// What kube-scheduler 1.34's PostFilter plugins add: dynamic resources (on by default, with
+/// no claims to free), then default preemption.
+const POST_FILTER: &str = " no new claims to deallocate, preemption:";
+
 fn prefilter_message(total: usize, reason: &str) -> String {
     format!(
-        "0/{total} nodes are available: {reason}. preemption: 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
+        "0/{total} nodes are available: {reason}.{POST_FILTER} 0/{total} nodes are available: {total} Preemption is not helpful for scheduling."
     )
 }
 
@@ -509,12 +531,9 @@ impl<'a> SchedulingState<'a> {
                 return Err("node(s) were unschedulable".into());
             }
         }
-        if let Some(taint) = first_untolerated_taint(node, tolerations) {
-            return Err(format!(
-                "node(s) had untolerated taint {{{}: {}}}",
-                taint.key,
-                taint.value.as_deref().unwrap_or("")
-            ));
+        // kube-scheduler 1.34 names no taint (it logs it at verbosity 4).
+        if first_untolerated_taint(node, tolerations).is_some() {
+            return Err("node(s) had untolerated taint(s)".into());
         }
         if !node_affinity_matches(pod, node) {
             return Err(NODE_AFFINITY_REASON.into());
@@ -536,6 +555,21 @@ impl<'a> SchedulingState<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether a node refused for `reason` could take the pod once others were evicted: short
+    /// of pod slots, or of cpu/memory that its allocatable holds (kube-scheduler's
+    /// NodeResourcesFit marks a request beyond allocatable unresolvable).
+    fn preemption_could_help(&self, facts: &PodFacts, slot: usize, reason: &str) -> bool {
+        let Some((_, max_cpu, max_memory)) = self.allocatable[slot] else {
+            return false;
+        };
+        match reason {
+            "Too many pods" => true,
+            "Insufficient cpu" => facts.cpu <= max_cpu,
+            "Insufficient memory" => facts.memory <= max_memory,
+            _ => false,
+        }
     }
 
     fn fits_resources(&self, facts: &PodFacts, slot: usize) -> Result<(), String> {
@@ -664,6 +698,8 @@ impl<'a> SchedulingState<'a> {
         let wanted = feasible_nodes_to_find(total);
         let start = self.next_start.get() % total;
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        // Nodes where evicting pods could make room (preemption's candidates).
+        let mut resolvable = 0;
         let mut best: Vec<usize> = Vec::new();
         let mut best_score = (usize::MAX, usize::MAX);
         let mut feasible = 0;
@@ -675,7 +711,12 @@ impl<'a> SchedulingState<'a> {
             processed += 1;
             let slot = (start + offset) % total;
             match self.filter(pod, &facts, slot) {
-                Err(reason) => *reasons.entry(reason).or_default() += 1,
+                Err(reason) => {
+                    if self.preemption_could_help(&facts, slot, &reason) {
+                        resolvable += 1;
+                    }
+                    *reasons.entry(reason).or_default() += 1
+                }
                 Ok(()) => {
                     feasible += 1;
                     let node = self.snapshot.nodes[slot].as_ref();
@@ -696,7 +737,7 @@ impl<'a> SchedulingState<'a> {
         self.next_start.set((start + processed) % total);
         if best.is_empty() {
             return Err(Unschedulable {
-                message: fits_message(total, &reasons),
+                message: fits_message(total, &reasons, resolvable),
             });
         }
         // Kubernetes picks at random among the best-scored nodes.
@@ -921,7 +962,7 @@ mod tests {
         let err = state.schedule(&p).unwrap_err();
         assert!(
             err.message.starts_with(
-                "0/4 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector."
+                "0/4 nodes are available: 1 node(s) had untolerated taint(s), 1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector."
             ),
             "{}",
             err.message

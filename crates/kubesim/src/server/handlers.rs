@@ -206,7 +206,14 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     if ct.contains("protobuf") {
-        return Err(ApiError::unsupported_media_type(ct));
+        return super::protobuf::decode(body).map_err(|e| match e {
+            super::protobuf::ProtobufError::UnsupportedKind(_) => {
+                ApiError::unsupported_media_type(ct)
+            }
+            super::protobuf::ProtobufError::Malformed(why) => {
+                ApiError::bad_request(format!("the request body is not valid protobuf: {why}"))
+            }
+        });
     }
     if ct.contains("yaml") {
         return serde_yaml_ng::from_slice(body).map_err(|e| {

@@ -3,6 +3,7 @@
 mod discovery;
 mod handlers;
 mod openapi;
+mod protobuf;
 pub(crate) mod table;
 mod watch;
 

@@ -40,3 +40,12 @@ pub fn api_status(err: kube::Error) -> kube::core::Status {
         other => panic!("expected an API error, got {other:?}"),
     }
 }
+
+/// The kubectl the tests drive: the pinned one `testenv/build` made (`FERRY_TESTENV_BIN`, which
+/// `testenv/run-tests` sets and puts first on PATH), else the first on PATH.
+pub fn kubectl() -> std::path::PathBuf {
+    match std::env::var_os("FERRY_TESTENV_BIN") {
+        Some(dir) => std::path::Path::new(&dir).join("kubectl"),
+        None => "kubectl".into(),
+    }
+}

@@ -918,6 +918,13 @@ impl Controller {
     async fn diagnose(&self, name: &str, pod: &Pod) -> String {
         let ns = &self.options.namespace;
         let mut parts = Vec::new();
+        // The watch cache may lag the scheduler's condition by a moment; read it fresh.
+        let fresh = Api::<Pod>::namespaced(self.options.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten();
+        let pod = fresh.as_ref().unwrap_or(pod);
         if let Some(cond) = pod
             .status
             .as_ref()

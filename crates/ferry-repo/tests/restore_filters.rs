@@ -62,11 +62,12 @@ async fn ferry_restore(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn include_and_exclude_select_the_same_files_as_restic() {
     let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("src");
+    // `src` at the snapshot's root, so that the patterns below name it as `/src`.
+    let src = t.path().join("tree/src");
     make_tree(&src);
     let repo = init_repo(&t.path().join("repo")).await;
     repo.backup(
-        BackupSource::Paths(vec![src.clone()]),
+        BackupSource::Contents(t.path().join("tree")),
         BackupOptions::default(),
         no_progress(),
     )

@@ -19,8 +19,10 @@ fn pack(name: &str) -> Handle {
 
 /// Short delays: the proxy's faults are momentary.
 fn fast_retries() -> RetryPolicy {
+    // Every third request of the run fails and 8 run at once, so one request's attempts each
+    // fail with a chance near 1/3: 12 attempts make giving up (1/3^12) practically impossible.
     RetryPolicy {
-        max_attempts: 6,
+        max_attempts: 12,
         initial_delay: Duration::from_millis(5),
         max_delay: Duration::from_millis(50),
         max_elapsed: Duration::from_secs(30),

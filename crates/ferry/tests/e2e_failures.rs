@@ -68,8 +68,8 @@ on_both_clusters! {
         assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
         let message = dd.status.unwrap().message.unwrap();
         assert!(
-            message.contains("corrupt") && message.contains(&pack_id),
-            "the message names the corrupt pack {pack_id}: {message}"
+            message.contains("damaged") && message.contains(&pack_id),
+            "the message names the damaged pack {pack_id}: {message}"
         );
         let warnings = warning_events(&env, "dd-0").await;
         assert!(
@@ -113,7 +113,7 @@ on_both_clusters! {
         assert!(
             message.contains("timed out after 3s")
                 && message.contains("velero/dd-0 not scheduled")
-                && message.contains("node.kubernetes.io/not-ready"),
+                && message.contains("untolerated taint"),
             "the scheduler's reason: {message}"
         );
         let dd = wait_phase(&env, "dd-1", DONE, 60).await;

@@ -451,12 +451,13 @@ mod against_kubesim {
     }
 
     async fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+        // The pinned kubectl testenv/build makes (testenv/run-tests puts it first on PATH).
         let output = tokio::process::Command::new("kubectl")
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .output()
             .await
-            .expect("kubectl is installed (/usr/bin/kubectl)");
+            .expect("kubectl on PATH: run the tests with testenv/run-tests");
         assert!(
             output.status.success(),
             "kubectl {args:?}: {}",

@@ -3,6 +3,10 @@
 //! controller and the data mover pods each with their own bearer token), and a small RBAC rule
 //! matcher here checks each request against the rules bound to that identity's
 //! ServiceAccount: ClusterRoles anywhere, Roles only in their own namespace.
+//!
+//! On the real control plane the real authorizer judges: the controller and the data mover
+//! pods run as the ServiceAccounts `ferry install` creates, and the API server's audit log
+//! must show no request of theirs refused.
 
 mod common;
 
@@ -11,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{APP, NS, install_restore_prerequisites, set_config};
+use common::{
+    APP, Backend, DONE, NS, controller, env, install_restore_prerequisites, restores, set_config,
+    wait_phase,
+};
 use ferry_controller::crds::{DataDownload, DataDownloadPhase, DataDownloadSpec, TargetVolumeSpec};
 use ferry_controller::install::{InstallOptions, Manifests, render};
 use ferry_controller::{ControllerOptions, start_controller};
@@ -351,6 +358,64 @@ async fn rendered_rbac_allows_every_request_of_a_restore() {
         denied.join("\n")
     );
     cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_authorizer_refuses_nothing_ferry_asks_during_restores() {
+    let env = env(
+        Backend::Real,
+        2,
+        0,
+        json!({"restorePVC": {"ignoreDelayBinding": true}}),
+    )
+    .await;
+    restores(&env, VOLUMES, "standard").await;
+    let ctl = controller(&env).await;
+    for i in 0..VOLUMES {
+        let dd = wait_phase(&env, &format!("dd-{i}"), DONE, 90).await;
+        assert_eq!(
+            dd.phase(),
+            DataDownloadPhase::Completed,
+            "dd-{i}: {:?}",
+            dd.status.and_then(|s| s.message)
+        );
+    }
+    ctl.stop().await;
+
+    let audit = env.cluster.audit();
+    let events = audit
+        .expect("the real control plane keeps an audit log")
+        .events()
+        .unwrap();
+    let account = |name: &str| format!("system:serviceaccount:{NS}:{name}");
+    let controller_user = account(ferry_controller::install::CONTROLLER_NAME);
+    let mover_user = account(ferry_controller::install::DATA_MOVER_NAME);
+    let of = |user: &str| events.iter().filter(|e| e.user == user).collect::<Vec<_>>();
+    assert!(
+        !of(&controller_user).is_empty(),
+        "the controller made no request as {controller_user}"
+    );
+    assert!(
+        !of(&mover_user).is_empty(),
+        "the data mover pods made no request as {mover_user}"
+    );
+    let refused: Vec<String> = events
+        .iter()
+        .filter(|e| e.user.starts_with(&account("ferry-")) && e.code == 403)
+        .map(|e| format!("{}: {} {}", e.user, e.verb, e.uri))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the real authorizer refused:\n{}",
+        refused.join("\n")
+    );
+    eprintln!(
+        "real control plane: controller {} requests for {VOLUMES} restores ({:.1} per restore), \
+         data mover pods {}",
+        of(&controller_user).len(),
+        of(&controller_user).len() as f64 / VOLUMES as f64,
+        of(&mover_user).len()
+    );
 }
 
 #[test]

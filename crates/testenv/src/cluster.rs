@@ -162,22 +162,75 @@ impl TestCluster {
         namespace: &str,
         name: &str,
     ) -> anyhow::Result<kube::Client> {
-        let Inner::Real { plane, .. } = &self.inner else {
+        if self.backend == Backend::Kubesim {
             return Ok(self.client.clone());
-        };
-        let token = service_account_token(&self.client, namespace, name).await?;
-        let ca_pem = std::fs::read_to_string(&plane.info.ca_cert)?;
+        }
+        kubeconfig::client(&self.service_account_kubeconfig(namespace, name).await?).await
+    }
+
+    /// A kubeconfig file acting as service account `namespace/name`, for a process (kubectl,
+    /// a controller). On the real control plane it holds a token of the account; kubesim
+    /// authorizes nothing, so its token is the account's user name, which kubesim's request
+    /// log records as the user (see [`TestCluster::requests_of`]).
+    pub async fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<PathBuf> {
         let path = self
             .kubeconfig
             .with_file_name(format!("{namespace}-{name}.kubeconfig"));
-        kubeconfig::write(
-            &path,
-            &plane.info.server,
-            &ca_pem,
-            Credentials::Token(&token),
-            namespace,
-        )?;
-        kubeconfig::client(&path).await
+        match &self.inner {
+            Inner::Real { plane, .. } => {
+                let token = service_account_token(&self.client, namespace, name).await?;
+                let ca_pem = std::fs::read_to_string(&plane.info.ca_cert)?;
+                kubeconfig::write(
+                    &path,
+                    &plane.info.server,
+                    &ca_pem,
+                    Credentials::Token(&token),
+                    namespace,
+                )?;
+            }
+            Inner::Kubesim(cluster) => {
+                let user = service_account_user(namespace, name);
+                let config = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Config",
+                    "clusters": [{"name": "kubesim", "cluster": {"server": cluster.url()}}],
+                    "users": [{"name": "kubesim", "user": {"token": user}}],
+                    "contexts": [{"name": "kubesim", "context": {
+                        "cluster": "kubesim", "user": "kubesim", "namespace": namespace}}],
+                    "current-context": "kubesim",
+                });
+                std::fs::write(&path, serde_yaml_ng::to_string(&config)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                cluster.api_server().audit().enable();
+            }
+        }
+        Ok(path)
+    }
+
+    /// How many requests `user` made since the cluster was taken (the real API server's audit
+    /// log), or since a service account kubeconfig was first written (kubesim's request log).
+    pub fn requests_of(&self, user: &str) -> anyhow::Result<usize> {
+        Ok(match &self.inner {
+            Inner::Real { audit, .. } => audit.events()?.iter().filter(|e| e.user == user).count(),
+            Inner::Kubesim(cluster) => cluster
+                .api_server()
+                .audit()
+                .records()
+                .iter()
+                .filter(|r| r.user == user)
+                .count(),
+        })
+    }
+
+    /// The API server's URL.
+    pub fn url(&self) -> String {
+        match &self.inner {
+            Inner::Real { plane, .. } => plane.info.server.clone(),
+            Inner::Kubesim(cluster) => cluster.url(),
+        }
     }
 
     /// The real API server's audit log since this cluster was taken (None on kubesim).
@@ -263,4 +316,9 @@ async fn wait_schedulable(client: &kube::Client, nodes: usize) -> anyhow::Result
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The user name the API server gives service account `namespace/name`.
+pub fn service_account_user(namespace: &str, name: &str) -> String {
+    format!("system:serviceaccount:{namespace}:{name}")
 }

@@ -13,4 +13,4 @@ pub mod reset;
 pub mod shared;
 
 pub use binaries::Binaries;
-pub use cluster::{Backend, ClusterConfig, TestCluster};
+pub use cluster::{Backend, ClusterConfig, TestCluster, service_account_user};

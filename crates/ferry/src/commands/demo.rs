@@ -5,12 +5,12 @@
 //! show why ignoreDelayBinding matters.
 
 mod backup;
-mod controller;
+pub(crate) mod controller;
 mod direct;
 mod internal;
 mod kube_ops;
 pub(crate) mod layout;
-mod objects;
+pub(crate) mod objects;
 mod observe;
 mod pod;
 mod progress;

@@ -7,7 +7,11 @@
 //! controller path, so their data mover rate is what one node achieves on its own.
 //!
 //! It reuses the demo's scenario (cluster, workload, backup, restores, verification), report
-//! and timeline; only the figures are its own.
+//! and timeline; only the figures are its own. The controller runs as its own `ferry
+//! controller` process, as ferry-controller's service account, so that its API requests (the
+//! API server's audit log, or kubesim's request log) and its peak memory are its own.
+//! `--cluster real` runs the same scenario on the real control plane (docs/real-cluster.md),
+//! `--cluster both` on each and compares them.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -15,8 +19,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::bail;
+use ferry_controller::install::CONTROLLER_NAME;
+use testenv::{Backend, TestCluster};
 
+use crate::commands::demo::controller::Placement;
 use crate::commands::demo::layout::Layout;
+use crate::commands::demo::objects::FERRY_NAMESPACE;
 use crate::commands::demo::report;
 use crate::commands::demo::restore_run::Mode;
 use crate::commands::demo::scenario::{self, BackedUp};
@@ -43,6 +51,41 @@ pub struct BenchRestoreArgs {
     /// Seed of the workload's data.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The cluster: kubesim (in this process), the real control plane (built by
+    /// testenv/build; Go needed the first time) with kubesim's nodes attached, or both.
+    #[arg(long, value_enum, default_value_t = ClusterChoice::Kubesim)]
+    pub cluster: ClusterChoice,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterChoice {
+    Kubesim,
+    Real,
+    Both,
+}
+
+impl ClusterChoice {
+    fn backends(self) -> Vec<Backend> {
+        match self {
+            ClusterChoice::Kubesim => vec![Backend::Kubesim],
+            ClusterChoice::Real => vec![Backend::Real],
+            ClusterChoice::Both => vec![Backend::Kubesim, Backend::Real],
+        }
+    }
+}
+
+/// The controller process's cost in one mode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ControllerCost {
+    requests: usize,
+    peak_rss: Option<u64>,
+}
+
+/// One cluster's results.
+struct ClusterRun {
+    backend: Backend,
+    runs: Vec<ModeRun>,
+    costs: Vec<ControllerCost>,
 }
 
 pub(super) async fn bench_restore(args: BenchRestoreArgs) -> anyhow::Result<ExitCode> {
@@ -55,53 +98,88 @@ pub(super) async fn bench_restore(args: BenchRestoreArgs) -> anyhow::Result<Exit
             true,
         ),
     };
-    let layout = Layout::prepare(&root)?;
-    println!(
-        "ferry bench restore: {volumes} volumes ({}) on {nodes} simulated nodes, restored through \
-         ferry's DataDownload controller, default vs ignoreDelayBinding\n",
-        human_bytes(args.size)
-    );
+    let backends = args.cluster.backends();
     let started = Instant::now();
-    let cluster = scenario::start_cluster(&layout, nodes).await?;
-    let measured = measure(&cluster, &layout, nodes, volumes, &args).await;
-    cluster.stop().await;
-    let (runs, files) = measured?;
-
-    let text = render_figures(&runs, nodes, files, cpus());
-    println!("\n{text}");
-    if args.out.is_some() {
-        let input = TimelineInput {
-            title: format!(
-                "ferry bench restore: {} volumes ({}) on {nodes} nodes",
-                volumes,
-                human_bytes(runs[0].total_bytes())
-            ),
-            subtitle: "Restored twice through ferry's DataDownload controller on a simulated \
-                       cluster; every byte verified after each restore"
-                .into(),
-            modes: runs,
+    let mut results = Vec::new();
+    for backend in backends.iter().copied() {
+        let root = if backends.len() > 1 {
+            root.join(backend.name())
+        } else {
+            root.clone()
         };
-        layout.write_report_and_timeline(&text, &input)?;
-    } else if temporary {
+        let layout = Layout::prepare(&root)?;
+        println!(
+            "ferry bench restore: {volumes} volumes ({}) on {nodes} nodes ({}), restored through \
+             ferry's DataDownload controller, default vs ignoreDelayBinding\n",
+            human_bytes(args.size),
+            cluster_words(backend)
+        );
+        let cluster = scenario::start_cluster(&layout, nodes, backend).await?;
+        let measured = measure(&cluster, &layout, nodes, volumes, &args).await;
+        cluster.stop().await;
+        let (runs, costs, files) = measured?;
+
+        let mut text = render_figures(&runs, nodes, files, cpus());
+        text.push_str(&render_costs(&runs, &costs));
+        println!("\n{text}");
+        if args.out.is_some() {
+            let input = TimelineInput {
+                title: format!(
+                    "ferry bench restore: {} volumes ({}) on {nodes} nodes, {}",
+                    volumes,
+                    human_bytes(runs[0].total_bytes()),
+                    backend.name()
+                ),
+                subtitle: format!(
+                    "Restored twice through ferry's DataDownload controller on {}; every byte \
+                     verified after each restore",
+                    cluster_words(backend)
+                ),
+                modes: runs.clone(),
+            };
+            layout.write_report_and_timeline(&text, &input)?;
+        }
+        results.push(ClusterRun {
+            backend,
+            runs,
+            costs,
+        });
+    }
+    if results.len() > 1 {
+        println!("\n{}", render_comparison(&results));
+    }
+    if temporary {
         let _ = std::fs::remove_dir_all(&root);
     }
     println!("\nDone in {:.1} s.", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Backs up the workload, then restores it in each mode through the controller; returns each
-/// mode's timings and the number of files.
+fn cluster_words(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Kubesim => "kubesim, a simulated cluster in this process",
+        Backend::Real => "the real Kubernetes control plane with kubesim's nodes",
+    }
+}
+
+/// Backs up the workload, then restores it in each mode through a controller process;
+/// returns each mode's timings and controller cost, and the number of files.
 async fn measure(
-    cluster: &kubesim::Cluster,
+    cluster: &TestCluster,
     layout: &Layout,
     nodes: usize,
     volumes: usize,
     args: &BenchRestoreArgs,
-) -> anyhow::Result<(Vec<ModeRun>, usize)> {
+) -> anyhow::Result<(Vec<ModeRun>, Vec<ControllerCost>, usize)> {
     let client = cluster.client();
     let plans = workload::plan_workload(volumes, args.size, args.seed);
     let backed_up = BackedUp::prepare(&client, layout, nodes, plans).await?;
+    let kubeconfig = cluster
+        .service_account_kubeconfig(FERRY_NAMESPACE, CONTROLLER_NAME)
+        .await?;
+    let user = testenv::service_account_user(FERRY_NAMESPACE, CONTROLLER_NAME);
     let mut runs = Vec::new();
+    let mut costs = Vec::new();
     for (index, mode) in [Mode::Default, Mode::IgnoreDelayBinding]
         .into_iter()
         .enumerate()
@@ -109,10 +187,17 @@ async fn measure(
         if index > 0 {
             backed_up.clear_restored(&client).await?;
         }
-        let controller = backed_up.start_controller(&client, mode).await?;
-        let (outcome, dirs) = backed_up
+        let before = cluster.requests_of(&user)?;
+        let log = layout.controller_log(mode.name());
+        let placement = Placement::Process {
+            kubeconfig: &kubeconfig,
+            log: &log,
+        };
+        let controller = backed_up.start_controller(&client, mode, placement).await?;
+        let (outcome, dirs, peak_rss) = backed_up
             .restore_with_controller(&client, mode, controller)
             .await?;
+        let requests = cluster.requests_of(&user)? - before;
         if !backed_up.verify(mode, &dirs).await? {
             bail!(
                 "the {} restore did not give back the data written; its figures do not count",
@@ -120,8 +205,74 @@ async fn measure(
             );
         }
         runs.push(outcome.run);
+        costs.push(ControllerCost { requests, peak_rss });
     }
-    Ok((runs, backed_up.files))
+    Ok((runs, costs, backed_up.files))
+}
+
+/// The controller process's API requests per restore and peak memory, per mode.
+fn render_costs(runs: &[ModeRun], costs: &[ControllerCost]) -> String {
+    let mut out = String::from("\nthe controller process (ferry-controller's service account):\n");
+    for (run, cost) in runs.iter().zip(costs) {
+        let per_restore = cost.requests as f64 / run.restores.len().max(1) as f64;
+        let _ = writeln!(
+            out,
+            "  {:<22}{} API requests ({per_restore:.1} per restore), peak RSS {}",
+            run.name,
+            cost.requests,
+            cost.peak_rss.map_or("-".into(), human_bytes)
+        );
+    }
+    out
+}
+
+/// Makespans and controller costs of the same scenario on each cluster.
+fn render_comparison(results: &[ClusterRun]) -> String {
+    let mut out = String::from("the same scenario on each cluster:\n");
+    let _ = write!(out, "{:<42}", "");
+    for r in results {
+        let _ = write!(out, "{:<16}", r.backend.name());
+    }
+    out.push('\n');
+    let modes = results[0].runs.len();
+    for m in 0..modes {
+        let name = &results[0].runs[m].name;
+        let _ = write!(out, "{:<42}", format!("{name} makespan"));
+        for r in results {
+            let _ = write!(out, "{:<16}", human_seconds(r.runs[m].makespan()));
+        }
+        out.push('\n');
+        let _ = write!(out, "{:<42}", format!("{name} requests per restore"));
+        for r in results {
+            let per = r.costs[m].requests as f64 / r.runs[m].restores.len().max(1) as f64;
+            let _ = write!(out, "{:<16}", format!("{per:.1}"));
+        }
+        out.push('\n');
+        let _ = write!(out, "{:<42}", format!("{name} controller peak RSS"));
+        for r in results {
+            let _ = write!(
+                out,
+                "{:<16}",
+                r.costs[m].peak_rss.map_or("-".into(), human_bytes)
+            );
+        }
+        out.push('\n');
+    }
+    let (first, last) = (&results[0], &results[results.len() - 1]);
+    for m in 0..modes {
+        let (a, b) = (first.runs[m].makespan(), last.runs[m].makespan());
+        if a > 0.0 {
+            let _ = writeln!(
+                out,
+                "{}: {} / {} makespan = {:.2}×",
+                first.runs[m].name,
+                last.backend.name(),
+                first.backend.name(),
+                b / a
+            );
+        }
+    }
+    out
 }
 
 fn cpus() -> usize {
@@ -415,5 +566,43 @@ mod tests {
             "8 CPUs for 2 nodes: {text}"
         );
         assert!(render_figures(&runs(), 2, 40, 1).contains("share this machine's 1 CPUs"));
+    }
+
+    #[test]
+    fn the_comparison_puts_each_cluster_side_by_side_with_the_ratio() {
+        let cost = |requests: usize, mib: u64| ControllerCost {
+            requests,
+            peak_rss: Some(mib * 1024 * 1024),
+        };
+        let results = [
+            ClusterRun {
+                backend: Backend::Kubesim,
+                runs: vec![run("default", |i| i as f64)],
+                costs: vec![cost(40, 20)],
+            },
+            ClusterRun {
+                backend: Backend::Real,
+                runs: vec![run("default", |i| 3.0 * i as f64)],
+                costs: vec![cost(80, 30)],
+            },
+        ];
+        let text = render_comparison(&results);
+        assert!(text.contains("kubesim") && text.contains("real"), "{text}");
+        // 4 restores: 10 and 20 requests per restore.
+        let requests = text
+            .lines()
+            .find(|l| l.contains("requests per restore"))
+            .unwrap();
+        assert!(
+            requests.contains("10.0") && requests.contains("20.0"),
+            "{requests}"
+        );
+        // Makespans 4.3 s and 10.3 s.
+        assert!(text.contains("real / kubesim makespan = 2.40×"), "{text}");
+        let costs = render_costs(&results[1].runs, &results[1].costs);
+        assert!(
+            costs.contains("80 API requests (20.0 per restore), peak RSS 30.0 MiB"),
+            "{costs}"
+        );
     }
 }

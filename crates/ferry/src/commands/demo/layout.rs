@@ -72,6 +72,11 @@ impl Layout {
             .join(super::objects::WORKLOAD_NAMESPACE)
     }
 
+    /// The log of a controller process (the bench's), per restore mode.
+    pub fn controller_log(&self, mode: &str) -> PathBuf {
+        self.root.join(format!("controller-{mode}.log"))
+    }
+
     pub fn report(&self) -> PathBuf {
         self.root.join("report.txt")
     }

@@ -25,6 +25,7 @@ use super::restore_run::{self, Mode, ModeOutcome, PodImage, VolumeToRestore};
 use super::timings::human_bytes;
 use super::verify::HashTree;
 use super::workload::{self, VolumePlan};
+use testenv::{Backend, ClusterConfig, TestCluster};
 
 /// The image the demo's pods (workload and data movers) use; kubesim runs this binary for it.
 pub const IMAGE: &str = "ferry";
@@ -33,22 +34,41 @@ pub const IMAGE: &str = "ferry";
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(900);
 
-/// Starts kubesim in this process with `nodes` nodes, its data under the layout's cluster
-/// directory; containers of the image [`IMAGE`] run this binary.
-pub async fn start_cluster(layout: &Layout, nodes: usize) -> anyhow::Result<kubesim::Cluster> {
+/// Starts a cluster with `nodes` kubesim nodes, their data under the layout's cluster
+/// directory; containers of the image [`IMAGE`] run this binary. kubesim runs in this
+/// process; the real control plane is the one `testenv/build` makes (docs/real-cluster.md).
+pub async fn start_cluster(
+    layout: &Layout,
+    nodes: usize,
+    backend: Backend,
+) -> anyhow::Result<TestCluster> {
     let exe = std::env::current_exe().context("finding this ferry binary for the pods to run")?;
-    let step = Step::start(format!(
-        "starting kubesim: API server, scheduler, provisioner, {nodes} kubelets"
-    ));
-    let cluster = kubesim::Cluster::start(kubesim::ClusterConfig {
-        nodes,
-        zones: 0,
-        data_dir: layout.cluster(),
-        port: None,
-        image_binaries: BTreeMap::from([(IMAGE.to_string(), exe)]),
-    })
-    .await
-    .context("starting the simulated cluster")?;
+    let step = Step::start(match backend {
+        Backend::Kubesim => {
+            format!("starting kubesim: API server, scheduler, provisioner, {nodes} kubelets")
+        }
+        Backend::Real => format!(
+            "starting the real control plane (etcd, kube-apiserver, kube-scheduler, \
+             kube-controller-manager) with {nodes} kubesim nodes"
+        ),
+    });
+    let cluster = TestCluster::start(
+        backend,
+        ClusterConfig {
+            nodes,
+            zones: 0,
+            data_dir: layout.cluster(),
+            image_binaries: BTreeMap::from([(IMAGE.to_string(), exe)]),
+        },
+    )
+    .await;
+    let cluster = match cluster {
+        Ok(cluster) => cluster,
+        Err(err) => {
+            step.failed();
+            return Err(err.context(format!("starting the {} cluster", backend.name())));
+        }
+    };
     step.done(&format!(
         "API server at {}, storage class `{}` (WaitForFirstConsumer)",
         cluster.url(),
@@ -160,6 +180,7 @@ impl BackedUp {
         &self,
         client: &Client,
         mode: Mode,
+        placement: controller::Placement<'_>,
     ) -> anyhow::Result<Controller> {
         let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), FERRY_NAMESPACE);
         kube_ops::apply(
@@ -173,7 +194,7 @@ impl BackedUp {
             "starting ferry's controller (restorePVC.ignoreDelayBinding: {})",
             mode == Mode::IgnoreDelayBinding
         ));
-        match controller::start(client, IMAGE).await {
+        match controller::start(placement, IMAGE).await {
             Ok(controller) => {
                 step.done(controller.description());
                 Ok(controller)
@@ -186,13 +207,14 @@ impl BackedUp {
     }
 
     /// Restores every volume in `mode` through `controller` (stopped afterwards) and returns
-    /// the timings and the restored volumes' directories.
+    /// the timings, the restored volumes' directories and, for a controller process, its peak
+    /// resident memory.
     pub async fn restore_with_controller(
         &self,
         client: &Client,
         mode: Mode,
         controller: Controller,
-    ) -> anyhow::Result<(ModeOutcome, Vec<PathBuf>)> {
+    ) -> anyhow::Result<(ModeOutcome, Vec<PathBuf>, Option<u64>)> {
         let outcome = restore_run::run_mode(
             client,
             mode,
@@ -202,9 +224,13 @@ impl BackedUp {
             RESTORE_TIMEOUT,
         )
         .await;
-        controller.stop().await;
+        let peak_rss = controller.stop().await;
         let outcome = outcome?;
-        Ok((outcome, bound_volume_dirs(client, &self.plans).await?))
+        Ok((
+            outcome,
+            bound_volume_dirs(client, &self.plans).await?,
+            peak_rss,
+        ))
     }
 
     /// Deletes what a restore brought back (workload, claims, volumes), for the next mode.
@@ -241,8 +267,7 @@ impl BackedUp {
 
 /// The location, the repository password and the namespaces, as a Velero install has them.
 async fn configure(client: &Client, layout: &Layout) -> anyhow::Result<()> {
-    controller::install_crds(client).await?;
-    kube_ops::ensure_namespace(client, FERRY_NAMESPACE).await?;
+    controller::install(client).await?;
     kube_ops::ensure_namespace(client, WORKLOAD_NAMESPACE).await?;
     let locations: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),

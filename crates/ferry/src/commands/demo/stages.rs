@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use super::controller;
 use super::direct;
 use super::layout::Layout;
 use super::objects::{FERRY_NAMESPACE, WORKLOAD_NAMESPACE};
@@ -36,7 +37,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
         options.nodes
     );
     let started = Instant::now();
-    let cluster = scenario::start_cluster(&layout, options.nodes).await?;
+    let cluster =
+        scenario::start_cluster(&layout, options.nodes, testenv::Backend::Kubesim).await?;
     let code = match in_cluster(&cluster, &layout, &options).await {
         Ok(code) => code,
         Err(err) => {
@@ -64,7 +66,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
 }
 
 async fn in_cluster(
-    cluster: &kubesim::Cluster,
+    cluster: &testenv::TestCluster,
     layout: &Layout,
     options: &DemoOptions,
 ) -> anyhow::Result<ExitCode> {
@@ -85,7 +87,10 @@ async fn in_cluster(
         let controller = if emulated {
             None
         } else {
-            match backed_up.start_controller(&client, mode).await {
+            match backed_up
+                .start_controller(&client, mode, controller::Placement::InProcess(&client))
+                .await
+            {
                 Ok(controller) => Some(controller),
                 // Only the first start may fall back: a later failure is a real one.
                 Err(err) if index == 0 => {
@@ -102,9 +107,10 @@ async fn in_cluster(
         };
         let (outcome, dirs) = match controller {
             Some(controller) => {
-                backed_up
+                let (outcome, dirs, _) = backed_up
                     .restore_with_controller(&client, mode, controller)
-                    .await?
+                    .await?;
+                (outcome, dirs)
             }
             None => {
                 let root = layout.cluster().join("direct-restores").join(mode.name());

@@ -11,6 +11,7 @@ pub mod pki;
 pub mod processes;
 pub mod reset;
 pub mod shared;
+pub mod velero;
 
 pub use binaries::Binaries;
 pub use cluster::{Backend, ClusterConfig, TestCluster, service_account_user};

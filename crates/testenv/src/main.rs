@@ -47,6 +47,10 @@ struct UpArgs {
     /// IMAGE=PATH: containers of this image (name without tag) run the local binary PATH.
     #[arg(long = "image-binary", value_name = "IMAGE=PATH")]
     image_binaries: Vec<String>,
+    /// Also start Velero (namespace velero): its CRDs, an S3 location on moto, the AWS
+    /// plugin, a VolumeSnapshotClass for kubesim's driver, and `velero server`.
+    #[arg(long)]
+    velero: bool,
 }
 
 fn parse_image_binaries(args: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
@@ -124,6 +128,30 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    let velero = if args.velero {
+        let client = plane.client().await?;
+        match testenv::velero::Velero::start_with(client, &kubeconfig, &data_dir.join("velero"))
+            .await
+        {
+            Ok(velero) => {
+                eprintln!(
+                    "Velero is running (namespace velero, location default on {}; logs in {}).\n  \
+                     velero --kubeconfig {} backup-location get",
+                    velero.s3_url(),
+                    velero.logs().display(),
+                    kubeconfig.display()
+                );
+                Some(velero)
+            }
+            Err(e) => {
+                nodes.stop().await;
+                plane.stop();
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
     eprintln!(
         "Kubernetes {} is up at {} ({} nodes) after {:.1} s.\n  export KUBECONFIG={}\n  kubectl get nodes\nLogs: {}\nCtrl-C stops everything.",
         plane.version,
@@ -139,6 +167,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     eprintln!("stopping…");
+    drop(velero);
     nodes.stop().await;
     plane.stop();
     Ok(())

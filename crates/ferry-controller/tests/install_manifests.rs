@@ -155,6 +155,8 @@ fn deployment_runs_the_controller_with_the_install_flags() {
             "registry.example/ferry:1.2.3",
             "--service-account",
             "ferry-data-mover",
+            "--log-format",
+            "json",
         ]
     );
     let port = &container.ports.as_ref().unwrap()[0];

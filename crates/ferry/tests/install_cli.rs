@@ -135,6 +135,8 @@ fn dry_run_prints_a_json_list() {
             "registry.example/ferry:9",
             "--service-account",
             "ferry-data-mover",
+            "--log-format",
+            "json",
         ]
     );
     let deployment = manifests

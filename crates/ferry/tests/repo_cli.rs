@@ -206,3 +206,59 @@ fn bad_input_gets_clear_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("snapshot \"abcdef12\" not found"));
     assert!(!d.join("x").exists(), "a failed restore creates nothing");
 }
+
+/// Logs are plain text off a terminal (no colour codes), and one JSON object per line with
+/// `--log-format json`.
+#[test]
+fn logs_are_plain_off_a_terminal_and_json_on_request() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::create_dir_all(d.join("src")).unwrap();
+    std::fs::write(d.join("src/a.txt"), b"logged").unwrap();
+    ok(d, &["repo", "init", "--repo", "repo"]);
+    ok(d, &["repo", "backup", "--repo", "repo", "src"]);
+
+    let text = ferry(
+        d,
+        &[
+            "--log", "debug", "repo", "restore", "--repo", "repo", "latest", "--target", "t1",
+        ],
+    );
+    assert!(text.status.success());
+    let stderr = String::from_utf8_lossy(&text.stderr);
+    assert!(stderr.contains("restore: index loaded"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a pipe: {stderr:?}"
+    );
+
+    let json = ferry(
+        d,
+        &[
+            "--log",
+            "debug",
+            "--log-format",
+            "json",
+            "repo",
+            "restore",
+            "--repo",
+            "repo",
+            "latest",
+            "--target",
+            "t2",
+        ],
+    );
+    assert!(json.status.success());
+    let stderr = String::from_utf8_lossy(&json.stderr);
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "restore: index loaded" && e["level"] == "DEBUG"),
+        "{stderr}"
+    );
+}

@@ -87,14 +87,19 @@ impl Velero {
         )
         .context("cannot start moto (python3 -m moto.server; pip install 'moto[server]')")?;
         processes::start_watchdog(store, std::process::id(), &dir.join("moto"), false)?;
-        wait_http(store_port, "PUT", &format!("/{BUCKET}"), Duration::from_secs(60))
-            .await
-            .with_context(|| {
-                format!(
-                    "moto did not create bucket {BUCKET}: {}",
-                    processes::log_tail(&processes::log_path(&logs, "moto"), 20)
-                )
-            })?;
+        wait_http(
+            store_port,
+            "PUT",
+            &format!("/{BUCKET}"),
+            Duration::from_secs(60),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "moto did not create bucket {BUCKET}: {}",
+                processes::log_tail(&processes::log_path(&logs, "moto"), 20)
+            )
+        })?;
 
         // Velero's CRDs, as `velero install` renders them.
         let crds = tokio::process::Command::new(&velero)
@@ -143,7 +148,12 @@ impl Velero {
         .await?;
         create(
             &client,
-            ("velero.io", "v1", "BackupStorageLocation", "backupstoragelocations"),
+            (
+                "velero.io",
+                "v1",
+                "BackupStorageLocation",
+                "backupstoragelocations",
+            ),
             serde_json::json!({
                 "metadata": {"name": LOCATION, "namespace": NAMESPACE},
                 "spec": {
@@ -266,7 +276,6 @@ impl Velero {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-
 }
 
 impl Drop for Velero {
@@ -278,7 +287,9 @@ impl Drop for Velero {
 
 /// The AWS shared credentials file for moto's (any) keys.
 pub fn credentials_file() -> String {
-    format!("[default]\naws_access_key_id={ACCESS_KEY_ID}\naws_secret_access_key={SECRET_ACCESS_KEY}\n")
+    format!(
+        "[default]\naws_access_key_id={ACCESS_KEY_ID}\naws_secret_access_key={SECRET_ACCESS_KEY}\n"
+    )
 }
 
 fn spawn_with_env(

@@ -39,6 +39,9 @@ pub fn controller_args(options: &InstallOptions) -> Vec<String> {
         options.image.clone(),
         "--service-account".to_string(),
         DATA_MOVER_NAME.to_string(),
+        // Pod logs go to collectors: one JSON object per line.
+        "--log-format".to_string(),
+        "json".to_string(),
     ]
 }
 

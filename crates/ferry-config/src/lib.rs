@@ -12,6 +12,7 @@ mod load;
 mod names;
 mod problems;
 mod quantity;
+mod repair;
 mod resolve;
 mod types;
 mod validate;

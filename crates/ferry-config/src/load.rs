@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::NodeAgentConfig;
 use crate::problems::{ConfigErrors, ConfigProblem, Loaded, Strictness, child_path};
+use crate::repair::drop_as_velero;
 use crate::validate::validate_document;
 
 /// Parses and validates the JSON configuration document.
@@ -19,14 +20,34 @@ pub fn parse_config_json(text: &str, strictness: Strictness) -> Result<Loaded, C
 
 /// Validates an already parsed JSON document.
 pub fn from_json_value(mut doc: Value, strictness: Strictness) -> Result<Loaded, ConfigErrors> {
-    let findings = validate_document(&mut doc, strictness);
+    let mut findings = validate_document(&mut doc, strictness);
+    let mut repaired = Vec::new();
+    if strictness == Strictness::Lenient {
+        // Drop what Velero would ignore, one problem at a time (dropping a list item shifts
+        // the paths of the rest), until only problems Velero refuses too are left.
+        for _ in 0..256 {
+            let Some(fix) = findings
+                .errors
+                .iter()
+                .find_map(|problem| drop_as_velero(&mut doc, problem))
+            else {
+                break;
+            };
+            repaired.push(fix);
+            findings = validate_document(&mut doc, strictness);
+        }
+    }
     let (mut errors, warnings) = match strictness {
         Strictness::Strict => {
             let mut all = findings.errors;
             all.extend(findings.doubts);
             (all, Vec::new())
         }
-        Strictness::Lenient => (findings.errors, findings.doubts),
+        Strictness::Lenient => {
+            let mut warnings = findings.doubts;
+            warnings.extend(repaired);
+            (findings.errors, warnings)
+        }
     };
     if !errors.is_empty() {
         sort_by_position(&mut errors);

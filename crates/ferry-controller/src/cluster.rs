@@ -18,12 +18,47 @@ use crate::wakeups::Watches;
 
 /// A failed cluster call; the text says which call on which object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct OpError(pub String);
+#[error("{message}")]
+pub struct OpError {
+    pub message: String,
+    /// The API server may well accept the same call a moment later (a conflict, throttling,
+    /// a 5xx, a timeout, a broken connection): retry, never fail a restore over it.
+    pub transient: bool,
+}
 
 impl OpError {
+    /// An error retrying will not fix.
+    pub fn permanent(message: impl Into<String>) -> OpError {
+        OpError {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// An error worth retrying.
+    pub fn transient(message: impl Into<String>) -> OpError {
+        OpError {
+            message: message.into(),
+            transient: true,
+        }
+    }
+
     fn kube(verb: &str, what: &str, err: kube::Error) -> OpError {
-        OpError(format!("cannot {verb} {what}: {err}"))
+        OpError {
+            transient: is_transient(&err),
+            message: format!("cannot {verb} {what}: {err}"),
+        }
+    }
+}
+
+/// Whether the API server may accept the same request later: a conflict (409), throttling
+/// (429), a server-side error or timeout (5xx), or no answer at all (connection refused or
+/// reset, a timeout). 4xx answers about the request itself (403, 404, 422) are not.
+pub fn is_transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => matches!(status.code, 409 | 429 | 500..=599),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
     }
 }
 

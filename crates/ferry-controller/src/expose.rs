@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use ferry_config::NodeAgentConfig;
 use k8s_openapi::api::core::v1::{
-    Container, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, SecurityContext, Volume,
-    VolumeDevice, VolumeMount,
+    Container, Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, SecurityContext,
+    Toleration, Volume, VolumeDevice, VolumeMount,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -79,6 +79,28 @@ pub enum ExposeError {
     Cluster(#[from] OpError),
 }
 
+impl ExposeError {
+    /// Whether the cluster call behind this error may succeed when retried.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ExposeError::CreateRestorePvc(e)
+            | ExposeError::CreateRestorePod(e)
+            | ExposeError::GetTarget(e)
+            | ExposeError::Cluster(e)
+            | ExposeError::RetainPv { err: e, .. }
+            | ExposeError::DeletePod { err: e, .. }
+            | ExposeError::DeletePvc { err: e, .. }
+            | ExposeError::RebindPv { err: e, .. }
+            | ExposeError::ResetReclaim { err: e, .. } => e.transient,
+            ExposeError::TargetNotFound(_)
+            | ExposeError::TargetAlreadyBound(_)
+            | ExposeError::PodAbnormal { .. }
+            | ExposeError::RestorePvcNotBound(_)
+            | ExposeError::RestorePvMissing(_) => false,
+        }
+    }
+}
+
 /// What the target PVC allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetState {
@@ -136,6 +158,56 @@ pub struct PodSettings {
     pub log_filter: Option<String>,
     /// Password secret override (`--password-secret NAME`) for the data mover.
     pub password_secret: Option<String>,
+    /// Tolerations for the taints of the node the pod is pinned to ([`tolerations_for`]).
+    pub tolerations: Vec<Toleration>,
+}
+
+/// Taints Kubernetes sets for a node's condition (not ready, unreachable, pressure,
+/// cordoned): never tolerated, a restore must not run on such a node.
+const CONDITION_TAINT_PREFIXES: &[&str] =
+    &["node.kubernetes.io/", "node.cloudprovider.kubernetes.io/"];
+
+/// Tolerations for `node`'s taints, for a restore pinned to it: the workload using the target
+/// PVC was scheduled there, so it tolerates them, and its volume can only be written there.
+/// Taints of a node's condition are not tolerated.
+pub fn tolerations_for(node: &Node) -> Vec<Toleration> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            !CONDITION_TAINT_PREFIXES
+                .iter()
+                .any(|p| t.key.starts_with(p))
+        })
+        .map(|t| Toleration {
+            key: Some(t.key.clone()),
+            operator: Some(if t.value.is_some() { "Equal" } else { "Exists" }.to_string()),
+            value: t.value.clone(),
+            effect: Some(t.effect.clone()),
+            toleration_seconds: None,
+        })
+        .collect()
+}
+
+/// The value of `node`'s `kubernetes.io/hostname` label, what the restore pod is pinned by
+/// (it may differ from the node's name); the name when the label is missing.
+pub fn hostname_of(node: &Node) -> String {
+    node.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(HOSTNAME_LABEL).cloned())
+        .or_else(|| node.metadata.name.clone())
+        .unwrap_or_default()
+}
+
+/// Annotations controllers set on a claim to track its binding and provisioning: not copied
+/// from the target, they would mislead the PV controller about the restore PVC.
+fn is_binding_annotation(key: &str) -> bool {
+    key.starts_with("pv.kubernetes.io/")
+        || key.starts_with("volume.kubernetes.io/")
+        || key.starts_with("volume.beta.kubernetes.io/")
 }
 
 /// The owner reference every restore object carries, so deleting the DataDownload removes them.
@@ -168,14 +240,27 @@ pub fn restore_pvc_for(
 ) -> PersistentVolumeClaim {
     let name = dd.metadata.name.clone().unwrap_or_default();
     let spec = target.spec.clone().unwrap_or_default();
-    let annotations =
-        node.map(|n| BTreeMap::from([(SELECTED_NODE_ANNOTATION.to_string(), n.to_string())]));
+    // The target's labels and annotations, as Velero copies them (a provisioner may read
+    // parameters from them), but not those tracking the target's own binding.
+    let mut annotations: BTreeMap<String, String> = target
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !is_binding_annotation(k))
+        .collect();
+    if let Some(n) = node {
+        annotations.insert(SELECTED_NODE_ANNOTATION.to_string(), n.to_string());
+    }
+    let mut labels = target.metadata.labels.clone().unwrap_or_default();
+    labels.insert(DATA_DOWNLOAD_LABEL.to_string(), name.clone());
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(namespace.to_string()),
-            labels: Some(BTreeMap::from([(DATA_DOWNLOAD_LABEL.to_string(), name)])),
-            annotations,
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
             owner_references: Some(vec![owner_reference(dd)]),
             ..ObjectMeta::default()
         },
@@ -199,7 +284,8 @@ fn quantities(pairs: &[(&str, &Option<String>)]) -> Option<BTreeMap<String, Quan
 }
 
 /// The restore pod: mounts the restore PVC (filesystem or block device per the target's
-/// volume mode) and runs the data mover, pinned to `node` when one was chosen.
+/// volume mode) and runs the data mover on a Linux node, pinned by `kubernetes.io/hostname`
+/// to `node` (that label's value, see [`hostname_of`]) when one was chosen.
 pub fn restore_pod_for(
     dd: &DataDownload,
     namespace: &str,
@@ -300,8 +386,14 @@ pub fn restore_pod_for(
         },
         spec: Some(PodSpec {
             restart_policy: Some("Never".to_string()),
-            node_selector: node
-                .map(|n| BTreeMap::from([(HOSTNAME_LABEL.to_string(), n.to_string())])),
+            node_selector: Some(
+                [(crate::placement::OS_LABEL, "linux")]
+                    .into_iter()
+                    .chain(node.map(|n| (HOSTNAME_LABEL, n)))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.clone()),
             priority_class_name: effective.priority_class_name.clone(),
             service_account_name: settings.service_account.clone(),
             containers: vec![container],
@@ -383,6 +475,13 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         .unwrap_or_default(),
                 });
             }
+            if let Some((reason, message)) = unrecoverable_wait(p) {
+                return Err(ExposeError::PodAbnormal {
+                    pod: format!("{}/{name}", self.namespace),
+                    phase: reason,
+                    detail: message.map(|m| format!(": {m}")).unwrap_or_default(),
+                });
+            }
         }
         Ok(pod)
     }
@@ -408,7 +507,9 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             .get_pvc(target_ns, target_name)
             .await
             .map_err(ExposeError::GetTarget)?
-            .ok_or_else(|| ExposeError::GetTarget(OpError(format!("PVC {target_id} not found"))))?;
+            .ok_or_else(|| {
+                ExposeError::GetTarget(OpError::permanent(format!("PVC {target_id} not found")))
+            })?;
 
         if let Some(restore_pvc) = self.cluster.get_pvc(ns, dd_name).await? {
             let pv_name = restore_pvc
@@ -591,6 +692,25 @@ impl<C: RestoreCluster> RestoreExposer<C> {
     pub async fn cleanup(&self, dd_name: &str) -> Result<bool, ExposeError> {
         let ns = &self.namespace;
         self.cluster.delete_pod(ns, dd_name).await?;
+        // A restore PV of a StorageClass that retains volumes would outlive its claim
+        // (Released, forever): as Velero, it gets Delete before the claim goes.
+        if let Some(pvc) = self.cluster.get_pvc(ns, dd_name).await?
+            && let Some(pv_name) = pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.clone())
+                .filter(|v| !v.is_empty())
+            && let Some(pv) = self.cluster.get_pv(&pv_name).await?
+            && reclaim_policy(&pv) != "Delete"
+            && !has_label(&pv, dd_name)
+        {
+            self.cluster
+                .patch_pv(
+                    &pv_name,
+                    &json!({ "spec": { "persistentVolumeReclaimPolicy": "Delete" } }),
+                )
+                .await?;
+        }
         self.cluster.delete_pvc(ns, dd_name).await?;
         for pv in self.cluster.list_pvs(DATA_DOWNLOAD_LABEL, dd_name).await? {
             // Handed over only once the PV controller bound it to the target (claimRef
@@ -605,15 +725,53 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                             && c.uid.as_deref().is_some_and(|u| !u.is_empty())
                     });
             if !bound {
-                self.cluster
-                    .delete_pv(&pv.metadata.name.clone().unwrap_or_default())
-                    .await?;
+                let pv_name = pv.metadata.name.clone().unwrap_or_default();
+                // Rebind made it Retain: with Delete, removing the PV also removes its
+                // volume (a CSI provisioner deletes the storage of a PV deleted with Delete).
+                if reclaim_policy(&pv) != "Delete" {
+                    self.cluster
+                        .patch_pv(
+                            &pv_name,
+                            &json!({ "spec": { "persistentVolumeReclaimPolicy": "Delete" } }),
+                        )
+                        .await?;
+                }
+                self.cluster.delete_pv(&pv_name).await?;
             }
         }
         let pod_gone = self.cluster.get_pod(ns, dd_name).await?.is_none();
         let pvc_gone = self.cluster.get_pvc(ns, dd_name).await?.is_none();
         Ok(pod_gone && pvc_gone)
     }
+}
+
+/// Container waiting reasons that do not heal by waiting (an image that cannot be pulled, a
+/// data mover that keeps crashing): the restore fails at once with the reason instead of
+/// waiting out the expose timeout. (CreateContainerConfigError is left to the expose timeout:
+/// a secret or ConfigMap created late fixes it.)
+const UNRECOVERABLE_WAITS: &[&str] = &[
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+];
+
+/// The first container of `pod` waiting for an unrecoverable reason: (reason, message).
+pub fn unrecoverable_wait(pod: &Pod) -> Option<(String, Option<String>)> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+        .find(|w| {
+            w.reason
+                .as_deref()
+                .is_some_and(|r| UNRECOVERABLE_WAITS.contains(&r))
+        })
+        .map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone()))
 }
 
 /// Whether the PV's claimRef names `namespace/name`.
@@ -624,6 +782,13 @@ fn points_at(pv: &PersistentVolume, namespace: &str, name: &str) -> bool {
         .is_some_and(|c| {
             c.namespace.as_deref() == Some(namespace) && c.name.as_deref() == Some(name)
         })
+}
+
+fn reclaim_policy(pv: &PersistentVolume) -> &str {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+        .unwrap_or("Delete")
 }
 
 fn has_label(pv: &PersistentVolume, dd_name: &str) -> bool {

@@ -73,7 +73,10 @@ impl FakeCluster {
             .iter()
             .any(|(f, nth)| f == op && nth.is_none_or(|k| k == n))
         {
-            return Err(OpError(format!("fake-{}-error", op.replace(' ', "-"))));
+            return Err(OpError::permanent(format!(
+                "fake-{}-error",
+                op.replace(' ', "-")
+            )));
         }
         Ok(())
     }
@@ -208,7 +211,7 @@ impl RestoreCluster for FakeCluster {
         let pv = state
             .pvs
             .get_mut(name)
-            .ok_or_else(|| OpError(format!("PV {name} not found")))?;
+            .ok_or_else(|| OpError::permanent(format!("PV {name} not found")))?;
         let mut value = serde_json::to_value(&*pv).unwrap();
         merge(&mut value, patch);
         *pv = serde_json::from_value(value).unwrap();
@@ -523,7 +526,14 @@ fn restore_pod_takes_resources_priority_labels_and_annotations_from_the_config()
     let pod = restore_pod_for(&dd(), NS, &target, None, &config, &PodSettings::default());
     let spec = pod.spec.unwrap();
     assert_eq!(spec.priority_class_name.as_deref(), Some("restores"));
-    assert!(spec.node_selector.is_none());
+    assert_eq!(
+        spec.node_selector,
+        Some(BTreeMap::from([(
+            "kubernetes.io/os".into(),
+            "linux".into()
+        )])),
+        "unpinned, but on Linux"
+    );
     let resources = spec.containers[0].resources.clone().unwrap();
     assert_eq!(resources.requests.unwrap()["cpu"], Quantity("100m".into()));
     assert_eq!(resources.limits.unwrap()["memory"], Quantity("1Gi".into()));
@@ -804,4 +814,117 @@ fn cleanup_removes_pod_pvc_and_a_retained_pv() {
 
 fn new_exposer<C: RestoreCluster>(cluster: C, namespace: &str) -> RestoreExposer<C> {
     RestoreExposer::new(cluster, namespace)
+}
+
+// ---- Restore PVC and pod as Velero builds them (issue 10, point 7) ----
+
+#[test]
+fn restore_pvc_copies_the_targets_labels_and_annotations_but_not_its_binding() {
+    let mut target = annotated(target_pvc("Filesystem"), "workload-node");
+    let meta = &mut target.metadata;
+    meta.labels = Some(BTreeMap::from([("app".into(), "db".into())]));
+    let annotations = meta.annotations.as_mut().unwrap();
+    annotations.insert("example.com/tier".into(), "gold".into());
+    annotations.insert("pv.kubernetes.io/bind-completed".into(), "yes".into());
+    annotations.insert(
+        "volume.kubernetes.io/storage-provisioner".into(),
+        "x".into(),
+    );
+    let pvc = restore_pvc_for(&dd(), NS, &target, Some("node-2"));
+    let labels = pvc.metadata.labels.unwrap();
+    assert_eq!(labels["app"], "db");
+    assert_eq!(labels[DATA_DOWNLOAD_LABEL], "fake-restore");
+    assert_eq!(
+        pvc.metadata.annotations.unwrap(),
+        BTreeMap::from([
+            ("example.com/tier".into(), "gold".into()),
+            (SELECTED_NODE_ANNOTATION.into(), "node-2".into()),
+        ])
+    );
+}
+
+fn node_with(name: &str, hostname: &str, taints: &[(&str, Option<&str>, &str)]) -> Node {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {HOSTNAME_LABEL: hostname}},
+        "spec": {"taints": taints.iter().map(|(k, v, e)| json!({"key": k, "value": v, "effect": e})).collect::<Vec<_>>()},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn restore_pod_is_pinned_by_hostname_label_and_tolerates_the_nodes_own_taints() {
+    let node = node_with(
+        "ip-10-0-0-1.internal",
+        "ip-10-0-0-1",
+        &[
+            ("dedicated", Some("db"), "NoSchedule"),
+            ("gpu", None, "NoExecute"),
+            ("node.kubernetes.io/not-ready", None, "NoSchedule"),
+            (
+                "node.cloudprovider.kubernetes.io/uninitialized",
+                Some("true"),
+                "NoSchedule",
+            ),
+        ],
+    );
+    assert_eq!(hostname_of(&node), "ip-10-0-0-1");
+    let tolerations = tolerations_for(&node);
+    let keys: Vec<(&str, &str, Option<&str>)> = tolerations
+        .iter()
+        .map(|t| {
+            (
+                t.key.as_deref().unwrap(),
+                t.operator.as_deref().unwrap(),
+                t.value.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("dedicated", "Equal", Some("db")), ("gpu", "Exists", None)],
+        "condition taints are never tolerated"
+    );
+    let settings = PodSettings {
+        tolerations,
+        ..Default::default()
+    };
+    let pod = restore_pod_for(
+        &dd(),
+        NS,
+        &target_pvc("Filesystem"),
+        Some(&hostname_of(&node)),
+        &NodeAgentConfig::default(),
+        &settings,
+    );
+    let spec = pod.spec.unwrap();
+    assert_eq!(
+        spec.node_selector.unwrap(),
+        BTreeMap::from([
+            (HOSTNAME_LABEL.into(), "ip-10-0-0-1".into()),
+            ("kubernetes.io/os".into(), "linux".into()),
+        ])
+    );
+    assert_eq!(spec.tolerations.unwrap().len(), 2);
+}
+
+#[test]
+fn unrecoverable_container_waits_are_recognised() {
+    let pod = |reason: &str| -> Pod {
+        serde_json::from_value(json!({
+            "status": {"phase": "Pending", "containerStatuses": [{
+                "name": DATA_MOVER_CONTAINER, "image": "x", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": reason, "message": "why"}}}]},
+        }))
+        .unwrap()
+    };
+    for reason in ["ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff"] {
+        assert_eq!(
+            unrecoverable_wait(&pod(reason)),
+            Some((reason.to_string(), Some("why".to_string())))
+        );
+    }
+    for reason in ["ContainerCreating", "CreateContainerConfigError"] {
+        assert_eq!(unrecoverable_wait(&pod(reason)), None);
+    }
 }

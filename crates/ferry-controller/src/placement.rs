@@ -122,6 +122,8 @@ pub struct Exclusions {
     pub not_ready: usize,
     pub unschedulable: usize,
     pub tainted: usize,
+    /// Windows nodes: the data mover is a Linux program.
+    pub windows: usize,
     pub load_affinity: usize,
     pub topology: usize,
 }
@@ -133,6 +135,7 @@ impl fmt::Display for Exclusions {
             (self.not_ready, "not Ready"),
             (self.unschedulable, "unschedulable (cordoned)"),
             (self.tainted, "with a NoSchedule/NoExecute taint"),
+            (self.windows, "running Windows"),
             (
                 self.load_affinity,
                 "not matching the loadAffinity nodeSelector",
@@ -184,6 +187,9 @@ impl PlacementError {
     }
 }
 
+/// The node's operating system label; the restore pod asks for `linux`.
+pub const OS_LABEL: &str = "kubernetes.io/os";
+
 /// Decides the node for one restore.
 pub fn choose_restore_node(input: &PlacementInput) -> Result<NodeChoice, PlacementError> {
     let load = |name: &str| input.in_flight.get(name).copied().unwrap_or(0);
@@ -222,6 +228,8 @@ pub fn choose_restore_node(input: &PlacementInput) -> Result<NodeChoice, Placeme
             exclusions.unschedulable += 1;
         } else if !node.blocking_taints.is_empty() {
             exclusions.tainted += 1;
+        } else if node.labels.get(OS_LABEL).is_some_and(|os| os == "windows") {
+            exclusions.windows += 1;
         } else if input
             .load_affinity
             .as_ref()
@@ -345,6 +353,19 @@ mod tests {
                 limit: 1
             }
         );
+    }
+
+    #[test]
+    fn windows_nodes_are_not_chosen() {
+        let mut nodes = four_nodes(1);
+        for node in &mut nodes[..3] {
+            node.labels.insert(OS_LABEL.into(), "windows".into());
+        }
+        let input = PlacementInput {
+            nodes,
+            ..Default::default()
+        };
+        assert_eq!(choose_restore_node(&input).unwrap().node, "node-4");
     }
 
     #[test]
@@ -489,6 +510,7 @@ mod tests {
                 not_ready: 1,
                 unschedulable: 1,
                 tainted: 1,
+                windows: 0,
                 load_affinity: 1,
                 topology: 1,
             })

@@ -17,6 +17,7 @@ use ferry_config::{NodeAgentConfig, Strictness, from_configmap_data};
 use k8s_openapi::api::core::v1::{
     ConfigMap, Event, EventSource, Node, ObjectReference, PersistentVolumeClaim, Pod,
 };
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -28,8 +29,8 @@ use crate::cluster::{KubeCluster, RestoreCluster};
 use crate::crds::{DataDownload, DataDownloadPhase};
 use crate::data_mover::parse_termination_message;
 use crate::expose::{
-    PodSettings, RebindState, RestoreExposer, TargetState, check_target, restore_pod_for,
-    restore_pvc_for, termination_message,
+    PodSettings, RebindState, RestoreExposer, TargetState, check_target, hostname_of,
+    restore_pod_for, restore_pvc_for, termination_message, tolerations_for,
 };
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
@@ -40,6 +41,12 @@ use crate::wakeups::{RecordedApi, Waker, WatchScope, Watches};
 /// Set on a DataDownload once its data mover finished successfully: rebind may proceed even
 /// after the restore pod is gone.
 pub const DATA_MOVED_ANNOTATION: &str = "ferry.io/data-moved";
+
+/// Held on a DataDownload from acceptance until it ends or its restore objects are removed:
+/// deleting an unfinished DataDownload (`kubectl delete datadownload`) cancels it and cleans
+/// up first, as Velero's finalizer does (owner references alone would leave a PV rebind had
+/// marked).
+pub const CLEANUP_FINALIZER: &str = "ferry.io/data-download-cleanup";
 
 /// How the controller runs.
 #[derive(Clone)]
@@ -59,8 +66,13 @@ pub struct ControllerOptions {
     /// A pass also runs this long after the last one when nothing changed: a safety net for
     /// a missed watch event, and what makes time-based steps (timeouts) fire.
     pub resync_interval: Duration,
-    /// How long a restore may take from acceptance until its pod runs.
+    /// How long a restore pod may take from its creation until it runs (and how long no
+    /// node at all may be eligible).
     pub expose_timeout: Duration,
+    /// How long an accepted restore may wait before it is exposed: for its target PVC to be
+    /// created and, with WaitForFirstConsumer, consumed (Velero's `--data-mover-prepare-timeout`,
+    /// 30 minutes by default).
+    pub prepare_timeout: Duration,
     pub lease_name: String,
     pub lease_duration: Duration,
     pub service_account: Option<String>,
@@ -83,6 +95,7 @@ impl ControllerOptions {
             metrics_address: None,
             resync_interval: Duration::from_secs(10),
             expose_timeout: Duration::from_secs(600),
+            prepare_timeout: Duration::from_secs(30 * 60),
             lease_name: "ferry-controller".to_string(),
             lease_duration: Duration::from_secs(15),
             service_account: None,
@@ -189,7 +202,33 @@ async fn load_config(options: &ControllerOptions) -> Result<NodeAgentConfig, Con
             namespace: options.namespace.clone(),
             name: options.node_agent_configmap.clone(),
         })?;
-    parse_config(options, map)
+    let mut config = parse_config(options, map)?;
+    drop_missing_priority_class(options, &mut config).await;
+    Ok(config)
+}
+
+/// A `priorityClassName` naming no PriorityClass is dropped with a warning, as Velero's
+/// node-agent does at start: kept, it would make the API server refuse every restore pod.
+async fn drop_missing_priority_class(options: &ControllerOptions, config: &mut NodeAgentConfig) {
+    let Some(name) = config.priority_class_name.clone() else {
+        return;
+    };
+    let classes: Api<PriorityClass> = Api::all(options.client.clone());
+    match classes.get_opt(&name).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            tracing::warn!(
+                configmap = %options.node_agent_configmap,
+                priority_class = %name,
+                "priorityClassName names no PriorityClass: restore pods get none"
+            );
+            config.priority_class_name = None;
+        }
+        // Not known to be missing: keep it (the API server judges each pod).
+        Err(err) => {
+            tracing::warn!(priority_class = %name, error = %err, "cannot check priorityClassName")
+        }
+    }
 }
 
 /// The node-agent configuration in `map` (unknown fields are logged as warnings).
@@ -366,7 +405,10 @@ impl Controller {
                 "node-agent ConfigMap is gone: keeping the previous configuration"
             ),
             Some(map) => match parse_config(&self.options, (*map).clone()) {
-                Ok(config) => self.config = config,
+                Ok(mut config) => {
+                    drop_missing_priority_class(&self.options, &mut config).await;
+                    self.config = config
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "keeping the previous node-agent configuration")
                 }
@@ -465,8 +507,16 @@ impl Controller {
         nodes: &[NodeInfo],
     ) -> Result<(), StepError> {
         let phase = o.dd.phase();
+        if o.dd.metadata.deletion_timestamp.is_some() {
+            return self.deleted(o).await;
+        }
         if phase.is_terminal() {
             return Ok(());
+        }
+        if phase != DataDownloadPhase::New && !has_finalizer(&o.dd) {
+            // Accepted by a ferry that did not set it yet.
+            self.patch_meta(&o.name, json!({ "finalizers": with_finalizer(&o.dd) }))
+                .await?;
         }
         // Once the data has moved, rebind finishes: a cancel then would throw away a complete
         // restore and undoing a half-done rebind risks the volume.
@@ -478,16 +528,18 @@ impl Controller {
         match phase {
             DataDownloadPhase::New => {
                 if admitted.contains(&o.name) {
-                    self.patch_status(
-                        &o.name,
-                        json!({
+                    let patch = json!({
+                        "metadata": { "finalizers": with_finalizer(&o.dd) },
+                        "status": {
                             "phase": "Accepted",
                             "acceptedByNode": self.options.identity,
                             "acceptedTimestamp": now(),
                             "message": null,
-                        }),
-                    )
-                    .await?;
+                        },
+                    });
+                    self.downloads
+                        .patch(&o.name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
                     self.event(
                         &o.dd,
                         "Normal",
@@ -522,6 +574,24 @@ impl Controller {
         let Some(node) = status.node.clone() else {
             // Not exposed yet: is the target ready, and where does the restore go?
             let target = self.target_pvc(o).await?;
+            let prepare_limit = self.options.prepare_timeout;
+            if target.is_none() {
+                // Velero's restore creates the DataDownload before the target PVC: wait for it.
+                if waited > prepare_limit {
+                    return self
+                        .fail(o, &format!(
+                            "timed out after {} waiting for target PVC {target_id} to be created (the prepare timeout, --prepare-timeout)",
+                            human(prepare_limit)
+                        ))
+                        .await;
+                }
+                return self
+                    .set_message(
+                        o,
+                        &format!("waiting for target PVC {target_id} to be created"),
+                    )
+                    .await;
+            }
             let class_name = target
                 .as_ref()
                 .and_then(|t| t.spec.as_ref())
@@ -537,15 +607,11 @@ impl Controller {
             };
             let selected_node = match state {
                 TargetState::WaitingForConsumer => {
-                    let limit =
-                        o.dd.spec
-                            .operation_timeout_duration()
-                            .unwrap_or(Duration::from_secs(600));
-                    if waited > limit {
+                    if waited > prepare_limit {
                         return self
                             .fail(o, &format!(
-                                "timed out after {} waiting for target PVC {target_id} to be consumed: no pod using it was scheduled (StorageClass {} is WaitForFirstConsumer; set restorePVC.ignoreDelayBinding to restore without a workload)",
-                                human(limit),
+                                "timed out after {} (the prepare timeout, --prepare-timeout) waiting for target PVC {target_id} to be consumed: no pod using it was scheduled (StorageClass {} is WaitForFirstConsumer; set restorePVC.ignoreDelayBinding to restore without a workload)",
+                                human(prepare_limit),
                                 class_name.unwrap_or_default()
                             ))
                             .await;
@@ -608,6 +674,8 @@ impl Controller {
         // Exposed (or being exposed) on `node`.
         let pod = match self.exposer.peek_exposed(&o.name).await {
             Ok(p) => p,
+            // A transient API error is retried on the next pass, never a failure.
+            Err(err) if err.is_transient() => return Err(err.into()),
             Err(err) => return self.fail(o, &err.to_string()).await,
         };
         match pod {
@@ -676,15 +744,32 @@ impl Controller {
         };
         let ns = &self.options.namespace;
         let pvc = restore_pvc_for(&o.dd, ns, &target, Some(node));
+        // Pinned by the node's hostname label (it may differ from its name), tolerating its
+        // taints (only the workload's node can have any: placement skips tainted nodes).
+        let node_object = self
+            .observe_nodes()
+            .await?
+            .into_iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node));
         let settings = PodSettings {
             image: self.options.image.clone(),
             service_account: self.options.service_account.clone(),
             log_filter: self.options.data_mover_log.clone(),
             password_secret: None,
+            tolerations: node_object
+                .as_ref()
+                .map(tolerations_for)
+                .unwrap_or_default(),
         };
-        let pod = restore_pod_for(&o.dd, ns, &target, Some(node), &self.config, &settings);
+        let hostname = node_object
+            .as_ref()
+            .map(hostname_of)
+            .unwrap_or_else(|| node.to_string());
+        let pod = restore_pod_for(&o.dd, ns, &target, Some(&hostname), &self.config, &settings);
         match self.exposer.expose(&pvc, &pod).await {
             Ok(()) => Ok(()),
+            // A transient API error is retried on the next pass, never a failure.
+            Err(err) if err.is_transient() => Err(err.into()),
             Err(err) => self.fail(o, &err.to_string()).await,
         }
     }
@@ -692,6 +777,8 @@ impl Controller {
     async fn prepared(&self, o: &Observed) -> Result<(), StepError> {
         let pod = match self.exposer.peek_exposed(&o.name).await {
             Ok(p) => p,
+            // A transient API error is retried on the next pass, never a failure.
+            Err(err) if err.is_transient() => return Err(err.into()),
             Err(err) => return self.fail(o, &err.to_string()).await,
         };
         let Some(pod) = pod else {
@@ -751,8 +838,9 @@ impl Controller {
             match pod_phase(&pod).as_str() {
                 "Succeeded" => {
                     let total = result.as_ref().map(|r| r.total_bytes).unwrap_or(0);
+                    // The value is when: rebind's time limit counts from it.
                     let patch = json!({
-                        "metadata": { "annotations": { DATA_MOVED_ANNOTATION: "true" } },
+                        "metadata": { "annotations": { DATA_MOVED_ANNOTATION: now() } },
                         "status": { "progress": { "totalBytes": total, "bytesDone": total } },
                     });
                     self.downloads
@@ -774,27 +862,9 @@ impl Controller {
                         .unwrap_or_else(|| "the data mover failed without a message".into());
                     return self.fail(o, &format!("data mover failed: {why}")).await;
                 }
-                _ => {
-                    if let Ok(limit) = o.dd.spec.operation_timeout_duration()
-                        && !limit.is_zero()
-                        && since(
-                            o.dd.status
-                                .as_ref()
-                                .and_then(|s| s.start_timestamp.as_ref()),
-                        ) > limit
-                    {
-                        return self
-                            .fail(
-                                o,
-                                &format!(
-                                    "data movement timed out after {} (spec.operationTimeout)",
-                                    human(limit)
-                                ),
-                            )
-                            .await;
-                    }
-                    return Ok(());
-                }
+                // The data movement itself has no time limit (spec.operationTimeout bounds
+                // waits for resources, as Velero uses it): only a cancel ends it.
+                _ => return Ok(()),
             }
         }
         let spec = &o.dd.spec.target_volume;
@@ -805,6 +875,28 @@ impl Controller {
         {
             Ok(RebindState::Waiting(why)) => {
                 tracing::debug!(data_download = %o.name, %why, "rebinding");
+                // Rebind waits for the cluster (deletions, the PV controller's binding): a
+                // resource wait, bounded by spec.operationTimeout as Velero bounds it.
+                let limit = o.dd.spec.operation_timeout_duration().unwrap_or_default();
+                if let Some(moved) = data_moved_at(&o.dd)
+                    && !limit.is_zero()
+                    && since(Some(&moved)) > limit
+                {
+                    let events = self
+                        .last_warning(&spec.namespace, "PersistentVolumeClaim", &spec.pvc)
+                        .await
+                        .map(|e| format!("; last event on target PVC: {e}"))
+                        .unwrap_or_default();
+                    return self
+                        .fail(
+                            o,
+                            &format!(
+                                "rebind timed out after {} (spec.operationTimeout): still waiting for {why}{events}",
+                                human(limit)
+                            ),
+                        )
+                        .await;
+                }
                 Ok(())
             }
             Ok(RebindState::Done { pv }) => {
@@ -814,8 +906,8 @@ impl Controller {
                     .as_ref()
                     .and_then(|p| p.total_bytes)
                     .unwrap_or(0);
-                self.patch_status(
-                    &o.name,
+                self.finish(
+                    o,
                     json!({
                         "phase": "Completed",
                         "completionTimestamp": now(),
@@ -837,29 +929,42 @@ impl Controller {
                 .await;
                 Ok(())
             }
+            // A transient API error is retried on the next pass, never a failure.
+            Err(err) if err.is_transient() => Err(err.into()),
             Err(err) => self.fail(o, &format!("rebind failed: {err}")).await,
         }
     }
 
     async fn cancel(&self, o: &Observed) -> Result<(), StepError> {
-        if o.dd.phase() != DataDownloadPhase::Canceling {
-            self.patch_status(&o.name, json!({ "phase": "Canceling" }))
+        let previous = o.dd.status.as_ref().and_then(|s| s.message.clone());
+        let reason = if o.dd.phase() != DataDownloadPhase::Canceling {
+            // Whoever set spec.cancel may have said why in the message (Velero's node-agent,
+            // restarting, cancels the InProgress DataDownloads on its node, whatever their
+            // data mover, with "Resume InProgress datadownload failed …"): keep it.
+            let reason = match previous.filter(|m| !m.is_empty()) {
+                Some(m) => format!("spec.cancel was set (message then: {m})"),
+                None => "spec.cancel was set".to_string(),
+            };
+            self.patch_status(&o.name, json!({ "phase": "Canceling", "message": reason }))
                 .await?;
             self.event(
                 &o.dd,
                 "Normal",
                 "Canceling",
-                "spec.cancel is set: removing the restore's objects",
+                &format!("{reason}: removing the restore's objects"),
             )
             .await;
-        }
+            reason
+        } else {
+            previous.unwrap_or_else(|| "spec.cancel was set".to_string())
+        };
         if self.exposer.cleanup(&o.name).await? {
-            self.patch_status(
-                &o.name,
+            self.finish(
+                o,
                 json!({
                     "phase": "Canceled",
                     "completionTimestamp": now(),
-                    "message": "canceled: spec.cancel was set",
+                    "message": format!("canceled: {reason}"),
                 }),
             )
             .await?;
@@ -880,8 +985,8 @@ impl Controller {
         if let Err(err) = self.exposer.cleanup(&o.name).await {
             tracing::warn!(data_download = %o.name, error = %err, "cleanup after failure incomplete");
         }
-        self.patch_status(
-            &o.name,
+        self.finish(
+            o,
             json!({
                 "phase": "Failed",
                 "completionTimestamp": now(),
@@ -893,6 +998,45 @@ impl Controller {
         self.event(&o.dd, "Warning", "Failed", message).await;
         tracing::warn!(data_download = %o.name, %message, "restore failed");
         Ok(())
+    }
+
+    /// A DataDownload being deleted: its restore objects are removed (the restore is
+    /// canceled, whatever its phase), then the finalizer is released.
+    async fn deleted(&self, o: &Observed) -> Result<(), StepError> {
+        if !has_finalizer(&o.dd) {
+            return Ok(());
+        }
+        if !self.exposer.cleanup(&o.name).await? {
+            return Ok(());
+        }
+        if !o.dd.phase().is_terminal() {
+            self.metrics.restore_canceled();
+        }
+        self.patch_meta(&o.name, json!({ "finalizers": without_finalizer(&o.dd) }))
+            .await?;
+        tracing::info!(data_download = %o.name, phase = o.dd.phase().as_str(), "deleted: restore objects removed");
+        Ok(())
+    }
+
+    /// Writes a terminal status; the restore's objects are gone, so the finalizer goes too.
+    async fn finish(&self, o: &Observed, status: serde_json::Value) -> Result<(), kube::Error> {
+        let patch = if has_finalizer(&o.dd) {
+            json!({ "metadata": { "finalizers": without_finalizer(&o.dd) }, "status": status })
+        } else {
+            json!({ "status": status })
+        };
+        self.downloads
+            .patch(&o.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+    }
+
+    async fn patch_meta(&self, name: &str, meta: serde_json::Value) -> Result<(), kube::Error> {
+        let patch = json!({ "metadata": meta });
+        self.downloads
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
     }
 
     async fn set_message(&self, o: &Observed, message: &str) -> Result<(), StepError> {
@@ -955,32 +1099,33 @@ impl Controller {
                 parts.push(format!("restore PVC {ns}/{name} is {phase}"));
             }
         }
-        let events: Api<Event> = Api::namespaced(self.options.client.clone(), ns);
-        if let Ok(list) = events.list(&ListParams::default()).await {
-            let mut about: Vec<&Event> = list
-                .items
-                .iter()
-                .filter(|e| {
-                    e.involved_object.name.as_deref() == Some(name)
-                        && matches!(
-                            e.involved_object.kind.as_deref(),
-                            Some("Pod" | "PersistentVolumeClaim")
-                        )
-                        && e.type_.as_deref() == Some("Warning")
-                })
-                .collect();
-            about.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
-            if let Some(last) = about.last() {
-                parts.push(format!(
-                    "last event on {} {}: {} {}",
-                    last.involved_object.kind.clone().unwrap_or_default(),
-                    name,
-                    last.reason.clone().unwrap_or_default(),
-                    last.message.clone().unwrap_or_default()
-                ));
+        for kind in ["Pod", "PersistentVolumeClaim"] {
+            if let Some(last) = self.last_warning(ns, kind, name).await {
+                parts.push(format!("last event on {last}"));
             }
         }
         parts.join("; ")
+    }
+
+    /// The latest Warning event about `kind` `ns/name`, as "Kind name: Reason message".
+    async fn last_warning(&self, ns: &str, kind: &str, name: &str) -> Option<String> {
+        let events: Api<Event> = Api::namespaced(self.options.client.clone(), ns);
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.involved_object.kind.as_deref() == Some(kind)
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .max_by_key(|e| e.last_timestamp.clone().map(|t| t.0))
+            .map(|e| {
+                format!(
+                    "{kind} {name}: {} {}",
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                )
+            })
     }
 
     /// Records a Kubernetes Event on the DataDownload (best effort).
@@ -1032,6 +1177,39 @@ enum StepError {
     Op(#[from] crate::cluster::OpError),
     #[error(transparent)]
     Expose(#[from] crate::expose::ExposeError),
+}
+
+fn has_finalizer(dd: &DataDownload) -> bool {
+    dd.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == CLEANUP_FINALIZER))
+}
+
+/// `dd`'s finalizers with ferry's (a merge patch replaces the whole list).
+fn with_finalizer(dd: &DataDownload) -> Vec<String> {
+    let mut list = dd.metadata.finalizers.clone().unwrap_or_default();
+    if !list.iter().any(|f| f == CLEANUP_FINALIZER) {
+        list.push(CLEANUP_FINALIZER.to_string());
+    }
+    list
+}
+
+fn without_finalizer(dd: &DataDownload) -> Vec<String> {
+    let mut list = dd.metadata.finalizers.clone().unwrap_or_default();
+    list.retain(|f| f != CLEANUP_FINALIZER);
+    list
+}
+
+/// When the data mover of `dd` finished (None: not yet, or marked by a ferry that did not
+/// record the time).
+fn data_moved_at(dd: &DataDownload) -> Option<Time> {
+    let value = dd
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(DATA_MOVED_ANNOTATION)?;
+    value.parse::<k8s_openapi::jiff::Timestamp>().ok().map(Time)
 }
 
 /// Whether the data mover of `dd` finished successfully (rebind may be under way).

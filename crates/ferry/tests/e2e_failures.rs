@@ -2,7 +2,8 @@
 //! corrupt pack in the repository, a restore pod no node can run (expose timeout, with the
 //! scheduler's reason: a NotReady node, a request larger than any node), no node matching the
 //! loadAffinity. And what is not a failure: waiting for a workload or for a free slot is not
-//! counted against the expose timeout.
+//! counted against the expose timeout. A restore pod that can never run (an image that cannot be
+//! pulled) fails the restore at once with its reason.
 
 mod common;
 
@@ -229,6 +230,36 @@ on_both_clusters! {
         }
         env.movers.assert_each_started_once();
         assert_no_leftovers(&env).await;
+        ctl.stop().await;
+        env.cluster.stop().await;
+    }
+}
+
+on_both_clusters! {
+    /// A restore pod that can never run (its image cannot be pulled) ends the restore at once
+    /// with the pod's reason, long before the expose timeout (600 s here).
+    async fn e2e_restore_pod_that_cannot_pull_its_image_fails_at_once_with_the_reason(backend: Backend) {
+        let env = env(backend, 1, 0, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
+        restores(&env, 1, "standard").await;
+        let mut options = options(env.controller_client.clone());
+        // A registry that never resolves (RFC 2606): the kubelet cannot pull from it.
+        options.image = "registry.invalid/ferry/ferry:dev".into();
+        assert_eq!(options.expose_timeout, Duration::from_secs(600));
+        let ctl = start_controller(options).await.unwrap();
+        let dd = wait_phase(&env, "dd-0", DONE, 60).await;
+        assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+        let status = dd.status.unwrap();
+        let message = status.message.unwrap();
+        assert!(
+            message.contains("restore pod velero/dd-0")
+                && (message.contains("ErrImagePull") || message.contains("ImagePullBackOff"))
+                && message.contains("registry.invalid"),
+            "the pod's reason: {message}"
+        );
+        assert!(status.completion_timestamp.is_some());
+        assert_target_unbound(&env, "pvc-0").await;
+        assert_no_leftovers(&env).await;
+        assert_eq!(env.movers.starts_of("dd-0"), 0);
         ctl.stop().await;
         env.cluster.stop().await;
     }

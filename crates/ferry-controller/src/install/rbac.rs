@@ -43,6 +43,11 @@ pub fn cluster_role_rules() -> Vec<PolicyRule> {
             &["persistentvolumes"],
             &["get", "list", "watch", "patch", "delete"],
         ),
+        // A rebind that times out quotes the last Warning event on the target PVC (in the
+        // workload's namespace): list only.
+        rule("", &["events"], &["list"]),
+        // A priorityClassName naming no PriorityClass is dropped at start (as Velero does).
+        rule("scheduling.k8s.io", &["priorityclasses"], &["get"]),
         // Placement: node readiness, taints and labels, from a watch (never one node by name).
         rule("", &["nodes"], &["list", "watch"]),
         // Placement: volumeBindingMode and allowedTopologies of the target's StorageClass.

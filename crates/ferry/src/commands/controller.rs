@@ -21,12 +21,18 @@ pub struct ControllerArgs {
     /// Image of the restore pods (ferry's own image).
     #[arg(long, env = "FERRY_IMAGE", default_value = "ferry/ferry:dev")]
     image: String,
-    /// Serve /metrics, /healthz and /readyz here, e.g. 0.0.0.0:8085.
-    #[arg(long)]
-    metrics_address: Option<SocketAddr>,
-    /// Fail a restore whose pod is not running this long after acceptance (seconds).
+    /// Serve /metrics, /healthz and /readyz here. On by default: the Deployment `ferry
+    /// install` renders probes port 8080 and passes no flag.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// Fail a restore whose pod is not running this long after its creation (seconds).
     #[arg(long, default_value_t = 600)]
     expose_timeout_seconds: u64,
+    /// How long an accepted restore may wait for its target PVC to be created and (with
+    /// WaitForFirstConsumer) consumed, as a Go duration (Velero's
+    /// --data-mover-prepare-timeout).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    prepare_timeout: Duration,
     /// Service account of the restore pods.
     #[arg(long)]
     service_account: Option<String>,
@@ -43,13 +49,25 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let mut options = ControllerOptions::new(client, &args.namespace, &args.node_agent_configmap);
     options.data_mover_name = args.data_mover_name;
     options.image = args.image;
-    options.metrics_address = args.metrics_address;
+    options.metrics_address = Some(args.metrics_address);
     options.expose_timeout = Duration::from_secs(args.expose_timeout_seconds);
+    options.prepare_timeout = args.prepare_timeout;
     options.service_account = args.service_account;
     options.resync_interval = Duration::from_secs(args.resync_seconds);
-    run_controller(options, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    // Kubernetes stops a pod with SIGTERM: stop after the current pass and release the Lease,
+    // so a successor takes over at once instead of waiting for it to expire.
+    run_controller(options, async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+        }
     })
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    ferry_controller::crds::parse_go_duration(text).map_err(|e| e.to_string())
 }

@@ -18,6 +18,8 @@ pub enum Stop {
     Before,
     /// Sent and applied; the controller never sees the answer.
     After,
+    /// Never sent: the controller gets this HTTP error status instead (a transient API error).
+    Fail(u16),
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +45,15 @@ impl Rule {
     pub fn after(method: Method, path: &str) -> Rule {
         Rule {
             stop: Stop::After,
+            ..Rule::before(method, path)
+        }
+    }
+
+    /// Answers the first `method` request whose path contains `path` with HTTP `code`,
+    /// without sending it.
+    pub fn fail(method: Method, path: &str, code: u16) -> Rule {
+        Rule {
+            stop: Stop::Fail(code),
             ..Rule::before(method, path)
         }
     }
@@ -111,6 +122,10 @@ impl Gate {
                 if stop == Some(Stop::Before) {
                     gate.park().await;
                 }
+                if let Some(Stop::Fail(code)) = stop {
+                    gate.hit.notify_one();
+                    return Ok(failure(code));
+                }
                 let response = inner
                     .send(Request::from_parts(parts, Body::from(bytes)))
                     .await?;
@@ -122,4 +137,17 @@ impl Gate {
         });
         kube::Client::new(service, namespace)
     }
+}
+
+/// An API server's error answer with status `code`.
+fn failure(code: u16) -> http::Response<Body> {
+    let status = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "injected by the test's gate", "reason": "InternalError", "code": code,
+    });
+    http::Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(&status).unwrap()))
+        .unwrap()
 }

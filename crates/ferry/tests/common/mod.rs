@@ -307,6 +307,19 @@ pub async fn target_pvc(env: &Env, name: &str, class: &str, mode: &str) {
 }
 
 pub async fn data_download(env: &Env, name: &str, pvc: &str, snapshot: &str, mover: &str) {
+    data_download_timed(env, name, pvc, snapshot, mover, "10m").await
+}
+
+/// [`data_download`] with `spec.operationTimeout` = `timeout` (Velero copies the backup's
+/// csiSnapshotTimeout there, 10m by default).
+pub async fn data_download_timed(
+    env: &Env,
+    name: &str,
+    pvc: &str,
+    snapshot: &str,
+    mover: &str,
+    timeout: &str,
+) {
     let dd = DataDownload::new(
         name,
         DataDownloadSpec {
@@ -319,7 +332,7 @@ pub async fn data_download(env: &Env, name: &str, pvc: &str, snapshot: &str, mov
             datamover: Some(mover.into()),
             snapshot_id: snapshot.into(),
             source_namespace: APP.into(),
-            operation_timeout: "10m".into(),
+            operation_timeout: timeout.into(),
             ..Default::default()
         },
     );

@@ -51,6 +51,14 @@ pub fn image_binary<'a>(image: &str, map: &'a BTreeMap<String, PathBuf>) -> Opti
     map.get(&repository).or_else(|| map.get(&last))
 }
 
+/// The registry host of `image` when it is one that never resolves (a `.invalid` domain,
+/// RFC 2606): pulling from it fails. Such an image is never mapped to a local binary.
+pub fn unpullable_registry(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    let host = first.split(':').next().unwrap_or(first);
+    (host == "invalid" || host.ends_with(".invalid")).then_some(first)
+}
+
 /// An executable file at `path`.
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -217,6 +225,21 @@ pub fn mount_env_name(mount_path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_invalid_registries_are_unpullable() {
+        assert_eq!(
+            unpullable_registry("registry.invalid/ferry/ferry:dev"),
+            Some("registry.invalid")
+        );
+        assert_eq!(
+            unpullable_registry("registry.invalid:5000/ferry"),
+            Some("registry.invalid:5000")
+        );
+        assert_eq!(unpullable_registry("ferry/ferry:dev"), None);
+        assert_eq!(unpullable_registry("ghcr.io/ferry/ferry:v1"), None);
+        assert_eq!(unpullable_registry("busybox"), None);
+    }
 
     #[test]
     fn image_repository_drops_registry_tag_and_digest() {

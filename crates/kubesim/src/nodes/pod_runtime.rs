@@ -21,7 +21,9 @@ use kube::api::{Patch, PatchParams};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::container_spec::{Program, mount_env_name, resolve_program, rewrite_paths};
+use super::container_spec::{
+    Program, mount_env_name, resolve_program, rewrite_paths, unpullable_registry,
+};
 use super::pod_access::{PodAccess, provide as provide_access};
 use super::pod_status::{ContainerRecord, ContainerState, PodRecord, Termination};
 use super::volume_matching::{name_of, namespace_of};
@@ -601,6 +603,29 @@ async fn run_container(shared: &Shared, container: &Container, slot: Slot) -> Op
         }
         report(shared).await;
     };
+    // An image from a registry that cannot exist (RFC 2606 `.invalid`) fails to pull, as on a
+    // real kubelet: ErrImagePull, then ImagePullBackOff until the pod is deleted.
+    let image = container.image.clone().unwrap_or_default();
+    if let Some(host) = unpullable_registry(&image) {
+        let pull_error =
+            format!("failed to pull image {image:?}: dial tcp: lookup {host}: no such host");
+        for reason in ["ErrImagePull", "ImagePullBackOff"] {
+            set_state(
+                ContainerState::Waiting {
+                    reason: reason.into(),
+                    message: Some(pull_error.clone()),
+                },
+                None,
+            )
+            .await;
+            tokio::select! {
+                _ = shared.stop.token.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        shared.stop.token.cancelled().await;
+        return None;
+    }
     // Configuration errors (a missing secret) keep the container waiting, retried.
     let (env, mapped) = loop {
         let prepared = match prepare_root(launch, container, &root).await {

@@ -84,6 +84,9 @@ pub struct DataMoverResult {
     pub bytes_done: u64,
     pub files: u64,
     pub seconds: f64,
+    /// Bytes a backup added to the repository (new since its parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental_bytes: Option<u64>,
 }
 
 /// Where a location's repository for `source_namespace` lives.
@@ -206,7 +209,7 @@ pub fn parse_aws_credentials(text: &str, profile: &str) -> Result<AwsCredentials
     })
 }
 
-async fn secret_value(
+pub(crate) async fn secret_value(
     client: &kube::Client,
     namespace: &str,
     name: &str,
@@ -370,6 +373,7 @@ pub async fn restore_data_download(
         bytes_done: total_bytes,
         files: summary.files,
         seconds: summary.seconds,
+        incremental_bytes: None,
     })
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_config::NodeAgentConfig;
+use ferry_config::{EffectiveConfig, NodeAgentConfig};
 use k8s_openapi::api::core::v1::{
     Container, Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, SecurityContext,
@@ -215,12 +215,13 @@ fn is_binding_annotation(key: &str) -> bool {
 /// OwnerReferencesPermissionEnforcement admission plugin refuses the object unless the
 /// creator may update `datadownloads/finalizers`, and nothing here needs the owner's
 /// deletion held back until its dependents are gone.
-pub fn owner_reference(dd: &DataDownload) -> OwnerReference {
+/// (Also used for the backup objects a DataUpload owns.)
+pub fn owner_reference<K: kube::Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
     OwnerReference {
-        api_version: DataDownload::API_VERSION.to_string(),
-        kind: DataDownload::KIND.to_string(),
-        name: dd.metadata.name.clone().unwrap_or_default(),
-        uid: dd.metadata.uid.clone().unwrap_or_default(),
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.meta().name.clone().unwrap_or_default(),
+        uid: owner.meta().uid.clone().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: None,
     }
@@ -283,6 +284,24 @@ fn quantities(pairs: &[(&str, &Option<String>)]) -> Option<BTreeMap<String, Quan
     (!map.is_empty()).then_some(map)
 }
 
+/// The data mover container's requests and limits (the ConfigMap's `podResources`).
+pub(crate) fn data_mover_resources(effective: &EffectiveConfig) -> ResourceRequirements {
+    let r = &effective.pod_resources;
+    ResourceRequirements {
+        requests: quantities(&[
+            ("cpu", &r.cpu_request),
+            ("memory", &r.memory_request),
+            ("ephemeral-storage", &r.ephemeral_storage_request),
+        ]),
+        limits: quantities(&[
+            ("cpu", &r.cpu_limit),
+            ("memory", &r.memory_limit),
+            ("ephemeral-storage", &r.ephemeral_storage_limit),
+        ]),
+        ..ResourceRequirements::default()
+    }
+}
+
 /// The restore pod: mounts the restore PVC (filesystem or block device per the target's
 /// volume mode) and runs the data mover on a Linux node, pinned by `kubernetes.io/hostname`
 /// to `node` (that label's value, see [`hostname_of`]) when one was chosen.
@@ -322,20 +341,7 @@ pub fn restore_pod_for(
     if let Some(filter) = &settings.log_filter {
         args.extend(["--log".to_string(), filter.clone()]);
     }
-    let r = &effective.pod_resources;
-    let resources = ResourceRequirements {
-        requests: quantities(&[
-            ("cpu", &r.cpu_request),
-            ("memory", &r.memory_request),
-            ("ephemeral-storage", &r.ephemeral_storage_request),
-        ]),
-        limits: quantities(&[
-            ("cpu", &r.cpu_limit),
-            ("memory", &r.memory_limit),
-            ("ephemeral-storage", &r.ephemeral_storage_limit),
-        ]),
-        ..ResourceRequirements::default()
-    };
+    let resources = data_mover_resources(&effective);
     let mut labels = effective.pod_labels.clone().unwrap_or_default();
     labels.insert(DATA_DOWNLOAD_LABEL.to_string(), name.clone());
     labels.insert(

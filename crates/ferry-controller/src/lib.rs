@@ -4,7 +4,9 @@
 pub mod cluster;
 pub mod crds;
 pub mod data_mover;
+pub mod data_mover_backup;
 pub mod expose;
+pub mod expose_snapshot;
 pub mod install;
 pub mod leader;
 pub mod metrics;

@@ -331,6 +331,8 @@ fn the_data_mover_reads_its_inputs_and_reports_progress_only() {
     for (group, resource, verb) in [
         ("velero.io", "datadownloads", "get"),
         ("velero.io", "datadownloads", "patch"),
+        ("velero.io", "datauploads", "get"),
+        ("velero.io", "datauploads", "patch"),
         ("velero.io", "backupstoragelocations", "get"),
         ("", "secrets", "get"),
     ] {
@@ -342,6 +344,7 @@ fn the_data_mover_reads_its_inputs_and_reports_progress_only() {
     for (group, resource, verb) in [
         ("", "secrets", "list"),
         ("velero.io", "datadownloads", "list"),
+        ("velero.io", "datauploads", "list"),
         ("", "pods", "create"),
         ("", "persistentvolumes", "patch"),
         ("velero.io", "backupstoragelocations", "patch"),

@@ -16,7 +16,7 @@ use k8s_openapi::api::rbac::v1::{
 };
 
 use super::{CONTROLLER_NAME, DATA_MOVER_NAME, InstallOptions, metadata};
-use crate::crds::{BackupStorageLocation, DataDownload};
+use crate::crds::{BackupStorageLocation, DataDownload, DataUpload};
 
 fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     PolicyRule {
@@ -90,10 +90,11 @@ pub fn namespaced_role_rules() -> Vec<PolicyRule> {
 /// Rules of the data mover pods (ServiceAccount `ferry-data-mover`), in ferry's namespace.
 pub fn data_mover_role_rules() -> Vec<PolicyRule> {
     vec![
-        // Read its DataDownload (snapshot, target) and merge-patch progress into its status.
+        // Read its DataDownload (snapshot, target) or DataUpload (source PVC and namespace,
+        // labels for the snapshot's tags) and merge-patch progress into its status.
         rule(
             DataDownload::GROUP,
-            &[DataDownload::PLURAL],
+            &[DataDownload::PLURAL, DataUpload::PLURAL],
             &["get", "patch"],
         ),
         // Where the repository is (spec.backupStorageLocation).

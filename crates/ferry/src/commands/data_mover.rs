@@ -1,4 +1,5 @@
-//! `ferry data-mover restore`: runs inside a restore pod created by the controller.
+//! `ferry data-mover restore|backup`: runs inside a restore or backup pod created by the
+//! controller.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,11 +10,14 @@ use ferry_controller::data_mover::{
     DataMoverOptions, DataMoverResult, REPO_PASSWORD_SECRET, VolumeMode, restore_data_download,
     write_termination_message,
 };
+use ferry_controller::data_mover_backup::{BackupMoverOptions, backup_data_upload};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DataMoverCommand {
     /// Restore a DataDownload's snapshot into the volume mounted at --volume-path.
     Restore(RestoreArgs),
+    /// Back up the volume mounted at --volume-path for a DataUpload.
+    Backup(BackupArgs),
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -51,10 +55,64 @@ pub struct RestoreArgs {
     progress_interval: f64,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// Name of the DataUpload to carry out.
+    #[arg(long)]
+    data_upload: String,
+    /// Namespace of the DataUpload (ferry's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "velero")]
+    namespace: String,
+    /// Where the volume is: a directory (Filesystem) or a block device (Block).
+    #[arg(long)]
+    volume_path: PathBuf,
+    #[arg(long, value_enum, default_value = "Filesystem")]
+    volume_mode: VolumeModeArg,
+    /// Secret holding the repository password under key `repository-password`.
+    #[arg(long, default_value = REPO_PASSWORD_SECRET)]
+    password_secret: String,
+    /// Repository password (overrides the secret).
+    #[arg(long, env = "FERRY_REPOSITORY_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Where the summary for the controller goes.
+    #[arg(long, default_value = "/dev/termination-log")]
+    termination_message_path: PathBuf,
+    /// Seconds between progress updates in the DataUpload's status.
+    #[arg(long, default_value_t = 2.0)]
+    progress_interval: f64,
+}
+
 pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DataMoverCommand::Restore(args) => restore(args).await,
+        DataMoverCommand::Backup(args) => backup(args).await,
     }
+}
+
+fn volume_mode(arg: VolumeModeArg) -> VolumeMode {
+    match arg {
+        VolumeModeArg::Filesystem => VolumeMode::Filesystem,
+        VolumeModeArg::Block => VolumeMode::Block,
+    }
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let options = BackupMoverOptions {
+        namespace: args.namespace.clone(),
+        data_upload: args.data_upload.clone(),
+        volume_path: args.volume_path.clone(),
+        volume_mode: volume_mode(args.volume_mode),
+        password_secret: args.password_secret.clone(),
+        password: args.password.clone(),
+        progress_interval: Duration::from_secs_f64(args.progress_interval.max(0.1)),
+    };
+    let outcome = match kube::Client::try_default().await {
+        Ok(client) => backup_data_upload(&client, &options)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(err) => Err(anyhow::Error::from(err).context("cannot reach the Kubernetes API")),
+    };
+    finish(outcome, &args.termination_message_path)
 }
 
 async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
@@ -62,10 +120,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         namespace: args.namespace.clone(),
         data_download: args.data_download.clone(),
         volume_path: args.volume_path.clone(),
-        volume_mode: match args.volume_mode {
-            VolumeModeArg::Filesystem => VolumeMode::Filesystem,
-            VolumeModeArg::Block => VolumeMode::Block,
-        },
+        volume_mode: volume_mode(args.volume_mode),
         password_secret: args.password_secret.clone(),
         password: args.password.clone(),
         progress_interval: Duration::from_secs_f64(args.progress_interval.max(0.1)),
@@ -76,6 +131,14 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             .map_err(anyhow::Error::from),
         Err(err) => Err(anyhow::Error::from(err).context("cannot reach the Kubernetes API")),
     };
+    finish(outcome, &args.termination_message_path)
+}
+
+/// Writes the termination message for the controller and prints the outcome.
+fn finish(
+    outcome: anyhow::Result<DataMoverResult>,
+    termination_message_path: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
     let (result, code) = match outcome {
         Ok(result) => (result, ExitCode::SUCCESS),
         Err(err) => (
@@ -87,10 +150,10 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE,
         ),
     };
-    write_termination_message(&args.termination_message_path, &result).with_context(|| {
+    write_termination_message(termination_message_path, &result).with_context(|| {
         format!(
             "cannot write the termination message to {}",
-            args.termination_message_path.display()
+            termination_message_path.display()
         )
     })?;
     if let Some(err) = &result.error {

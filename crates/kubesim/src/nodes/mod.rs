@@ -17,6 +17,12 @@ pub mod pod_status;
 pub mod quantity;
 pub mod scheduler;
 pub mod scheduling;
+pub mod snapshot_controller;
+pub mod snapshot_crds;
+pub mod snapshot_data;
+pub mod snapshot_types;
+pub mod snapshot_watch;
+pub mod snapshotter;
 pub mod statefulsets;
 pub mod volume_binding;
 pub mod volume_controller;
@@ -94,6 +100,11 @@ impl NodeComponents {
             bootstrap::register_csi_driver(&client)
                 .await
                 .context("cannot register kubesim's CSIDriver")?;
+        } else {
+            // On a real control plane they come with the snapshot-controller.
+            snapshot_crds::install(&client)
+                .await
+                .context("cannot install the VolumeSnapshot CRDs")?;
         }
         let cache = Arc::new(ClusterCache::start(&client).await?);
         let stop = CancellationToken::new();
@@ -113,9 +124,12 @@ impl NodeComponents {
             config.pod_access.clone(),
             node_names.iter().cloned().collect::<HashSet<_>>(),
         );
+        let snapshots = Arc::new(snapshot_watch::SnapshotWatch::start(&client));
+        let snapshotter = snapshotter::Snapshotter::new(client.clone(), &config.data_dir);
         let mut tasks = vec![
             tokio::spawn(volumes.run(cache.clone(), stop.clone())),
             tokio::spawn(kubelets.run(cache.clone(), stop.clone())),
+            tokio::spawn(snapshotter.run(snapshots.clone(), cache.clone(), stop.clone())),
         ];
         if attached {
             tasks.push(tokio::spawn(heartbeat::run(
@@ -128,6 +142,12 @@ impl NodeComponents {
             tasks.push(tokio::spawn(scheduler.run(cache.clone(), stop.clone())));
             tasks.push(tokio::spawn(statefulsets::run(
                 client.clone(),
+                stop.clone(),
+            )));
+            let snapshot_controller = snapshot_controller::SnapshotController::new(client.clone());
+            tasks.push(tokio::spawn(snapshot_controller.run(
+                snapshots.clone(),
+                cache.clone(),
                 stop.clone(),
             )));
         }

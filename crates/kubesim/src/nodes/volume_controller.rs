@@ -28,6 +28,8 @@ use super::bootstrap::{HOSTNAME_LABEL, PROVISIONER, ZONE_LABEL};
 use super::cache::{Changes, ClusterCache, ClusterSnapshot, ObjectKey, PvIndex, SnapshotGuard};
 use super::events::{EventRecorder, object_reference};
 use super::scheduling::{is_terminal, pod_claim_names};
+use super::snapshot_data;
+use super::snapshotter::claim_snapshot_handle;
 use super::volume_binding::{
     ClaimDecision, VolumeDecision, choose_node_for_immediate, decide_claim_indexed, decide_volume,
     provisioned_pv, provisioned_pv_name,
@@ -543,10 +545,31 @@ impl VolumeController {
         let path = volume_path(&self.data_dir, &name);
         let bytes = claim_request_bytes(claim).max(0.0) as u64;
         let block = claim_volume_mode(claim) == "Block";
+        let source = match claim_snapshot_handle(&self.client, claim, bytes).await {
+            Ok(source) => source,
+            Err(message) => {
+                let message = format!(
+                    "failed to provision volume with StorageClass \"{class_name}\": {message}"
+                );
+                self.recorder
+                    .record(
+                        object_reference(claim),
+                        "Warning",
+                        "ProvisioningFailed",
+                        &message,
+                    )
+                    .await;
+                anyhow::bail!(message);
+            }
+        };
         let create_path = path.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let data_dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             std::fs::create_dir_all(create_path.parent().expect("volumes dir"))?;
-            if block {
+            if let Some(handle) = source {
+                // A volume from a snapshot starts as a copy of it.
+                snapshot_data::restore_into(&data_dir, &handle, &create_path, bytes)?;
+            } else if block {
                 // A sparse file of the requested size stands in for the block device.
                 let file = std::fs::OpenOptions::new()
                     .create(true)

@@ -1,0 +1,319 @@
+//! What runs inside a backup pod (`ferry data-mover backup`): read the DataUpload, open (or
+//! create) the repository of its BackupStorageLocation for the source namespace
+//! (`<prefix>/ferry/<sourceNamespace>`), back up the mounted volume — its entries at the
+//! snapshot's root for a Filesystem volume, one stream for a Block volume — incrementally
+//! against the previous snapshot of the same volume, tagged as Velero tags its snapshots,
+//! report progress into `status.progress` and leave the summary as the termination message.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferry_repo::backup::{BackupOptions, BackupSource};
+use ferry_repo::snapshot::Snapshot;
+use ferry_repo::{RepoError, Repository, RestoreProgress};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use crate::crds::{BackupStorageLocation, DataUpload};
+use crate::data_mover::{
+    DataMoverError, DataMoverResult, REPO_PASSWORD_KEY, VolumeMode, open_location_backend,
+    secret_value,
+};
+
+/// Velero's labels on a DataUpload naming its backup.
+pub const BACKUP_NAME_LABEL: &str = "velero.io/backup-name";
+pub const BACKUP_UID_LABEL: &str = "velero.io/backup-uid";
+pub const ASYNC_OPERATION_ID_LABEL: &str = "velero.io/async-operation-id";
+/// Velero's uploader tags (pkg/uploader/types.go) with ferry's values.
+pub const REQUESTER_TAG: &str = "snapshot-requester";
+pub const REQUESTER: &str = "snapshot-data-upload";
+pub const UPLOADER_TAG: &str = "snapshot-uploader";
+pub const UPLOADER: &str = "ferry";
+/// The host recorded in the data mover's snapshots (pods come and go; Velero's kopia
+/// snapshots use the repository's domain "default" likewise).
+pub const SNAPSHOT_HOST: &str = "ferry";
+
+#[derive(Debug, Clone)]
+pub struct BackupMoverOptions {
+    pub namespace: String,
+    pub data_upload: String,
+    pub volume_path: PathBuf,
+    pub volume_mode: VolumeMode,
+    pub password_secret: String,
+    pub password: Option<String>,
+    pub progress_interval: Duration,
+}
+
+fn volume_mode_name(mode: VolumeMode) -> &'static str {
+    match mode {
+        VolumeMode::Filesystem => "Filesystem",
+        VolumeMode::Block => "Block",
+    }
+}
+
+/// The tags of a DataUpload's snapshot, `key=value` as restic tags go: Velero's backup name
+/// and uid, the source namespace, PVC and volume mode, the DataUpload, requester and
+/// uploader, and the async operation id when Velero set one.
+pub fn snapshot_tags(du: &DataUpload, mode: VolumeMode) -> Vec<String> {
+    let label = |key: &str| {
+        du.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .cloned()
+    };
+    let mut tags = Vec::new();
+    if let Some(backup) = label(BACKUP_NAME_LABEL) {
+        tags.push(format!("backup={backup}"));
+    }
+    if let Some(uid) = label(BACKUP_UID_LABEL) {
+        tags.push(format!("backup-uid={uid}"));
+    }
+    tags.push(format!("ns={}", du.spec.source_namespace));
+    tags.push(format!("pvc={}", du.spec.source_pvc));
+    tags.push(format!("volume-mode={}", volume_mode_name(mode)));
+    tags.push(format!(
+        "data-upload={}",
+        du.metadata.name.as_deref().unwrap_or_default()
+    ));
+    tags.push(format!("{REQUESTER_TAG}={REQUESTER}"));
+    tags.push(format!("{UPLOADER_TAG}={UPLOADER}"));
+    if let Some(id) = label(ASYNC_OPERATION_ID_LABEL) {
+        tags.push(format!("{ASYNC_OPERATION_ID_LABEL}={id}"));
+    }
+    tags
+}
+
+/// The parent of a new backup of `ns/pvc`: the latest snapshot the data mover made of the
+/// same volume in the same mode (by tags: the pod's mount path changes between backups, so
+/// restic's choice by paths would never find one).
+pub fn previous_snapshot(
+    snapshots: Vec<Snapshot>,
+    namespace: &str,
+    pvc: &str,
+    mode: VolumeMode,
+) -> Option<Snapshot> {
+    let wanted = [
+        format!("ns={namespace}"),
+        format!("pvc={pvc}"),
+        format!("volume-mode={}", volume_mode_name(mode)),
+        format!("{UPLOADER_TAG}={UPLOADER}"),
+    ];
+    snapshots
+        .into_iter()
+        .filter(|s| wanted.iter().all(|t| s.tags.contains(t)))
+        .max_by_key(|s| s.unix_time())
+}
+
+/// Backs up the DataUpload's volume. Progress goes into the DataUpload every
+/// `progress_interval`.
+pub async fn backup_data_upload(
+    client: &kube::Client,
+    options: &BackupMoverOptions,
+) -> Result<DataMoverResult, DataMoverError> {
+    let ns = &options.namespace;
+    let du_id = format!("{ns}/{}", options.data_upload);
+    let uploads: Api<DataUpload> = Api::namespaced(client.clone(), ns);
+    let du = uploads
+        .get_opt(&options.data_upload)
+        .await
+        .map_err(|e| DataMoverError::Kube(format!("reading DataUpload {du_id}: {e}")))?
+        .ok_or_else(|| DataMoverError::Kube(format!("DataUpload {du_id} not found")))?;
+    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), ns);
+    let bsl_name = du.spec.backup_storage_location.clone();
+    let bsl = locations
+        .get_opt(&bsl_name)
+        .await
+        .map_err(|e| {
+            DataMoverError::Kube(format!(
+                "reading BackupStorageLocation {ns}/{bsl_name}: {e}"
+            ))
+        })?
+        .ok_or_else(|| DataMoverError::Location {
+            name: format!("{ns}/{bsl_name}"),
+            message: format!("not found (named by DataUpload {du_id} spec.backupStorageLocation)"),
+        })?;
+    let backend = open_location_backend(client, ns, &bsl, &du.spec.source_namespace).await?;
+    let password = match &options.password {
+        Some(p) => p.clone(),
+        None => secret_value(client, ns, &options.password_secret, REPO_PASSWORD_KEY)
+            .await?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+    };
+    // The first backup of a namespace creates its repository, as Velero's repository
+    // ensurer does.
+    let repo = match Repository::open(backend.clone(), &password).await {
+        Ok(repo) => repo,
+        Err(RepoError::NoRepository { .. }) => Repository::init(backend, &password).await?,
+        Err(e) => return Err(e.into()),
+    };
+    let (snapshots, _) = repo.snapshots_skipping_unreadable().await?;
+    let parent = previous_snapshot(
+        snapshots,
+        &du.spec.source_namespace,
+        &du.spec.source_pvc,
+        options.volume_mode,
+    );
+    tracing::info!(data_upload = %du_id, location = %repo.location(), parent = ?parent.as_ref().map(|p| p.id.to_hex()), "backing up");
+
+    let total = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let progress: ferry_repo::restore::ProgressFn = {
+        let (total, done) = (total.clone(), done.clone());
+        Arc::new(move |p: &RestoreProgress| {
+            total.store(p.total_bytes, Ordering::Relaxed);
+            done.store(p.bytes_done, Ordering::Relaxed);
+        })
+    };
+    let reporter = {
+        let (uploads, name) = (uploads.clone(), options.data_upload.clone());
+        let (total, done) = (total.clone(), done.clone());
+        let interval = options.progress_interval;
+        tokio::spawn(async move {
+            let mut last = (u64::MAX, u64::MAX);
+            loop {
+                tokio::time::sleep(interval).await;
+                let now = (total.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
+                if now != last {
+                    report_progress(&uploads, &name, now.0, now.1).await;
+                    last = now;
+                }
+            }
+        })
+    };
+    let source = match options.volume_mode {
+        VolumeMode::Filesystem => BackupSource::Contents(options.volume_path.clone()),
+        VolumeMode::Block => {
+            let file = std::fs::File::open(&options.volume_path)
+                .map_err(|e| RepoError::io(&options.volume_path, e))?;
+            total.store(device_size(&file), Ordering::Relaxed);
+            BackupSource::Stream {
+                reader: Box::new(file),
+                filename: format!("{}.img", du.spec.source_pvc),
+            }
+        }
+    };
+    let backup_options = BackupOptions {
+        host: Some(SNAPSHOT_HOST.to_string()),
+        tags: snapshot_tags(&du, options.volume_mode),
+        no_parent: parent.is_none(),
+        parent,
+        workers: 0,
+    };
+    let result = repo.backup(source, backup_options, progress).await;
+    reporter.abort();
+    let summary = result?;
+    let total_bytes = summary.total_bytes_processed;
+    report_progress(&uploads, &options.data_upload, total_bytes, total_bytes).await;
+    Ok(DataMoverResult {
+        ok: true,
+        error: None,
+        snapshot_id: summary.snapshot_id.to_hex(),
+        total_bytes,
+        bytes_done: total_bytes,
+        files: summary.total_files_processed,
+        seconds: summary.seconds,
+        incremental_bytes: Some(summary.data_added),
+    })
+}
+
+/// A block device's size (a regular file's length for a file standing in for one).
+fn device_size(file: &std::fs::File) -> u64 {
+    use std::io::{Seek, SeekFrom};
+    let mut f = file;
+    let size = f.seek(SeekFrom::End(0)).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(0));
+    size
+}
+
+async fn report_progress(uploads: &Api<DataUpload>, name: &str, total: u64, done: u64) {
+    let patch = json!({ "status": { "progress": { "totalBytes": total, "bytesDone": done } } });
+    if let Err(err) = uploads
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(data_upload = name, error = %err, "cannot report progress");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crds::DataUploadSpec;
+
+    fn snapshot(time: &str, tags: &[&str]) -> Snapshot {
+        serde_json::from_value(json!({
+            "time": time, "tree": "0".repeat(64), "paths": ["/x"],
+            "tags": tags,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_parent_is_the_latest_snapshot_of_the_same_volume_and_mode() {
+        let same = [
+            "ns=app",
+            "pvc=data",
+            "volume-mode=Filesystem",
+            "snapshot-uploader=ferry",
+        ];
+        let snapshots = vec![
+            snapshot("2026-01-01T00:00:00Z", &same),
+            snapshot("2026-01-03T00:00:00Z", &same),
+            snapshot(
+                "2026-01-04T00:00:00Z",
+                &[
+                    "ns=app",
+                    "pvc=other",
+                    "volume-mode=Filesystem",
+                    "snapshot-uploader=ferry",
+                ],
+            ),
+            snapshot(
+                "2026-01-05T00:00:00Z",
+                &[
+                    "ns=app",
+                    "pvc=data",
+                    "volume-mode=Block",
+                    "snapshot-uploader=ferry",
+                ],
+            ),
+        ];
+        let parent = previous_snapshot(snapshots.clone(), "app", "data", VolumeMode::Filesystem);
+        assert_eq!(parent.unwrap().time, "2026-01-03T00:00:00Z");
+        assert!(previous_snapshot(snapshots, "other", "data", VolumeMode::Filesystem).is_none());
+    }
+
+    #[test]
+    fn tags_name_the_backup_the_volume_and_the_uploader() {
+        let mut du = DataUpload::new(
+            "du-1",
+            DataUploadSpec {
+                source_namespace: "app".into(),
+                source_pvc: "data".into(),
+                ..Default::default()
+            },
+        );
+        du.metadata.labels = Some(
+            [(BACKUP_NAME_LABEL.to_string(), "nightly".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(
+            snapshot_tags(&du, VolumeMode::Block),
+            [
+                "backup=nightly",
+                "ns=app",
+                "pvc=data",
+                "volume-mode=Block",
+                "data-upload=du-1",
+                "snapshot-requester=snapshot-data-upload",
+                "snapshot-uploader=ferry",
+            ]
+        );
+    }
+}

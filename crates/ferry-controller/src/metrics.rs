@@ -20,6 +20,11 @@ pub struct Metrics {
     /// Sum and count of restore durations (acceptance to completion), seconds.
     duration_sum_millis: AtomicU64,
     duration_count: AtomicU64,
+    /// DataUploads of this data mover by phase, as of the last pass.
+    upload_phases: Mutex<BTreeMap<String, u64>>,
+    bytes_backed_up: AtomicU64,
+    /// Backups by how they ended: completed, failed, canceled.
+    backups: Mutex<BTreeMap<String, u64>>,
     ready: AtomicBool,
     leader: AtomicBool,
     /// Watch changes that asked for a pass, by resource.
@@ -44,6 +49,15 @@ impl Metrics {
     }
     pub fn restore_canceled(&self) {
         self.canceled.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn set_upload_phases(&self, phases: BTreeMap<String, u64>) {
+        *self.upload_phases.lock().unwrap_or_else(|e| e.into_inner()) = phases;
+    }
+    /// A backup ended `outcome` (completed, failed, canceled) after reading `bytes`.
+    pub fn backup_ended(&self, outcome: &str, bytes: u64) {
+        self.bytes_backed_up.fetch_add(bytes, Ordering::Relaxed);
+        let mut map = self.backups.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(outcome.to_string()).or_default() += 1;
     }
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
@@ -123,6 +137,28 @@ impl Metrics {
                 out.push_str(&format!("{name}{{{label}=\"{k}\"}} {v}\n"));
             }
         };
+        out.push_str("# HELP ferry_data_uploads DataUploads handled by this data mover, by phase.\n# TYPE ferry_data_uploads gauge\n");
+        for (phase, n) in self
+            .upload_phases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            out.push_str(&format!("ferry_data_uploads{{phase=\"{phase}\"}} {n}\n"));
+        }
+        counter(
+            &mut out,
+            "ferry_backup_bytes_total",
+            "Bytes read by completed backups.",
+            self.bytes_backed_up.load(Ordering::Relaxed),
+        );
+        labelled(
+            &mut out,
+            "ferry_backups_total",
+            "Backups ended, by outcome (completed, failed, canceled).",
+            "outcome",
+            &self.backups,
+        );
         labelled(
             &mut out,
             "ferry_controller_wakeups_total",

@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::cluster::{KubeCluster, RestoreCluster};
-use crate::crds::{DataDownload, DataDownloadPhase};
+use crate::crds::{DataDownload, DataDownloadPhase, DataUpload};
 use crate::data_mover::parse_termination_message;
 use crate::expose::{
     PodSettings, RebindState, RestoreExposer, TargetState, check_target, hostname_of,
@@ -47,6 +47,9 @@ pub const DATA_MOVED_ANNOTATION: &str = "ferry.io/data-moved";
 /// up first, as Velero's finalizer does (owner references alone would leave a PV rebind had
 /// marked).
 pub const CLEANUP_FINALIZER: &str = "ferry.io/data-download-cleanup";
+
+mod uploads;
+pub use uploads::{SOURCE_CONTENT_ANNOTATION, UPLOAD_FINALIZER, UPLOADED_ANNOTATION};
 
 /// How the controller runs.
 #[derive(Clone)]
@@ -254,6 +257,10 @@ struct Controller {
     metrics: Arc<Metrics>,
     exposer: RestoreExposer<KubeCluster>,
     downloads: RecordedApi<DataDownload>,
+    uploads: RecordedApi<DataUpload>,
+    /// Set by a step that waits for something no watch reports (a VolumeSnapshot, a
+    /// deletion): the next pass comes after a second instead of the resync interval.
+    poll_soon: std::sync::atomic::AtomicBool,
     leader: LeaderElector,
     watches: Arc<Watches>,
     /// resourceVersion of the ConfigMap `config` was read from (None: read at startup).
@@ -293,6 +300,12 @@ impl Controller {
                 watches.clone(),
                 "datadownload",
             ),
+            uploads: RecordedApi::new(
+                Api::namespaced(client.clone(), &options.namespace),
+                watches.clone(),
+                "dataupload",
+            ),
+            poll_soon: std::sync::atomic::AtomicBool::new(false),
             watches,
             config_version: None,
             renewed_at: None,
@@ -363,8 +376,10 @@ impl Controller {
                 }
                 next_resync = tokio::time::Instant::now() + self.options.resync_interval;
             }
+            let poll = self.poll_soon.load(std::sync::atomic::Ordering::Relaxed);
             tokio::select! {
                 _ = self.watches.waker.woken() => due = due.or(Some("watch")),
+                _ = tokio::time::sleep(Duration::from_secs(1)), if poll => due = due.or(Some("poll")),
                 _ = tokio::time::sleep_until(next_resync) => {
                     due = due.or(Some("resync"));
                     next_resync = tokio::time::Instant::now() + self.options.resync_interval;
@@ -456,6 +471,8 @@ impl Controller {
 
     /// One reconcile pass over every DataDownload of this data mover.
     async fn pass(&mut self) -> Result<(), kube::Error> {
+        self.poll_soon
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.refresh_config().await;
         let all = self.observe_downloads().await?;
         let mut ours: Vec<Observed> = all
@@ -480,6 +497,8 @@ impl Controller {
         let queue: Vec<QueuedRestore> = ours.iter().map(queued).collect();
         let admitted = admit_new(&queue, self.config.prepare_queue_length());
         let mut slots = slots_in_use(&queue);
+        let uploads = self.observe_uploads().await;
+        Self::count_upload_slots(&uploads, &mut slots);
         let node_list = self.observe_nodes().await?;
         let node_infos: Vec<NodeInfo> = node_list
             .iter()
@@ -496,6 +515,7 @@ impl Controller {
                 tracing::warn!(data_download = %o.name, error = %err, "step failed; retrying next pass");
             }
         }
+        self.upload_steps(&uploads, &mut slots, &node_infos).await;
         Ok(())
     }
 
@@ -1128,10 +1148,16 @@ impl Controller {
             })
     }
 
-    /// Records a Kubernetes Event on the DataDownload (best effort).
-    async fn event(&self, dd: &DataDownload, type_: &str, reason: &str, message: &str) {
+    /// Records a Kubernetes Event on a DataDownload or DataUpload (best effort).
+    async fn event<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
         let ns = &self.options.namespace;
-        let name = dd.metadata.name.clone().unwrap_or_default();
+        let name = object.meta().name.clone().unwrap_or_default();
         let stamp = k8s_openapi::jiff::Timestamp::now();
         let event = Event {
             metadata: ObjectMeta {
@@ -1140,11 +1166,11 @@ impl Controller {
                 ..ObjectMeta::default()
             },
             involved_object: ObjectReference {
-                api_version: Some(DataDownload::API_VERSION.into()),
-                kind: Some(DataDownload::KIND.into()),
+                api_version: Some(K::api_version(&()).into_owned()),
+                kind: Some(K::kind(&()).into_owned()),
                 name: Some(name.clone()),
                 namespace: Some(ns.clone()),
-                uid: dd.metadata.uid.clone(),
+                uid: object.meta().uid.clone(),
                 ..ObjectReference::default()
             },
             reason: Some(reason.into()),
@@ -1165,7 +1191,7 @@ impl Controller {
         if let Err(err) = events.create(&PostParams::default(), &event).await {
             tracing::debug!(error = %err, "cannot record event");
         }
-        tracing::info!(data_download = %name, reason, message, "event");
+        tracing::info!(kind = %K::kind(&()), name = %name, reason, message, "event");
     }
 }
 

@@ -25,7 +25,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::crds::DATA_DOWNLOAD_LABEL;
-use crate::crds::DataDownload;
+use crate::crds::{DataDownload, DataUpload};
+use crate::expose_snapshot::DATA_UPLOAD_LABEL;
 use crate::metrics::Metrics;
 
 /// What the controller watches.
@@ -68,6 +69,11 @@ impl Waker {
 /// The watches and their stores.
 pub struct Watches {
     pub downloads: Store<DataDownload>,
+    /// DataUploads and backup pods: not part of [`Watches::synced`] (a cluster without the
+    /// DataUpload CRD must not slow restores down); see [`Watches::uploads_synced`].
+    pub uploads: Store<DataUpload>,
+    pub backup_pods: Store<Pod>,
+    uploads_synced: Vec<Arc<AtomicBool>>,
     pub pods: Store<Pod>,
     pub pvcs: Store<PersistentVolumeClaim>,
     pub pvs: Store<PersistentVolume>,
@@ -111,6 +117,24 @@ impl Watches {
             },
         );
         spawn(t);
+        let mover = scope.data_mover_name.clone();
+        let (uploads, uploads_task) = watch(
+            Api::<DataUpload>::namespaced(client.clone(), ns),
+            watcher::Config::default(),
+            "datauploads",
+            &waker,
+            move |du: &DataUpload, old: Option<&DataUpload>| {
+                du.spec.is_for_data_mover(&mover) && changed(du, old)
+            },
+        );
+        let (backup_pods, backup_pods_task) = watch(
+            Api::<Pod>::namespaced(client.clone(), ns),
+            watcher::Config::default().labels(DATA_UPLOAD_LABEL),
+            "pods",
+            &waker,
+            |pod: &Pod, old: Option<&Pod>| changed(pod, old),
+        );
+        let uploads_synced = vec![uploads_task.1.clone(), backup_pods_task.1.clone()];
         let active = Active {
             downloads: downloads.clone(),
             data_mover_name: scope.data_mover_name.clone(),
@@ -186,8 +210,13 @@ impl Watches {
         );
         spawn(t);
 
+        tasks.push(uploads_task.0);
+        tasks.push(backup_pods_task.0);
         Watches {
             downloads,
+            uploads,
+            backup_pods,
+            uploads_synced,
             pods,
             pvcs,
             pvs,
@@ -204,6 +233,13 @@ impl Watches {
     /// Whether every store holds a complete list (until then, reads go to the API server).
     pub fn synced(&self) -> bool {
         self.synced.iter().all(|s| s.load(Ordering::Acquire))
+    }
+
+    /// Whether the DataUpload and backup pod stores hold a complete list.
+    pub fn uploads_synced(&self) -> bool {
+        self.uploads_synced
+            .iter()
+            .all(|s| s.load(Ordering::Acquire))
     }
 }
 

@@ -56,6 +56,21 @@ pub fn cluster_role_rules() -> Vec<PolicyRule> {
             &["storageclasses"],
             &["get", "list", "watch"],
         ),
+        // Backups: a DataUpload's VolumeSnapshot (in the workload's namespace) is waited on,
+        // then deleted once its data is taken over; the backup snapshot in ferry's namespace
+        // is read and deleted in cleanup (created by the namespaced rule).
+        rule(
+            "snapshot.storage.k8s.io",
+            &["volumesnapshots"],
+            &["get", "delete"],
+        ),
+        // The take-over: the source content is retained (patch) and deleted, the backup
+        // content created with its snapshot handle (contents are cluster-scoped).
+        rule(
+            "snapshot.storage.k8s.io",
+            &["volumesnapshotcontents"],
+            &["get", "create", "patch", "delete"],
+        ),
     ]
 }
 
@@ -69,7 +84,22 @@ pub fn namespaced_role_rules() -> Vec<PolicyRule> {
             &[DataDownload::PLURAL],
             &["get", "list", "watch", "patch"],
         ),
-        // Restore PVCs are created here and deleted after the rebind (read cluster-wide above).
+        // Step and complete DataUploads, as DataDownloads.
+        rule(
+            DataUpload::GROUP,
+            &[DataUpload::PLURAL],
+            &["get", "list", "watch", "patch"],
+        ),
+        // A DataUpload's location must exist before its snapshot is taken over.
+        rule(
+            BackupStorageLocation::GROUP,
+            &[BackupStorageLocation::PLURAL],
+            &["get"],
+        ),
+        // The backup snapshot that carries the data to the backup PVC.
+        rule("snapshot.storage.k8s.io", &["volumesnapshots"], &["create"]),
+        // Restore and backup PVCs are created here and deleted after the rebind or backup
+        // (read cluster-wide above).
         rule("", &["persistentvolumeclaims"], &["create", "delete"]),
         // Restore pods run the data mover; watched, created, deleted after the data moved.
         rule("", &["pods"], &["get", "list", "watch", "create", "delete"]),

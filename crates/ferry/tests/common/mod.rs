@@ -10,6 +10,7 @@
 
 pub mod gate;
 pub mod movers;
+pub mod trees;
 
 pub use testenv::Backend;
 

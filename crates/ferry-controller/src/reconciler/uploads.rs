@@ -1,0 +1,1174 @@
+//! The DataUpload half of the controller, after Velero's `data_upload_controller.go` with the
+//! CSI snapshot exposer (`csi_snapshot.go`): New → Accepted → Prepared → InProgress →
+//! Completed | Failed, or Canceling → Canceled.
+//!
+//! Accepted waits for the VolumeSnapshot to be ready, takes its data over (the source content
+//! is retained; a VolumeSnapshot and a pre-provisioned content of the DataUpload's name in
+//! ferry's namespace carry the same snapshot handle; the source snapshot and content are
+//! deleted), chooses a node as restores do (`loadAffinity`, `loadConcurrency` slots shared
+//! with restores, least loaded first) and creates the backup PVC from the snapshot and the
+//! backup pod there. As for restores, every step is decided from what the cluster shows, so a
+//! restarted controller continues where the last one stopped.
+
+use k8s_openapi::api::core::v1::PersistentVolume;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+
+use super::*;
+use crate::crds::{BackupStorageLocation, DataUpload, DataUploadPhase};
+use crate::expose::{SELECTED_NODE_ANNOTATION, data_mover_error, unrecoverable_wait};
+use crate::expose_snapshot::{
+    BACKUP_DEVICE_PATH, BACKUP_MOUNT_PATH, SNAPSHOT_GROUP, backup_content_for, backup_pod_for,
+    backup_pvc_for, backup_snapshot_for,
+};
+
+/// Held on a DataUpload from acceptance until its objects are removed (as the restore's).
+pub const UPLOAD_FINALIZER: &str = "ferry.io/data-upload-cleanup";
+/// The source VolumeSnapshotContent taken over (recorded before the source snapshot goes, so
+/// a restarted controller still knows which content to delete).
+pub const SOURCE_CONTENT_ANNOTATION: &str = "ferry.io/source-snapshot-content";
+/// Set once the data mover finished: the result is in the status, cleanup may proceed.
+pub const UPLOADED_ANNOTATION: &str = "ferry.io/data-uploaded";
+
+/// One DataUpload as a pass sees it.
+pub(super) struct ObservedUpload {
+    du: DataUpload,
+    name: String,
+}
+
+impl ObservedUpload {
+    /// The node holding a data-movement slot for this upload, if it holds one.
+    fn slot(&self) -> Option<&str> {
+        let holds = matches!(
+            self.du.phase(),
+            DataUploadPhase::Accepted
+                | DataUploadPhase::Prepared
+                | DataUploadPhase::InProgress
+                | DataUploadPhase::Canceling
+        );
+        self.du
+            .status
+            .as_ref()
+            .and_then(|s| s.node.as_deref())
+            .filter(|_| holds)
+    }
+}
+
+/// Where the take-over of the snapshot stands.
+enum SnapshotState {
+    /// Not ready yet; the text says what is awaited.
+    Waiting(String),
+    /// The backup snapshot is ready: its restore size.
+    Ready { restore_size: Option<Quantity> },
+}
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+fn snapshot_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(SNAPSHOT_GROUP, "v1", "VolumeSnapshot"),
+        "volumesnapshots",
+    )
+}
+
+fn content_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(SNAPSHOT_GROUP, "v1", "VolumeSnapshotContent"),
+        "volumesnapshotcontents",
+    )
+}
+
+fn to_json(obj: &DynamicObject) -> serde_json::Value {
+    serde_json::to_value(obj).unwrap_or_default()
+}
+
+fn from_json(value: serde_json::Value) -> Result<DynamicObject, kube::Error> {
+    serde_json::from_value(value).map_err(kube::Error::SerdeError)
+}
+
+fn has_upload_finalizer(du: &DataUpload) -> bool {
+    du.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == UPLOAD_FINALIZER))
+}
+
+fn upload_finalizers(du: &DataUpload, keep: bool) -> Vec<String> {
+    let mut list = du.metadata.finalizers.clone().unwrap_or_default();
+    list.retain(|f| f != UPLOAD_FINALIZER);
+    if keep {
+        list.push(UPLOAD_FINALIZER.to_string());
+    }
+    list
+}
+
+fn annotation<'a>(du: &'a DataUpload, key: &str) -> Option<&'a str> {
+    du.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(|v| v.as_str())
+}
+
+fn upload_created(du: &DataUpload) -> Option<chrono::DateTime<Utc>> {
+    du.metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp_millis(t.0.as_millisecond()))
+}
+
+/// Whether a deletion or read failed only because the object is gone.
+fn not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 404)
+}
+
+impl Controller {
+    /// The DataUploads of this data mover, oldest first: from the store once it is synced
+    /// (unless the store is behind a write of this controller), else from the API server. A
+    /// cluster without the DataUpload CRD has none.
+    pub(super) async fn observe_uploads(&self) -> Vec<ObservedUpload> {
+        let all: Vec<DataUpload> = if self.watches.uploads_synced() {
+            let mut out = Vec::new();
+            for du in self.watches.uploads.state() {
+                let name = du.metadata.name.clone().unwrap_or_default();
+                let current = self.watches.own_writes.caught_up(
+                    "dataupload",
+                    &self.options.namespace,
+                    &name,
+                    Some(du.as_ref()),
+                );
+                if current {
+                    out.push((*du).clone());
+                } else if let Ok(Some(fresh)) = self.uploads.get_opt(&name).await {
+                    out.push(fresh);
+                }
+            }
+            out
+        } else {
+            match self.uploads.list(&ListParams::default()).await {
+                Ok(list) => list.items,
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot list DataUploads");
+                    Vec::new()
+                }
+            }
+        };
+        let mut ours: Vec<ObservedUpload> = all
+            .into_iter()
+            .filter(|du| du.spec.is_for_data_mover(&self.options.data_mover_name))
+            .map(|du| ObservedUpload {
+                name: du.metadata.name.clone().unwrap_or_default(),
+                du,
+            })
+            .collect();
+        ours.sort_by(|a, b| {
+            upload_created(&a.du)
+                .cmp(&upload_created(&b.du))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        ours
+    }
+
+    /// Adds the slots the uploads hold to the restores' (`loadConcurrency` is per node,
+    /// whatever the direction).
+    pub(super) fn count_upload_slots(
+        uploads: &[ObservedUpload],
+        slots: &mut BTreeMap<String, usize>,
+    ) {
+        for node in uploads.iter().filter_map(ObservedUpload::slot) {
+            *slots.entry(node.to_string()).or_default() += 1;
+        }
+    }
+
+    /// Moves each DataUpload one step.
+    pub(super) async fn upload_steps(
+        &self,
+        uploads: &[ObservedUpload],
+        slots: &mut BTreeMap<String, usize>,
+        nodes: &[NodeInfo],
+    ) {
+        let mut phases: BTreeMap<String, u64> = BTreeMap::new();
+        for o in uploads {
+            *phases.entry(o.du.phase().as_str().to_string()).or_default() += 1;
+        }
+        self.metrics.set_upload_phases(phases);
+        // The prepare queue, as for restores: New uploads are accepted oldest first while
+        // fewer than prepareQueueLength are being exposed.
+        let preparing = uploads
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.du.phase(),
+                    DataUploadPhase::Accepted | DataUploadPhase::Prepared
+                )
+            })
+            .count();
+        let room = self
+            .config
+            .prepare_queue_length()
+            .map_or(usize::MAX, |limit| limit.saturating_sub(preparing));
+        let admitted: Vec<&str> = uploads
+            .iter()
+            .filter(|o| o.du.phase() == DataUploadPhase::New)
+            .take(room)
+            .map(|o| o.name.as_str())
+            .collect();
+        for o in uploads {
+            if !self.leading() {
+                break;
+            }
+            if let Err(err) = self.step_upload(o, &admitted, slots, nodes).await {
+                tracing::warn!(data_upload = %o.name, error = %err, "step failed; retrying next pass");
+            }
+        }
+    }
+
+    async fn step_upload(
+        &self,
+        o: &ObservedUpload,
+        admitted: &[&str],
+        slots: &mut BTreeMap<String, usize>,
+        nodes: &[NodeInfo],
+    ) -> Result<(), StepError> {
+        let phase = o.du.phase();
+        if o.du.metadata.deletion_timestamp.is_some() {
+            return self.upload_deleted(o).await;
+        }
+        if phase.is_terminal() {
+            return Ok(());
+        }
+        if phase != DataUploadPhase::New && !has_upload_finalizer(&o.du) {
+            self.patch_upload(
+                &o.name,
+                json!({ "metadata": { "finalizers": upload_finalizers(&o.du, true) } }),
+            )
+            .await?;
+        }
+        // Once the data is in the repository, the backup completes: a cancel then would throw
+        // away a finished snapshot.
+        let uploaded = annotation(&o.du, UPLOADED_ANNOTATION).is_some();
+        if o.du.spec.cancel == Some(true) && !uploaded {
+            return self.upload_cancel(o).await;
+        }
+        match phase {
+            DataUploadPhase::New => {
+                if !admitted.contains(&o.name.as_str()) {
+                    return Ok(());
+                }
+                self.patch_upload(
+                    &o.name,
+                    json!({
+                        "metadata": { "finalizers": upload_finalizers(&o.du, true) },
+                        "status": {
+                            "phase": "Accepted",
+                            "acceptedByNode": self.options.identity,
+                            "acceptedTimestamp": now(),
+                            "message": null,
+                        },
+                    }),
+                )
+                .await?;
+                self.event(
+                    &o.du,
+                    "Normal",
+                    "Accepted",
+                    &format!("accepted by {}", self.options.identity),
+                )
+                .await;
+                Ok(())
+            }
+            DataUploadPhase::Accepted => self.upload_accepted(o, slots, nodes).await,
+            DataUploadPhase::Prepared => self.upload_prepared(o).await,
+            DataUploadPhase::InProgress => self.upload_in_progress(o).await,
+            DataUploadPhase::Canceling => self.upload_cancel(o).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn upload_accepted(
+        &self,
+        o: &ObservedUpload,
+        slots: &mut BTreeMap<String, usize>,
+        nodes: &[NodeInfo],
+    ) -> Result<(), StepError> {
+        let status = o.du.status.clone().unwrap_or_default();
+        let waited = since(status.accepted_timestamp.as_ref());
+        let ns = &self.options.namespace;
+        if let Some(node) = status.node.clone() {
+            return self.upload_exposed(o, &node).await;
+        }
+        // Checked first: without a location the data has nowhere to go.
+        let location = &o.du.spec.backup_storage_location;
+        let locations: Api<BackupStorageLocation> =
+            Api::namespaced(self.options.client.clone(), ns);
+        if locations.get_opt(location).await?.is_none() {
+            return self
+                .upload_fail(
+                    o,
+                    &format!("BackupStorageLocation {ns}/{location} not found"),
+                )
+                .await;
+        }
+        if o.du.spec.snapshot_type != crate::crds::SNAPSHOT_TYPE_CSI
+            || o.du.spec.csi_snapshot.is_none()
+        {
+            return self
+                .upload_fail(
+                    o,
+                    &format!(
+                        "unsupported snapshotType {:?}: ferry backs up CSI snapshots (spec.csiSnapshot)",
+                        o.du.spec.snapshot_type
+                    ),
+                )
+                .await;
+        }
+        let restore_size = match self.take_over_snapshot(o).await {
+            Ok(SnapshotState::Ready { restore_size }) => restore_size,
+            Ok(SnapshotState::Waiting(why)) => {
+                let limit = self.options.prepare_timeout;
+                if waited > limit {
+                    return self
+                        .upload_fail(
+                            o,
+                            &format!(
+                                "timed out after {} (the prepare timeout, --prepare-timeout) waiting for {why}",
+                                human(limit)
+                            ),
+                        )
+                        .await;
+                }
+                self.poll_soon
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return self
+                    .set_upload_message(o, &format!("waiting for {why}"))
+                    .await;
+            }
+            Err(TakeOver::Step(err)) => return Err(err),
+            Err(TakeOver::Fail(message)) => return self.upload_fail(o, &message).await,
+        };
+        // Where: as restores without a selected node (the snapshot can be provisioned anywhere
+        // the class allows).
+        let source_class =
+            o.du.spec
+                .csi_snapshot
+                .as_ref()
+                .map(|c| c.storage_class.clone())
+                .filter(|c| !c.is_empty());
+        let class = match &source_class {
+            Some(c) => self.exposer.cluster.get_storage_class(c).await?,
+            None => None,
+        };
+        let input = PlacementInput {
+            nodes: nodes.to_vec(),
+            in_flight: slots.clone(),
+            selected_node: None,
+            load_affinity: self
+                .config
+                .load_affinity_for_storage_class(source_class.as_deref())
+                .map(|a| a.node_selector.clone()),
+            allowed_topologies: class
+                .as_ref()
+                .and_then(|c| c.allowed_topologies.as_ref())
+                .map(|terms| terms.iter().map(TopologyTerm::from_k8s).collect())
+                .unwrap_or_default(),
+        };
+        let choice = match choose_restore_node(&input) {
+            Ok(c) => c,
+            Err(err) => {
+                if !err.is_wait() && waited > self.options.expose_timeout {
+                    return self
+                        .upload_fail(
+                            o,
+                            &format!(
+                                "timed out after {} choosing a node: {}",
+                                human(self.options.expose_timeout),
+                                err.to_string().replace("restore", "backup")
+                            ),
+                        )
+                        .await;
+                }
+                return self
+                    .set_upload_message(
+                        o,
+                        &format!(
+                            "waiting for a node: {}",
+                            err.to_string().replace("restore", "backup")
+                        ),
+                    )
+                    .await;
+            }
+        };
+        *slots.entry(choice.node.clone()).or_default() += 1;
+        self.patch_upload(
+            &o.name,
+            json!({ "status": { "node": choice.node, "nodeOS": "linux", "message": null } }),
+        )
+        .await?;
+        self.event(
+            &o.du,
+            "Normal",
+            "NodeChosen",
+            &format!("backup runs on node {}", choice.node),
+        )
+        .await;
+        self.expose_upload(o, &choice.node, restore_size).await
+    }
+
+    /// Velero's take-over of the snapshot's data, step by step and idempotent: retain the
+    /// source content, create the backup snapshot and its pre-provisioned content, delete the
+    /// source snapshot and content.
+    async fn take_over_snapshot(&self, o: &ObservedUpload) -> Result<SnapshotState, TakeOver> {
+        let client = &self.options.client;
+        let ns = &self.options.namespace;
+        let csi = o.du.spec.csi_snapshot.clone().unwrap_or_default();
+        let source_ns = &o.du.spec.source_namespace;
+        let source_id = format!("{source_ns}/{}", csi.volume_snapshot);
+        let snapshots =
+            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &snapshot_resource());
+        let source_snapshots =
+            Api::<DynamicObject>::namespaced_with(client.clone(), source_ns, &snapshot_resource());
+        let contents = Api::<DynamicObject>::all_with(client.clone(), &content_resource());
+
+        let source = source_snapshots
+            .get_opt(&csi.volume_snapshot)
+            .await
+            .map_err(TakeOver::kube)?
+            .map(|s| to_json(&s));
+        let backup = snapshots
+            .get_opt(&o.name)
+            .await
+            .map_err(TakeOver::kube)?
+            .map(|s| to_json(&s));
+
+        let Some(backup) = backup else {
+            // Not taken over yet: the source snapshot must be ready.
+            let Some(source) = source else {
+                return Err(TakeOver::Fail(format!(
+                    "VolumeSnapshot {source_id} not found"
+                )));
+            };
+            if let Some(message) = source["status"]["error"]["message"].as_str() {
+                return Err(TakeOver::Fail(format!(
+                    "VolumeSnapshot {source_id} failed: {message}"
+                )));
+            }
+            if source["status"]["readyToUse"].as_bool() != Some(true) {
+                return Ok(SnapshotState::Waiting(format!(
+                    "VolumeSnapshot {source_id} to be ready"
+                )));
+            }
+            let Some(content_name) = source["status"]["boundVolumeSnapshotContentName"]
+                .as_str()
+                .map(str::to_string)
+            else {
+                return Ok(SnapshotState::Waiting(format!(
+                    "VolumeSnapshot {source_id} to be bound to a content"
+                )));
+            };
+            let Some(content) = contents
+                .get_opt(&content_name)
+                .await
+                .map_err(TakeOver::kube)?
+                .map(|c| to_json(&c))
+            else {
+                return Err(TakeOver::Fail(format!(
+                    "VolumeSnapshotContent {content_name} of VolumeSnapshot {source_id} not found"
+                )));
+            };
+            if content["status"]["snapshotHandle"].as_str().is_none() {
+                return Ok(SnapshotState::Waiting(format!(
+                    "VolumeSnapshotContent {content_name} to have a snapshot handle"
+                )));
+            }
+            // 1. The data outlives the source snapshot's deletion.
+            if content["spec"]["deletionPolicy"].as_str() != Some("Retain") {
+                contents
+                    .patch(
+                        &content_name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({ "spec": { "deletionPolicy": "Retain" } })),
+                    )
+                    .await
+                    .map_err(TakeOver::kube)?;
+            }
+            // Remembered for the deletion of the source content (step 4).
+            self.patch_upload(
+                &o.name,
+                json!({ "metadata": { "annotations": { SOURCE_CONTENT_ANNOTATION: content_name } } }),
+            )
+            .await
+            .map_err(TakeOver::kube)?;
+            // 2. The backup snapshot (its content comes next, bound to its uid).
+            let mut vs = backup_snapshot_for(&o.du, ns, &source);
+            vs["metadata"]["ownerReferences"] = json!([crate::expose::owner_reference(&o.du)]);
+            snapshots
+                .create(
+                    &PostParams::default(),
+                    &from_json(vs).map_err(TakeOver::kube)?,
+                )
+                .await
+                .map_err(TakeOver::kube)?;
+            return Ok(SnapshotState::Waiting(format!(
+                "the backup VolumeSnapshot {ns}/{} to be bound",
+                o.name
+            )));
+        };
+
+        let source_content = annotation(&o.du, SOURCE_CONTENT_ANNOTATION).map(str::to_string);
+        // 3. The backup content, with the source content's handle.
+        if contents
+            .get_opt(&o.name)
+            .await
+            .map_err(TakeOver::kube)?
+            .is_none()
+        {
+            let Some(content_name) = source_content.clone() else {
+                return Err(TakeOver::Fail(format!(
+                    "backup VolumeSnapshot {ns}/{} exists but the source content is unknown",
+                    o.name
+                )));
+            };
+            let Some(content) = contents
+                .get_opt(&content_name)
+                .await
+                .map_err(TakeOver::kube)?
+                .map(|c| to_json(&c))
+            else {
+                return Err(TakeOver::Fail(format!(
+                    "VolumeSnapshotContent {content_name} disappeared before its data was taken over"
+                )));
+            };
+            let uid = backup["metadata"]["uid"].as_str().unwrap_or_default();
+            let vsc = backup_content_for(&o.du, ns, &content, uid);
+            contents
+                .create(
+                    &PostParams::default(),
+                    &from_json(vsc).map_err(TakeOver::kube)?,
+                )
+                .await
+                .map_err(TakeOver::kube)?;
+        }
+        // 4. The source snapshot and content go (the retained data stays).
+        self.release_source(o).await.map_err(TakeOver::kube)?;
+        if backup["status"]["readyToUse"].as_bool() != Some(true) {
+            // Its error is not final: the snapshot controller reports the missing content
+            // until step 3's content appears, then binds the two.
+            let reported = backup["status"]["error"]["message"]
+                .as_str()
+                .map(|m| format!(" (it reports: {m})"))
+                .unwrap_or_default();
+            return Ok(SnapshotState::Waiting(format!(
+                "the backup VolumeSnapshot {ns}/{} to be ready{reported}",
+                o.name
+            )));
+        }
+        let restore_size = backup["status"]["restoreSize"]
+            .as_str()
+            .map(|s| Quantity(s.to_string()));
+        Ok(SnapshotState::Ready { restore_size })
+    }
+
+    /// Creates the backup PVC (from the backup snapshot, provisioned on `node`) and pod.
+    async fn expose_upload(
+        &self,
+        o: &ObservedUpload,
+        node: &str,
+        restore_size: Option<Quantity>,
+    ) -> Result<(), StepError> {
+        let ns = &self.options.namespace;
+        let cluster = &self.exposer.cluster;
+        let source_class =
+            o.du.spec
+                .csi_snapshot
+                .as_ref()
+                .map(|c| c.storage_class.clone())
+                .unwrap_or_default();
+        let source = cluster
+            .get_pvc(&o.du.spec.source_namespace, &o.du.spec.source_pvc)
+            .await?;
+        let block = source
+            .as_ref()
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.volume_mode.as_deref())
+            == Some("Block");
+        let size = restore_size
+            .or_else(|| {
+                source
+                    .as_ref()
+                    .and_then(|p| p.status.as_ref())
+                    .and_then(|s| s.capacity.as_ref())
+                    .and_then(|c| c.get("storage").cloned())
+            })
+            .unwrap_or_else(|| Quantity("1Gi".to_string()));
+        let mut pvc = backup_pvc_for(&o.du, ns, &source_class, size, block, &self.config);
+        pvc.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(SELECTED_NODE_ANNOTATION.to_string(), node.to_string());
+        let node_object = self
+            .observe_nodes()
+            .await?
+            .into_iter()
+            .find(|n| n.metadata.name.as_deref() == Some(node));
+        let settings = PodSettings {
+            image: self.options.image.clone(),
+            service_account: self.options.service_account.clone(),
+            log_filter: self.options.data_mover_log.clone(),
+            password_secret: None,
+            tolerations: Vec::new(),
+        };
+        let hostname = node_object
+            .as_ref()
+            .map(hostname_of)
+            .unwrap_or_else(|| node.to_string());
+        let pod = backup_pod_for(
+            &o.du,
+            ns,
+            &source_class,
+            block,
+            Some(&hostname),
+            &self.config,
+            &settings,
+        );
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.options.client.clone(), ns);
+        let pods: Api<Pod> = Api::namespaced(self.options.client.clone(), ns);
+        let created = async {
+            if pvcs.get_opt(&o.name).await?.is_none() {
+                pvcs.create(&PostParams::default(), &pvc).await?;
+            }
+            if pods.get_opt(&o.name).await?.is_none() {
+                pods.create(&PostParams::default(), &pod).await?;
+            }
+            Ok::<(), kube::Error>(())
+        }
+        .await;
+        match created {
+            Ok(()) => Ok(()),
+            Err(err) if crate::cluster::is_transient(&err) => Err(err.into()),
+            Err(err) => {
+                self.upload_fail(o, &format!("cannot expose the snapshot: {err}"))
+                    .await
+            }
+        }
+    }
+
+    /// The backup pod of an exposed upload: Prepared once it runs.
+    async fn upload_exposed(&self, o: &ObservedUpload, node: &str) -> Result<(), StepError> {
+        let ns = &self.options.namespace;
+        let pod = match self.backup_pod(&o.name).await? {
+            Some(pod) => pod,
+            None => {
+                // Exposed on a previous pass that stopped half-way: finish it.
+                let restore_size = match self.take_over_snapshot(o).await {
+                    Ok(SnapshotState::Ready { restore_size }) => restore_size,
+                    Ok(SnapshotState::Waiting(_)) => return Ok(()),
+                    Err(TakeOver::Step(err)) => return Err(err),
+                    Err(TakeOver::Fail(message)) => return self.upload_fail(o, &message).await,
+                };
+                return self.expose_upload(o, node, restore_size).await;
+            }
+        };
+        if let Some(problem) = pod_problem(&pod) {
+            return self
+                .upload_fail(o, &format!("backup pod {ns}/{}: {problem}", o.name))
+                .await;
+        }
+        let phase = pod_phase(&pod);
+        if phase == "Running" || phase == "Succeeded" {
+            self.patch_upload(&o.name, json!({ "status": { "phase": "Prepared" } }))
+                .await?;
+            self.event(
+                &o.du,
+                "Normal",
+                "Prepared",
+                &format!("backup pod {ns}/{} is running on node {node}", o.name),
+            )
+            .await;
+        } else if since(pod.metadata.creation_timestamp.as_ref()) > self.options.expose_timeout {
+            let why = self
+                .diagnose(&o.name, &pod)
+                .await
+                .replace("restore", "backup");
+            return self
+                .upload_fail(
+                    o,
+                    &format!(
+                        "timed out after {} exposing the snapshot: {why}",
+                        human(self.options.expose_timeout)
+                    ),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn backup_pod(&self, name: &str) -> Result<Option<Pod>, kube::Error> {
+        let ns = &self.options.namespace;
+        if self.watches.uploads_synced() {
+            let key = ObjectRef::new(name).within(ns);
+            let cached = self.watches.backup_pods.get(&key);
+            if self
+                .watches
+                .own_writes
+                .caught_up("pod", ns, name, cached.as_deref())
+            {
+                return Ok(cached.map(|p| (*p).clone()));
+            }
+        }
+        Api::<Pod>::namespaced(self.options.client.clone(), ns)
+            .get_opt(name)
+            .await
+    }
+
+    async fn upload_prepared(&self, o: &ObservedUpload) -> Result<(), StepError> {
+        let ns = &self.options.namespace;
+        let Some(pod) = self.backup_pod(&o.name).await? else {
+            return self
+                .upload_fail(
+                    o,
+                    &format!(
+                        "backup pod {ns}/{} disappeared before the data mover started",
+                        o.name
+                    ),
+                )
+                .await;
+        };
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        self.patch_upload(
+            &o.name,
+            json!({ "status": { "phase": "InProgress", "startTimestamp": now() } }),
+        )
+        .await?;
+        self.event(
+            &o.du,
+            "Normal",
+            "InProgress",
+            &format!(
+                "data mover backing up {}/{} on node {node}",
+                o.du.spec.source_namespace, o.du.spec.source_pvc
+            ),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn upload_in_progress(&self, o: &ObservedUpload) -> Result<(), StepError> {
+        let ns = &self.options.namespace;
+        if annotation(&o.du, UPLOADED_ANNOTATION).is_some() {
+            // The result is recorded: remove the backup's objects, then complete.
+            if !self.upload_cleanup(o).await? {
+                return Ok(());
+            }
+            let status = o.du.status.clone().unwrap_or_default();
+            let total = status
+                .progress
+                .as_ref()
+                .and_then(|p| p.total_bytes)
+                .unwrap_or(0);
+            self.finish_upload(
+                o,
+                json!({ "phase": "Completed", "completionTimestamp": now(), "message": null }),
+            )
+            .await?;
+            self.metrics.backup_ended("completed", total.max(0) as u64);
+            self.event(
+                &o.du,
+                "Normal",
+                "Completed",
+                &format!(
+                    "{}/{} backed up as snapshot {} ({total} bytes)",
+                    o.du.spec.source_namespace,
+                    o.du.spec.source_pvc,
+                    status.snapshot_id.unwrap_or_default()
+                ),
+            )
+            .await;
+            return Ok(());
+        }
+        let Some(pod) = self.backup_pod(&o.name).await? else {
+            return self
+                .upload_fail(
+                    o,
+                    &format!(
+                        "backup pod {ns}/{} was deleted before the data mover finished",
+                        o.name
+                    ),
+                )
+                .await;
+        };
+        let message = termination_message(&pod);
+        let result = message.as_deref().and_then(parse_termination_message);
+        match pod_phase(&pod).as_str() {
+            "Succeeded" => {
+                let Some(result) = result.filter(|r| r.ok && !r.snapshot_id.is_empty()) else {
+                    return self
+                        .upload_fail(
+                            o,
+                            &format!(
+                                "the data mover ended without reporting a snapshot: {}",
+                                message.unwrap_or_default()
+                            ),
+                        )
+                        .await;
+                };
+                let block = pod
+                    .spec
+                    .as_ref()
+                    .map(|s| &s.containers[0])
+                    .and_then(|c| c.volume_devices.as_ref())
+                    .is_some_and(|d| !d.is_empty());
+                let patch = json!({
+                    "metadata": { "annotations": { UPLOADED_ANNOTATION: now() } },
+                    "status": {
+                        "snapshotID": result.snapshot_id,
+                        "path": if block { BACKUP_DEVICE_PATH } else { BACKUP_MOUNT_PATH },
+                        "progress": { "totalBytes": result.total_bytes, "bytesDone": result.total_bytes },
+                        "incrementalBytes": result.incremental_bytes,
+                    },
+                });
+                self.patch_upload(&o.name, patch).await?;
+                self.event(
+                    &o.du,
+                    "Normal",
+                    "DataMoved",
+                    &format!(
+                        "{} bytes backed up as snapshot {}; removing the backup's objects",
+                        result.total_bytes, result.snapshot_id
+                    ),
+                )
+                .await;
+                Ok(())
+            }
+            "Failed" | "Unknown" => {
+                let why = result
+                    .and_then(|r| r.error)
+                    .or(message)
+                    .unwrap_or_else(|| "the data mover failed without a message".into());
+                self.upload_fail(o, &format!("data mover failed: {why}"))
+                    .await
+            }
+            _ => {
+                if let Some(problem) = pod_problem(&pod) {
+                    return self
+                        .upload_fail(o, &format!("backup pod {ns}/{}: {problem}", o.name))
+                        .await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn upload_cancel(&self, o: &ObservedUpload) -> Result<(), StepError> {
+        let previous = o.du.status.as_ref().and_then(|s| s.message.clone());
+        let reason = if o.du.phase() != DataUploadPhase::Canceling {
+            let reason = match previous.filter(|m| !m.is_empty()) {
+                Some(m) => format!("spec.cancel was set (message then: {m})"),
+                None => "spec.cancel was set".to_string(),
+            };
+            self.patch_upload(
+                &o.name,
+                json!({ "status": { "phase": "Canceling", "message": reason } }),
+            )
+            .await?;
+            self.event(
+                &o.du,
+                "Normal",
+                "Canceling",
+                &format!("{reason}: removing the backup's objects"),
+            )
+            .await;
+            reason
+        } else {
+            previous.unwrap_or_else(|| "spec.cancel was set".to_string())
+        };
+        if self.upload_cleanup(o).await? {
+            self.finish_upload(
+                o,
+                json!({
+                    "phase": "Canceled",
+                    "completionTimestamp": now(),
+                    "message": format!("canceled: {reason}"),
+                }),
+            )
+            .await?;
+            self.metrics.backup_ended("canceled", 0);
+            self.event(
+                &o.du,
+                "Normal",
+                "Canceled",
+                "backup canceled; its pod, PVC and snapshot are removed",
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn upload_fail(&self, o: &ObservedUpload, message: &str) -> Result<(), StepError> {
+        if let Err(err) = self.upload_cleanup(o).await {
+            tracing::warn!(data_upload = %o.name, error = %err, "cleanup after failure incomplete");
+        }
+        self.finish_upload(
+            o,
+            json!({ "phase": "Failed", "completionTimestamp": now(), "message": message }),
+        )
+        .await?;
+        self.metrics.backup_ended("failed", 0);
+        self.event(&o.du, "Warning", "Failed", message).await;
+        tracing::warn!(data_upload = %o.name, %message, "backup failed");
+        Ok(())
+    }
+
+    async fn upload_deleted(&self, o: &ObservedUpload) -> Result<(), StepError> {
+        if !has_upload_finalizer(&o.du) || !self.upload_cleanup(o).await? {
+            return Ok(());
+        }
+        if !o.du.phase().is_terminal() {
+            self.metrics.backup_ended("canceled", 0);
+        }
+        self.patch_upload(
+            &o.name,
+            json!({ "metadata": { "finalizers": upload_finalizers(&o.du, false) } }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Once taken over, the source snapshot, then its (retained) content, are deleted, as
+    /// Velero's exposer deletes them; the data lives on in the backup snapshot. Returns
+    /// whether both are gone (true when nothing was taken over).
+    async fn release_source(&self, o: &ObservedUpload) -> Result<bool, kube::Error> {
+        let Some(content_name) = annotation(&o.du, SOURCE_CONTENT_ANNOTATION) else {
+            return Ok(true);
+        };
+        let client = &self.options.client;
+        let csi = o.du.spec.csi_snapshot.clone().unwrap_or_default();
+        let source_snapshots = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            &o.du.spec.source_namespace,
+            &snapshot_resource(),
+        );
+        let contents = Api::<DynamicObject>::all_with(client.clone(), &content_resource());
+        if source_snapshots
+            .get_opt(&csi.volume_snapshot)
+            .await?
+            .is_some()
+        {
+            match source_snapshots
+                .delete(&csi.volume_snapshot, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => {}
+                Err(err) if not_found(&err) => {}
+                Err(err) => return Err(err),
+            }
+            // The content goes once the snapshot is gone (its controller must see that first).
+            self.poll_soon
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Ok(false);
+        }
+        if contents.get_opt(content_name).await?.is_none() {
+            return Ok(true);
+        }
+        match contents
+            .delete(content_name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(err) if not_found(&err) => {}
+            Err(err) => return Err(err),
+        }
+        Ok(contents.get_opt(content_name).await?.is_none())
+    }
+
+    /// Removes the backup pod, PVC (its PV deleted with it, whatever the class's reclaim
+    /// policy) and the backup snapshot (its content, policy Delete, goes with it), and the
+    /// source snapshot once taken over. Returns whether all of them are gone.
+    async fn upload_cleanup(&self, o: &ObservedUpload) -> Result<bool, StepError> {
+        let name = o.name.as_str();
+        let client = &self.options.client;
+        let ns = &self.options.namespace;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+        let snapshots =
+            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &snapshot_resource());
+        let ignore_missing = |r: Result<(), kube::Error>| match r {
+            Err(err) if not_found(&err) => Ok(()),
+            other => other,
+        };
+        ignore_missing(
+            pods.delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        if let Some(pvc) = pvcs.get_opt(name).await?
+            && let Some(pv_name) = pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.clone())
+                .filter(|v| !v.is_empty())
+        {
+            let pvs: Api<PersistentVolume> = Api::all(client.clone());
+            if let Some(pv) = pvs.get_opt(&pv_name).await?
+                && pv
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+                    .is_some_and(|p| p != "Delete")
+            {
+                pvs.patch(
+                    &pv_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "spec": { "persistentVolumeReclaimPolicy": "Delete" } })),
+                )
+                .await?;
+            }
+        }
+        ignore_missing(
+            pvcs.delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        ignore_missing(
+            snapshots
+                .delete(name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        let source_gone = self.release_source(o).await?;
+        let gone = pods.get_opt(name).await?.is_none()
+            && pvcs.get_opt(name).await?.is_none()
+            && snapshots.get_opt(name).await?.is_none()
+            && source_gone;
+        if !gone {
+            // Deletions of PVCs and snapshots wake no pass: look again soon.
+            self.poll_soon
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(gone)
+    }
+
+    /// Writes a terminal status and releases the finalizer (the objects are gone).
+    async fn finish_upload(
+        &self,
+        o: &ObservedUpload,
+        status: serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        let patch = if has_upload_finalizer(&o.du) {
+            json!({ "metadata": { "finalizers": upload_finalizers(&o.du, false) }, "status": status })
+        } else {
+            json!({ "status": status })
+        };
+        self.patch_upload(&o.name, patch).await
+    }
+
+    async fn set_upload_message(&self, o: &ObservedUpload, message: &str) -> Result<(), StepError> {
+        let current = o.du.status.as_ref().and_then(|s| s.message.as_deref());
+        if current != Some(message) {
+            self.patch_upload(&o.name, json!({ "status": { "message": message } }))
+                .await?;
+            self.event(&o.du, "Normal", "Waiting", message).await;
+        }
+        Ok(())
+    }
+
+    async fn patch_upload(&self, name: &str, patch: serde_json::Value) -> Result<(), kube::Error> {
+        self.uploads
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A take-over step's error: retried (an API error that may pass) or the backup's failure.
+enum TakeOver {
+    Step(StepError),
+    Fail(String),
+}
+
+impl TakeOver {
+    fn kube(err: kube::Error) -> TakeOver {
+        if crate::cluster::is_transient(&err) {
+            TakeOver::Step(err.into())
+        } else {
+            TakeOver::Fail(format!("taking over the snapshot failed: {err}"))
+        }
+    }
+}
+
+/// Why a backup pod will not get anywhere (failed, or waiting for what waiting won't fix).
+fn pod_problem(pod: &Pod) -> Option<String> {
+    let phase = pod_phase(pod);
+    if phase == "Failed" || phase == "Unknown" {
+        let detail = termination_message(pod)
+            .map(|m| format!(": {}", data_mover_error(&m)))
+            .unwrap_or_default();
+        return Some(format!("{phase}{detail}"));
+    }
+    unrecoverable_wait(pod).map(|(reason, message)| match message {
+        Some(m) => format!("{reason}: {m}"),
+        None => reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed(phase: &str, node: Option<&str>) -> ObservedUpload {
+        let du: DataUpload = serde_json::from_value(json!({
+            "metadata": {"name": "du"},
+            "spec": {"snapshotType": "CSI", "sourcePVC": "p", "backupStorageLocation": "default",
+                     "sourceNamespace": "app", "operationTimeout": "10m"},
+            "status": {"phase": phase, "node": node},
+        }))
+        .unwrap();
+        ObservedUpload {
+            name: "du".into(),
+            du,
+        }
+    }
+
+    #[test]
+    fn uploads_hold_node_slots_while_they_run_and_not_after() {
+        let uploads = [
+            observed("Accepted", Some("n1")),
+            observed("InProgress", Some("n1")),
+            observed("Canceling", Some("n2")),
+            observed("Accepted", None),
+            observed("Completed", Some("n2")),
+            observed("Failed", Some("n3")),
+        ];
+        let mut slots = BTreeMap::from([("n2".to_string(), 1)]);
+        Controller::count_upload_slots(&uploads, &mut slots);
+        assert_eq!(
+            slots,
+            BTreeMap::from([("n1".to_string(), 2), ("n2".to_string(), 2)])
+        );
+    }
+
+    #[test]
+    fn a_failed_backup_pod_names_the_data_movers_error() {
+        let pod: Pod = serde_json::from_value(json!({
+            "status": {"phase": "Failed", "containerStatuses": [{
+                "name": crate::expose::DATA_MOVER_CONTAINER, "image": "i", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 1,
+                    "message": "{\"ok\":false,\"error\":\"wrong password\",\"snapshotId\":\"\",\"totalBytes\":0,\"bytesDone\":0,\"files\":0,\"seconds\":0}"}}}]},
+        }))
+        .unwrap();
+        assert_eq!(pod_problem(&pod).unwrap(), "Failed: wrong password");
+        let waiting: Pod = serde_json::from_value(json!({
+            "status": {"phase": "Pending", "containerStatuses": [{
+                "name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}}]},
+        }))
+        .unwrap();
+        assert_eq!(
+            pod_problem(&waiting).unwrap(),
+            "ImagePullBackOff: no such image"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use std::process::Output;
 
 use common::*;
 use ferry_controller::crds::DataUpload;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 use kube::api::{
     ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
@@ -186,6 +186,35 @@ async fn backup_create_get_describe() {
     claim(&env, "unbound", "standard", false).await;
     let err = fails(&ferry(&env, &["backup", "create", "--pvc", "app/unbound"]).await);
     assert!(err.contains("app/unbound is Pending, not Bound"), "{err}");
+    // A claim bound to a volume that is not CSI.
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "static-pv"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": "manual", "hostPath": {"path": "/tmp/static-pv"}},
+    }))
+    .unwrap();
+    Api::<PersistentVolume>::all(env.client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+        .unwrap();
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "static", "namespace": APP},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+                 "volumeName": "static-pv", "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);
+    claims.create(&PostParams::default(), &pvc).await.unwrap();
+    wait_for("claim static bound", 40, || async {
+        let c = claims.get("static").await.ok()?;
+        (c.status?.phase.as_deref() == Some("Bound")).then_some(())
+    })
+    .await;
+    let err = fails(&ferry(&env, &["backup", "create", "--pvc", "app/static"]).await);
+    assert!(
+        err.contains("PersistentVolume static-pv, which is not a CSI volume"),
+        "{err}"
+    );
     assert_eq!(count_uploads(&env).await, 0);
     let vs = snapshots(&env).list(&ListParams::default()).await.unwrap();
     assert!(vs.items.is_empty(), "{:?}", vs.items);
@@ -325,6 +354,46 @@ async fn backup_create_get_describe() {
         ],
     )
     .await);
+    // A location marked spec.default wins over the one named `default`.
+    let bsl: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "velero.io/v1", "kind": "BackupStorageLocation",
+        "metadata": {"name": "primary", "namespace": NS},
+        "spec": {"provider": "local", "default": true, "config": {"path": "/nowhere"},
+                 "objectStorage": {"bucket": "bucket"}},
+    }))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(
+        env.client.clone(),
+        NS,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("velero.io", "v1", "BackupStorageLocation"),
+            "backupstoragelocations",
+        ),
+    )
+    .create(&PostParams::default(), &bsl)
+    .await
+    .unwrap();
+    ok(&ferry(
+        &env,
+        &[
+            "backup",
+            "create",
+            "--pvc",
+            "app/data",
+            "--name",
+            "to-primary",
+            "--data-mover-name",
+            "velero",
+        ],
+    )
+    .await);
+    assert_eq!(
+        data_upload(&env, "to-primary")
+            .await
+            .spec
+            .backup_storage_location,
+        "primary"
+    );
 
     // The controller's part, by hand: one Completed upload and an Event about it.
     set_status(

@@ -44,6 +44,9 @@ enum Command {
     /// Commands run inside data mover pods.
     #[command(subcommand, name = "data-mover")]
     DataMover(commands::data_mover::DataMoverCommand),
+    /// Create and inspect backups without Velero.
+    #[command(subcommand)]
+    Backup(commands::backup::BackupCommand),
     /// Create and inspect restores without Velero.
     #[command(subcommand)]
     Restore(commands::restore::RestoreCommand),
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             Command::Repo(cmd) => commands::repo::run(cmd).await,
             Command::Controller(args) => commands::controller::run(args).await,
             Command::DataMover(cmd) => commands::data_mover::run(cmd).await,
+            Command::Backup(cmd) => commands::backup::run(cmd).await,
             Command::Restore(cmd) => commands::restore::run(cmd).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Bench(cmd) => commands::bench::run(cmd).await,

@@ -1,6 +1,8 @@
 //! One module per top-level subcommand; each owns its clap arguments and a `run` function.
 
+pub mod backup;
 pub mod bench;
+pub mod cluster_args;
 pub mod config;
 pub mod controller;
 pub mod data_mover;

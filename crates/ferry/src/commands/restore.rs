@@ -9,8 +9,13 @@ use anyhow::{Context, bail};
 use ferry_controller::crds::{DataDownload, DataDownloadSpec, TargetVolumeSpec};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::{ApiResource, PostParams};
 use serde_json::json;
+
+use super::cluster_args::{
+    ClusterArgs, OutputArgs, OutputFormat, decode, events_for, get_raw, list_raw, list_value,
+    print_events, print_raw,
+};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RestoreCommand {
@@ -43,33 +48,39 @@ pub struct CreateArgs {
     /// Block volume instead of a filesystem.
     #[arg(long)]
     block: bool,
-    /// ferry's namespace (where DataDownloads live).
-    #[arg(long, default_value = "velero")]
-    namespace: String,
     #[arg(long, default_value = "ferry")]
     data_mover_name: String,
     /// Wait until the restore ends; fail unless it Completed.
     #[arg(long)]
     wait: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
-    #[arg(long, default_value = "velero")]
-    namespace: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct DescribeArgs {
     name: String,
-    #[arg(long, default_value = "velero")]
-    namespace: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub async fn run(cmd: RestoreCommand) -> anyhow::Result<ExitCode> {
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot reach the Kubernetes API (KUBECONFIG)")?;
+    let cluster = match &cmd {
+        RestoreCommand::Create(args) => &args.cluster,
+        RestoreCommand::Get(args) => &args.cluster,
+        RestoreCommand::Describe(args) => &args.cluster,
+    };
+    let client = cluster.client().await?;
     match cmd {
         RestoreCommand::Create(args) => create(client, args).await,
         RestoreCommand::Get(args) => get(client, args).await,
@@ -124,14 +135,14 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
             ..Default::default()
         },
     );
-    let downloads: Api<DataDownload> = Api::namespaced(client.clone(), &args.namespace);
+    let downloads: Api<DataDownload> = Api::namespaced(client.clone(), &args.cluster.namespace);
     downloads
         .create(&PostParams::default(), &dd)
         .await
-        .with_context(|| format!("creating DataDownload {}/{name}", args.namespace))?;
+        .with_context(|| format!("creating DataDownload {}/{name}", args.cluster.namespace))?;
     println!(
         "DataDownload {}/{name} created for {target_ns}/{pvc_name}",
-        args.namespace
+        args.cluster.namespace
     );
     if !args.wait {
         return Ok(ExitCode::SUCCESS);
@@ -166,28 +177,39 @@ fn line(dd: &DataDownload) -> String {
     )
 }
 
+fn resource() -> ApiResource {
+    ApiResource::erase::<DataDownload>(&())
+}
+
 async fn get(client: kube::Client, args: GetArgs) -> anyhow::Result<ExitCode> {
-    let downloads: Api<DataDownload> = Api::namespaced(client, &args.namespace);
-    let list = downloads.list(&ListParams::default()).await?;
+    let items = list_raw(&client, &args.cluster.namespace, &resource()).await?;
+    if args.output.output != OutputFormat::Table {
+        print_raw(args.output.output, &list_value(&items)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{:<32} {:<11} {:<12} {:>12}/{:<12} MESSAGE",
         "NAME", "PHASE", "NODE", "BYTES DONE", "TOTAL"
     );
-    for dd in &list.items {
-        println!("{}", line(dd));
+    for object in &items {
+        println!("{}", line(&decode::<DataDownload>(object)?));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn describe(client: kube::Client, args: DescribeArgs) -> anyhow::Result<ExitCode> {
-    let downloads: Api<DataDownload> = Api::namespaced(client, &args.namespace);
-    let dd = downloads
-        .get_opt(&args.name)
+    let ns = &args.cluster.namespace;
+    let object = get_raw(&client, ns, &resource(), &args.name)
         .await?
-        .with_context(|| format!("DataDownload {}/{} not found", args.namespace, args.name))?;
+        .with_context(|| format!("DataDownload {ns}/{} not found", args.name))?;
+    if args.output.output != OutputFormat::Table {
+        print_raw(args.output.output, &serde_json::to_value(&object)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dd: DataDownload = decode(&object)?;
     let s = dd.status.clone().unwrap_or_default();
     let t = &dd.spec.target_volume;
-    println!("Name:           {}/{}", args.namespace, args.name);
+    println!("Name:           {ns}/{}", args.name);
     println!(
         "Data mover:     {}",
         dd.spec.datamover.clone().unwrap_or_default()
@@ -205,5 +227,6 @@ async fn describe(client: kube::Client, args: DescribeArgs) -> anyhow::Result<Ex
         p.total_bytes.unwrap_or(0)
     );
     println!("Message:        {}", s.message.unwrap_or_default());
+    print_events(&events_for(&client, ns, DataDownload::KIND, &args.name).await?);
     Ok(ExitCode::SUCCESS)
 }

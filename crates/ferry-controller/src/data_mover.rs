@@ -116,9 +116,18 @@ fn join_prefix(parts: &[&str]) -> String {
         .join("/")
 }
 
+/// Where ferry's repositories live under a location's prefix: `plugins/ferry`. Velero checks
+/// that a location's prefix holds only its own top-level directories (backups, restores,
+/// restic, kopia, metadata, plugins) and marks the location Unavailable otherwise, so a
+/// repository at `<prefix>/ferry/` would break every Velero backup to that location; `plugins/`
+/// is where Velero lets plugins keep their data (the vSphere data mover kept its repository
+/// under `plugins/` too).
+pub const REPOSITORY_DIR: &str = "plugins/ferry";
+
 /// Resolves a BackupStorageLocation to the repository of `source_namespace`:
-/// `<prefix>/ferry/<sourceNamespace>` in the bucket (`provider: aws` and other S3-compatible
-/// names), or `<config.path>/<bucket>/<prefix>/ferry/<sourceNamespace>` (`provider: local`).
+/// `<prefix>/plugins/ferry/<sourceNamespace>` in the bucket (`provider: aws` and other
+/// S3-compatible names), or `<config.path>/<bucket>/<prefix>/plugins/ferry/<sourceNamespace>`
+/// (`provider: local`).
 pub fn repository_location(
     name: &str,
     spec: &BackupStorageLocationSpec,
@@ -141,7 +150,7 @@ pub fn repository_location(
                     "config.path {base:?} must be an absolute directory"
                 )));
             }
-            let relative = join_prefix(&[bucket, prefix, "ferry", source_namespace]);
+            let relative = join_prefix(&[bucket, prefix, REPOSITORY_DIR, source_namespace]);
             Ok(RepositoryLocation::Local(Path::new(base).join(relative)))
         }
         "aws" | "s3" => {
@@ -154,7 +163,7 @@ pub fn repository_location(
             Ok(RepositoryLocation::S3(Box::new(S3ConfigNoSecret {
                 endpoint: config.get("s3Url").filter(|u| !u.is_empty()).cloned(),
                 bucket: bucket.to_string(),
-                prefix: join_prefix(&[prefix, "ferry", source_namespace]),
+                prefix: join_prefix(&[prefix, REPOSITORY_DIR, source_namespace]),
                 region: config
                     .get("region")
                     .cloned()
@@ -448,11 +457,11 @@ mod tests {
     }
 
     #[test]
-    fn local_location_is_path_bucket_prefix_ferry_namespace() {
+    fn local_location_is_path_bucket_prefix_plugins_ferry_namespace() {
         let s = spec("local", &[("path", "/srv/backups")], "b", Some("velero/"));
         assert_eq!(
             repository_location("default", &s, "app").unwrap(),
-            RepositoryLocation::Local("/srv/backups/b/velero/ferry/app".into())
+            RepositoryLocation::Local("/srv/backups/b/velero/plugins/ferry/app".into())
         );
     }
 
@@ -492,7 +501,7 @@ mod tests {
         };
         assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(s3.bucket, "velero");
-        assert_eq!(s3.prefix, "cluster-a/ferry/app");
+        assert_eq!(s3.prefix, "cluster-a/plugins/ferry/app");
         assert_eq!(s3.region, "minio");
         assert!(s3.path_style);
     }

@@ -1,6 +1,6 @@
 //! What runs inside a backup pod (`ferry data-mover backup`): read the DataUpload, open (or
 //! create) the repository of its BackupStorageLocation for the source namespace
-//! (`<prefix>/ferry/<sourceNamespace>`), back up the mounted volume — its entries at the
+//! (`<prefix>/plugins/ferry/<sourceNamespace>`), back up the mounted volume — its entries at the
 //! snapshot's root for a Filesystem volume, one stream for a Block volume — incrementally
 //! against the previous snapshot of the same volume, tagged as Velero tags its snapshots,
 //! report progress into `status.progress` and leave the summary as the termination message.

@@ -25,6 +25,8 @@ pub const PREFIX: &str = "backups";
 pub const LOCATION: &str = "default";
 pub const CREDENTIALS_SECRET: &str = "cloud-credentials";
 pub const SNAPSHOT_CLASS: &str = "kubesim-snapshots";
+/// The Velero release testenv/velero/go.mod pins (the stand-in Deployment's image tag).
+pub const VELERO_VERSION: &str = "v1.18.3";
 const ACCESS_KEY_ID: &str = "velero-test-key";
 const SECRET_ACCESS_KEY: &str = "velero-test-secret";
 const REGION: &str = "us-east-1";
@@ -179,6 +181,31 @@ impl Velero {
                              "labels": {"velero.io/csi-volumesnapshot-class": "true"}},
                 "driver": kubesim::nodes::bootstrap::PROVISIONER,
                 "deletionPolicy": "Delete",
+            }),
+        )
+        .await?;
+
+        // The server runs outside the cluster, but Velero's pod-volume restore action (run
+        // for every restored pod, data mover or not) reads its own Deployment `velero` for the
+        // image of its restore helper, and fails the restore without it: a stand-in at zero
+        // replicas records what `velero install` would have deployed.
+        create(
+            &client,
+            ("apps", "v1", "Deployment", "deployments"),
+            serde_json::json!({
+                "metadata": {"name": "velero", "namespace": NAMESPACE,
+                             "labels": {"component": "velero"}},
+                "spec": {
+                    "replicas": 0,
+                    "selector": {"matchLabels": {"deploy": "velero"}},
+                    "template": {
+                        "metadata": {"labels": {"deploy": "velero", "component": "velero"}},
+                        "spec": {"containers": [{
+                            "name": "velero", "image": format!("velero/velero:{VELERO_VERSION}"),
+                            "args": ["server", "--features=EnableCSI"],
+                        }]},
+                    },
+                },
             }),
         )
         .await?;

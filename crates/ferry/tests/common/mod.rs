@@ -83,7 +83,7 @@ pub struct Env {
     /// service account, so the real authorizer judges every request by the rendered RBAC.
     pub controller_client: kube::Client,
     pub repo: Repository,
-    /// The repository's directory (`<bsl path>/bucket/backups/ferry/app`).
+    /// The repository's directory (`<bsl path>/bucket/backups/plugins/ferry/app`).
     pub repo_dir: PathBuf,
     pub sources: PathBuf,
     pub movers: DataMovers,
@@ -154,9 +154,12 @@ pub async fn install_restore_prerequisites(
         async move { d.list(&ListParams::default()).await.is_ok().then_some(()) }
     })
     .await;
-    // Repository at <path>/<bucket>/<prefix>/ferry/<source namespace>.
+    // Repository at <path>/<bucket>/<prefix>/plugins/ferry/<source namespace>.
     let bsl_root = dir.join("bsl");
-    let repo_dir = bsl_root.join("bucket/backups/ferry").join(APP);
+    let repo_dir = bsl_root
+        .join("bucket/backups")
+        .join(ferry_controller::data_mover::REPOSITORY_DIR)
+        .join(APP);
     std::fs::create_dir_all(&repo_dir).unwrap();
     let backend = ferry_repo::backend::open(&repo_dir.to_string_lossy()).unwrap();
     let repo = Repository::init(backend, PASSWORD).await.unwrap();

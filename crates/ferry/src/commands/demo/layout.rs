@@ -63,12 +63,12 @@ impl Layout {
     }
 
     /// Where the repository for the workload's namespace lives under the location:
-    /// `<path>/<bucket>/<prefix>/ferry/<namespace>`.
+    /// `<path>/<bucket>/<prefix>/plugins/ferry/<namespace>`.
     pub fn repository(&self) -> PathBuf {
         self.location()
             .join(super::objects::LOCATION_BUCKET)
             .join(super::objects::LOCATION_PREFIX)
-            .join("ferry")
+            .join(ferry_controller::data_mover::REPOSITORY_DIR)
             .join(super::objects::WORKLOAD_NAMESPACE)
     }
 
@@ -124,7 +124,7 @@ mod tests {
         assert!(
             layout
                 .repository()
-                .ends_with("backups/demo/backups/ferry/ledger")
+                .ends_with("backups/demo/backups/plugins/ferry/ledger")
         );
     }
 

@@ -182,7 +182,7 @@ pub fn data_download(
 }
 
 /// A local-directory BackupStorageLocation: the repository lives at
-/// `<path>/<bucket>/<prefix>/ferry/<source namespace>`.
+/// `<path>/<bucket>/<prefix>/plugins/ferry/<source namespace>`.
 pub fn backup_storage_location(path: &str) -> DynamicObject {
     let mut object = DynamicObject::new(LOCATION, &location_resource()).within(FERRY_NAMESPACE);
     object.data = json!({

@@ -1,0 +1,318 @@
+//! The acceptance scenario of Velero with ferry as its data mover, on the real control plane
+//! (see docs/velero.md): Velero v1.18 (built from its Go module) backs up a namespace with a
+//! 3-replica StatefulSet on a WaitForFirstConsumer class through `velero backup create
+//! --snapshot-move-data --data-mover ferry`; ferry's controller (as its service account, with
+//! the RBAC `ferry install` renders) handles the DataUploads, writing the data into the
+//! repository on the location's S3 bucket (moto); the namespace is deleted; `velero restore
+//! create` brings it back through ferry's DataDownloads, once with the default node-agent
+//! configuration (each restore waits for its pod) and once with
+//! `restorePVC.ignoreDelayBinding`; every byte of each volume is compared.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::movers::DataMovers;
+use common::trees::{describe, fill};
+use common::{CONFIGMAP, NS, options, set_config, wait_for};
+use ferry_controller::crds::{DataDownload, DataUpload};
+use ferry_controller::install::{CONTROLLER_NAME, InstallOptions, render};
+use ferry_controller::start_controller;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use serde_json::json;
+use testenv::velero::Velero;
+use testenv::{Backend, ClusterConfig, TestCluster};
+
+const APP: &str = "shop";
+const REPLICAS: usize = 3;
+
+fn statefulset() -> StatefulSet {
+    let labels = json!({"app": "db"});
+    serde_json::from_value(json!({
+        "metadata": {"name": "db", "namespace": APP},
+        "spec": {
+            "replicas": REPLICAS, "serviceName": "db",
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                {"name": "db", "image": "busybox",
+                 "volumeMounts": [{"name": "data", "mountPath": "/data"}]}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+                "resources": {"requests": {"storage": "256Mi"}}}}],
+        },
+    }))
+    .unwrap()
+}
+
+/// The directory of claim `data-db-i`'s volume once it is bound.
+async fn volume_of(cluster: &TestCluster, i: usize) -> PathBuf {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(cluster.client(), APP);
+    let name = format!("data-db-{i}");
+    let pv = wait_for(&format!("{name} bound"), 300, || {
+        let claims = claims.clone();
+        let name = name.clone();
+        async move {
+            let c = claims.get(&name).await.ok()?;
+            (c.status?.phase.as_deref() == Some("Bound")).then_some(())?;
+            c.spec?.volume_name
+        }
+    })
+    .await;
+    cluster.nodes().volume_path(&pv)
+}
+
+/// The phase `velero backup|restore describe` prints.
+fn phase(details: &str) -> &str {
+    details
+        .lines()
+        .find_map(|l| l.strip_prefix("Phase:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default()
+}
+
+async fn velero(velero: &Velero, args: &[&str]) -> String {
+    let out = velero.cli(args).await.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "velero {args:?} failed: {text}\nserver log: {}",
+        velero.logs().join("velero-server.log").display()
+    );
+    text
+}
+
+/// Deletes the application namespace and waits until it is gone (its volumes with it).
+async fn lose_the_namespace(cluster: &TestCluster) {
+    let namespaces: Api<Namespace> = Api::all(cluster.client());
+    namespaces
+        .delete(APP, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("namespace deleted", 180, || {
+        let namespaces = namespaces.clone();
+        async move { namespaces.get_opt(APP).await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+}
+
+/// Restores backup `b1` as restore `name`; returns how long Velero took and the nodes of
+/// ferry's DataDownloads.
+async fn restore(
+    cluster: &TestCluster,
+    v: &Velero,
+    name: &str,
+    expected: &BTreeMap<usize, BTreeMap<String, String>>,
+) -> (Duration, Vec<String>) {
+    let started = Instant::now();
+    let out = velero(
+        v,
+        &["restore", "create", name, "--from-backup", "b1", "--wait"],
+    )
+    .await;
+    let took = started.elapsed();
+    let details = velero(
+        v,
+        &[
+            "restore",
+            "describe",
+            name,
+            "--details",
+            "--colorized=false",
+        ],
+    )
+    .await;
+    assert_eq!(
+        phase(&details),
+        "Completed",
+        "restore {name}: {out}\n{details}"
+    );
+    assert!(
+        details.contains("Data Mover: ferry")
+            && details.contains("Progress description:        Completed"),
+        "the data mover operations completed: {details}"
+    );
+    let downloads: Api<DataDownload> = Api::namespaced(cluster.client(), NS);
+    let ours: Vec<DataDownload> = downloads
+        .list(&ListParams::default().labels(&format!("velero.io/restore-name={name}")))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(ours.len(), REPLICAS, "one DataDownload per volume");
+    let mut nodes = Vec::new();
+    for dd in &ours {
+        assert_eq!(dd.spec.datamover.as_deref(), Some("ferry"));
+        let status = dd.status.clone().unwrap();
+        assert_eq!(
+            status.phase.as_ref().map(|p| p.as_str()),
+            Some("Completed"),
+            "{:?}",
+            status.message
+        );
+        nodes.push(status.node.unwrap_or_default());
+    }
+    for (i, tree) in expected {
+        let dir = volume_of(cluster, *i).await;
+        assert_eq!(
+            &describe(&dir),
+            tree,
+            "volume data-db-{i} restored by {name}"
+        );
+    }
+    (took, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn velero_backs_up_and_restores_a_statefulset_through_ferry_on_the_real_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_movers, wrapper) = DataMovers::install(
+        &dir.path().join("movers"),
+        env!("CARGO_BIN_EXE_ferry").as_ref(),
+    );
+    let cluster = TestCluster::start(
+        Backend::Real,
+        ClusterConfig {
+            nodes: 3,
+            zones: 0,
+            data_dir: dir.path().join("sim"),
+            image_binaries: BTreeMap::from([("ferry".to_string(), wrapper)]),
+        },
+    )
+    .await
+    .unwrap();
+    let client = cluster.client();
+    let v = Velero::start(&cluster, &dir.path().join("velero"))
+        .await
+        .unwrap();
+    // ferry beside Velero in its namespace (Velero's CRDs stay as Velero installed them).
+    let mut manifests = render(&InstallOptions::new(CONFIGMAP)).unwrap();
+    manifests.deployment.spec.as_mut().unwrap().replicas = Some(0);
+    ferry_controller::install::apply(&client, &manifests)
+        .await
+        .unwrap();
+    set_config(&client, json!({})).await;
+    let controller_client = cluster
+        .service_account_client(NS, CONTROLLER_NAME)
+        .await
+        .unwrap();
+    let ctl = start_controller(options(controller_client)).await.unwrap();
+
+    // The workload: each replica's volume holds its own data.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": APP}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<StatefulSet>::namespaced(client.clone(), APP)
+        .create(&PostParams::default(), &statefulset())
+        .await
+        .unwrap();
+    let mut expected = BTreeMap::new();
+    for i in 0..REPLICAS {
+        let dir = volume_of(&cluster, i).await;
+        fill(&dir);
+        std::fs::write(dir.join("replica"), format!("db-{i}")).unwrap();
+        expected.insert(i, describe(&dir));
+    }
+
+    let started = Instant::now();
+    let out = velero(
+        &v,
+        &[
+            "backup",
+            "create",
+            "b1",
+            "--include-namespaces",
+            APP,
+            "--snapshot-move-data",
+            "--data-mover",
+            "ferry",
+            "--wait",
+        ],
+    )
+    .await;
+    let backup_took = started.elapsed();
+    let backup_done = k8s_openapi::jiff::Timestamp::now();
+    let details = velero(
+        &v,
+        &["backup", "describe", "b1", "--details", "--colorized=false"],
+    )
+    .await;
+    assert_eq!(phase(&details), "Completed", "{out}\n{details}");
+    let uploads: Api<DataUpload> = Api::namespaced(client.clone(), NS);
+    let ours = uploads
+        .list(&ListParams::default().labels("velero.io/backup-name=b1"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(ours.len(), REPLICAS, "one DataUpload per volume");
+    for du in &ours {
+        let status = du.status.clone().unwrap();
+        assert_eq!(
+            status.phase.as_ref().map(|p| p.as_str()),
+            Some("Completed"),
+            "{:?}",
+            status.message
+        );
+        // ferry accepted it (Velero's node-agent, not running here, never did).
+        assert_eq!(status.accepted_by_node.as_deref(), Some("e2e-controller"));
+        assert!(status.snapshot_id.is_some_and(|s| !s.is_empty()));
+    }
+
+    // Default restorePVC: each restore waits for its pod.
+    lose_the_namespace(&cluster).await;
+    let (default_took, _) = restore(&cluster, &v, "r-default", &expected).await;
+
+    // ignoreDelayBinding: the restores start at once, spread over the nodes.
+    lose_the_namespace(&cluster).await;
+    set_config(&client, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
+    let (ignore_took, nodes) = restore(&cluster, &v, "r-ignore", &expected).await;
+    // Velero creates the DataDownloads one after another; a restore that ends before the
+    // next is created frees its node again, so "spread" means more than one node here.
+    let distinct: std::collections::BTreeSet<&String> = nodes.iter().collect();
+    assert!(
+        distinct.len() >= 2,
+        "ignoreDelayBinding spreads the restores over the nodes: {nodes:?}"
+    );
+    // ferry's repository under the location's prefix leaves the location valid in Velero's
+    // eyes (Velero validates it every minute; a stray top-level directory makes it
+    // Unavailable, which a second restore then trips over).
+    let location = wait_for(
+        "a validation of the location after the backup",
+        120,
+        || async {
+            let out = v
+                .cli(&["backup-location", "get", "default", "-o", "json"])
+                .await
+                .ok()?;
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            let validated: k8s_openapi::jiff::Timestamp = json["status"]["lastValidationTime"]
+                .as_str()?
+                .parse()
+                .ok()?;
+            (validated > backup_done).then_some(json)
+        },
+    )
+    .await;
+    assert_eq!(location["status"]["phase"], "Available", "{location}");
+    eprintln!(
+        "velero with ferry, {REPLICAS} volumes: backup {:.1} s, restore default {:.1} s, ignoreDelayBinding {:.1} s",
+        backup_took.as_secs_f64(),
+        default_took.as_secs_f64(),
+        ignore_took.as_secs_f64()
+    );
+    ctl.stop().await;
+    drop(v);
+    cluster.stop().await;
+}

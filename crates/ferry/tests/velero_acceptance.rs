@@ -306,6 +306,47 @@ async fn velero_backs_up_and_restores_a_statefulset_through_ferry_on_the_real_cl
     )
     .await;
     assert_eq!(location["status"]["phase"], "Available", "{location}");
+
+    // A repository password that does not open the repository: Velero's restore ends
+    // PartiallyFailed, with ferry's reason in its description.
+    lose_the_namespace(&cluster).await;
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
+        .patch(
+            "velero-repo-credentials",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"stringData": {"repository-password": "not-the-password"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let _ = v
+        .cli(&[
+            "restore",
+            "create",
+            "r-wrong",
+            "--from-backup",
+            "b1",
+            "--wait",
+        ])
+        .await
+        .unwrap();
+    let details = velero(
+        &v,
+        &[
+            "restore",
+            "describe",
+            "r-wrong",
+            "--details",
+            "--colorized=false",
+        ],
+    )
+    .await;
+    assert_eq!(phase(&details), "PartiallyFailed", "{details}");
+    assert!(
+        details.contains("data mover failed") && details.to_lowercase().contains("password"),
+        "ferry's reason shows in Velero's description: {details}"
+    );
     eprintln!(
         "velero with ferry, {REPLICAS} volumes: backup {:.1} s, restore default {:.1} s, ignoreDelayBinding {:.1} s",
         backup_took.as_secs_f64(),

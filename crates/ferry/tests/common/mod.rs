@@ -8,6 +8,7 @@
 // Each test file uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod backups;
 pub mod gate;
 pub mod movers;
 pub mod trees;

@@ -1,0 +1,190 @@
+//! Backups survive the controller: killed (as a crash, no lease release) at each point of a
+//! DataUpload's life — right after accepting it, before each object of the take-over and the
+//! exposure is created, before the source snapshot is deleted, while the data mover runs, and
+//! before the result is recorded — a successor completes every backup with each data mover
+//! started once and nothing left behind. A backup canceled while its data mover runs, and one
+//! deleted then, leave nothing behind either. On kubesim and on the real control plane.
+
+mod common;
+
+use common::backups::*;
+use common::gate::Rule;
+use common::*;
+use ferry_controller::crds::{DataUpload, DataUploadPhase};
+use http::Method;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+const DU_PATH: &str = "/namespaces/velero/datauploads/";
+
+/// Starts a controller whose request matching `rule` is parked, waits until it is, and kills
+/// the controller there.
+async fn kill_at(env: &Env, rule: Rule) {
+    let gate = common::gate::Gate::new(rule);
+    let first = controller_with(gate.client(env.controller_client.clone())).await;
+    gate.wait_hit(90).await;
+    first.kill();
+}
+
+async fn phase_of(env: &Env, name: &str) -> DataUploadPhase {
+    Api::<DataUpload>::namespaced(env.client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap()
+        .phase()
+}
+
+/// Waits until DataUpload `name` is InProgress.
+async fn in_progress(env: &Env, name: &str) {
+    wait_for(&format!("{name} InProgress"), 90, || async {
+        (phase_of(env, name).await == DataUploadPhase::InProgress).then_some(())
+    })
+    .await;
+}
+
+/// The rule for backup `i` at each kill point, and what the point is.
+fn kill_points() -> Vec<(&'static str, Box<dyn Fn(&str) -> Rule>)> {
+    vec![
+        (
+            "after accepting",
+            Box::new(|du| {
+                Rule::after(Method::PATCH, &format!("{DU_PATH}{du}")).body(r#""Accepted""#)
+            }),
+        ),
+        (
+            "before the backup VolumeSnapshot",
+            Box::new(|du| {
+                Rule::before(Method::POST, "/namespaces/velero/volumesnapshots")
+                    .body(&format!(r#""name":"{du}""#))
+            }),
+        ),
+        (
+            "before the backup VolumeSnapshotContent",
+            Box::new(|du| {
+                Rule::before(Method::POST, "/volumesnapshotcontents")
+                    .body(&format!(r#""name":"{du}""#))
+            }),
+        ),
+        (
+            "before deleting the source VolumeSnapshot",
+            Box::new(|du| {
+                Rule::before(
+                    Method::DELETE,
+                    &format!("/namespaces/{APP}/volumesnapshots/{du}"),
+                )
+            }),
+        ),
+        (
+            "before the backup PVC",
+            Box::new(|du| {
+                Rule::before(Method::POST, "/namespaces/velero/persistentvolumeclaims")
+                    .body(&format!(r#""name":"{du}""#))
+            }),
+        ),
+        (
+            "before the backup pod",
+            Box::new(|du| {
+                Rule::before(Method::POST, "/namespaces/velero/pods")
+                    .body(&format!(r#""name":"{du}""#))
+            }),
+        ),
+        (
+            "before recording the result",
+            Box::new(|du| {
+                Rule::before(Method::PATCH, &format!("{DU_PATH}{du}"))
+                    .body(r#""ferry.io/data-uploaded""#)
+            }),
+        ),
+    ]
+}
+
+on_both_clusters! {
+    async fn e2e_backup_restart_at_each_point(backend: Backend) {
+        let env = env(backend, 2, 0, json!({})).await;
+        snapshot_class(&env).await;
+        let points = kill_points();
+        let mut names = Vec::new();
+        for (i, (what, rule)) in points.iter().enumerate() {
+            let name = format!("du-{i}");
+            source_volume(&env, &format!("src-{i}")).await;
+            snapshot_and_upload(&env, &name, &format!("src-{i}")).await;
+            eprintln!("killing at: {what}");
+            kill_at(&env, rule(&name)).await;
+            names.push((name, *what));
+        }
+        // And one killed while its data mover runs.
+        let running = "du-running";
+        source_volume(&env, "src-running").await;
+        env.movers.hold(running);
+        snapshot_and_upload(&env, running, "src-running").await;
+        let first = controller(&env).await;
+        env.movers.wait_started(running, 90).await;
+        in_progress(&env, running).await;
+        first.kill();
+        names.push((running.to_string(), "while the data mover runs"));
+
+        let successor = controller(&env).await;
+        settle(&successor).await;
+        env.movers.release(running);
+        for (name, what) in &names {
+            let du = upload_ended(&env, name, 120).await;
+            let status = du.status.clone().unwrap_or_default();
+            assert_eq!(du.phase(), DataUploadPhase::Completed, "killed {what}: {:?}", status.message);
+            assert!(status.snapshot_id.is_some_and(|s| !s.is_empty()), "killed {what}");
+            assert!(
+                env.movers.starts_of(name) <= 1,
+                "killed {what}: the data mover of {name} started {} times",
+                env.movers.starts_of(name)
+            );
+            assert_eq!(env.movers.starts_of(name), 1, "killed {what}: the data mover ran");
+        }
+        assert_no_backup_leftovers(&env).await;
+        restic(&env, &["check"]);
+        successor.stop().await;
+        env.cluster.stop().await;
+    }
+}
+
+on_both_clusters! {
+    async fn e2e_backup_canceled_or_deleted_while_moving_leaves_nothing(backend: Backend) {
+        let env = env(backend, 1, 0, json!({})).await;
+        snapshot_class(&env).await;
+        for name in ["du-cancel", "du-delete"] {
+            source_volume(&env, &format!("src-{name}")).await;
+            env.movers.hold(name);
+            snapshot_and_upload(&env, name, &format!("src-{name}")).await;
+        }
+        // Both at once on the one node.
+        set_config(&env.client, json!({"loadConcurrency": {"globalConfig": 2}})).await;
+        let ctl = controller(&env).await;
+        for name in ["du-cancel", "du-delete"] {
+            env.movers.wait_started(name, 90).await;
+            in_progress(&env, name).await;
+        }
+        let uploads: Api<DataUpload> = Api::namespaced(env.client.clone(), NS);
+        uploads
+            .patch(
+                "du-cancel",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"cancel": true}})),
+            )
+            .await
+            .unwrap();
+        uploads.delete("du-delete", &DeleteParams::default()).await.unwrap();
+        let du = upload_ended(&env, "du-cancel", 60).await;
+        assert_eq!(du.phase(), DataUploadPhase::Canceled);
+        assert!(du.status.unwrap().snapshot_id.is_none());
+        wait_for("du-delete gone", 60, || {
+            let uploads = uploads.clone();
+            async move { uploads.get_opt("du-delete").await.ok()?.is_none().then_some(()) }
+        })
+        .await;
+        for name in ["du-cancel", "du-delete"] {
+            env.movers.release(name);
+        }
+        assert_no_backup_leftovers(&env).await;
+        ctl.stop().await;
+        env.cluster.stop().await;
+    }
+}

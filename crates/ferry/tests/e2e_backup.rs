@@ -146,3 +146,33 @@ on_both_clusters! {
         ctl.stop().await;
     }
 }
+
+on_both_clusters! {
+    async fn e2e_block_volume_backed_up_and_restored_byte_for_byte(backend: Backend) {
+        let env = env(backend, 1, 0, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
+        snapshot_class(&env).await;
+        let device = source_volume_of_mode(&env, "disk", "Block").await;
+        // A disk image with data, a hole and data again.
+        let mut image: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+        image[1 << 20..2 << 20].fill(0);
+        std::fs::write(&device, &image).unwrap();
+        snapshot_and_upload(&env, "du-disk", "disk").await;
+        let ctl = controller(&env).await;
+        let du = upload_ended(&env, "du-disk", 120).await;
+        assert_eq!(du.phase(), DataUploadPhase::Completed, "{}", message(&du));
+        let status = du.status.unwrap();
+        assert_eq!(status.path.as_deref(), Some("/dev/backup-volume"));
+        assert_no_backup_leftovers(&env).await;
+
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);
+        claims.delete("disk", &DeleteParams::default()).await.unwrap();
+        target_pvc(&env, "pvc-disk", "standard", "Block").await;
+        data_download(&env, "dd-disk", "pvc-disk", &status.snapshot_id.unwrap(), "ferry").await;
+        wait_completed(&env, "dd-disk", 120).await;
+        let pv = claims.get("pvc-disk").await.unwrap().spec.unwrap().volume_name.unwrap();
+        let restored = std::fs::read(env.cluster.nodes().volume_path(&pv)).unwrap();
+        assert!(restored.len() >= image.len());
+        assert!(restored[..image.len()] == image[..], "the restored device differs from the backed-up one");
+        ctl.stop().await;
+    }
+}

@@ -47,10 +47,16 @@ pub async fn create(api: &Api<DynamicObject>, object: serde_json::Value) {
 /// A bound claim of class `immediate` in the application namespace; returns its volume's
 /// directory.
 pub async fn source_volume(env: &Env, name: &str) -> PathBuf {
+    source_volume_of_mode(env, name, "Filesystem").await
+}
+
+/// A bound claim of class `immediate` and volume mode `mode`; returns its volume's directory
+/// (Filesystem) or the file standing in for its device (Block).
+pub async fn source_volume_of_mode(env: &Env, name: &str, mode: &str) -> PathBuf {
     let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": APP},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "immediate",
-                 "resources": {"requests": {"storage": "1Gi"}}},
+                 "volumeMode": mode, "resources": {"requests": {"storage": "1Gi"}}},
     }))
     .unwrap();
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);

@@ -10,6 +10,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::backups::restic;
 use common::trees::{describe, fill};
 use common::*;
 use ferry_controller::crds::DataUpload;
@@ -127,23 +128,6 @@ async fn run_mover(env: &Env, du: &str, pvc: &str) -> String {
     assert_eq!(progress.total_bytes, Some(result.total_bytes as i64));
     assert_eq!(progress.bytes_done, progress.total_bytes);
     result.snapshot_id
-}
-
-fn restic(env: &Env, args: &[&str]) -> String {
-    let out = std::process::Command::new("restic")
-        .arg("-r")
-        .arg(&env.repo_dir)
-        .args(args)
-        .env("RESTIC_PASSWORD", PASSWORD)
-        .env("RESTIC_CACHE_DIR", env.dir.path().join("restic-cache"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "restic {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 on_both_clusters! {

@@ -43,8 +43,11 @@ async fn in_progress(env: &Env, name: &str) {
     .await;
 }
 
-/// The rule for backup `i` at each kill point, and what the point is.
-fn kill_points() -> Vec<(&'static str, Box<dyn Fn(&str) -> Rule>)> {
+/// The gate rule of a kill point for the DataUpload named.
+type RuleFor = Box<dyn Fn(&str) -> Rule>;
+
+/// Each kill point: what it is, and its rule for a DataUpload.
+fn kill_points() -> Vec<(&'static str, RuleFor)> {
     vec![
         (
             "after accepting",

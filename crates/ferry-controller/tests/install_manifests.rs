@@ -285,20 +285,50 @@ fn rbac_grants_what_the_controller_does_and_no_more() {
         ("", "configmaps", "watch"),
         ("coordination.k8s.io", "leases", "update"),
         ("", "events", "create"),
+        // The backup half: DataUploads stepped like DataDownloads, the location checked, the
+        // backup snapshot created here.
+        ("velero.io", "datauploads", "watch"),
+        ("velero.io", "datauploads", "patch"),
+        ("velero.io", "backupstoragelocations", "get"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
     ] {
         assert!(
             grants(&namespaced, group, resource, verb),
             "namespace: {verb} {group}/{resource}"
         );
     }
-    // Never: secrets (the data mover reads those), BackupStorageLocations, DataUploads (no
-    // backup path yet), writing nodes, updating (rather than patching) PVs or DataDownloads,
-    // deleting DataDownloads.
+    // Cluster-wide for backups: the source snapshot waited on and deleted after the take-over,
+    // contents retained, created and deleted.
+    for (group, resource, verb) in [
+        ("snapshot.storage.k8s.io", "volumesnapshots", "get"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "delete"),
+        (
+            "snapshot.storage.k8s.io",
+            "volumesnapshotcontents",
+            "create",
+        ),
+        ("snapshot.storage.k8s.io", "volumesnapshotcontents", "patch"),
+        (
+            "snapshot.storage.k8s.io",
+            "volumesnapshotcontents",
+            "delete",
+        ),
+    ] {
+        assert!(
+            grants(&cluster, group, resource, verb),
+            "cluster: {verb} {group}/{resource}"
+        );
+    }
+    // Never: secrets (the data mover reads those), writing locations, updating (rather than
+    // patching) PVs, DataDownloads or DataUploads, deleting them, creating snapshots in the
+    // workloads' namespaces, writing nodes.
     for (group, resource, verb) in [
         ("", "secrets", "get"),
         ("", "secrets", "list"),
-        ("velero.io", "backupstoragelocations", "get"),
-        ("velero.io", "datauploads", "list"),
+        ("velero.io", "backupstoragelocations", "patch"),
+        ("velero.io", "backupstoragelocations", "list"),
+        ("velero.io", "datauploads", "update"),
+        ("velero.io", "datauploads", "delete"),
         ("", "nodes", "update"),
         ("", "persistentvolumes", "update"),
         ("velero.io", "datadownloads", "update"),
@@ -310,13 +340,14 @@ fn rbac_grants_what_the_controller_does_and_no_more() {
             "must not grant {verb} {group}/{resource}"
         );
     }
-    // Nothing is created or deleted outside ferry's namespace but PVs.
+    // Nothing is created outside ferry's namespace, nor deleted there but PVs and snapshots.
     for (group, resource, verb) in [
         ("", "persistentvolumeclaims", "create"),
         ("", "persistentvolumeclaims", "delete"),
         ("", "pods", "create"),
         ("", "configmaps", "get"),
         ("", "events", "create"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
     ] {
         assert!(
             !grants(&cluster, group, resource, verb),

@@ -28,7 +28,18 @@ fn key(ar: &ApiResource, obj: &DynamicObject) -> ObjectKey {
 }
 
 async fn resources(client: &kube::Client) -> anyhow::Result<Vec<(ApiResource, ApiCapabilities)>> {
-    let discovery = Discovery::new(client.clone()).run().await?;
+    // A group whose CRD is going away can answer discovery with 404 for a moment: try again.
+    let mut attempt = 0;
+    let discovery = loop {
+        match Discovery::new(client.clone()).run().await {
+            Ok(d) => break d,
+            Err(_) if attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     Ok(discovery
         .groups()
         .flat_map(|g| g.recommended_resources())
@@ -47,8 +58,17 @@ async fn objects(
     let mut all = Vec::new();
     for (ar, caps) in resources(client).await? {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        // A CRD deleted a moment ago may still be discovered: skip what cannot be listed.
-        let Ok(list) = api.list(&ListParams::default()).await else {
+        // A CRD deleted a moment ago may still be discovered: skip what cannot be listed
+        // after a few tries (a list that fails once must not hide objects still there).
+        let mut listed = None;
+        for _ in 0..5 {
+            if let Ok(list) = api.list(&ListParams::default()).await {
+                listed = Some(list);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let Some(list) = listed else {
             continue;
         };
         for obj in list.items {

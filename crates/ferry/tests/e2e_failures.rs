@@ -193,14 +193,16 @@ on_both_clusters! {
         env.movers.hold("dd-0");
         env.movers.hold("dd-1");
         let mut options = options(env.controller_client.clone());
-        options.expose_timeout = Duration::from_secs(2);
+        // Short, yet longer than a real scheduler's retry of a pod whose claim changed under
+        // it (a PreBind conflict, retried after its backoff): 2 s failed there now and then.
+        options.expose_timeout = Duration::from_secs(5);
         options.resync_interval = Duration::from_secs(1);
         let ctl = start_controller(options).await.unwrap();
         for dd in ["dd-0", "dd-1"] {
             wait_phase(&env, dd, &[DataDownloadPhase::Accepted], 30).await;
         }
         // Longer than the expose timeout without a workload.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
         for i in 0..2 {
             workload_pod(&env, &format!("app-{i}"), &format!("pvc-{i}")).await;
         }
@@ -208,7 +210,7 @@ on_both_clusters! {
         // timeout, and is still Accepted, not failed.
         let running = env.movers.wait_any_started(&["dd-0", "dd-1"], 60).await;
         let waiting = if running == "dd-0" { "dd-1" } else { "dd-0" };
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
         let other = get_dd(&env, waiting).await;
         assert_eq!(
             other.phase(),

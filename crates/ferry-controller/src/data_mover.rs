@@ -218,7 +218,7 @@ pub fn parse_aws_credentials(text: &str, profile: &str) -> Result<AwsCredentials
     })
 }
 
-pub(crate) async fn secret_value(
+async fn secret_value(
     client: &kube::Client,
     namespace: &str,
     name: &str,
@@ -322,42 +322,22 @@ pub async fn restore_data_download(
             dd: dd_id.clone(),
         })?;
     let backend = open_location_backend(client, ns, &bsl, &dd.spec.source_namespace).await?;
-    let password = match &options.password {
-        Some(p) => p.clone(),
-        None => secret_value(client, ns, &options.password_secret, REPO_PASSWORD_KEY)
-            .await?
-            .trim_end_matches(['\n', '\r'])
-            .to_string(),
-    };
+    let password = repository_password(
+        client,
+        ns,
+        options.password.as_deref(),
+        &options.password_secret,
+    )
+    .await?;
     let repo = Repository::open(backend, &password).await?;
     let snapshot = repo.find_snapshot(&dd.spec.snapshot_id).await?;
     tracing::info!(data_download = %dd_id, snapshot = %dd.spec.snapshot_id, location = %repo.location(), "restoring");
 
-    let total = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    let progress: ferry_repo::restore::ProgressFn = {
-        let (total, done) = (total.clone(), done.clone());
-        Arc::new(move |p: &RestoreProgress| {
-            total.store(p.total_bytes, Ordering::Relaxed);
-            done.store(p.bytes_done, Ordering::Relaxed);
-        })
-    };
-    let reporter = {
-        let (downloads, name) = (downloads.clone(), options.data_download.clone());
-        let (total, done) = (total.clone(), done.clone());
-        let interval = options.progress_interval;
-        tokio::spawn(async move {
-            let mut last = (u64::MAX, u64::MAX);
-            loop {
-                tokio::time::sleep(interval).await;
-                let now = (total.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
-                if now != last {
-                    report_progress(&downloads, &name, now.0, now.1).await;
-                    last = now;
-                }
-            }
-        })
-    };
+    let reporter = ProgressReporter::start(
+        downloads.clone(),
+        &options.data_download,
+        options.progress_interval,
+    );
     let target = match options.volume_mode {
         VolumeMode::Filesystem => RestoreTarget::Directory {
             path: options.volume_path.clone(),
@@ -368,12 +348,16 @@ pub async fn restore_data_download(
         },
     };
     let result = repo
-        .restore(&snapshot, target, RestoreOptions::default(), progress)
+        .restore(
+            &snapshot,
+            target,
+            RestoreOptions::default(),
+            reporter.callback(),
+        )
         .await;
-    reporter.abort();
     let summary = result?;
     let total_bytes = summary.total_bytes;
-    report_progress(&downloads, &options.data_download, total_bytes, total_bytes).await;
+    reporter.finish(total_bytes).await;
     Ok(DataMoverResult {
         ok: true,
         error: None,
@@ -386,13 +370,108 @@ pub async fn restore_data_download(
     })
 }
 
-async fn report_progress(downloads: &Api<DataDownload>, name: &str, total: u64, done: u64) {
+/// The repository password: given on the command line, else the secret's
+/// `repository-password` (a trailing newline, as `kubectl create secret --from-file` keeps
+/// it, is not part of it).
+pub(crate) async fn repository_password(
+    client: &kube::Client,
+    namespace: &str,
+    given: Option<&str>,
+    secret: &str,
+) -> Result<String, DataMoverError> {
+    Ok(match given {
+        Some(p) => p.to_string(),
+        None => secret_value(client, namespace, secret, REPO_PASSWORD_KEY)
+            .await?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+    })
+}
+
+/// Merge-patches `status.progress` of the DataDownload or DataUpload the data mover works
+/// for, every interval while it changes, and once more at the end.
+pub(crate) struct ProgressReporter<K: Clone> {
+    api: Api<K>,
+    name: String,
+    total: Arc<AtomicU64>,
+    done: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<K> ProgressReporter<K>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    pub(crate) fn start(api: Api<K>, name: &str, interval: Duration) -> Self {
+        let total = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicU64::new(0));
+        let task = {
+            let (api, name) = (api.clone(), name.to_string());
+            let (total, done) = (total.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut last = (u64::MAX, u64::MAX);
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let now = (total.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
+                    if now != last {
+                        report_progress(&api, &name, now.0, now.1).await;
+                        last = now;
+                    }
+                }
+            })
+        };
+        ProgressReporter {
+            api,
+            name: name.to_string(),
+            total,
+            done,
+            task,
+        }
+    }
+
+    /// The engine's progress callback, feeding this reporter.
+    pub(crate) fn callback(&self) -> ferry_repo::restore::ProgressFn {
+        let (total, done) = (self.total.clone(), self.done.clone());
+        Arc::new(move |p: &RestoreProgress| {
+            total.store(p.total_bytes, Ordering::Relaxed);
+            done.store(p.bytes_done, Ordering::Relaxed);
+        })
+    }
+
+    /// Sets the total before the engine knows it (a block device's size).
+    pub(crate) fn set_total(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    /// Stops the periodic reports and reports `total` bytes, all done.
+    pub(crate) async fn finish(self, total: u64) {
+        self.task.abort();
+        report_progress(&self.api, &self.name, total, total).await;
+    }
+}
+
+impl<K: Clone> Drop for ProgressReporter<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn report_progress<K>(api: &Api<K>, name: &str, total: u64, done: u64)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let patch = json!({ "status": { "progress": { "totalBytes": total, "bytesDone": done } } });
-    if let Err(err) = downloads
+    if let Err(err) = api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        tracing::warn!(data_download = name, error = %err, "cannot report progress");
+        tracing::warn!(object = name, error = %err, "cannot report progress");
     }
 }
 

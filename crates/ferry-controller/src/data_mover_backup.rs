@@ -6,21 +6,17 @@
 //! report progress into `status.progress` and leave the summary as the termination message.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ferry_repo::backup::{BackupOptions, BackupSource};
 use ferry_repo::snapshot::Snapshot;
-use ferry_repo::{RepoError, Repository, RestoreProgress};
+use ferry_repo::{RepoError, Repository};
 use kube::Api;
-use kube::api::{Patch, PatchParams};
-use serde_json::json;
 
 use crate::crds::{BackupStorageLocation, DataUpload};
 use crate::data_mover::{
-    DataMoverError, DataMoverResult, REPO_PASSWORD_KEY, VolumeMode, open_location_backend,
-    secret_value,
+    DataMoverError, DataMoverResult, ProgressReporter, VolumeMode, open_location_backend,
+    repository_password,
 };
 
 /// Velero's labels on a DataUpload naming its backup.
@@ -137,13 +133,13 @@ pub async fn backup_data_upload(
             message: format!("not found (named by DataUpload {du_id} spec.backupStorageLocation)"),
         })?;
     let backend = open_location_backend(client, ns, &bsl, &du.spec.source_namespace).await?;
-    let password = match &options.password {
-        Some(p) => p.clone(),
-        None => secret_value(client, ns, &options.password_secret, REPO_PASSWORD_KEY)
-            .await?
-            .trim_end_matches(['\n', '\r'])
-            .to_string(),
-    };
+    let password = repository_password(
+        client,
+        ns,
+        options.password.as_deref(),
+        &options.password_secret,
+    )
+    .await?;
     // The first backup of a namespace creates its repository, as Velero's repository
     // ensurer does.
     let repo = match Repository::open(backend.clone(), &password).await {
@@ -160,37 +156,17 @@ pub async fn backup_data_upload(
     );
     tracing::info!(data_upload = %du_id, location = %repo.location(), parent = ?parent.as_ref().map(|p| p.id.to_hex()), "backing up");
 
-    let total = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicU64::new(0));
-    let progress: ferry_repo::restore::ProgressFn = {
-        let (total, done) = (total.clone(), done.clone());
-        Arc::new(move |p: &RestoreProgress| {
-            total.store(p.total_bytes, Ordering::Relaxed);
-            done.store(p.bytes_done, Ordering::Relaxed);
-        })
-    };
-    let reporter = {
-        let (uploads, name) = (uploads.clone(), options.data_upload.clone());
-        let (total, done) = (total.clone(), done.clone());
-        let interval = options.progress_interval;
-        tokio::spawn(async move {
-            let mut last = (u64::MAX, u64::MAX);
-            loop {
-                tokio::time::sleep(interval).await;
-                let now = (total.load(Ordering::Relaxed), done.load(Ordering::Relaxed));
-                if now != last {
-                    report_progress(&uploads, &name, now.0, now.1).await;
-                    last = now;
-                }
-            }
-        })
-    };
+    let reporter = ProgressReporter::start(
+        uploads.clone(),
+        &options.data_upload,
+        options.progress_interval,
+    );
     let source = match options.volume_mode {
         VolumeMode::Filesystem => BackupSource::Contents(options.volume_path.clone()),
         VolumeMode::Block => {
             let file = std::fs::File::open(&options.volume_path)
                 .map_err(|e| RepoError::io(&options.volume_path, e))?;
-            total.store(device_size(&file), Ordering::Relaxed);
+            reporter.set_total(device_size(&file));
             BackupSource::Stream {
                 reader: Box::new(file),
                 filename: format!("{}.img", du.spec.source_pvc),
@@ -204,11 +180,12 @@ pub async fn backup_data_upload(
         parent,
         workers: 0,
     };
-    let result = repo.backup(source, backup_options, progress).await;
-    reporter.abort();
+    let result = repo
+        .backup(source, backup_options, reporter.callback())
+        .await;
     let summary = result?;
     let total_bytes = summary.total_bytes_processed;
-    report_progress(&uploads, &options.data_upload, total_bytes, total_bytes).await;
+    reporter.finish(total_bytes).await;
     Ok(DataMoverResult {
         ok: true,
         error: None,
@@ -230,18 +207,10 @@ fn device_size(file: &std::fs::File) -> u64 {
     size
 }
 
-async fn report_progress(uploads: &Api<DataUpload>, name: &str, total: u64, done: u64) {
-    let patch = json!({ "status": { "progress": { "totalBytes": total, "bytesDone": done } } });
-    if let Err(err) = uploads
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        tracing::warn!(data_upload = name, error = %err, "cannot report progress");
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::crds::DataUploadSpec;
 

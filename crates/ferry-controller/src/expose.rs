@@ -284,6 +284,18 @@ fn quantities(pairs: &[(&str, &Option<String>)]) -> Option<BTreeMap<String, Quan
     (!map.is_empty()).then_some(map)
 }
 
+/// The data mover container runs as root (files of every owner and mode are read and
+/// written, owners restored) without privilege escalation, as Velero's data mover pods do.
+pub(crate) fn data_mover_security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_user: Some(0),
+        run_as_group: Some(0),
+        run_as_non_root: Some(false),
+        allow_privilege_escalation: Some(false),
+        ..SecurityContext::default()
+    }
+}
+
 /// The data mover container's requests and limits (the ConfigMap's `podResources`).
 pub(crate) fn data_mover_resources(effective: &EffectiveConfig) -> ResourceRequirements {
     let r = &effective.pod_resources;
@@ -359,13 +371,7 @@ pub fn restore_pod_for(
         // The image runs as a non-root user (right for the controller), but restoring files'
         // owners and modes needs root's default capabilities (CHOWN, FOWNER, FSETID): the data
         // mover runs as uid 0, without privilege escalation, as Velero's restore pods do.
-        security_context: Some(SecurityContext {
-            run_as_user: Some(0),
-            run_as_group: Some(0),
-            run_as_non_root: Some(false),
-            allow_privilege_escalation: Some(false),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(data_mover_security_context()),
         volume_mounts: (!block).then(|| {
             vec![VolumeMount {
                 name: VOLUME_NAME.to_string(),
@@ -466,28 +472,12 @@ impl<C: RestoreCluster> RestoreExposer<C> {
     /// error; a missing pod is not (yet).
     pub async fn peek_exposed(&self, name: &str) -> Result<Option<Pod>, ExposeError> {
         let pod = self.cluster.get_pod(&self.namespace, name).await?;
-        if let Some(p) = &pod {
-            let phase = p
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_default();
-            if phase == "Failed" || phase == "Unknown" {
-                return Err(ExposeError::PodAbnormal {
-                    pod: format!("{}/{name}", self.namespace),
-                    phase,
-                    detail: termination_message(p)
-                        .map(|m| format!(": {}", data_mover_error(&m)))
-                        .unwrap_or_default(),
-                });
-            }
-            if let Some((reason, message)) = unrecoverable_wait(p) {
-                return Err(ExposeError::PodAbnormal {
-                    pod: format!("{}/{name}", self.namespace),
-                    phase: reason,
-                    detail: message.map(|m| format!(": {m}")).unwrap_or_default(),
-                });
-            }
+        if let Some((phase, detail)) = pod.as_ref().and_then(pod_abnormal) {
+            return Err(ExposeError::PodAbnormal {
+                pod: format!("{}/{name}", self.namespace),
+                phase,
+                detail,
+            });
         }
         Ok(pod)
     }
@@ -778,6 +768,28 @@ pub fn unrecoverable_wait(pod: &Pod) -> Option<(String, Option<String>)> {
                 .is_some_and(|r| UNRECOVERABLE_WAITS.contains(&r))
         })
         .map(|w| (w.reason.clone().unwrap_or_default(), w.message.clone()))
+}
+
+/// A data mover pod that will not get anywhere: failed (with the data mover's error, if it
+/// wrote one) or waiting for what waiting will not fix. (phase or reason, ": detail" or "").
+pub fn pod_abnormal(pod: &Pod) -> Option<(String, String)> {
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
+    if phase == "Failed" || phase == "Unknown" {
+        let detail = termination_message(pod)
+            .map(|m| format!(": {}", data_mover_error(&m)))
+            .unwrap_or_default();
+        return Some((phase, detail));
+    }
+    unrecoverable_wait(pod).map(|(reason, message)| {
+        (
+            reason,
+            message.map(|m| format!(": {m}")).unwrap_or_default(),
+        )
+    })
 }
 
 /// Whether the PV's claimRef names `namespace/name`.

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use ferry_config::{EffectiveBackupPvc, NodeAgentConfig};
 use k8s_openapi::api::core::v1::{
     Container, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    Pod, PodSecurityContext, PodSpec, SELinuxOptions, SecurityContext, TypedLocalObjectReference,
-    Volume, VolumeDevice, VolumeMount, VolumeResourceRequirements,
+    Pod, PodSecurityContext, PodSpec, SELinuxOptions, TypedLocalObjectReference, Volume,
+    VolumeDevice, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -26,7 +26,7 @@ use serde_json::json;
 use crate::crds::DataUpload;
 use crate::expose::{
     DATA_MOVER_CONTAINER, HOSTNAME_LABEL, PodSettings, TERMINATION_MESSAGE_PATH,
-    data_mover_resources, owner_reference,
+    data_mover_resources, data_mover_security_context, owner_reference,
 };
 
 /// Label on every object of a backup, naming its DataUpload.
@@ -227,13 +227,7 @@ pub fn backup_pod_for(
         resources: Some(data_mover_resources(&effective)),
         // Reading every file whatever its owner and mode needs root (as Velero's backup
         // pods run), without privilege escalation.
-        security_context: Some(SecurityContext {
-            run_as_user: Some(0),
-            run_as_group: Some(0),
-            run_as_non_root: Some(false),
-            allow_privilege_escalation: Some(false),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(data_mover_security_context()),
         volume_mounts: (!block).then(|| {
             vec![VolumeMount {
                 name: VOLUME_NAME.to_string(),

@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Event, EventSource, Node, ObjectReference, PersistentVolumeClaim, Pod,
 };
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -434,21 +435,43 @@ impl Controller {
     /// The DataDownloads in the namespace: from the store, except those the store shows older
     /// than this controller's last write to them (read from the API server instead).
     async fn observe_downloads(&self) -> Result<Vec<DataDownload>, kube::Error> {
-        if !self.watches.synced() {
-            return Ok(self.downloads.list(&ListParams::default()).await?.items);
+        self.observe(
+            self.watches.synced(),
+            &self.watches.downloads,
+            &self.downloads,
+            "datadownload",
+        )
+        .await
+    }
+
+    /// The objects of `api` in the namespace: from `store` once `synced`, except those the
+    /// store shows older than this controller's last write to them (read from the API server
+    /// instead); before that, listed from the API server.
+    async fn observe<K>(
+        &self,
+        synced: bool,
+        store: &kube::runtime::reflector::Store<K>,
+        api: &RecordedApi<K>,
+        kind: &'static str,
+    ) -> Result<Vec<K>, kube::Error>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        if !synced {
+            return Ok(api.list(&ListParams::default()).await?.items);
         }
         let mut out = Vec::new();
-        for dd in self.watches.downloads.state() {
-            let name = dd.metadata.name.clone().unwrap_or_default();
+        for obj in store.state() {
+            let name = obj.meta().name.clone().unwrap_or_default();
             let current = self.watches.own_writes.caught_up(
-                "datadownload",
+                kind,
                 &self.options.namespace,
                 &name,
-                Some(dd.as_ref()),
+                Some(obj.as_ref()),
             );
             if current {
-                out.push((*dd).clone());
-            } else if let Some(fresh) = self.downloads.get_opt(&name).await? {
+                out.push((*obj).clone());
+            } else if let Some(fresh) = api.get_opt(&name).await? {
                 out.push(fresh);
             }
         }
@@ -550,12 +573,7 @@ impl Controller {
                 if admitted.contains(&o.name) {
                     let patch = json!({
                         "metadata": { "finalizers": with_finalizer(&o.dd) },
-                        "status": {
-                            "phase": "Accepted",
-                            "acceptedByNode": self.options.identity,
-                            "acceptedTimestamp": now(),
-                            "message": null,
-                        },
+                        "status": self.accepted_status(),
                     });
                     self.downloads
                         .patch(&o.name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -575,6 +593,42 @@ impl Controller {
             DataDownloadPhase::InProgress => self.in_progress(o).await,
             DataDownloadPhase::Canceling => self.cancel(o).await,
             _ => Ok(()),
+        }
+    }
+
+    /// The status of an object this replica accepts (DataDownload or DataUpload).
+    fn accepted_status(&self) -> serde_json::Value {
+        json!({
+            "phase": "Accepted",
+            "acceptedByNode": self.options.identity,
+            "acceptedTimestamp": now(),
+            "message": null,
+        })
+    }
+
+    /// What placement weighs for a volume of StorageClass `class_name`: the nodes, the slots
+    /// taken (restores and backups alike), `loadAffinity` for the class and its
+    /// `allowedTopologies`.
+    fn placement_input(
+        &self,
+        nodes: &[NodeInfo],
+        slots: &BTreeMap<String, usize>,
+        selected_node: Option<String>,
+        class_name: Option<&str>,
+        class: Option<&StorageClass>,
+    ) -> PlacementInput {
+        PlacementInput {
+            nodes: nodes.to_vec(),
+            in_flight: slots.clone(),
+            selected_node,
+            load_affinity: self
+                .config
+                .load_affinity_for_storage_class(class_name)
+                .map(|a| a.node_selector.clone()),
+            allowed_topologies: class
+                .and_then(|c| c.allowed_topologies.as_ref())
+                .map(|terms| terms.iter().map(TopologyTerm::from_k8s).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -642,22 +696,13 @@ impl Controller {
                 }
                 TargetState::Ready { selected_node } => selected_node,
             };
-            let load_affinity = self
-                .config
-                .load_affinity_for_storage_class(class_name.as_deref())
-                .map(|a| a.node_selector.clone());
-            let allowed_topologies = class
-                .as_ref()
-                .and_then(|c| c.allowed_topologies.as_ref())
-                .map(|terms| terms.iter().map(TopologyTerm::from_k8s).collect())
-                .unwrap_or_default();
-            let input = PlacementInput {
-                nodes: nodes.to_vec(),
-                in_flight: slots.clone(),
+            let input = self.placement_input(
+                nodes,
+                slots,
                 selected_node,
-                load_affinity,
-                allowed_topologies,
-            };
+                class_name.as_deref(),
+                class.as_ref(),
+            );
             let choice = match choose_restore_node(&input) {
                 Ok(c) => c,
                 Err(err) => {
@@ -1205,26 +1250,34 @@ enum StepError {
     Expose(#[from] crate::expose::ExposeError),
 }
 
-fn has_finalizer(dd: &DataDownload) -> bool {
-    dd.metadata
-        .finalizers
+/// Whether `meta` holds `finalizer`.
+fn holds_finalizer(meta: &ObjectMeta, finalizer: &str) -> bool {
+    meta.finalizers
         .as_ref()
-        .is_some_and(|f| f.iter().any(|f| f == CLEANUP_FINALIZER))
+        .is_some_and(|f| f.iter().any(|f| f == finalizer))
 }
 
-/// `dd`'s finalizers with ferry's (a merge patch replaces the whole list).
-fn with_finalizer(dd: &DataDownload) -> Vec<String> {
-    let mut list = dd.metadata.finalizers.clone().unwrap_or_default();
-    if !list.iter().any(|f| f == CLEANUP_FINALIZER) {
-        list.push(CLEANUP_FINALIZER.to_string());
+/// `meta`'s finalizers with `finalizer` (`keep`) or without it (a merge patch replaces the
+/// whole list).
+fn finalizers_with(meta: &ObjectMeta, finalizer: &str, keep: bool) -> Vec<String> {
+    let mut list = meta.finalizers.clone().unwrap_or_default();
+    list.retain(|f| f != finalizer);
+    if keep {
+        list.push(finalizer.to_string());
     }
     list
 }
 
+fn has_finalizer(dd: &DataDownload) -> bool {
+    holds_finalizer(&dd.metadata, CLEANUP_FINALIZER)
+}
+
+fn with_finalizer(dd: &DataDownload) -> Vec<String> {
+    finalizers_with(&dd.metadata, CLEANUP_FINALIZER, true)
+}
+
 fn without_finalizer(dd: &DataDownload) -> Vec<String> {
-    let mut list = dd.metadata.finalizers.clone().unwrap_or_default();
-    list.retain(|f| f != CLEANUP_FINALIZER);
-    list
+    finalizers_with(&dd.metadata, CLEANUP_FINALIZER, false)
 }
 
 /// When the data mover of `dd` finished (None: not yet, or marked by a ferry that did not
@@ -1256,8 +1309,12 @@ fn queued(o: &Observed) -> QueuedRestore {
 }
 
 fn created(dd: &DataDownload) -> Option<chrono::DateTime<Utc>> {
-    dd.metadata
-        .creation_timestamp
+    created_at(&dd.metadata)
+}
+
+/// When the object was created (its order in the queue).
+fn created_at(meta: &ObjectMeta) -> Option<chrono::DateTime<Utc>> {
+    meta.creation_timestamp
         .as_ref()
         .and_then(|t| chrono::DateTime::from_timestamp_millis(t.0.as_millisecond()))
 }

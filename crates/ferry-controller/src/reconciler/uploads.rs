@@ -11,11 +11,12 @@
 //! restarted controller continues where the last one stopped.
 
 use k8s_openapi::api::core::v1::PersistentVolume;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 
 use super::*;
 use crate::crds::{BackupStorageLocation, DataUpload, DataUploadPhase};
-use crate::expose::{SELECTED_NODE_ANNOTATION, data_mover_error, unrecoverable_wait};
+use crate::expose::{SELECTED_NODE_ANNOTATION, pod_abnormal};
 use crate::expose_snapshot::{
     BACKUP_DEVICE_PATH, BACKUP_MOUNT_PATH, SNAPSHOT_GROUP, backup_content_for, backup_pod_for,
     backup_pvc_for, backup_snapshot_for,
@@ -61,8 +62,6 @@ enum SnapshotState {
     Ready { restore_size: Option<Quantity> },
 }
 
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-
 fn snapshot_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(SNAPSHOT_GROUP, "v1", "VolumeSnapshot"),
@@ -86,19 +85,11 @@ fn from_json(value: serde_json::Value) -> Result<DynamicObject, kube::Error> {
 }
 
 fn has_upload_finalizer(du: &DataUpload) -> bool {
-    du.metadata
-        .finalizers
-        .as_ref()
-        .is_some_and(|f| f.iter().any(|f| f == UPLOAD_FINALIZER))
+    holds_finalizer(&du.metadata, UPLOAD_FINALIZER)
 }
 
 fn upload_finalizers(du: &DataUpload, keep: bool) -> Vec<String> {
-    let mut list = du.metadata.finalizers.clone().unwrap_or_default();
-    list.retain(|f| f != UPLOAD_FINALIZER);
-    if keep {
-        list.push(UPLOAD_FINALIZER.to_string());
-    }
-    list
+    finalizers_with(&du.metadata, UPLOAD_FINALIZER, keep)
 }
 
 fn annotation<'a>(du: &'a DataUpload, key: &str) -> Option<&'a str> {
@@ -109,16 +100,16 @@ fn annotation<'a>(du: &'a DataUpload, key: &str) -> Option<&'a str> {
         .map(|v| v.as_str())
 }
 
-fn upload_created(du: &DataUpload) -> Option<chrono::DateTime<Utc>> {
-    du.metadata
-        .creation_timestamp
-        .as_ref()
-        .and_then(|t| chrono::DateTime::from_timestamp_millis(t.0.as_millisecond()))
-}
-
-/// Whether a deletion or read failed only because the object is gone.
-fn not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 404)
+/// Deletes `name` unless it is gone already.
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 impl Controller {
@@ -126,32 +117,18 @@ impl Controller {
     /// (unless the store is behind a write of this controller), else from the API server. A
     /// cluster without the DataUpload CRD has none.
     pub(super) async fn observe_uploads(&self) -> Vec<ObservedUpload> {
-        let all: Vec<DataUpload> = if self.watches.uploads_synced() {
-            let mut out = Vec::new();
-            for du in self.watches.uploads.state() {
-                let name = du.metadata.name.clone().unwrap_or_default();
-                let current = self.watches.own_writes.caught_up(
-                    "dataupload",
-                    &self.options.namespace,
-                    &name,
-                    Some(du.as_ref()),
-                );
-                if current {
-                    out.push((*du).clone());
-                } else if let Ok(Some(fresh)) = self.uploads.get_opt(&name).await {
-                    out.push(fresh);
-                }
-            }
-            out
-        } else {
-            match self.uploads.list(&ListParams::default()).await {
-                Ok(list) => list.items,
-                Err(err) => {
-                    tracing::debug!(error = %err, "cannot list DataUploads");
-                    Vec::new()
-                }
-            }
-        };
+        let observed = self
+            .observe(
+                self.watches.uploads_synced(),
+                &self.watches.uploads,
+                &self.uploads,
+                "dataupload",
+            )
+            .await;
+        let all = observed.unwrap_or_else(|err| {
+            tracing::debug!(error = %err, "cannot read DataUploads");
+            Vec::new()
+        });
         let mut ours: Vec<ObservedUpload> = all
             .into_iter()
             .filter(|du| du.spec.is_for_data_mover(&self.options.data_mover_name))
@@ -161,8 +138,8 @@ impl Controller {
             })
             .collect();
         ours.sort_by(|a, b| {
-            upload_created(&a.du)
-                .cmp(&upload_created(&b.du))
+            created_at(&a.du.metadata)
+                .cmp(&created_at(&b.du.metadata))
                 .then_with(|| a.name.cmp(&b.name))
         });
         ours
@@ -258,12 +235,7 @@ impl Controller {
                     &o.name,
                     json!({
                         "metadata": { "finalizers": upload_finalizers(&o.du, true) },
-                        "status": {
-                            "phase": "Accepted",
-                            "acceptedByNode": self.options.identity,
-                            "acceptedTimestamp": now(),
-                            "message": null,
-                        },
+                        "status": self.accepted_status(),
                     }),
                 )
                 .await?;
@@ -357,20 +329,8 @@ impl Controller {
             Some(c) => self.exposer.cluster.get_storage_class(c).await?,
             None => None,
         };
-        let input = PlacementInput {
-            nodes: nodes.to_vec(),
-            in_flight: slots.clone(),
-            selected_node: None,
-            load_affinity: self
-                .config
-                .load_affinity_for_storage_class(source_class.as_deref())
-                .map(|a| a.node_selector.clone()),
-            allowed_topologies: class
-                .as_ref()
-                .and_then(|c| c.allowed_topologies.as_ref())
-                .map(|terms| terms.iter().map(TopologyTerm::from_k8s).collect())
-                .unwrap_or_default(),
-        };
+        let input =
+            self.placement_input(nodes, slots, None, source_class.as_deref(), class.as_ref());
         let choice = match choose_restore_node(&input) {
             Ok(c) => c,
             Err(err) => {
@@ -956,14 +916,7 @@ impl Controller {
             .await?
             .is_some()
         {
-            match source_snapshots
-                .delete(&csi.volume_snapshot, &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(err) if not_found(&err) => {}
-                Err(err) => return Err(err),
-            }
+            delete_if_present(&source_snapshots, &csi.volume_snapshot).await?;
             // The content goes once the snapshot is gone (its controller must see that first).
             self.poll_soon
                 .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -972,14 +925,7 @@ impl Controller {
         if contents.get_opt(content_name).await?.is_none() {
             return Ok(true);
         }
-        match contents
-            .delete(content_name, &DeleteParams::default())
-            .await
-        {
-            Ok(_) => {}
-            Err(err) if not_found(&err) => {}
-            Err(err) => return Err(err),
-        }
+        delete_if_present(&contents, content_name).await?;
         Ok(contents.get_opt(content_name).await?.is_none())
     }
 
@@ -994,15 +940,7 @@ impl Controller {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
         let snapshots =
             Api::<DynamicObject>::namespaced_with(client.clone(), ns, &snapshot_resource());
-        let ignore_missing = |r: Result<(), kube::Error>| match r {
-            Err(err) if not_found(&err) => Ok(()),
-            other => other,
-        };
-        ignore_missing(
-            pods.delete(name, &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
+        delete_if_present(&pods, name).await?;
         if let Some(pvc) = pvcs.get_opt(name).await?
             && let Some(pv_name) = pvc
                 .spec
@@ -1026,17 +964,8 @@ impl Controller {
                 .await?;
             }
         }
-        ignore_missing(
-            pvcs.delete(name, &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
-        ignore_missing(
-            snapshots
-                .delete(name, &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
+        delete_if_present(&pvcs, name).await?;
+        delete_if_present(&snapshots, name).await?;
         let source_gone = self.release_source(o).await?;
         let gone = pods.get_opt(name).await?.is_none()
             && pvcs.get_opt(name).await?.is_none()
@@ -1100,17 +1029,7 @@ impl TakeOver {
 
 /// Why a backup pod will not get anywhere (failed, or waiting for what waiting won't fix).
 fn pod_problem(pod: &Pod) -> Option<String> {
-    let phase = pod_phase(pod);
-    if phase == "Failed" || phase == "Unknown" {
-        let detail = termination_message(pod)
-            .map(|m| format!(": {}", data_mover_error(&m)))
-            .unwrap_or_default();
-        return Some(format!("{phase}{detail}"));
-    }
-    unrecoverable_wait(pod).map(|(reason, message)| match message {
-        Some(m) => format!("{reason}: {m}"),
-        None => reason,
-    })
+    pod_abnormal(pod).map(|(phase, detail)| format!("{phase}{detail}"))
 }
 
 #[cfg(test)]

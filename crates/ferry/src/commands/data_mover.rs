@@ -33,26 +33,8 @@ pub struct RestoreArgs {
     /// Name of the DataDownload to carry out.
     #[arg(long)]
     data_download: String,
-    /// Namespace of the DataDownload (ferry's namespace).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "velero")]
-    namespace: String,
-    /// Where the volume is: a directory (Filesystem) or a block device (Block).
-    #[arg(long)]
-    volume_path: PathBuf,
-    #[arg(long, value_enum, default_value = "Filesystem")]
-    volume_mode: VolumeModeArg,
-    /// Secret holding the repository password under key `repository-password`.
-    #[arg(long, default_value = REPO_PASSWORD_SECRET)]
-    password_secret: String,
-    /// Repository password (overrides the secret).
-    #[arg(long, env = "FERRY_REPOSITORY_PASSWORD", hide_env_values = true)]
-    password: Option<String>,
-    /// Where the summary for the controller goes.
-    #[arg(long, default_value = "/dev/termination-log")]
-    termination_message_path: PathBuf,
-    /// Seconds between progress updates in the DataDownload's status.
-    #[arg(long, default_value_t = 2.0)]
-    progress_interval: f64,
+    #[command(flatten)]
+    mover: MoverArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,7 +42,14 @@ pub struct BackupArgs {
     /// Name of the DataUpload to carry out.
     #[arg(long)]
     data_upload: String,
-    /// Namespace of the DataUpload (ferry's namespace).
+    #[command(flatten)]
+    mover: MoverArgs,
+}
+
+/// What a data mover needs besides its DataDownload or DataUpload.
+#[derive(clap::Args, Debug)]
+pub struct MoverArgs {
+    /// Namespace of the DataDownload or DataUpload (ferry's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "velero")]
     namespace: String,
     /// Where the volume is: a directory (Filesystem) or a block device (Block).
@@ -77,9 +66,22 @@ pub struct BackupArgs {
     /// Where the summary for the controller goes.
     #[arg(long, default_value = "/dev/termination-log")]
     termination_message_path: PathBuf,
-    /// Seconds between progress updates in the DataUpload's status.
+    /// Seconds between progress updates in the object's status.
     #[arg(long, default_value_t = 2.0)]
     progress_interval: f64,
+}
+
+impl MoverArgs {
+    fn volume_mode(&self) -> VolumeMode {
+        match self.volume_mode {
+            VolumeModeArg::Filesystem => VolumeMode::Filesystem,
+            VolumeModeArg::Block => VolumeMode::Block,
+        }
+    }
+
+    fn progress_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.progress_interval.max(0.1))
+    }
 }
 
 pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<ExitCode> {
@@ -89,22 +91,16 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn volume_mode(arg: VolumeModeArg) -> VolumeMode {
-    match arg {
-        VolumeModeArg::Filesystem => VolumeMode::Filesystem,
-        VolumeModeArg::Block => VolumeMode::Block,
-    }
-}
-
 async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let m = &args.mover;
     let options = BackupMoverOptions {
-        namespace: args.namespace.clone(),
+        namespace: m.namespace.clone(),
         data_upload: args.data_upload.clone(),
-        volume_path: args.volume_path.clone(),
-        volume_mode: volume_mode(args.volume_mode),
-        password_secret: args.password_secret.clone(),
-        password: args.password.clone(),
-        progress_interval: Duration::from_secs_f64(args.progress_interval.max(0.1)),
+        volume_path: m.volume_path.clone(),
+        volume_mode: m.volume_mode(),
+        password_secret: m.password_secret.clone(),
+        password: m.password.clone(),
+        progress_interval: m.progress_interval(),
     };
     let outcome = match kube::Client::try_default().await {
         Ok(client) => backup_data_upload(&client, &options)
@@ -112,18 +108,19 @@ async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
             .map_err(anyhow::Error::from),
         Err(err) => Err(anyhow::Error::from(err).context("cannot reach the Kubernetes API")),
     };
-    finish(outcome, &args.termination_message_path)
+    finish(outcome, &m.termination_message_path)
 }
 
 async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let m = &args.mover;
     let options = DataMoverOptions {
-        namespace: args.namespace.clone(),
+        namespace: m.namespace.clone(),
         data_download: args.data_download.clone(),
-        volume_path: args.volume_path.clone(),
-        volume_mode: volume_mode(args.volume_mode),
-        password_secret: args.password_secret.clone(),
-        password: args.password.clone(),
-        progress_interval: Duration::from_secs_f64(args.progress_interval.max(0.1)),
+        volume_path: m.volume_path.clone(),
+        volume_mode: m.volume_mode(),
+        password_secret: m.password_secret.clone(),
+        password: m.password.clone(),
+        progress_interval: m.progress_interval(),
     };
     let outcome = match kube::Client::try_default().await {
         Ok(client) => restore_data_download(&client, &options)
@@ -131,7 +128,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
             .map_err(anyhow::Error::from),
         Err(err) => Err(anyhow::Error::from(err).context("cannot reach the Kubernetes API")),
     };
-    finish(outcome, &args.termination_message_path)
+    finish(outcome, &m.termination_message_path)
 }
 
 /// Writes the termination message for the controller and prints the outcome.

@@ -113,6 +113,10 @@ pub async fn to_baseline(
     }
 }
 
+fn is_crd(ar: &ApiResource) -> bool {
+    ar.group == "apiextensions.k8s.io" && ar.plural == "customresourcedefinitions"
+}
+
 async fn remove(
     client: &kube::Client,
     ar: &ApiResource,
@@ -124,11 +128,15 @@ async fn remove(
         (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, ar),
         _ => Api::all_with(client.clone(), ar),
     };
-    if obj
-        .metadata
-        .finalizers
-        .as_ref()
-        .is_some_and(|f| !f.is_empty())
+    // A CRD's finalizer is the apiserver's own (it deletes the CRD's objects from etcd): kept,
+    // or those objects stay in etcd and come back, still terminating, when the next test
+    // creates the CRD again. The objects' own finalizers are stripped here while it waits.
+    if !is_crd(ar)
+        && obj
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| !f.is_empty())
     {
         let _ = api
             .patch(

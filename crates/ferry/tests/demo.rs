@@ -1,7 +1,7 @@
 //! `ferry demo` end to end, small: a 4-node simulated cluster, 4 volumes holding 8 MiB, backed
-//! up, lost and restored in both modes. Asserts the demo's own byte verification and the
-//! files it wrote: a report and a timeline SVG (well-formed, a lane per node and a bar per
-//! restore in each mode) embedded in an HTML page.
+//! up through DataUploads, lost and restored in both modes. Asserts the demo's own byte
+//! verification and the files it wrote: a report and a timeline SVG (well-formed, a lane per
+//! node and a bar per backup or restore in each panel) embedded in an HTML page.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -47,6 +47,14 @@ fn demo_restores_both_modes_verifies_and_draws_the_timeline() {
         "one verification per mode:\n{stdout}"
     );
 
+    // The backup went through ferry's DataUpload controller, not the engine fallback.
+    assert!(
+        stdout.contains("backing up through DataUploads")
+            && stdout.contains("4 repository snapshots"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("emulated"), "{stdout}");
+
     let volumes: BTreeSet<String> = (0..VOLUMES).map(|i| format!("data-ledger-{i}")).collect();
     let nodes: Vec<String> = (1..=NODES).map(|i| format!("node-{i}")).collect();
 
@@ -60,12 +68,20 @@ fn demo_restores_both_modes_verifies_and_draws_the_timeline() {
     }
     assert!(report.contains("makespan"), "{report}");
     assert!(report.contains("ignoreDelayBinding finished"), "{report}");
+    // The backup's table comes first, without a rebind column.
+    let backup_header = report.lines().next().unwrap_or_default();
+    assert!(backup_header.contains("backup"), "{report}");
+    let backup_columns = report.lines().nth(1).unwrap_or_default();
+    assert!(
+        backup_columns.contains("move") && !backup_columns.contains("rebind"),
+        "{report}"
+    );
 
     // The picture: well-formed, a lane per node and a bar per restore in each mode.
     let svg = std::fs::read_to_string(out.path().join("timeline.svg")).expect("timeline.svg");
     let doc = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
-    for mode in ["default", "ignoreDelayBinding"] {
+    for mode in ["backup", "default", "ignoreDelayBinding"] {
         let lanes: Vec<roxmltree::Node> = doc
             .descendants()
             .filter(|n| {

@@ -5,6 +5,7 @@
 //! show why ignoreDelayBinding matters.
 
 mod backup;
+pub(crate) mod backup_run;
 pub(crate) mod controller;
 mod direct;
 mod internal;

@@ -22,7 +22,7 @@ use anyhow::bail;
 use ferry_controller::install::CONTROLLER_NAME;
 use testenv::{Backend, TestCluster};
 
-use crate::commands::demo::controller::Placement;
+use crate::commands::demo::controller::{self, Placement};
 use crate::commands::demo::layout::Layout;
 use crate::commands::demo::objects::FERRY_NAMESPACE;
 use crate::commands::demo::report;
@@ -173,10 +173,23 @@ async fn measure(
 ) -> anyhow::Result<(Vec<ModeRun>, Vec<ControllerCost>, usize)> {
     let client = cluster.client();
     let plans = workload::plan_workload(volumes, args.size, args.seed);
-    let backed_up = BackedUp::prepare(&client, layout, nodes, plans).await?;
+    // The controller's service account first: its kubeconfig runs the backup's controller.
+    controller::install(&client).await?;
     let kubeconfig = cluster
         .service_account_kubeconfig(FERRY_NAMESPACE, CONTROLLER_NAME)
         .await?;
+    let backup_log = layout.controller_log("backup");
+    let backed_up = BackedUp::prepare(
+        &client,
+        layout,
+        nodes,
+        plans,
+        Placement::Process {
+            kubeconfig: &kubeconfig,
+            log: &backup_log,
+        },
+    )
+    .await?;
     let user = testenv::service_account_user(FERRY_NAMESPACE, CONTROLLER_NAME);
     let mut runs = Vec::new();
     let mut costs = Vec::new();
@@ -473,6 +486,7 @@ fn render_figures(runs: &[ModeRun], nodes: usize, files: usize, cpus: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::demo::timings::RunKind;
 
     fn restore(volume: &str, node: &str, times: [f64; 6], mib: u64) -> RestoreTiming {
         RestoreTiming {
@@ -506,6 +520,7 @@ mod tests {
         ModeRun {
             name: name.into(),
             description: String::new(),
+            kind: RunKind::Restore,
             nodes,
             restores,
         }

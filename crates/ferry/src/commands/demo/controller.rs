@@ -129,7 +129,7 @@ pub async fn start(placement: Placement<'_>, image: &str) -> anyhow::Result<Cont
             Ok(Controller {
                 run: Run::InProcess(handle),
                 description: format!(
-                    "DataDownload controller in-process (namespace `{}`, ConfigMap `{}`)",
+                    "DataDownload and DataUpload controller in-process (namespace `{}`, ConfigMap `{}`)",
                     objects::FERRY_NAMESPACE,
                     objects::NODE_AGENT_CONFIGMAP
                 ),

@@ -15,7 +15,7 @@ use ferry_repo::{Repository, RestoreOptions, RestoreTarget};
 
 use super::progress::Step;
 use super::restore_run::{Mode, ModeOutcome, VolumeToRestore};
-use super::timings::{ModeRun, RestoreTiming};
+use super::timings::{ModeRun, RestoreTiming, RunKind};
 
 /// Data movements at once per node (as `loadConcurrency.globalConfig: 2`).
 const PER_NODE: usize = 2;
@@ -128,6 +128,7 @@ pub async fn run_mode(
             run: ModeRun {
                 name: mode.name().into(),
                 description: format!("{} (emulated)", mode.description()),
+                kind: RunKind::Restore,
                 nodes: nodes.to_vec(),
                 restores,
             },

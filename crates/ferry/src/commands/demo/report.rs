@@ -1,14 +1,53 @@
-//! The printed report: for each restore, per mode, the node and the time spent waiting,
-//! exposing, moving data and rebinding, with the data mover's throughput; then each mode's makespan side by side and
-//! their ratio. Pure: timings in, text out.
+//! The printed report: for each backup and restore, per run, the node and the time spent
+//! waiting, exposing, moving data (and rebinding, for restores), with the data mover's
+//! throughput; then each run's makespan side by side, and the restore modes' ratio. Pure:
+//! timings in, text out.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::timings::{ModeRun, RestoreTiming, human_bytes};
+use super::timings::{ModeRun, RestoreTiming, RunKind, human_bytes};
 
-/// Renders the report for the modes (the first is the baseline the others are compared to).
+/// Renders the report: the backup's table first if there is one, then the restore modes side
+/// by side (the first restore mode is the baseline the others are compared to).
 pub fn render_report(modes: &[ModeRun]) -> String {
+    let backups: Vec<&ModeRun> = modes.iter().filter(|m| m.kind == RunKind::Backup).collect();
+    let restores: Vec<&ModeRun> = modes
+        .iter()
+        .filter(|m| m.kind == RunKind::Restore)
+        .collect();
+    let mut out = String::new();
+    if !backups.is_empty() {
+        out.push_str(&render_table(&backups, RunKind::Backup));
+        if !restores.is_empty() {
+            out.push('\n');
+        }
+    }
+    if restores.is_empty() {
+        return out;
+    }
+    out.push_str(&render_table(&restores, RunKind::Restore));
+    if let Some((first, rest)) = restores.split_first() {
+        for mode in rest {
+            if mode.makespan() > 0.0 {
+                let _ = writeln!(
+                    out,
+                    "\n{} finished {:.1}× sooner than {} ({} → {}).",
+                    mode.name,
+                    first.makespan() / mode.makespan(),
+                    first.name,
+                    seconds(first.makespan()),
+                    seconds(mode.makespan())
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A row per volume with each run's node and phase times, then makespans and throughputs.
+/// Backups have no rebind column.
+fn render_table(modes: &[&ModeRun], kind: RunKind) -> String {
     let mut out = String::new();
     // Volumes in a stable order: as the first mode lists them, then any others.
     let mut volumes: Vec<&str> = Vec::new();
@@ -32,8 +71,9 @@ pub fn render_report(modes: &[ModeRun]) -> String {
         .chain(std::iter::once("node".len()))
         .max()
         .unwrap_or(4);
-    // node, wait, expose, move, rebind, MiB/s
-    let cell_width = node_width + 2 + 7 + 7 + 7 + 7 + 8;
+    let rebind = kind == RunKind::Restore;
+    // node, wait, expose, move, [rebind,] MiB/s
+    let cell_width = node_width + 2 + 7 + 7 + 7 + if rebind { 7 } else { 0 } + 8;
 
     // Header: the mode names over their columns.
     let _ = write!(out, "{:volume_width$}  {:>9}", "", "");
@@ -45,11 +85,19 @@ pub fn render_report(modes: &[ModeRun]) -> String {
     for _ in modes {
         let _ = write!(
             out,
-            "  │ {:<node_width$}  {:>6} {:>6} {:>6} {:>6} {:>7}",
-            "node", "wait", "expose", "move", "rebind", "MiB/s"
+            "  │ {:<node_width$}  {:>6} {:>6} {:>6}",
+            "node", "wait", "expose", "move"
         );
+        if rebind {
+            let _ = write!(out, " {:>6}", "rebind");
+        }
+        let _ = write!(out, " {:>7}", "MiB/s");
     }
     out.push('\n');
+    let missing = match kind {
+        RunKind::Restore => "(not restored)",
+        RunKind::Backup => "(not backed up)",
+    };
     for volume in &volumes {
         let size = modes
             .iter()
@@ -61,10 +109,10 @@ pub fn render_report(modes: &[ModeRun]) -> String {
         for mode in modes {
             match mode.restores.iter().find(|r| r.volume == *volume) {
                 Some(r) => {
-                    let _ = write!(out, "  │ {}", restore_cells(r, node_width));
+                    let _ = write!(out, "  │ {}", restore_cells(r, node_width, rebind));
                 }
                 None => {
-                    let _ = write!(out, "  │ {:<cell_width$}", "(not restored)");
+                    let _ = write!(out, "  │ {missing:<cell_width$}");
                 }
             }
         }
@@ -85,22 +133,6 @@ pub fn render_report(modes: &[ModeRun]) -> String {
         let _ = write!(out, "  │ {cell:<cell_width$}");
     }
     out.push('\n');
-
-    if let Some((first, rest)) = modes.split_first() {
-        for mode in rest {
-            if mode.makespan() > 0.0 {
-                let _ = writeln!(
-                    out,
-                    "\n{} finished {:.1}× sooner than {} ({} → {}).",
-                    mode.name,
-                    first.makespan() / mode.makespan(),
-                    first.name,
-                    seconds(first.makespan()),
-                    seconds(mode.makespan())
-                );
-            }
-        }
-    }
     out
 }
 
@@ -117,16 +149,19 @@ pub fn overall_throughput(mode: &ModeRun) -> String {
     }
 }
 
-fn restore_cells(r: &RestoreTiming, node_width: usize) -> String {
-    format!(
-        "{:<node_width$}  {:>6} {:>6} {:>6} {:>6} {:>7.0}",
+fn restore_cells(r: &RestoreTiming, node_width: usize, rebind: bool) -> String {
+    let mut cells = format!(
+        "{:<node_width$}  {:>6} {:>6} {:>6}",
         r.node,
         seconds(r.waiting()),
         seconds(r.exposing()),
         seconds(r.moving()),
-        seconds(r.rebinding()),
-        r.throughput() / (1024.0 * 1024.0)
-    )
+    );
+    if rebind {
+        let _ = write!(cells, " {:>6}", seconds(r.rebinding()));
+    }
+    let _ = write!(cells, " {:>7.0}", r.throughput() / (1024.0 * 1024.0));
+    cells
 }
 
 /// Seconds with two decimals below ten (the demo's phases are often sub-second), else one.
@@ -177,6 +212,37 @@ mod tests {
             ["node-1", "0.20s", "0.35s", "1.15s", "0.10s", "28"],
             "{line}"
         );
+    }
+
+    #[test]
+    fn a_backup_gets_its_own_table_without_rebinding_and_is_not_compared() {
+        let mut input = sample_input();
+        let mut backup = input.modes[1].clone();
+        backup.name = "backup".into();
+        backup.kind = RunKind::Backup;
+        input.modes.insert(0, backup);
+        let report = render_report(&input.modes);
+        let tables: Vec<&str> = report.split("\n\n").collect();
+        assert!(
+            tables[0].lines().next().unwrap().contains("backup"),
+            "{report}"
+        );
+        assert!(!tables[0].contains("rebind"), "{report}");
+        assert!(!tables[0].contains("default"), "{report}");
+        // Each backup row: node, wait, expose, move, MiB/s.
+        let row = tables[0]
+            .lines()
+            .find(|l| l.starts_with("data-web-0"))
+            .unwrap();
+        let cells: Vec<&str> = row.split('│').collect();
+        assert_eq!(cells[1].split_whitespace().count(), 5, "{row}");
+        // The restore modes are compared with each other only.
+        assert!(
+            report.contains("ignoreDelayBinding finished 4.1× sooner than default"),
+            "{report}"
+        );
+        assert!(!report.contains("than backup"), "{report}");
+        assert!(!report.contains("backup finished"), "{report}");
     }
 
     #[test]

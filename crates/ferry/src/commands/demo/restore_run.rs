@@ -17,7 +17,7 @@ use super::kube_ops::{self, POLL, wait_for};
 use super::objects::{self, FERRY_NAMESPACE, WORKLOAD_NAMESPACE};
 use super::observe::{PhaseRecorder, Sighting};
 use super::progress::Step;
-use super::timings::{ModeRun, RestoreTiming};
+use super::timings::{ModeRun, RestoreTiming, RunKind};
 
 /// Which restore configuration a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +222,7 @@ pub async fn run_mode(
         run: ModeRun {
             name: mode.name().into(),
             description: mode.description().into(),
+            kind: RunKind::Restore,
             nodes: nodes.to_vec(),
             restores,
         },

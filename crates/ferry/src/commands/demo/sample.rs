@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use super::restore_run::Mode;
 use super::timeline::{self, TimelineInput};
-use super::timings::{ModeRun, RestoreTiming, human_bytes};
+use super::timings::{ModeRun, RestoreTiming, RunKind, human_bytes};
 
 /// How fast the made-up run goes: data mover rates (MiB/s) of one restore alone and of one
 /// of several sharing a node; seconds to schedule a pod, expose a restore, rebind it, start a
@@ -86,6 +86,7 @@ pub fn sample_input(nodes: usize, volumes: usize) -> TimelineInput {
     let run = |mode: Mode, restores| ModeRun {
         name: mode.name().into(),
         description: mode.description().into(),
+        kind: RunKind::Restore,
         nodes: nodes.clone(),
         restores,
     };

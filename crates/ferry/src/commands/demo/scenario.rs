@@ -1,6 +1,6 @@
 //! The demo's scenario, shared with `ferry bench restore`: a simulated cluster, a repository
-//! and Velero's configuration, a StatefulSet whose volumes get real data, backed up and then
-//! lost; afterwards, the volumes restored in a mode through ferry's DataDownload controller
+//! and Velero's configuration, a StatefulSet whose volumes get real data, backed up through
+//! ferry's DataUpload controller and then lost; afterwards, the volumes restored in a mode through ferry's DataDownload controller
 //! (running in this process) and every byte verified. Each step prints its line.
 
 use std::collections::BTreeMap;
@@ -16,13 +16,14 @@ use kube::Client;
 use kube::api::{Api, DynamicObject};
 
 use super::backup;
+use super::backup_run;
 use super::controller::{self, Controller};
 use super::kube_ops::{self, wait_for};
 use super::layout::Layout;
 use super::objects::{self, FERRY_NAMESPACE, WORKLOAD_NAMESPACE};
 use super::progress::Step;
 use super::restore_run::{self, Mode, ModeOutcome, PodImage, VolumeToRestore};
-use super::timings::human_bytes;
+use super::timings::{ModeRun, human_bytes};
 use super::verify::HashTree;
 use super::workload::{self, VolumePlan};
 use testenv::{Backend, ClusterConfig, TestCluster};
@@ -90,18 +91,25 @@ pub struct BackedUp {
     /// The cluster's node names, in lane order.
     pub nodes: Vec<String>,
     pub pod_image: PodImage,
+    /// The backup through DataUploads, as observed (`None`: backed up with ferry's engine
+    /// directly, because the controller could not run here).
+    pub backup: Option<ModeRun>,
 }
 
 impl BackedUp {
     /// Creates the repository and Velero's configuration, the StatefulSet with its data, backs
-    /// the volumes up, then deletes the workload and its volumes.
+    /// the volumes up through DataUploads (ferry's controller started at `placement` for it),
+    /// then deletes the workload and its volumes. An in-process controller that cannot start
+    /// makes the backup fall back to ferry's engine; a controller process must start.
     pub async fn prepare(
         client: &Client,
         layout: &Layout,
         nodes: usize,
         plans: Vec<VolumePlan>,
+        placement: controller::Placement<'_>,
     ) -> anyhow::Result<BackedUp> {
         let nodes: Vec<String> = (1..=nodes).map(|i| format!("node-{i}")).collect();
+        let in_process = matches!(placement, controller::Placement::InProcess(_));
         let pod_image = PodImage {
             image: IMAGE.into(),
             command: vec![
@@ -137,12 +145,30 @@ impl BackedUp {
         let files: usize = expected.iter().map(HashTree::files).sum();
         step.done(&format!("{files} files, {}", human_bytes(total)));
 
-        let step = Step::start_bytes(
-            "backing up the volumes (ferry's engine, restic format)",
-            total,
-        );
-        let snapshots = back_up(&repository, &plans, &volume_dirs, &step).await?;
-        step.done(&format!("{} snapshots", snapshots.len()));
+        let (snapshots, backup) = match start_backup_controller(client, placement).await {
+            Ok(controller) => {
+                let outcome =
+                    backup_run::run_backups(client, &plans, &nodes, RESTORE_TIMEOUT).await;
+                controller.stop().await;
+                let outcome = outcome?;
+                backup_run::delete_snapshots(client, &plans).await?;
+                (outcome.snapshot_ids, Some(outcome.run))
+            }
+            Err(err) if in_process => {
+                println!(
+                    "      ferry's controller cannot run in-process here ({err:#}).\n      \
+                     The volumes are backed up with ferry's engine directly."
+                );
+                let step = Step::start_bytes(
+                    "backing up the volumes (ferry's engine, restic format)",
+                    total,
+                );
+                let snapshots = back_up(&repository, &plans, &volume_dirs, &step).await?;
+                step.done(&format!("{} snapshots", snapshots.len()));
+                (snapshots, None)
+            }
+            Err(err) => return Err(err),
+        };
 
         let step = Step::start("deleting the workload and its volumes (the disaster)");
         lose_workload(client, &volume_dirs).await?;
@@ -167,6 +193,7 @@ impl BackedUp {
             to_restore,
             nodes,
             pod_image,
+            backup,
         })
     }
 
@@ -265,10 +292,34 @@ impl BackedUp {
     }
 }
 
-/// The location, the repository password and the namespaces, as a Velero install has them.
+/// Starts ferry's controller for the backup, with the node-agent ConfigMap's defaults.
+async fn start_backup_controller(
+    client: &Client,
+    placement: controller::Placement<'_>,
+) -> anyhow::Result<Controller> {
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), FERRY_NAMESPACE);
+    kube_ops::apply(&configmaps, &objects::node_agent_config(false))
+        .await
+        .context("writing the node-agent ConfigMap")?;
+    let step = Step::start("starting ferry's controller for the backup");
+    match controller::start(placement, IMAGE).await {
+        Ok(controller) => {
+            step.done(controller.description());
+            Ok(controller)
+        }
+        Err(err) => {
+            step.failed();
+            Err(err)
+        }
+    }
+}
+
+/// The location, the repository password, kubesim's VolumeSnapshotClass and the namespaces,
+/// as a Velero install has them.
 async fn configure(client: &Client, layout: &Layout) -> anyhow::Result<()> {
     controller::install(client).await?;
     kube_ops::ensure_namespace(client, WORKLOAD_NAMESPACE).await?;
+    backup_run::ensure_snapshot_class(client).await?;
     let locations: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         FERRY_NAMESPACE,

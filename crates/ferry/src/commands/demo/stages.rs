@@ -53,7 +53,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<ExitCode> {
             "  export KUBECONFIG={}",
             cluster.kubeconfig_path().display()
         );
-        println!("  kubectl get datadownloads -n {FERRY_NAMESPACE}");
+        println!("  kubectl get datauploads,datadownloads -n {FERRY_NAMESPACE}");
         println!("  kubectl get pods,pvc -n {WORKLOAD_NAMESPACE} -o wide");
         println!("Press Ctrl-C to stop it.");
         tokio::signal::ctrl_c()
@@ -72,11 +72,25 @@ async fn in_cluster(
 ) -> anyhow::Result<ExitCode> {
     let client = cluster.client();
     let plans = workload::plan_workload(options.volumes, options.total_bytes, options.seed);
-    let backed_up = BackedUp::prepare(&client, layout, options.nodes, plans).await?;
+    let backed_up = BackedUp::prepare(
+        &client,
+        layout,
+        options.nodes,
+        plans,
+        controller::Placement::InProcess(&client),
+    )
+    .await?;
 
     let mut outcomes: Vec<ModeOutcome> = Vec::new();
     let mut all_verified = true;
-    let mut emulated = false;
+    // Without a controller for the backup, none for the restores either.
+    let mut emulated = backed_up.backup.is_none();
+    if emulated {
+        println!(
+            "      The restores go through the data path directly (ferry's restore engine);\n      \
+             the controller's waiting and placement are emulated."
+        );
+    }
     for (index, mode) in [Mode::Default, Mode::IgnoreDelayBinding]
         .into_iter()
         .enumerate()
@@ -128,8 +142,13 @@ async fn in_cluster(
         outcomes.push(outcome);
     }
 
-    // Report and picture.
-    let runs: Vec<_> = outcomes.iter().map(|o| o.run.clone()).collect();
+    // Report and picture: the backup, then the restores.
+    let runs: Vec<_> = backed_up
+        .backup
+        .iter()
+        .cloned()
+        .chain(outcomes.iter().map(|o| o.run.clone()))
+        .collect();
     let text = report::render_report(&runs);
     println!("\n{text}");
     if !emulated {
@@ -142,13 +161,18 @@ async fn in_cluster(
     }
     let input = TimelineInput {
         title: format!(
-            "ferry: restoring {} volumes ({}) on {} nodes",
+            "ferry: backing up and restoring {} volumes ({}) on {} nodes",
             backed_up.plans.len(),
             human_bytes(backed_up.total_bytes()),
             options.nodes
         ),
         subtitle: format!(
-            "Backed up, lost and restored twice on a simulated cluster{}; {}",
+            "{} on a simulated cluster{}; {}",
+            if emulated {
+                "Backed up, lost and restored twice"
+            } else {
+                "Backed up through DataUploads, lost and restored twice through DataDownloads"
+            },
             if emulated {
                 " (data path run directly, controller's waiting and placement emulated)"
             } else {

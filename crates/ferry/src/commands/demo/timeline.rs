@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::timings::{ModeRun, RestoreTiming, human_bytes, human_seconds};
+use super::timings::{ModeRun, RestoreTiming, RunKind, human_bytes, human_seconds};
 
 /// What the picture shows.
 #[derive(Debug, Clone)]
@@ -30,17 +30,17 @@ pub(crate) struct Phase {
 const WAITING: Phase = Phase {
     name: "waiting",
     fill: "url(#waiting-stripes)",
-    explanation: "for the workload's pod, or a free slot",
+    explanation: "for the workload's pod, the snapshot or a free slot",
 };
 const EXPOSING: Phase = Phase {
     name: "exposing",
     fill: "#f0a03c",
-    explanation: "restore volume + pod",
+    explanation: "data mover's volume + pod",
 };
 const MOVING: Phase = Phase {
     name: "moving data",
     fill: "#2b6cb0",
-    explanation: "data mover: repository → volume",
+    explanation: "data mover: repository ⇄ volume",
 };
 const REBINDING: Phase = Phase {
     name: "rebinding",
@@ -147,9 +147,14 @@ pub fn render_svg(input: &TimelineInput) -> String {
         y += PANEL_GAP;
     }
 
-    // The comparison: how much sooner the last mode finished than the first.
-    if let (Some(first), Some(last)) = (input.modes.first(), input.modes.last())
-        && input.modes.len() > 1
+    // The comparison: how much sooner the last restore mode finished than the first.
+    let restores: Vec<&ModeRun> = input
+        .modes
+        .iter()
+        .filter(|m| m.kind == RunKind::Restore)
+        .collect();
+    if let (Some(first), Some(last)) = (restores.first(), restores.last())
+        && restores.len() > 1
         && last.makespan() > 0.0
     {
         y += 4.0;
@@ -202,7 +207,10 @@ pub fn render_html(input: &TimelineInput, svg: &str) -> String {
 <body>
 <h1>{title}</h1>
 <p>{subtitle}</p>
-<p>Each lane is a node; each bar is the restore of one volume: waiting, exposing (restore
+<p>Each lane is a node. In the <b>backup</b> panel each bar is one volume's DataUpload:
+waiting (until ferry accepts it), exposing (a backup volume from the CSI snapshot, and its pod)
+and moving data (ferry's data mover, volume → repository). In the restore panels each bar is
+the restore of one volume: waiting, exposing (restore
 volume and pod), moving data (ferry's data mover) and rebinding (the restored volume to its
 target claim). <b>default</b> keeps WaitForFirstConsumer's promise: a restore waits until the
 workload pod that uses the volume is scheduled, and a StatefulSet creates its pods one at a
@@ -356,7 +364,7 @@ fn panel(out: &mut String, mode: &ModeRun, top: f64, scale: &TimeScale, caption:
         );
         for (restore, track) in &lane.restores {
             let bar_y = lane.top + LANE_PADDING + *track as f64 * (BAR_HEIGHT + TRACK_GAP);
-            out.push_str(&bar(restore, bar_y, scale));
+            out.push_str(&bar(restore, mode.kind, bar_y, scale));
         }
         out.push_str("</g>\n");
     }
@@ -386,9 +394,13 @@ fn panel(out: &mut String, mode: &ModeRun, top: f64, scale: &TimeScale, caption:
     if caption {
         let _ = writeln!(
             out,
-            r##"<text class="axis-caption" x="{}" y="{}" font-size="13" text-anchor="middle" fill="{GREY}">time since the restores were created (both modes on the same scale)</text>"##,
+            r##"<text class="axis-caption" x="{}" y="{}" font-size="13" text-anchor="middle" fill="{GREY}">time since the {} were created (every panel on the same scale)</text>"##,
             (LEFT + WIDTH - RIGHT) / 2.0,
-            bottom + 4.0
+            bottom + 4.0,
+            match mode.kind {
+                RunKind::Restore => "restores",
+                RunKind::Backup => "backups",
+            }
         );
         bottom += 16.0;
     }
@@ -398,7 +410,7 @@ fn panel(out: &mut String, mode: &ModeRun, top: f64, scale: &TimeScale, caption:
 }
 
 /// One restore's bar: a segment per phase, the volume's name and size, and a tooltip.
-fn bar(r: &RestoreTiming, y: f64, scale: &TimeScale) -> String {
+fn bar(r: &RestoreTiming, kind: RunKind, y: f64, scale: &TimeScale) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -406,9 +418,9 @@ fn bar(r: &RestoreTiming, y: f64, scale: &TimeScale) -> String {
         esc(&r.volume),
         esc(&r.node)
     );
-    let _ = writeln!(
+    let _ = write!(
         out,
-        "<title>{} on {}: waited {:.2} s, exposed {:.2} s, moved {} in {:.2} s ({:.0} MiB/s), rebound in {:.2} s</title>",
+        "<title>{} on {}: waited {:.2} s, exposed {:.2} s, moved {} in {:.2} s ({:.0} MiB/s)",
         esc(&r.volume),
         esc(&r.node),
         r.waiting(),
@@ -416,8 +428,11 @@ fn bar(r: &RestoreTiming, y: f64, scale: &TimeScale) -> String {
         human_bytes(r.bytes),
         r.moving(),
         r.throughput() / (1024.0 * 1024.0),
-        r.rebinding()
     );
+    if kind == RunKind::Restore {
+        let _ = write!(out, ", rebound in {:.2} s", r.rebinding());
+    }
+    out.push_str("</title>\n");
     let segments = [
         (&WAITING, r.wait_start, r.wait_end),
         (&EXPOSING, r.wait_end, r.move_start.max(r.expose_end)),

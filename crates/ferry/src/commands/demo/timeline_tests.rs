@@ -49,12 +49,14 @@ pub(crate) fn sample_input() -> TimelineInput {
             ModeRun {
                 name: "default".into(),
                 description: "restores wait for each workload pod".into(),
+                kind: RunKind::Restore,
                 nodes: nodes.clone(),
                 restores: default,
             },
             ModeRun {
                 name: "ignoreDelayBinding".into(),
                 description: "restores start at once, spread over nodes".into(),
+                kind: RunKind::Restore,
                 nodes,
                 restores: ignore,
             },

@@ -56,13 +56,25 @@ impl RestoreTiming {
     }
 }
 
-/// One restore mode's run.
+/// Which half of the data movement a run is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RunKind {
+    /// DataDownloads: wait, expose, move (repository → volume), rebind.
+    #[default]
+    Restore,
+    /// DataUploads: wait (accepted), expose (snapshot → backup volume and pod), move (volume →
+    /// repository); nothing to rebind.
+    Backup,
+}
+
+/// One restore mode's run (or the backup's: see `kind`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModeRun {
-    /// Short name: `default` or `ignoreDelayBinding`.
+    /// Short name: `default` or `ignoreDelayBinding` (or `backup`).
     pub name: String,
     /// What the mode does, in a few words.
     pub description: String,
+    pub kind: RunKind,
     /// All nodes of the cluster, in display order (a node with no restore still gets a lane).
     pub nodes: Vec<String>,
     pub restores: Vec<RestoreTiming>,
@@ -147,6 +159,7 @@ mod tests {
         let run = ModeRun {
             name: "m".into(),
             description: String::new(),
+            kind: RunKind::Restore,
             nodes: vec!["n".into()],
             restores: vec![r(0.5, 2.0), r(0.0, 3.5)],
         };

@@ -1,0 +1,270 @@
+//! The backup half, as Velero's CSI plugin drives it for `--snapshot-move-data --data-mover
+//! ferry` (ferry's controller already started): a VolumeSnapshot of every workload volume and a
+//! DataUpload for ferry of each, all created at once, while the workload keeps running. A
+//! watcher records when each backup is exposed (backup volume from the snapshot, backup pod)
+//! and moves its data, on which node; the snapshot ids come from the DataUploads' status.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ferry_controller::crds::{DataUpload, DataUploadPhase};
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use serde_json::json;
+
+use super::kube_ops::{self, POLL};
+use super::objects::{FERRY_NAMESPACE, LOCATION, STORAGE_CLASS, WORKLOAD_NAMESPACE};
+use super::observe::{PhaseRecorder, Sighting};
+use super::progress::Step;
+use super::timings::{ModeRun, RestoreTiming, RunKind};
+use super::workload::VolumePlan;
+
+/// The VolumeSnapshotClass of kubesim's CSI driver, as a Velero install labels it.
+pub const SNAPSHOT_CLASS: &str = "kubesim";
+/// The label Velero's CSI plugin looks for to choose a VolumeSnapshotClass.
+const VELERO_CLASS_LABEL: &str = "velero.io/csi-volumesnapshot-class";
+/// Velero's label tying a DataUpload to its backup.
+const BACKUP_LABEL: &str = "velero.io/backup-name";
+/// The demo's backup name (the repository snapshots carry it as a tag).
+pub const BACKUP_NAME: &str = "ledger-backup";
+
+/// A finished backup: its timings and each volume's repository snapshot id, in plan order.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    pub run: ModeRun,
+    pub snapshot_ids: Vec<String>,
+}
+
+fn snapshot_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", kind),
+        plural,
+    )
+}
+
+/// The DataUpload's (and the VolumeSnapshot's) name for a volume.
+pub fn data_upload_name(claim: &str) -> String {
+    format!("{claim}-backup")
+}
+
+/// kubesim's VolumeSnapshotClass, created once.
+pub async fn ensure_snapshot_class(client: &Client) -> anyhow::Result<()> {
+    let classes: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &snapshot_resource("VolumeSnapshotClass", "volumesnapshotclasses"),
+    );
+    let class: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshotClass",
+        "metadata": {"name": SNAPSHOT_CLASS, "labels": {VELERO_CLASS_LABEL: "true"}},
+        "driver": kubesim::nodes::bootstrap::PROVISIONER,
+        "deletionPolicy": "Delete",
+    }))?;
+    kube_ops::apply(&classes, &class)
+        .await
+        .context("creating kubesim's VolumeSnapshotClass")?;
+    Ok(())
+}
+
+/// Backs every planned volume up through DataUploads and waits until all completed.
+pub async fn run_backups(
+    client: &Client,
+    plans: &[VolumePlan],
+    nodes: &[String],
+    timeout: Duration,
+) -> anyhow::Result<BackupOutcome> {
+    let snapshots: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        WORKLOAD_NAMESPACE,
+        &snapshot_resource("VolumeSnapshot", "volumesnapshots"),
+    );
+    let uploads: Api<DataUpload> = Api::namespaced(client.clone(), FERRY_NAMESPACE);
+    let total: u64 = plans.iter().map(VolumePlan::bytes).sum();
+    let step = Step::start_bytes(
+        "backing up through DataUploads (CSI snapshots, ferry's data mover)",
+        total,
+    );
+    let started = Instant::now();
+    let mut recorder = PhaseRecorder::default();
+    for plan in plans {
+        let name = data_upload_name(&plan.pvc);
+        recorder.created(&name, &plan.pvc, started.elapsed().as_secs_f64());
+        if let Err(err) = create_snapshot_and_upload(&snapshots, &uploads, &name, &plan.pvc).await {
+            step.failed();
+            return Err(err);
+        }
+    }
+
+    let deadline = Instant::now() + timeout;
+    let result: anyhow::Result<BTreeMap<String, String>> = async {
+        loop {
+            let list = uploads
+                .list(&ListParams::default())
+                .await
+                .context("listing DataUploads")?;
+            let at = started.elapsed().as_secs_f64();
+            let mut bytes_done = 0;
+            let mut ids = BTreeMap::new();
+            for plan in plans {
+                let name = data_upload_name(&plan.pvc);
+                let Some(du) = list
+                    .items
+                    .iter()
+                    .find(|d| d.metadata.name.as_deref() == Some(&name))
+                else {
+                    bail!("DataUpload {FERRY_NAMESPACE}/{name} disappeared");
+                };
+                let sighting = sighting(du);
+                bytes_done += if du.phase() == DataUploadPhase::Completed {
+                    plan.bytes()
+                } else {
+                    sighting.bytes_done.min(plan.bytes())
+                };
+                recorder.saw(&name, at, &sighting);
+                if let Some(id) = du
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.snapshot_id.clone())
+                    .filter(|id| !id.is_empty())
+                {
+                    ids.insert(name, id);
+                }
+            }
+            step.set_position(bytes_done);
+            if let Some((name, record)) = recorder.records().find(|(_, r)| r.failed.is_some()) {
+                bail!(
+                    "DataUpload {FERRY_NAMESPACE}/{name} (volume {}) ended {}",
+                    record.volume,
+                    record.failed.as_deref().unwrap_or_default()
+                );
+            }
+            if recorder.all_done() {
+                return Ok(ids);
+            }
+            if Instant::now() >= deadline {
+                bail!("gave up after {timeout:?} waiting for the DataUploads to complete");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    .await;
+    let ids = match result {
+        Ok(ids) => ids,
+        Err(err) => {
+            step.failed();
+            return Err(err);
+        }
+    };
+    let snapshot_ids = plans
+        .iter()
+        .map(|plan| {
+            let name = data_upload_name(&plan.pvc);
+            ids.get(&name).cloned().with_context(|| {
+                format!("DataUpload {FERRY_NAMESPACE}/{name} completed without a snapshot id")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    step.done(&format!("{} repository snapshots", snapshot_ids.len()));
+
+    let mut backups: Vec<RestoreTiming> = recorder.timings();
+    let order: BTreeMap<&str, usize> = plans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.pvc.as_str(), i))
+        .collect();
+    backups.sort_by_key(|r| order.get(r.volume.as_str()).copied().unwrap_or(usize::MAX));
+    Ok(BackupOutcome {
+        run: ModeRun {
+            name: "backup".into(),
+            description: "DataUploads from CSI snapshots, all at once".into(),
+            kind: RunKind::Backup,
+            nodes: nodes.to_vec(),
+            restores: backups,
+        },
+        snapshot_ids,
+    })
+}
+
+/// The VolumeSnapshot and the DataUpload Velero's CSI plugin would create for a claim.
+async fn create_snapshot_and_upload(
+    snapshots: &Api<DynamicObject>,
+    uploads: &Api<DataUpload>,
+    name: &str,
+    claim: &str,
+) -> anyhow::Result<()> {
+    let snapshot: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "snapshot.storage.k8s.io/v1",
+        "kind": "VolumeSnapshot",
+        "metadata": {"name": name, "namespace": WORKLOAD_NAMESPACE,
+                     "labels": {BACKUP_LABEL: BACKUP_NAME}},
+        "spec": {"source": {"persistentVolumeClaimName": claim},
+                 "volumeSnapshotClassName": SNAPSHOT_CLASS},
+    }))?;
+    snapshots
+        .create(&Default::default(), &snapshot)
+        .await
+        .with_context(|| format!("creating VolumeSnapshot {WORKLOAD_NAMESPACE}/{name}"))?;
+    let upload: DataUpload = serde_json::from_value(json!({
+        "apiVersion": "velero.io/v2alpha1",
+        "kind": "DataUpload",
+        "metadata": {"name": name, "namespace": FERRY_NAMESPACE,
+                     "labels": {BACKUP_LABEL: BACKUP_NAME}},
+        "spec": {
+            "snapshotType": "CSI",
+            "sourcePVC": claim,
+            "sourceNamespace": WORKLOAD_NAMESPACE,
+            "backupStorageLocation": LOCATION,
+            "operationTimeout": "10m0s",
+            "datamover": "ferry",
+            "csiSnapshot": {"volumeSnapshot": name, "storageClass": STORAGE_CLASS,
+                            "snapshotClass": SNAPSHOT_CLASS,
+                            "driver": kubesim::nodes::bootstrap::PROVISIONER},
+        },
+    }))?;
+    uploads
+        .create(&Default::default(), &upload)
+        .await
+        .with_context(|| format!("creating DataUpload {FERRY_NAMESPACE}/{name}"))?;
+    Ok(())
+}
+
+/// What one look at a DataUpload tells the recorder. A backup has no consumer to wait for:
+/// its wait ends when ferry accepts it (a free slot on a node, the snapshot taken).
+fn sighting(du: &DataUpload) -> Sighting {
+    let phase = du.phase();
+    let status = du.status.clone().unwrap_or_default();
+    let progress = status.progress.unwrap_or_default();
+    Sighting {
+        phase: Some(phase.as_str().to_string()),
+        node: status.node.filter(|n| !n.is_empty()),
+        total_bytes: progress.total_bytes.unwrap_or(0).max(0) as u64,
+        bytes_done: progress.bytes_done.unwrap_or(0).max(0) as u64,
+        consumed: !matches!(phase, DataUploadPhase::New),
+        data_moved: false,
+        message: status.message,
+    }
+}
+
+/// Removes the backup's VolumeSnapshots once the data is in the repository, as Velero does at
+/// the end of a backup (ferry already released the snapshot contents it took over).
+pub async fn delete_snapshots(client: &Client, plans: &[VolumePlan]) -> anyhow::Result<()> {
+    let snapshots: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        WORKLOAD_NAMESPACE,
+        &snapshot_resource("VolumeSnapshot", "volumesnapshots"),
+    );
+    for plan in plans {
+        let name = data_upload_name(&plan.pvc);
+        match snapshots.delete(&name, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("deleting VolumeSnapshot {WORKLOAD_NAMESPACE}/{name}")
+                });
+            }
+        }
+    }
+    Ok(())
+}

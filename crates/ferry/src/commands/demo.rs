@@ -4,12 +4,12 @@
 //! `restorePVC.ignoreDelayBinding`) with every byte verified; a report and a timeline picture
 //! show why ignoreDelayBinding matters.
 
-mod backup;
+pub(crate) mod backup;
 pub(crate) mod backup_run;
 pub(crate) mod controller;
 mod direct;
 mod internal;
-mod kube_ops;
+pub(crate) mod kube_ops;
 pub(crate) mod layout;
 pub(crate) mod objects;
 mod observe;

@@ -2,14 +2,19 @@
 
 use std::process::ExitCode;
 
+mod backup;
 mod repo;
 mod restore;
 
+pub use backup::BenchBackupArgs;
 pub use repo::BenchRepoArgs;
 pub use restore::BenchRestoreArgs;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Backup makespan through ferry's DataUpload controller (one at a time and all at once)
+    /// against the ideal for the nodes, and the data mover's rate against `restic backup`.
+    Backup(BenchBackupArgs),
     /// Backup and restore throughput, CPU and memory: ferry against restic.
     Repo(BenchRepoArgs),
     /// Restore makespan on a simulated cluster: default (workload pods one at a time) against
@@ -19,6 +24,7 @@ pub enum BenchCommand {
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        BenchCommand::Backup(a) => backup::bench_backup(a).await,
         BenchCommand::Repo(a) => tokio::task::spawn_blocking(move || repo::bench_repo(a)).await?,
         BenchCommand::Restore(a) => restore::bench_restore(a).await,
     }

@@ -133,12 +133,12 @@ fn generate(root: &Path, size: u64) -> anyhow::Result<(u64, u64)> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Measure {
+pub(super) struct Measure {
     /// Start to exit of the process.
-    wall: f64,
+    pub(super) wall: f64,
     /// Start to exit, plus flushing the output's file system afterwards (syncfs).
     flushed: f64,
-    cpu: f64,
+    pub(super) cpu: f64,
     max_rss_mib: f64,
 }
 
@@ -201,7 +201,7 @@ fn flush_fs(dir: &Path) -> anyhow::Result<f64> {
 
 /// Runs a child to completion and measures wall time, user+system CPU and peak RSS, then
 /// the time to flush what it left dirty on `output`'s file system.
-fn measure(cmd: &mut Command, what: &str, output: &Path) -> anyhow::Result<Measure> {
+pub(super) fn measure(cmd: &mut Command, what: &str, output: &Path) -> anyhow::Result<Measure> {
     let started = Instant::now();
     let child = cmd
         .stdout(std::process::Stdio::null())

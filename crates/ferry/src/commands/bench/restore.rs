@@ -65,7 +65,7 @@ pub enum ClusterChoice {
 }
 
 impl ClusterChoice {
-    fn backends(self) -> Vec<Backend> {
+    pub(super) fn backends(self) -> Vec<Backend> {
         match self {
             ClusterChoice::Kubesim => vec![Backend::Kubesim],
             ClusterChoice::Real => vec![Backend::Real],
@@ -155,7 +155,7 @@ pub(super) async fn bench_restore(args: BenchRestoreArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn cluster_words(backend: Backend) -> &'static str {
+pub(super) fn cluster_words(backend: Backend) -> &'static str {
     match backend {
         Backend::Kubesim => "kubesim, a simulated cluster in this process",
         Backend::Real => "the real Kubernetes control plane with kubesim's nodes",
@@ -288,20 +288,20 @@ fn render_comparison(results: &[ClusterRun]) -> String {
     out
 }
 
-fn cpus() -> usize {
+pub(super) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Smallest, middle and largest of some values.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Spread {
-    min: f64,
-    median: f64,
-    max: f64,
+pub(super) struct Spread {
+    pub(super) min: f64,
+    pub(super) median: f64,
+    pub(super) max: f64,
 }
 
 impl Spread {
-    fn of(values: impl IntoIterator<Item = f64>) -> Spread {
+    pub(super) fn of(values: impl IntoIterator<Item = f64>) -> Spread {
         let mut values: Vec<f64> = values.into_iter().collect();
         values.sort_by(f64::total_cmp);
         let n = values.len();
@@ -337,7 +337,7 @@ fn per_node_throughput(run: &ModeRun) -> f64 {
 }
 
 /// Whether no two of the run's data movements overlapped in time.
-fn movements_ran_alone(run: &ModeRun) -> bool {
+pub(super) fn movements_ran_alone(run: &ModeRun) -> bool {
     let mut spans: Vec<(f64, f64)> = run
         .restores
         .iter()
@@ -350,7 +350,7 @@ fn movements_ran_alone(run: &ModeRun) -> bool {
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Seconds a restore spent in one phase.
-type PhaseTime = fn(&RestoreTiming) -> f64;
+pub(super) type PhaseTime = fn(&RestoreTiming) -> f64;
 
 /// The figures: the per-volume table of the demo's report, then makespans, the ideal and the
 /// ratios, per-restore phase times and throughput, and how the ideal was computed.

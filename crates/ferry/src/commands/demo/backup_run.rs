@@ -43,9 +43,36 @@ fn snapshot_resource(kind: &str, plural: &str) -> ApiResource {
     )
 }
 
-/// The DataUpload's (and the VolumeSnapshot's) name for a volume.
-pub fn data_upload_name(claim: &str) -> String {
-    format!("{claim}-backup")
+/// One way of backing the volumes up: which location, and whether the DataUploads come all at
+/// once (as Velero creates them) or one after another (each alone in the cluster).
+#[derive(Debug, Clone)]
+pub struct Pass {
+    /// The run's name in the report and the picture.
+    pub name: String,
+    pub description: String,
+    /// The BackupStorageLocation the DataUploads name.
+    pub location: String,
+    /// Ends the DataUploads' (and VolumeSnapshots') names, unique per pass.
+    pub suffix: String,
+    pub one_at_a_time: bool,
+}
+
+impl Pass {
+    /// As Velero's backup does it: every DataUpload at once, to the default location.
+    pub fn velero() -> Pass {
+        Pass {
+            name: "backup".into(),
+            description: "DataUploads from CSI snapshots, all at once".into(),
+            location: LOCATION.into(),
+            suffix: "backup".into(),
+            one_at_a_time: false,
+        }
+    }
+
+    /// The DataUpload's (and the VolumeSnapshot's) name for a volume.
+    pub fn upload_name(&self, claim: &str) -> String {
+        format!("{claim}-{}", self.suffix)
+    }
 }
 
 /// kubesim's VolumeSnapshotClass, created once.
@@ -67,11 +94,13 @@ pub async fn ensure_snapshot_class(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Backs every planned volume up through DataUploads and waits until all completed.
+/// Backs every planned volume up through DataUploads as `pass` says and waits until all
+/// completed.
 pub async fn run_backups(
     client: &Client,
     plans: &[VolumePlan],
     nodes: &[String],
+    pass: &Pass,
     timeout: Duration,
 ) -> anyhow::Result<BackupOutcome> {
     let snapshots: Api<DynamicObject> = Api::namespaced_with(
@@ -82,84 +111,59 @@ pub async fn run_backups(
     let uploads: Api<DataUpload> = Api::namespaced(client.clone(), FERRY_NAMESPACE);
     let total: u64 = plans.iter().map(VolumePlan::bytes).sum();
     let step = Step::start_bytes(
-        "backing up through DataUploads (CSI snapshots, ferry's data mover)",
+        format!(
+            "backing up through DataUploads (CSI snapshots, ferry's data mover, {})",
+            if pass.one_at_a_time {
+                "one at a time"
+            } else {
+                "all at once"
+            }
+        ),
         total,
     );
     let started = Instant::now();
+    let deadline = started + timeout;
     let mut recorder = PhaseRecorder::default();
-    for plan in plans {
-        let name = data_upload_name(&plan.pvc);
-        recorder.created(&name, &plan.pvc, started.elapsed().as_secs_f64());
-        if let Err(err) = create_snapshot_and_upload(&snapshots, &uploads, &name, &plan.pvc).await {
-            step.failed();
-            return Err(err);
-        }
-    }
-
-    let deadline = Instant::now() + timeout;
-    let result: anyhow::Result<BTreeMap<String, String>> = async {
-        loop {
-            let list = uploads
-                .list(&ListParams::default())
-                .await
-                .context("listing DataUploads")?;
-            let at = started.elapsed().as_secs_f64();
-            let mut bytes_done = 0;
-            let mut ids = BTreeMap::new();
-            for plan in plans {
-                let name = data_upload_name(&plan.pvc);
-                let Some(du) = list
-                    .items
-                    .iter()
-                    .find(|d| d.metadata.name.as_deref() == Some(&name))
-                else {
-                    bail!("DataUpload {FERRY_NAMESPACE}/{name} disappeared");
-                };
-                let sighting = sighting(du);
-                bytes_done += if du.phase() == DataUploadPhase::Completed {
-                    plan.bytes()
-                } else {
-                    sighting.bytes_done.min(plan.bytes())
-                };
-                recorder.saw(&name, at, &sighting);
-                if let Some(id) = du
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.snapshot_id.clone())
-                    .filter(|id| !id.is_empty())
-                {
-                    ids.insert(name, id);
-                }
-            }
-            step.set_position(bytes_done);
-            if let Some((name, record)) = recorder.records().find(|(_, r)| r.failed.is_some()) {
-                bail!(
-                    "DataUpload {FERRY_NAMESPACE}/{name} (volume {}) ended {}",
-                    record.volume,
-                    record.failed.as_deref().unwrap_or_default()
-                );
-            }
-            if recorder.all_done() {
-                return Ok(ids);
-            }
-            if Instant::now() >= deadline {
-                bail!("gave up after {timeout:?} waiting for the DataUploads to complete");
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-    .await;
-    let ids = match result {
-        Ok(ids) => ids,
-        Err(err) => {
-            step.failed();
-            return Err(err);
-        }
+    let batches: Vec<&[VolumePlan]> = if pass.one_at_a_time {
+        plans.chunks(1).collect()
+    } else {
+        vec![plans]
     };
+    let mut ids = BTreeMap::new();
+    let mut bytes_before = 0;
+    for batch in batches {
+        let result = async {
+            for plan in batch {
+                let name = pass.upload_name(&plan.pvc);
+                recorder.created(&name, &plan.pvc, started.elapsed().as_secs_f64());
+                create_snapshot_and_upload(&snapshots, &uploads, pass, &name, &plan.pvc).await?;
+            }
+            follow(
+                &uploads,
+                batch,
+                pass,
+                &mut recorder,
+                started,
+                deadline,
+                &step,
+                bytes_before,
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok(batch_ids) => ids.extend(batch_ids),
+            Err(err) => {
+                step.failed();
+                return Err(err);
+            }
+        }
+        bytes_before += batch.iter().map(VolumePlan::bytes).sum::<u64>();
+    }
     let snapshot_ids = plans
         .iter()
         .map(|plan| {
-            let name = data_upload_name(&plan.pvc);
+            let name = pass.upload_name(&plan.pvc);
             ids.get(&name).cloned().with_context(|| {
                 format!("DataUpload {FERRY_NAMESPACE}/{name} completed without a snapshot id")
             })
@@ -176,8 +180,8 @@ pub async fn run_backups(
     backups.sort_by_key(|r| order.get(r.volume.as_str()).copied().unwrap_or(usize::MAX));
     Ok(BackupOutcome {
         run: ModeRun {
-            name: "backup".into(),
-            description: "DataUploads from CSI snapshots, all at once".into(),
+            name: pass.name.clone(),
+            description: pass.description.clone(),
             kind: RunKind::Backup,
             nodes: nodes.to_vec(),
             restores: backups,
@@ -186,10 +190,75 @@ pub async fn run_backups(
     })
 }
 
+/// Polls the batch's DataUploads until every one completed (an error once one failed),
+/// feeding the recorder and the progress bar; returns their snapshot ids by name.
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    uploads: &Api<DataUpload>,
+    batch: &[VolumePlan],
+    pass: &Pass,
+    recorder: &mut PhaseRecorder,
+    started: Instant,
+    deadline: Instant,
+    step: &Step,
+    bytes_before: u64,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    loop {
+        let list = uploads
+            .list(&ListParams::default())
+            .await
+            .context("listing DataUploads")?;
+        let at = started.elapsed().as_secs_f64();
+        let mut bytes_done = bytes_before;
+        let mut ids = BTreeMap::new();
+        for plan in batch {
+            let name = pass.upload_name(&plan.pvc);
+            let Some(du) = list
+                .items
+                .iter()
+                .find(|d| d.metadata.name.as_deref() == Some(&name))
+            else {
+                bail!("DataUpload {FERRY_NAMESPACE}/{name} disappeared");
+            };
+            let sighting = sighting(du);
+            bytes_done += if du.phase() == DataUploadPhase::Completed {
+                plan.bytes()
+            } else {
+                sighting.bytes_done.min(plan.bytes())
+            };
+            recorder.saw(&name, at, &sighting);
+            if let Some(id) = du
+                .status
+                .as_ref()
+                .and_then(|s| s.snapshot_id.clone())
+                .filter(|id| !id.is_empty())
+            {
+                ids.insert(name, id);
+            }
+        }
+        step.set_position(bytes_done);
+        if let Some((name, record)) = recorder.records().find(|(_, r)| r.failed.is_some()) {
+            bail!(
+                "DataUpload {FERRY_NAMESPACE}/{name} (volume {}) ended {}",
+                record.volume,
+                record.failed.as_deref().unwrap_or_default()
+            );
+        }
+        if recorder.all_done() {
+            return Ok(ids);
+        }
+        if Instant::now() >= deadline {
+            bail!("gave up waiting for the DataUploads to complete");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// The VolumeSnapshot and the DataUpload Velero's CSI plugin would create for a claim.
 async fn create_snapshot_and_upload(
     snapshots: &Api<DynamicObject>,
     uploads: &Api<DataUpload>,
+    pass: &Pass,
     name: &str,
     claim: &str,
 ) -> anyhow::Result<()> {
@@ -214,7 +283,7 @@ async fn create_snapshot_and_upload(
             "snapshotType": "CSI",
             "sourcePVC": claim,
             "sourceNamespace": WORKLOAD_NAMESPACE,
-            "backupStorageLocation": LOCATION,
+            "backupStorageLocation": pass.location,
             "operationTimeout": "10m0s",
             "datamover": "ferry",
             "csiSnapshot": {"volumeSnapshot": name, "storageClass": STORAGE_CLASS,
@@ -248,14 +317,18 @@ fn sighting(du: &DataUpload) -> Sighting {
 
 /// Removes the backup's VolumeSnapshots once the data is in the repository, as Velero does at
 /// the end of a backup (ferry already released the snapshot contents it took over).
-pub async fn delete_snapshots(client: &Client, plans: &[VolumePlan]) -> anyhow::Result<()> {
+pub async fn delete_snapshots(
+    client: &Client,
+    plans: &[VolumePlan],
+    pass: &Pass,
+) -> anyhow::Result<()> {
     let snapshots: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         WORKLOAD_NAMESPACE,
         &snapshot_resource("VolumeSnapshot", "volumesnapshots"),
     );
     for plan in plans {
-        let name = data_upload_name(&plan.pvc);
+        let name = pass.upload_name(&plan.pvc);
         match snapshots.delete(&name, &Default::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}

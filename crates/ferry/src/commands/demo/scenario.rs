@@ -33,7 +33,7 @@ pub const IMAGE: &str = "ferry";
 
 /// Generous limits: the scenario's steps take seconds; these only stop a stuck run.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
-const RESTORE_TIMEOUT: Duration = Duration::from_secs(900);
+pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Starts a cluster with `nodes` kubesim nodes, their data under the layout's cluster
 /// directory; containers of the image [`IMAGE`] run this binary. kubesim runs in this
@@ -96,20 +96,30 @@ pub struct BackedUp {
     pub backup: Option<ModeRun>,
 }
 
-impl BackedUp {
-    /// Creates the repository and Velero's configuration, the StatefulSet with its data, backs
-    /// the volumes up through DataUploads (ferry's controller started at `placement` for it),
-    /// then deletes the workload and its volumes. An in-process controller that cannot start
-    /// makes the backup fall back to ferry's engine; a controller process must start.
-    pub async fn prepare(
+/// The workload before the backup: running, its volumes holding the written data.
+pub struct Written {
+    pub repository: ferry_repo::Repository,
+    pub plans: Vec<VolumePlan>,
+    /// Hash trees of what was written, one per volume.
+    pub expected: Vec<HashTree>,
+    /// Files in all volumes.
+    pub files: usize,
+    /// Each volume's directory on its node, in plan order.
+    pub volume_dirs: Vec<PathBuf>,
+    /// The cluster's node names, in lane order.
+    pub nodes: Vec<String>,
+    pub pod_image: PodImage,
+}
+
+impl Written {
+    /// Creates the repository and Velero's configuration, then the StatefulSet with its data.
+    pub async fn create(
         client: &Client,
         layout: &Layout,
         nodes: usize,
         plans: Vec<VolumePlan>,
-        placement: controller::Placement<'_>,
-    ) -> anyhow::Result<BackedUp> {
+    ) -> anyhow::Result<Written> {
         let nodes: Vec<String> = (1..=nodes).map(|i| format!("node-{i}")).collect();
-        let in_process = matches!(placement, controller::Placement::InProcess(_));
         let pod_image = PodImage {
             image: IMAGE.into(),
             command: vec![
@@ -144,14 +154,55 @@ impl BackedUp {
         let expected = write_data(&plans, &volume_dirs, &step).await?;
         let files: usize = expected.iter().map(HashTree::files).sum();
         step.done(&format!("{files} files, {}", human_bytes(total)));
+        Ok(Written {
+            repository,
+            plans,
+            expected,
+            files,
+            volume_dirs,
+            nodes,
+            pod_image,
+        })
+    }
+}
+
+impl BackedUp {
+    /// Creates the repository and Velero's configuration, the StatefulSet with its data, backs
+    /// the volumes up through DataUploads (ferry's controller started at `placement` for it),
+    /// then deletes the workload and its volumes. An in-process controller that cannot start
+    /// makes the backup fall back to ferry's engine; a controller process must start.
+    pub async fn prepare(
+        client: &Client,
+        layout: &Layout,
+        nodes: usize,
+        plans: Vec<VolumePlan>,
+        placement: controller::Placement<'_>,
+    ) -> anyhow::Result<BackedUp> {
+        let in_process = matches!(placement, controller::Placement::InProcess(_));
+        let Written {
+            repository,
+            plans,
+            expected,
+            files,
+            volume_dirs,
+            nodes,
+            pod_image,
+        } = Written::create(client, layout, nodes, plans).await?;
+        let total: u64 = plans.iter().map(VolumePlan::bytes).sum();
 
         let (snapshots, backup) = match start_backup_controller(client, placement).await {
             Ok(controller) => {
-                let outcome =
-                    backup_run::run_backups(client, &plans, &nodes, RESTORE_TIMEOUT).await;
+                let outcome = backup_run::run_backups(
+                    client,
+                    &plans,
+                    &nodes,
+                    &backup_run::Pass::velero(),
+                    RESTORE_TIMEOUT,
+                )
+                .await;
                 controller.stop().await;
                 let outcome = outcome?;
-                backup_run::delete_snapshots(client, &plans).await?;
+                backup_run::delete_snapshots(client, &plans, &backup_run::Pass::velero()).await?;
                 (outcome.snapshot_ids, Some(outcome.run))
             }
             Err(err) if in_process => {
@@ -293,7 +344,7 @@ impl BackedUp {
 }
 
 /// Starts ferry's controller for the backup, with the node-agent ConfigMap's defaults.
-async fn start_backup_controller(
+pub async fn start_backup_controller(
     client: &Client,
     placement: controller::Placement<'_>,
 ) -> anyhow::Result<Controller> {

@@ -119,6 +119,19 @@ on_both_clusters! {
         assert_eq!(du.phase(), DataUploadPhase::Failed);
         assert!(message(&du).contains("VolumeSnapshot app/snap-b"), "{}", message(&du));
 
+        // A VolumeSnapshotClass that does not exist: the snapshot never becomes ready.
+        create(
+            &snapshots(&env, APP),
+            json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+                   "metadata": {"name": "snap-c", "namespace": APP},
+                   "spec": {"source": {"persistentVolumeClaimName": "src"}, "volumeSnapshotClassName": "no-such-class"}}),
+        )
+        .await;
+        data_upload(&env, "no-class", "snap-c", "src", "default").await;
+        let du = upload_ended(&env, "no-class", 60).await;
+        assert_eq!(du.phase(), DataUploadPhase::Failed);
+        assert!(message(&du).contains("VolumeSnapshot app/snap-c"), "{}", message(&du));
+
         // A VolumeSnapshot that does not exist.
         data_upload(&env, "no-snapshot", "never-made", "src", "default").await;
         let du = upload_ended(&env, "no-snapshot", 60).await;
@@ -136,7 +149,9 @@ on_both_clusters! {
             )
             .await
             .unwrap();
+        // (The failed snapshots are Velero's to delete, as its CSI plugin does.)
         snapshots(&env, APP).delete("snap-b", &DeleteParams::default()).await.unwrap();
+        snapshots(&env, APP).delete("snap-c", &DeleteParams::default()).await.unwrap();
         data_upload(&env, "wrong-password", "snap-a", "src", "default").await;
         let du = upload_ended(&env, "wrong-password", 120).await;
         assert_eq!(du.phase(), DataUploadPhase::Failed);

@@ -104,6 +104,10 @@ pub fn previous_snapshot(
         .max_by_key(|s| s.unix_time())
 }
 
+/// How long a data mover waits for another one that is creating the repository (deriving
+/// its key takes about half a second; the rest is two small writes).
+const REPOSITORY_CREATION_WAIT: Duration = Duration::from_secs(30);
+
 /// Backs up the DataUpload's volume. Progress goes into the DataUpload every
 /// `progress_interval`.
 pub async fn backup_data_upload(
@@ -141,12 +145,9 @@ pub async fn backup_data_upload(
     )
     .await?;
     // The first backup of a namespace creates its repository, as Velero's repository
-    // ensurer does.
-    let repo = match Repository::open(backend.clone(), &password).await {
-        Ok(repo) => repo,
-        Err(RepoError::NoRepository { .. }) => Repository::init(backend, &password).await?,
-        Err(e) => return Err(e.into()),
-    };
+    // ensurer does. Velero makes one DataUpload per volume and their data movers run at
+    // once, on different nodes: exactly one creates the repository, the others wait for it.
+    let repo = Repository::open_or_init(backend, &password, None, REPOSITORY_CREATION_WAIT).await?;
     let (snapshots, _) = repo.snapshots_skipping_unreadable().await?;
     let parent = previous_snapshot(
         snapshots,

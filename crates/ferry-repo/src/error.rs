@@ -12,6 +12,20 @@ pub enum RepoError {
         "no repository at {location}: there is no config file; run `ferry repo init` first or fix --repo"
     )]
     NoRepository { location: String },
+    /// The config exists but no key file does: the repository is being created right now
+    /// (its creator writes the config first, then its key), or its keys were lost.
+    #[error(
+        "the repository at {location} has a config file but no key file: another process may \
+         be creating it right now (try again in a moment), or its keys/ folder was lost"
+    )]
+    NoKey { location: String },
+    /// [`crate::Repository::open_or_init`] waited for another process to finish creating the
+    /// repository, in vain.
+    #[error("gave up after waiting {waited_secs}s for the repository to become usable: {last}")]
+    NotReady {
+        waited_secs: u64,
+        last: Box<RepoError>,
+    },
     #[error(
         "key file {what} is corrupt: {reason}; restore it from a copy, or remove it if another key opens the repository"
     )]

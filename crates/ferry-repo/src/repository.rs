@@ -111,7 +111,7 @@ impl Repository {
         };
         let mut keys = backend.list(FileType::Key).await?;
         if keys.is_empty() {
-            return Err(RepoError::NoRepository { location });
+            return Err(RepoError::NoKey { location });
         }
         keys.sort();
         let key = open_master_key(&backend, keys, password).await?;
@@ -147,6 +147,14 @@ impl Repository {
 
     /// [`Repository::init`] with given scrypt parameters instead of calibrated ones (tests
     /// that create many repositories use cheap ones).
+    ///
+    /// Safe against concurrent creation of the same repository (data movers of one backup
+    /// start together, on different nodes): the config is written first, with the backend's
+    /// atomic create-if-absent ([`Backend::save_new`]), and that decides the winner. Only the
+    /// winner then writes its key file; the others get [`RepoError::AlreadyExists`] having
+    /// written nothing, and open the winner's repository (see [`Repository::open_or_init`]).
+    /// restic writes the key first; a reader that comes between our two writes finds a
+    /// config without a key ([`RepoError::NoKey`], restic: "no key found"), a moment only.
     pub async fn init_with_kdf(
         backend: Arc<dyn Backend>,
         password: &str,
@@ -156,6 +164,7 @@ impl Repository {
         if password.is_empty() {
             return Err(RepoError::EmptyPassword);
         }
+        // Saves deriving a key for nothing; the decision is taken below.
         match backend.stat(&Handle::config()).await {
             Ok(_) => return Err(RepoError::AlreadyExists { location }),
             Err(BackendError::NotFound(_)) => {}
@@ -181,21 +190,76 @@ impl Repository {
             reason: e.to_string(),
         })?;
         let kf_bytes = serde_json::to_vec_pretty(&kf).expect("key file serializes");
+        // The config is never compressed: its version says whether compression exists.
+        // Sealed with a random nonce, so its bytes are ours alone (as save_new asks).
+        let cfg = key.seal(&serde_json::to_vec(&config).expect("config serializes"));
+        if !backend
+            .save_new(&Handle::config(), Bytes::from(cfg))
+            .await?
+        {
+            return Err(RepoError::AlreadyExists { location });
+        }
         backend
             .save(
                 &Handle::new(FileType::Key, Id::hash(&kf_bytes).to_hex()),
                 Bytes::from(kf_bytes),
             )
             .await?;
-        // The config is never compressed: its version says whether compression exists.
-        let cfg = key.seal(&serde_json::to_vec(&config).expect("config serializes"));
-        backend.save(&Handle::config(), Bytes::from(cfg)).await?;
         Ok(Repository {
             backend,
             key,
             config,
             index: Arc::new(tokio::sync::Mutex::new(None)),
         })
+    }
+
+    /// Opens the repository, creating it if there is none, when other processes may be doing
+    /// the same at the same moment. Exactly one of them creates it; the others open it once
+    /// its creator has written its key, waiting (backing off) up to `wait` for that. A wrong
+    /// password, a damaged repository or a backend failure end it at once.
+    pub async fn open_or_init(
+        backend: Arc<dyn Backend>,
+        password: &str,
+        kdf: Option<KdfParams>,
+        wait: std::time::Duration,
+    ) -> Result<Repository> {
+        use std::time::{Duration, Instant};
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let pending = match Repository::open(backend.clone(), password).await {
+                Ok(repo) => return Ok(repo),
+                Err(RepoError::NoRepository { .. }) => {
+                    match Repository::init_with_kdf(backend.clone(), password, kdf).await {
+                        Ok(repo) => {
+                            tracing::info!(location = %repo.location(), "created the repository");
+                            return Ok(repo);
+                        }
+                        // Another process created it first: open theirs once it has a key.
+                        Err(e @ RepoError::AlreadyExists { .. }) => e,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // Its creator has written the config, not yet its key.
+                Err(e @ RepoError::NoKey { .. }) => e,
+                Err(e) => return Err(e),
+            };
+            let waited = started.elapsed();
+            if waited + delay > wait {
+                return Err(RepoError::NotReady {
+                    waited_secs: waited.as_secs(),
+                    last: Box::new(pending),
+                });
+            }
+            tracing::info!(
+                location = %backend.location(),
+                reason = %pending,
+                retry_in_ms = delay.as_millis() as u64,
+                "another process is creating the repository; waiting"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {

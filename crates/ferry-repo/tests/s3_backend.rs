@@ -12,6 +12,39 @@ fn pack(name: &str) -> Handle {
     Handle::new(FileType::Pack, name)
 }
 
+/// moto honours `If-None-Match: *` on PUT (as AWS S3 does): the second create is refused
+/// and the object keeps the first one's bytes.
+#[tokio::test]
+async fn save_new_creates_once_and_never_replaces() {
+    let moto = Moto::start();
+    moto.create_bucket("repo");
+    let backend = S3Backend::new(moto.config("repo", "p")).unwrap();
+    let config = Handle::config();
+    assert!(
+        backend
+            .save_new(&config, Bytes::from_static(b"first"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !backend
+            .save_new(&config, Bytes::from_static(b"second"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        backend.load(&config, None).await.unwrap(),
+        Bytes::from_static(b"first")
+    );
+    // Another name is created as usual.
+    assert!(
+        backend
+            .save_new(&pack("abcd"), Bytes::from_static(b"x"))
+            .await
+            .unwrap()
+    );
+}
+
 #[tokio::test]
 async fn save_load_stat_remove_round_trip() {
     let moto = Moto::start();

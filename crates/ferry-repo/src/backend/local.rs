@@ -112,27 +112,39 @@ impl Backend for LocalBackend {
             }
             std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, e))?;
             // Write to a temporary name and rename: readers never see a partial file.
-            let tmp = dir.join(format!(
-                ".{}-tmp-{}",
-                path.file_name().unwrap().to_string_lossy(),
-                hex::encode(rand::random::<[u8; 8]>())
-            ));
-            let result = (|| {
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)?;
-                f.write_all(&data)?;
-                f.sync_data()?;
-                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o400))?;
-                std::fs::rename(&tmp, &path)
-            })();
-            if let Err(e) = result {
+            let tmp = write_temporary(&path, &data)?;
+            if let Err(e) = std::fs::rename(&tmp, &path) {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(write_err(&path, e));
             }
             Ok(())
+        })
+        .await
+    }
+
+    /// The complete file is written under a temporary name, then hard-linked to its name:
+    /// `link(2)` fails with EEXIST if the name exists, atomically (on NFS too, where it is
+    /// the classic lock-file primitive), and never replaces anything. On a file system
+    /// without hard links (vfat, some FUSE mounts) the file is created with `O_EXCL` at its
+    /// name instead: still exactly one creator, but a reader may see it before it is
+    /// complete.
+    async fn save_new(&self, handle: &Handle, data: Bytes) -> Result<bool, BackendError> {
+        let path = self.path(handle);
+        blocking(move || {
+            let dir = path.parent().expect("has parent").to_path_buf();
+            std::fs::create_dir_all(&dir).map_err(|e| write_err(&dir, e))?;
+            let tmp = write_temporary(&path, &data)?;
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) if links_unsupported(&e) => {
+                    tracing::debug!(path = %path.display(), error = %e, "no hard links here: creating with O_EXCL");
+                    create_exclusive(&path, &data)
+                }
+                Err(e) => Err(write_err(&path, e)),
+            }
         })
         .await
     }
@@ -273,6 +285,69 @@ impl Backend for LocalBackend {
     }
 }
 
+/// Writes `data` to a new temporary file next to `path` (hidden: listings skip names that
+/// start with `.`), synced and read-only; returns its path. Nothing is left behind on error.
+fn write_temporary(path: &Path, data: &[u8]) -> Result<PathBuf, BackendError> {
+    let dir = path.parent().expect("has parent");
+    let tmp = dir.join(format!(
+        ".{}-tmp-{}",
+        path.file_name().unwrap().to_string_lossy(),
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o400))
+    })();
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(write_err(path, e))
+        }
+    }
+}
+
+/// Whether `link(2)` failed because the file system has no hard links (Linux says EPERM
+/// for that, e.g. on vfat; others ENOTSUP or ENOSYS).
+fn links_unsupported(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EPERM) | Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+        )
+}
+
+/// [`Backend::save_new`] where hard links are missing: `O_CREAT | O_EXCL` decides who
+/// creates `path`; a failed write removes the file again.
+fn create_exclusive(path: &Path, data: &[u8]) -> Result<bool, BackendError> {
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(write_err(path, e)),
+    };
+    let written = (|| {
+        f.write_all(data)?;
+        f.sync_data()?;
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o400))
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(write_err(path, e));
+    }
+    Ok(true)
+}
+
 /// Reads `range` of the open file `f` into `buf` (cleared first; read into spare capacity,
 /// so nothing is zero-filled only to be overwritten). A file shorter than the range is an
 /// error.
@@ -300,4 +375,70 @@ fn read_range(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn save_new_creates_once_and_never_replaces() {
+        let t = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(t.path().join("repo"));
+        let config = Handle::config();
+        assert!(
+            backend
+                .save_new(&config, Bytes::from_static(b"first"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !backend
+                .save_new(&config, Bytes::from_static(b"second"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(backend.load(&config, None).await.unwrap(), "first");
+        // No temporary file is left behind by either call.
+        let names: Vec<_> = std::fs::read_dir(t.path().join("repo"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["config"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_save_new_has_exactly_one_winner() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("repo");
+        for round in 0..20 {
+            let h = Handle::new(FileType::Lock, format!("{round}"));
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+            let tasks: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let (backend, h, barrier) =
+                        (LocalBackend::new(&root), h.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        let created = backend.save_new(&h, Bytes::from(vec![i; 64])).await;
+                        (i, created.unwrap())
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for task in tasks {
+                let (i, created) = task.await.unwrap();
+                if created {
+                    winners.push(i);
+                }
+            }
+            assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+            let stored = LocalBackend::new(&root).load(&h, None).await.unwrap();
+            assert_eq!(
+                stored,
+                vec![winners[0]; 64],
+                "the winner's bytes are the file"
+            );
+        }
+    }
 }

@@ -113,6 +113,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Stores a whole file. Files are immutable: saving an existing name is an error
     /// for everything but locks.
     async fn save(&self, handle: &Handle, data: Bytes) -> Result<(), BackendError>;
+    /// Stores a whole file only if no file of that name exists, deciding atomically: of
+    /// several processes creating the same name at once, exactly one gets `Ok(true)` and
+    /// its bytes are the file; the others get `Ok(false)` and change nothing. Readers never
+    /// see a partial file. `data` should be unique to the caller (e.g. sealed with a random
+    /// nonce): a retry that finds the very same bytes stored counts them as its own.
+    ///
+    /// There is deliberately no default: a check-then-write default would make the
+    /// promise false. Repository creation decides its winner with this on `config`.
+    async fn save_new(&self, handle: &Handle, data: Bytes) -> Result<bool, BackendError>;
     /// Reads a file, or the byte range of it.
     async fn load(&self, handle: &Handle, range: Option<Range<u64>>)
     -> Result<Bytes, BackendError>;

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -146,6 +147,28 @@ impl<B: Backend + ?Sized> Backend for RetryingBackend<B> {
             .await
     }
 
+    /// Retried like [`Backend::save`]; but an attempt that failed transiently may have
+    /// stored the file all the same (the reply was lost), and the retry then finds it
+    /// present. So after a retry, "already exists" is checked against the stored bytes: ours
+    /// (unique, see [`Backend::save_new`]) mean this call created it.
+    async fn save_new(&self, handle: &Handle, data: Bytes) -> Result<bool, BackendError> {
+        let attempts = AtomicU32::new(0);
+        let created = self
+            .retry("save_new", || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                self.inner.save_new(handle, data.clone())
+            })
+            .await?;
+        if created || attempts.load(Ordering::Relaxed) == 1 {
+            return Ok(created);
+        }
+        let stored = self.retry("load", || self.inner.load(handle, None)).await?;
+        if stored == data {
+            tracing::info!(file = %handle, "an earlier attempt had created the file");
+        }
+        Ok(stored == data)
+    }
+
     async fn load(
         &self,
         handle: &Handle,
@@ -210,6 +233,9 @@ mod tests {
             "scripted".into()
         }
         async fn save(&self, _: &Handle, _: Bytes) -> Result<(), BackendError> {
+            unimplemented!()
+        }
+        async fn save_new(&self, _: &Handle, _: Bytes) -> Result<bool, BackendError> {
             unimplemented!()
         }
         async fn load(&self, _: &Handle, _: Option<Range<u64>>) -> Result<Bytes, BackendError> {
@@ -310,6 +336,118 @@ mod tests {
         let retrying = RetryingBackend::from_arc(backend).with_policy(quick(2));
         assert_eq!(retrying.stat(&handle()).await.unwrap(), 7);
         assert_eq!(retrying.location(), "scripted");
+    }
+
+    /// One stored file; `save_new` creates it if absent, and its first `lost_replies` calls
+    /// fail transiently after doing so (the server stored it, the reply was lost).
+    #[derive(Debug, Default)]
+    struct LossyCreate {
+        stored: Mutex<Option<Bytes>>,
+        lost_replies: Mutex<u32>,
+        creates: Mutex<u32>,
+    }
+
+    #[async_trait]
+    impl Backend for LossyCreate {
+        fn location(&self) -> String {
+            "lossy".into()
+        }
+        async fn save(&self, _: &Handle, _: Bytes) -> Result<(), BackendError> {
+            unimplemented!()
+        }
+        async fn save_new(&self, _: &Handle, data: Bytes) -> Result<bool, BackendError> {
+            *self.creates.lock().unwrap() += 1;
+            let created = {
+                let mut stored = self.stored.lock().unwrap();
+                let absent = stored.is_none();
+                if absent {
+                    *stored = Some(data);
+                }
+                absent
+            };
+            let mut lost = self.lost_replies.lock().unwrap();
+            if *lost > 0 {
+                *lost -= 1;
+                return Err(transient(*lost));
+            }
+            Ok(created)
+        }
+        async fn load(&self, h: &Handle, _: Option<Range<u64>>) -> Result<Bytes, BackendError> {
+            self.stored
+                .lock()
+                .unwrap()
+                .clone()
+                .ok_or_else(|| BackendError::NotFound(h.to_string()))
+        }
+        async fn stat(&self, _: &Handle) -> Result<u64, BackendError> {
+            unimplemented!()
+        }
+        async fn remove(&self, _: &Handle) -> Result<(), BackendError> {
+            unimplemented!()
+        }
+        async fn list(&self, _: FileType) -> Result<Vec<(String, u64)>, BackendError> {
+            unimplemented!()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_reply_was_lost_is_still_ours() {
+        let backend = Arc::new(LossyCreate {
+            lost_replies: Mutex::new(2),
+            ..Default::default()
+        });
+        let retrying = RetryingBackend::from_arc(backend.clone()).with_policy(quick(5));
+        let ours = Bytes::from_static(b"sealed with our key");
+        assert!(
+            retrying
+                .save_new(&Handle::config(), ours.clone())
+                .await
+                .unwrap(),
+            "the first attempt created the file: the retry that finds it must not report a lost race"
+        );
+        assert_eq!(*backend.creates.lock().unwrap(), 3);
+        assert_eq!(backend.stored.lock().unwrap().as_ref(), Some(&ours));
+    }
+
+    #[tokio::test]
+    async fn a_retried_create_that_finds_someone_elses_file_lost() {
+        let theirs = Bytes::from_static(b"sealed with their key");
+        let backend = Arc::new(LossyCreate {
+            stored: Mutex::new(Some(theirs.clone())),
+            lost_replies: Mutex::new(1),
+            ..Default::default()
+        });
+        let retrying = RetryingBackend::from_arc(backend.clone()).with_policy(quick(5));
+        let created = retrying
+            .save_new(
+                &Handle::config(),
+                Bytes::from_static(b"sealed with our key"),
+            )
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(backend.stored.lock().unwrap().as_ref(), Some(&theirs));
+    }
+
+    #[tokio::test]
+    async fn a_create_without_retries_passes_the_answer_through() {
+        let backend = Arc::new(LossyCreate::default());
+        let retrying = RetryingBackend::from_arc(backend.clone()).with_policy(quick(5));
+        let h = Handle::config();
+        assert!(
+            retrying
+                .save_new(&h, Bytes::from_static(b"a"))
+                .await
+                .unwrap()
+        );
+        // The same bytes again, without a lost reply: not created by this call.
+        assert!(
+            !retrying
+                .save_new(&h, Bytes::from_static(b"a"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(*backend.creates.lock().unwrap(), 2);
     }
 
     #[test]

@@ -22,7 +22,9 @@ use futures::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 
 use super::{Backend, BackendError, FileType, Handle};
 
@@ -397,6 +399,54 @@ impl Backend for S3Backend {
             .map_err(|e| self.error(&handle.relative_path(), e))?;
         self.answered();
         Ok(())
+    }
+
+    /// A conditional PUT (`If-None-Match: *`, which AWS S3, MinIO, Ceph RGW, R2 and moto
+    /// honour): the server refuses it with 412 when the object exists. AWS answers 409
+    /// ConditionalRequestConflict while another conditional write of the same key is in
+    /// flight: that one is retried, it may still fail.
+    ///
+    /// A server that ignores the header overwrites instead. Reading the object back catches
+    /// an overwrite that landed between our write and that read (this call then reports
+    /// `false` and warns), but cannot make such a server safe for concurrent creation.
+    async fn save_new(&self, handle: &Handle, data: Bytes) -> Result<bool, BackendError> {
+        let relative = handle.relative_path();
+        let key = self.key(&relative);
+        let put = self
+            .store
+            .put_opts(
+                &key,
+                PutPayload::from(data.clone()),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match put {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { source, .. }) => {
+                self.answered();
+                let message = error_chain(source.as_ref());
+                if message.contains("ConditionalRequestConflict") {
+                    return Err(BackendError::Transient {
+                        what: format!("{}/{relative}", self.location),
+                        message,
+                    });
+                }
+                return Ok(false);
+            }
+            Err(e) => return Err(self.error(&relative, e)),
+        }
+        self.answered();
+        let stored = self.load(handle, None).await?;
+        if stored != data {
+            tracing::warn!(
+                file = %format!("{}/{relative}", self.location),
+                "the S3 server replaced an existing object although the upload asked it not to \
+                 (If-None-Match: *): it does not support conditional writes, so concurrent \
+                 repository creation is not safe on it"
+            );
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     async fn load(

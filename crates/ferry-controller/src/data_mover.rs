@@ -87,6 +87,10 @@ pub struct DataMoverResult {
     /// Bytes a backup added to the repository (new since its parent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incremental_bytes: Option<u64>,
+    /// `ferry data-mover forget`: the snapshot was kept on purpose, and why (its tags do not
+    /// name the DataUpload); None when it was forgotten (or was gone already).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
 }
 
 /// Where a location's repository for `source_namespace` lives.
@@ -367,6 +371,7 @@ pub async fn restore_data_download(
         files: summary.files,
         seconds: summary.seconds,
         incremental_bytes: None,
+        kept: None,
     })
 }
 

@@ -196,6 +196,7 @@ pub async fn backup_data_upload(
         files: summary.total_files_processed,
         seconds: summary.seconds,
         incremental_bytes: Some(summary.data_added),
+        kept: None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! ferry's controller side: the CRD types it shares with Velero, the manifests `ferry install`
 //! renders, and the DataDownload reconciler with its exposer, placement and rebind.
 
+pub mod backup_deletion;
 pub mod cluster;
 pub mod crds;
 pub mod data_mover;

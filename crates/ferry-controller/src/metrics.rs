@@ -25,6 +25,9 @@ pub struct Metrics {
     bytes_backed_up: AtomicU64,
     /// Backups by how they ended: completed, failed, canceled.
     backups: Mutex<BTreeMap<String, u64>>,
+    /// Snapshots of deleted DataUploads by outcome: forgotten, kept, failed (a forget pod
+    /// that failed; it is retried).
+    snapshot_deletions: Mutex<BTreeMap<String, u64>>,
     ready: AtomicBool,
     leader: AtomicBool,
     /// Watch changes that asked for a pass, by resource.
@@ -57,6 +60,14 @@ impl Metrics {
     pub fn backup_ended(&self, outcome: &str, bytes: u64) {
         self.bytes_backed_up.fetch_add(bytes, Ordering::Relaxed);
         let mut map = self.backups.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(outcome.to_string()).or_default() += 1;
+    }
+    /// A deleted DataUpload's snapshot was `outcome` (forgotten, kept, failed).
+    pub fn snapshot_deletion(&self, outcome: &str) {
+        let mut map = self
+            .snapshot_deletions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         *map.entry(outcome.to_string()).or_default() += 1;
     }
     pub fn set_ready(&self, ready: bool) {
@@ -158,6 +169,13 @@ impl Metrics {
             "Backups ended, by outcome (completed, failed, canceled).",
             "outcome",
             &self.backups,
+        );
+        labelled(
+            &mut out,
+            "ferry_backup_snapshot_deletions_total",
+            "Repository snapshots of deleted DataUploads, by outcome (forgotten, kept, failed).",
+            "outcome",
+            &self.snapshot_deletions,
         );
         labelled(
             &mut out,

@@ -82,6 +82,8 @@ pub struct ControllerOptions {
     pub service_account: Option<String>,
     /// Log filter given to the data mover pods.
     pub data_mover_log: Option<String>,
+    /// How long after a failed forget pod (a deleted backup's snapshot) the next one starts.
+    pub forget_retry: Duration,
 }
 
 impl ControllerOptions {
@@ -104,6 +106,7 @@ impl ControllerOptions {
             lease_duration: Duration::from_secs(15),
             service_account: None,
             data_mover_log: None,
+            forget_retry: crate::backup_deletion::FORGET_RETRY,
         }
     }
 }

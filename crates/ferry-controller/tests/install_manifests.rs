@@ -291,6 +291,10 @@ fn rbac_grants_what_the_controller_does_and_no_more() {
         ("velero.io", "datauploads", "patch"),
         ("velero.io", "backupstoragelocations", "get"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
+        // `velero backup delete`: is the deleted DataUpload's Backup being deleted, or did
+        // a DeleteBackupRequest delete it?
+        ("velero.io", "backups", "get"),
+        ("velero.io", "deletebackuprequests", "list"),
     ] {
         assert!(
             grants(&namespaced, group, resource, verb),
@@ -334,6 +338,18 @@ fn rbac_grants_what_the_controller_does_and_no_more() {
         ("velero.io", "datadownloads", "update"),
         ("velero.io", "datadownloads", "delete"),
         ("", "pods/log", "get"),
+        // Velero's objects are only read: Velero deletes backups and answers requests.
+        ("velero.io", "backups", "list"),
+        ("velero.io", "backups", "watch"),
+        ("velero.io", "backups", "patch"),
+        ("velero.io", "backups", "update"),
+        ("velero.io", "backups", "delete"),
+        ("velero.io", "deletebackuprequests", "get"),
+        ("velero.io", "deletebackuprequests", "watch"),
+        ("velero.io", "deletebackuprequests", "create"),
+        ("velero.io", "deletebackuprequests", "patch"),
+        ("velero.io", "deletebackuprequests", "update"),
+        ("velero.io", "deletebackuprequests", "delete"),
     ] {
         assert!(
             !grants(&all_rules(), group, resource, verb),
@@ -348,6 +364,8 @@ fn rbac_grants_what_the_controller_does_and_no_more() {
         ("", "configmaps", "get"),
         ("", "events", "create"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
+        ("velero.io", "backups", "get"),
+        ("velero.io", "deletebackuprequests", "list"),
     ] {
         assert!(
             !grants(&cluster, group, resource, verb),
@@ -379,6 +397,10 @@ fn the_data_mover_reads_its_inputs_and_reports_progress_only() {
         ("", "pods", "create"),
         ("", "persistentvolumes", "patch"),
         ("velero.io", "backupstoragelocations", "patch"),
+        // The forget pod removes a snapshot; whether to is the controller's decision.
+        ("velero.io", "datauploads", "delete"),
+        ("velero.io", "backups", "get"),
+        ("velero.io", "deletebackuprequests", "list"),
     ] {
         assert!(
             !grants(&rules, group, resource, verb),

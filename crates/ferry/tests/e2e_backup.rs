@@ -82,6 +82,23 @@ on_both_clusters! {
             let restored = describe(&env.cluster.nodes().volume_path(&pv));
             assert_eq!(restored, expected[&i], "volume {i} restored as backed up");
         }
+
+        // The DataUploads of a Velero backup hold their snapshot; deleted while no Velero is
+        // deleting that backup (there is no Backup at all here), they go and the snapshots stay.
+        let uploads: Api<ferry_controller::crds::DataUpload> = Api::namespaced(env.client.clone(), NS);
+        for i in 0..VOLUMES {
+            let du = uploads.get(&format!("du-{i}")).await.unwrap();
+            assert!(du.metadata.finalizers.unwrap_or_default().contains(&ferry_controller::backup_deletion::SNAPSHOT_FINALIZER.to_string()));
+            uploads.delete(&format!("du-{i}"), &DeleteParams::default()).await.unwrap();
+        }
+        wait_for("the deleted DataUploads gone", 60, || {
+            let uploads = uploads.clone();
+            async move { uploads.list(&Default::default()).await.ok()?.items.is_empty().then_some(()) }
+        })
+        .await;
+        let listed: serde_json::Value =
+            serde_json::from_str(&restic(&env, &["snapshots", "--json", "--tag", "backup=e2e-backup"])).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), VOLUMES, "the snapshots are kept");
         ctl.stop().await;
     }
 }

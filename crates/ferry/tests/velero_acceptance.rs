@@ -170,6 +170,46 @@ async fn restore(
     (took, nodes)
 }
 
+/// restic on ferry's repository in moto's bucket.
+struct Restic {
+    url: String,
+    password: String,
+    cache: PathBuf,
+}
+
+impl Restic {
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("restic")
+            .arg("-r")
+            .arg(&self.url)
+            .args(args)
+            .env("RESTIC_PASSWORD", &self.password)
+            .env("RESTIC_CACHE_DIR", &self.cache)
+            .env("AWS_ACCESS_KEY_ID", testenv::velero::ACCESS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", testenv::velero::SECRET_ACCESS_KEY)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The ids of the snapshots carrying `tag` (all of them for "").
+    fn snapshots(&self, tag: &str) -> Vec<String> {
+        let mut args = vec!["snapshots", "--json", "--no-lock"];
+        if !tag.is_empty() {
+            args.extend(["--tag", tag]);
+        }
+        let list: Vec<serde_json::Value> = serde_json::from_str(&self.run(&args)).unwrap();
+        list.iter()
+            .map(|s| s["id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn velero_backs_up_and_restores_a_statefulset_through_ferry_on_the_real_cluster() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,7 +243,10 @@ async fn velero_backs_up_and_restores_a_statefulset_through_ferry_on_the_real_cl
         .service_account_client(NS, CONTROLLER_NAME)
         .await
         .unwrap();
-    let ctl = start_controller(options(controller_client)).await.unwrap();
+    let mut controller_options = options(controller_client);
+    // A failed forget (the wrong password below) is retried soon.
+    controller_options.forget_retry = Duration::from_secs(3);
+    let ctl = start_controller(controller_options).await.unwrap();
 
     // The workload: each replica's volume holds its own data.
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -310,7 +353,26 @@ async fn velero_backs_up_and_restores_a_statefulset_through_ferry_on_the_real_cl
     // A repository password that does not open the repository: Velero's restore ends
     // PartiallyFailed, with ferry's reason in its description.
     lose_the_namespace(&cluster).await;
-    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS)
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), NS);
+    let password = String::from_utf8(
+        secrets
+            .get("velero-repo-credentials")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["repository-password"]
+            .0
+            .clone(),
+    )
+    .unwrap();
+    let repo = Restic {
+        url: format!("s3:{}/velero/backups/plugins/ferry/{APP}", v.s3_url()),
+        password: password.clone(),
+        cache: dir.path().join("restic-cache"),
+    };
+    let b1_snapshots = repo.snapshots("backup=b1");
+    assert_eq!(b1_snapshots.len(), REPLICAS, "{b1_snapshots:?}");
+    secrets
         .patch(
             "velero-repo-credentials",
             &kube::api::PatchParams::default(),
@@ -347,11 +409,94 @@ async fn velero_backs_up_and_restores_a_statefulset_through_ferry_on_the_real_cl
         details.contains("data mover failed") && details.to_lowercase().contains("password"),
         "ferry's reason shows in Velero's description: {details}"
     );
+
+    // `velero backup delete` while the password is still wrong: Velero deletes the backup
+    // (it does not wait for a third-party data mover), ferry's forget fails and keeps the
+    // DataUploads and every snapshot until it can do its part.
+    let started = Instant::now();
+    velero(&v, &["backup", "delete", "b1", "--confirm"]).await;
+    let backups = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        NS,
+        &ferry_controller::backup_deletion::backup_resource(),
+    );
+    wait_for("backup b1 gone from Velero", 180, || {
+        let backups = backups.clone();
+        async move { backups.get_opt("b1").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), NS);
+    wait_for("a ForgetFailed event", 120, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("ForgetFailed")
+                        && e.message
+                            .as_deref()
+                            .is_some_and(|m| m.to_lowercase().contains("password"))
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    let held = uploads
+        .list(&ListParams::default().labels("velero.io/backup-name=b1"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(held.len(), REPLICAS, "the DataUploads wait for the forget");
+    assert!(
+        held.iter()
+            .all(|du| du.metadata.deletion_timestamp.is_some())
+    );
+    assert_eq!(
+        repo.snapshots("backup=b1").len(),
+        REPLICAS,
+        "nothing forgotten on error"
+    );
+
+    // The password back: the retry forgets exactly b1's snapshots and lets the DataUploads go.
+    secrets
+        .patch(
+            "velero-repo-credentials",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"stringData": {"repository-password": password}})),
+        )
+        .await
+        .unwrap();
+    wait_for("b1's DataUploads gone", 120, || {
+        let uploads = uploads.clone();
+        async move {
+            let list = uploads
+                .list(&ListParams::default().labels("velero.io/backup-name=b1"))
+                .await
+                .ok()?;
+            list.items.is_empty().then_some(())
+        }
+    })
+    .await;
+    let delete_took = started.elapsed();
+    assert_eq!(repo.snapshots("backup=b1"), Vec::<String>::new());
+    assert!(repo.snapshots("").is_empty(), "b1 was the only backup");
+    repo.run(&["check"]);
+    let out = v.cli(&["backup", "get", "b1"]).await.unwrap();
+    assert!(!out.status.success(), "b1 is gone from Velero");
+    let metrics = ctl.metrics.render();
+    assert!(
+        metrics.contains("ferry_backup_snapshot_deletions_total{outcome=\"forgotten\"} 3\n")
+            && metrics.contains("ferry_backup_snapshot_deletions_total{outcome=\"failed\"}"),
+        "{metrics}"
+    );
+
     eprintln!(
-        "velero with ferry, {REPLICAS} volumes: backup {:.1} s, restore default {:.1} s, ignoreDelayBinding {:.1} s",
+        "velero with ferry, {REPLICAS} volumes: backup {:.1} s, restore default {:.1} s, ignoreDelayBinding {:.1} s, backup delete (one failed forget, then its retry) {:.1} s",
         backup_took.as_secs_f64(),
         default_took.as_secs_f64(),
-        ignore_took.as_secs_f64()
+        ignore_took.as_secs_f64(),
+        delete_took.as_secs_f64()
     );
     ctl.stop().await;
     drop(v);

@@ -27,8 +27,8 @@ pub const CREDENTIALS_SECRET: &str = "cloud-credentials";
 pub const SNAPSHOT_CLASS: &str = "kubesim-snapshots";
 /// The Velero release testenv/velero/go.mod pins (the stand-in Deployment's image tag).
 pub const VELERO_VERSION: &str = "v1.18.3";
-const ACCESS_KEY_ID: &str = "velero-test-key";
-const SECRET_ACCESS_KEY: &str = "velero-test-secret";
+pub const ACCESS_KEY_ID: &str = "velero-test-key";
+pub const SECRET_ACCESS_KEY: &str = "velero-test-secret";
 const REGION: &str = "us-east-1";
 
 /// A running Velero server and its object store; both stop when this is dropped (and, through

@@ -4,9 +4,11 @@
 //!   namespace: target PVCs (read), PVs (rebind), nodes and StorageClasses (placement);
 //! - the controller's Role in ferry's namespace: DataDownloads, the restore PVCs and pods it
 //!   creates there, the node-agent ConfigMap, the leader-election Lease, events;
-//! - the data mover's Role (its own ServiceAccount, which the restore pods run as): its
-//!   DataDownload, the BackupStorageLocation and the repository secrets. The controller never
-//!   reads secrets, and the pods that mount user data cannot create pods or touch PVs.
+//! - the data mover's Role (its own ServiceAccount, which the restore, backup and forget pods
+//!   run as): its DataDownload or DataUpload, the BackupStorageLocation and the repository
+//!   secrets. The controller never reads secrets (it never opens a repository: forgetting a
+//!   deleted backup's snapshot runs in a data mover pod too), and the pods that mount user
+//!   data cannot create pods or touch PVs.
 //!
 //! No wildcard anywhere, and only what the code really requests: `rbac_covers_requests`
 //! (crates/ferry) records every request of a restore on kubesim and checks it against these.
@@ -96,12 +98,18 @@ pub fn namespaced_role_rules() -> Vec<PolicyRule> {
             &[BackupStorageLocation::PLURAL],
             &["get"],
         ),
+        // `velero backup delete`: a deleted DataUpload's snapshot is forgotten only if its
+        // Backup is being deleted (read by name), or is gone and one of Velero's
+        // DeleteBackupRequests for it (listed by the backup-name label) is Processed.
+        rule("velero.io", &["backups"], &["get"]),
+        rule("velero.io", &["deletebackuprequests"], &["list"]),
         // The backup snapshot that carries the data to the backup PVC.
         rule("snapshot.storage.k8s.io", &["volumesnapshots"], &["create"]),
         // Restore and backup PVCs are created here and deleted after the rebind or backup
         // (read cluster-wide above).
         rule("", &["persistentvolumeclaims"], &["create", "delete"]),
-        // Restore pods run the data mover; watched, created, deleted after the data moved.
+        // Restore, backup and forget pods run the data mover; watched, created, deleted after
+        // the data moved (or the snapshot was forgotten).
         rule("", &["pods"], &["get", "list", "watch", "create", "delete"]),
         // The node-agent ConfigMap (--node-agent-configmap): read at startup, then watched.
         rule("", &["configmaps"], &["get", "list", "watch"]),

@@ -15,7 +15,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 
 use super::*;
+use crate::backup_deletion::{
+    BackupView, DeleteRequestView, FORGET_ANNOTATION, FORGET_FAILED_ANNOTATION, SNAPSHOT_FINALIZER,
+    SnapshotFate, backup_resource, delete_request_resource, forget_pod_for, forget_pod_name,
+    snapshot_fate,
+};
 use crate::crds::{BackupStorageLocation, DataUpload, DataUploadPhase};
+use crate::data_mover_backup::BACKUP_NAME_LABEL;
 use crate::expose::{SELECTED_NODE_ANNOTATION, pod_abnormal};
 use crate::expose_snapshot::{
     BACKUP_DEVICE_PATH, BACKUP_MOUNT_PATH, SNAPSHOT_GROUP, backup_content_for, backup_pod_for,
@@ -780,8 +786,24 @@ impl Controller {
                     .map(|s| &s.containers[0])
                     .and_then(|c| c.volume_devices.as_ref())
                     .is_some_and(|d| !d.is_empty());
+                // From now on the snapshot is in the repository: a Velero backup's DataUpload
+                // keeps it until its deletion is decided (`velero backup delete`).
+                let finalizers = if o
+                    .du
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.get(BACKUP_NAME_LABEL).is_some_and(|v| !v.is_empty()))
+                {
+                    finalizers_with(&o.du.metadata, SNAPSHOT_FINALIZER, true)
+                } else {
+                    o.du.metadata.finalizers.clone().unwrap_or_default()
+                };
                 let patch = json!({
-                    "metadata": { "annotations": { UPLOADED_ANNOTATION: now() } },
+                    "metadata": {
+                        "annotations": { UPLOADED_ANNOTATION: now() },
+                        "finalizers": finalizers,
+                    },
                     "status": {
                         "snapshotID": result.snapshot_id,
                         "path": if block { BACKUP_DEVICE_PATH } else { BACKUP_MOUNT_PATH },
@@ -882,7 +904,13 @@ impl Controller {
     }
 
     async fn upload_deleted(&self, o: &ObservedUpload) -> Result<(), StepError> {
-        if !has_upload_finalizer(&o.du) || !self.upload_cleanup(o).await? {
+        if !has_upload_finalizer(&o.du) {
+            if holds_finalizer(&o.du.metadata, SNAPSHOT_FINALIZER) {
+                return self.snapshot_deleted(o).await;
+            }
+            return Ok(());
+        }
+        if !self.upload_cleanup(o).await? {
             return Ok(());
         }
         if !o.du.phase().is_terminal() {
@@ -891,6 +919,211 @@ impl Controller {
         self.patch_upload(
             &o.name,
             json!({ "metadata": { "finalizers": upload_finalizers(&o.du, false) } }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A deleted DataUpload whose snapshot is in the repository: decide (once, recorded in
+    /// [`FORGET_ANNOTATION`]) whether Velero is deleting its backup; if so run a forget pod
+    /// until it succeeds, then let the DataUpload go; if not, let it go at once.
+    async fn snapshot_deleted(&self, o: &ObservedUpload) -> Result<(), StepError> {
+        let snapshot =
+            o.du.status
+                .as_ref()
+                .and_then(|s| s.snapshot_id.clone())
+                .unwrap_or_default();
+        if annotation(&o.du, FORGET_ANNOTATION).is_none() {
+            match self.snapshot_fate(&o.du).await? {
+                SnapshotFate::Keep(why) => {
+                    tracing::info!(data_upload = %o.name, %snapshot, %why, "DataUpload deleted; its snapshot is kept");
+                    self.event(
+                        &o.du,
+                        "Normal",
+                        "SnapshotKept",
+                        &format!("snapshot {snapshot} kept in the repository: {why}"),
+                    )
+                    .await;
+                    self.metrics.snapshot_deletion("kept");
+                    return self.release_snapshot(o).await;
+                }
+                SnapshotFate::Wait(why) => {
+                    tracing::info!(data_upload = %o.name, %snapshot, %why, "waiting before deciding on the snapshot");
+                    self.poll_soon
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
+                }
+                SnapshotFate::Forget { backup } => {
+                    self.patch_upload(
+                        &o.name,
+                        json!({ "metadata": { "annotations": { FORGET_ANNOTATION: now() } } }),
+                    )
+                    .await?;
+                    tracing::info!(data_upload = %o.name, %snapshot, %backup, "Velero is deleting the backup: forgetting its snapshot");
+                    self.event(
+                        &o.du,
+                        "Normal",
+                        "ForgettingSnapshot",
+                        &format!(
+                            "Velero is deleting backup {backup}: forgetting snapshot {snapshot}"
+                        ),
+                    )
+                    .await;
+                }
+            }
+        }
+        let ns = &self.options.namespace;
+        let pod_name = forget_pod_name(&o.name);
+        let pods: Api<Pod> = Api::namespaced(self.options.client.clone(), ns);
+        let Some(pod) = self.backup_pod(&pod_name).await? else {
+            // A failed forget is retried, not at once.
+            let failed_at = annotation(&o.du, FORGET_FAILED_ANNOTATION)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if let Some(at) = failed_at {
+                let waited = (Utc::now() - at.with_timezone(&Utc))
+                    .to_std()
+                    .unwrap_or_default();
+                if waited < self.options.forget_retry {
+                    self.poll_soon
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
+                }
+            }
+            let settings = PodSettings {
+                image: self.options.image.clone(),
+                service_account: self.options.service_account.clone(),
+                log_filter: self.options.data_mover_log.clone(),
+                password_secret: None,
+                tolerations: Vec::new(),
+            };
+            let pod = forget_pod_for(&o.du, ns, &self.config, &settings);
+            match pods.create(&PostParams::default(), &pod).await {
+                Ok(created) => self.watches.own_writes.wrote("pod", &created),
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(err) => return Err(err.into()),
+            }
+            return Ok(());
+        };
+        // A failed pod already reported (the store may show it until its deletion arrives).
+        let reported = annotation(&o.du, FORGET_FAILED_ANNOTATION)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .zip(pod.metadata.creation_timestamp.as_ref())
+            .is_some_and(|(failed, created)| failed.timestamp() >= created.0.as_second());
+        if reported {
+            delete_if_present(&pods, &pod_name).await?;
+            return Ok(());
+        }
+        let message = termination_message(&pod);
+        let result = message.as_deref().and_then(parse_termination_message);
+        let failure = match pod_phase(&pod).as_str() {
+            "Succeeded" => match result.filter(|r| r.ok) {
+                Some(r) => {
+                    delete_if_present(&pods, &pod_name).await?;
+                    match r.kept {
+                        Some(why) => {
+                            tracing::warn!(data_upload = %o.name, %snapshot, %why, "snapshot kept");
+                            self.event(
+                                &o.du,
+                                "Warning",
+                                "SnapshotKept",
+                                &format!("snapshot {snapshot} kept in the repository: {why}"),
+                            )
+                            .await;
+                            self.metrics.snapshot_deletion("kept");
+                        }
+                        None => {
+                            self.event(&o.du, "Normal", "SnapshotForgotten", &format!("snapshot {snapshot} removed from the repository (its data goes with the next `ferry repo prune`)")).await;
+                            self.metrics.snapshot_deletion("forgotten");
+                        }
+                    }
+                    return self.release_snapshot(o).await;
+                }
+                None => format!(
+                    "the data mover ended without a result: {}",
+                    message.unwrap_or_default()
+                ),
+            },
+            "Failed" | "Unknown" => result
+                .and_then(|r| r.error)
+                .or(message)
+                .unwrap_or_else(|| "the data mover failed without a message".into()),
+            _ => match pod_problem(&pod) {
+                Some(problem) => problem,
+                None => return Ok(()),
+            },
+        };
+        tracing::warn!(data_upload = %o.name, %snapshot, error = %failure, "forgetting the snapshot failed; retrying");
+        self.event(
+            &o.du,
+            "Warning",
+            "ForgetFailed",
+            &format!(
+                "forgetting snapshot {snapshot} failed (retried in {}s): {failure}",
+                self.options.forget_retry.as_secs()
+            ),
+        )
+        .await;
+        self.metrics.snapshot_deletion("failed");
+        self.patch_upload(
+            &o.name,
+            json!({ "metadata": { "annotations": { FORGET_FAILED_ANNOTATION: now() } } }),
+        )
+        .await?;
+        delete_if_present(&pods, &pod_name).await?;
+        Ok(())
+    }
+
+    /// The Backup the deleted DataUpload names and Velero's deletion requests for it, judged
+    /// by [`snapshot_fate`]. The Backup and DeleteBackupRequest kinds missing (no Velero) read
+    /// as none.
+    async fn snapshot_fate(&self, du: &DataUpload) -> Result<SnapshotFate, kube::Error> {
+        let ns = &self.options.namespace;
+        let client = &self.options.client;
+        let name = du
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(BACKUP_NAME_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Ok(snapshot_fate(du, None, &[]));
+        }
+        let backups = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &backup_resource());
+        let backup = match backups.get_opt(&name).await {
+            Ok(b) => b.map(|b| BackupView::from_object(&b)),
+            Err(kube::Error::Api(s)) if s.code == 404 => None,
+            Err(err) => return Err(err),
+        };
+        let requests = if backup.is_none() {
+            let api = Api::<DynamicObject>::namespaced_with(
+                client.clone(),
+                ns,
+                &delete_request_resource(),
+            );
+            match api
+                .list(&ListParams::default().labels(&format!("{BACKUP_NAME_LABEL}={name}")))
+                .await
+            {
+                Ok(list) => list
+                    .items
+                    .iter()
+                    .map(DeleteRequestView::from_object)
+                    .collect(),
+                Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+                Err(err) => return Err(err),
+            }
+        } else {
+            Vec::new()
+        };
+        Ok(snapshot_fate(du, backup.as_ref(), &requests))
+    }
+
+    /// Lets a deleted DataUpload go (its snapshot forgotten or kept).
+    async fn release_snapshot(&self, o: &ObservedUpload) -> Result<(), StepError> {
+        self.patch_upload(
+            &o.name,
+            json!({ "metadata": { "finalizers": finalizers_with(&o.du.metadata, SNAPSHOT_FINALIZER, false) } }),
         )
         .await?;
         Ok(())

@@ -1,11 +1,12 @@
-//! `ferry data-mover restore|backup`: runs inside a restore or backup pod created by the
-//! controller.
+//! `ferry data-mover restore|backup|forget`: runs inside a restore, backup or forget pod
+//! created by the controller.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use ferry_controller::backup_deletion::{ForgetOptions, LOCK_WAIT, forget_data_upload_snapshot};
 use ferry_controller::data_mover::{
     DataMoverOptions, DataMoverResult, REPO_PASSWORD_SECRET, VolumeMode, restore_data_download,
     write_termination_message,
@@ -18,6 +19,28 @@ pub enum DataMoverCommand {
     Restore(RestoreArgs),
     /// Back up the volume mounted at --volume-path for a DataUpload.
     Backup(BackupArgs),
+    /// Remove a deleted DataUpload's snapshot from the repository (Velero is deleting its
+    /// backup); the snapshot must carry the DataUpload's and its backup's tags.
+    Forget(ForgetArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ForgetArgs {
+    /// Name of the DataUpload whose snapshot goes.
+    #[arg(long)]
+    data_upload: String,
+    /// Namespace of the DataUpload (ferry's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "velero")]
+    namespace: String,
+    /// Secret holding the repository password under key `repository-password`.
+    #[arg(long, default_value = REPO_PASSWORD_SECRET)]
+    password_secret: String,
+    /// Repository password (overrides the secret).
+    #[arg(long, env = "FERRY_REPOSITORY_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Where the summary for the controller goes.
+    #[arg(long, default_value = "/dev/termination-log")]
+    termination_message_path: PathBuf,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -88,7 +111,25 @@ pub async fn run(cmd: DataMoverCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DataMoverCommand::Restore(args) => restore(args).await,
         DataMoverCommand::Backup(args) => backup(args).await,
+        DataMoverCommand::Forget(args) => forget(args).await,
     }
+}
+
+async fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
+    let options = ForgetOptions {
+        namespace: args.namespace.clone(),
+        data_upload: args.data_upload.clone(),
+        password_secret: args.password_secret.clone(),
+        password: args.password.clone(),
+        lock_wait: LOCK_WAIT,
+    };
+    let outcome = match kube::Client::try_default().await {
+        Ok(client) => forget_data_upload_snapshot(&client, &options)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(err) => Err(anyhow::Error::from(err).context("cannot reach the Kubernetes API")),
+    };
+    finish(outcome, &args.termination_message_path)
 }
 
 async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,649 @@
+//! `velero backup delete` for backups whose volume data ferry moved.
+//!
+//! Velero v1.18's backup deletion (`pkg/controller/backup_deletion_controller.go`) forgets the
+//! snapshots of its own data mover only: `deleteMovedSnapshots` reads the snapshot-info
+//! ConfigMaps that the DataUpload DeleteItemAction writes, and that action writes none for a
+//! DataUpload whose `spec.datamover` is not Velero's (`IsBuiltInUploader`). What Velero does
+//! for every data mover is to set the Backup's phase to `Deleting` and then delete the
+//! DataUploads labelled `velero.io/backup-name` in its namespace ("Removing local
+//! datauploads") — before it removes the backup from object storage and from the cluster.
+//!
+//! That deletion is ferry's hook. A DataUpload whose snapshot is in the repository holds the
+//! finalizer [`SNAPSHOT_FINALIZER`]; when it is deleted, [`snapshot_fate`] decides from the
+//! Backup (and Velero's DeleteBackupRequests) whether Velero is deleting that backup. If so, a
+//! data mover pod runs `ferry data-mover forget` ([`forget_data_upload_snapshot`]), which
+//! removes exactly the DataUpload's snapshot, after checking that its tags name that backup,
+//! that DataUpload and ferry's uploader ([`forget_refusal`]). Otherwise (the DataUpload deleted
+//! by hand, by `velero uninstall`, with its namespace) the snapshot is kept. The data only the
+//! forgotten snapshots used stays in the repository until `ferry repo prune`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ferry_repo::backend::FileType;
+use ferry_repo::{Id, RepoError, Repository};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+use crate::crds::{BackupStorageLocation, DataUpload, DataUploadPhase};
+use crate::data_mover::{
+    DataMoverError, DataMoverResult, open_location_backend, repository_password,
+};
+use crate::data_mover_backup::{BACKUP_NAME_LABEL, BACKUP_UID_LABEL, UPLOADER, UPLOADER_TAG};
+use crate::expose::{
+    DATA_MOVER_CONTAINER, PodSettings, TERMINATION_MESSAGE_PATH, data_mover_resources,
+    data_mover_security_context, owner_reference,
+};
+use crate::expose_snapshot::DATA_UPLOAD_LABEL;
+use ferry_config::NodeAgentConfig;
+
+/// Held on a DataUpload of a Velero backup from the moment its snapshot is in the repository:
+/// its deletion waits until ferry decided what becomes of the snapshot.
+pub const SNAPSHOT_FINALIZER: &str = "ferry.io/repository-snapshot";
+/// Set on a deleted DataUpload once ferry decided to forget its snapshot (the decision holds
+/// even when the Backup is gone by the next pass).
+pub const FORGET_ANNOTATION: &str = "ferry.io/forget-snapshot";
+/// When the last forget pod of a DataUpload failed (the next one waits [`FORGET_RETRY`]).
+pub const FORGET_FAILED_ANNOTATION: &str = "ferry.io/forget-failed-at";
+/// How long after a failed forget pod the next one is started.
+pub const FORGET_RETRY: Duration = Duration::from_secs(30);
+/// Velero's phase of a Backup its deletion controller is deleting.
+pub const BACKUP_PHASE_DELETING: &str = "Deleting";
+/// How long the data mover waits for a repository lock held by a backup or another forget.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+pub fn backup_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("velero.io", "v1", "Backup"),
+        "backups",
+    )
+}
+
+pub fn delete_request_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("velero.io", "v1", "DeleteBackupRequest"),
+        "deletebackuprequests",
+    )
+}
+
+/// A Velero Backup as the decision needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupView {
+    pub uid: String,
+    pub phase: String,
+}
+
+impl BackupView {
+    pub fn from_object(obj: &DynamicObject) -> Self {
+        BackupView {
+            uid: obj.metadata.uid.clone().unwrap_or_default(),
+            phase: obj.data["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+/// A Velero DeleteBackupRequest as the decision needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteRequestView {
+    /// Its `velero.io/backup-name` and `velero.io/backup-uid` labels.
+    pub backup_name: String,
+    pub backup_uid: String,
+    pub phase: String,
+    pub errors: Vec<String>,
+}
+
+impl DeleteRequestView {
+    pub fn from_object(obj: &DynamicObject) -> Self {
+        let label = |k: &str| {
+            obj.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(k))
+                .cloned()
+                .unwrap_or_default()
+        };
+        DeleteRequestView {
+            backup_name: label(BACKUP_NAME_LABEL),
+            backup_uid: label(BACKUP_UID_LABEL),
+            phase: obj.data["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            errors: obj.data["status"]["errors"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// What becomes of a deleted DataUpload's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotFate {
+    /// Velero is deleting (or has deleted) the backup: forget the snapshot.
+    Forget { backup: String },
+    /// Keep the snapshot and let the DataUpload go; the text says why.
+    Keep(String),
+    /// Not decidable yet (Velero's deletion is between two of its steps): look again.
+    Wait(String),
+}
+
+fn label<'a>(du: &'a DataUpload, key: &str) -> Option<&'a str> {
+    du.metadata
+        .labels
+        .as_ref()?
+        .get(key)
+        .map(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// Decides what becomes of the snapshot of the deleted DataUpload `du`, from the Backup its
+/// `velero.io/backup-name` label names (`None`: not in the cluster) and the
+/// DeleteBackupRequests labelled with that name. The snapshot is forgotten only when Velero
+/// is deleting that very backup (same uid when the DataUpload records one):
+///
+/// - the Backup is in phase `Deleting` (Velero's deletion controller sets it once it accepted
+///   the request, then deletes the DataUploads; Velero forgets its own data mover's snapshots
+///   at the same point);
+/// - or the Backup is gone and a DeleteBackupRequest for its uid is `Processed` without
+///   errors (Velero removed it everywhere; the DataUpload outlived it while ferry was away).
+///
+/// Anything else keeps the snapshot: a DataUpload deleted by hand or with its namespace, a
+/// Backup gone without Velero's word (`velero uninstall`, a namespace deleted), another
+/// backup that reuses the name.
+pub fn snapshot_fate(
+    du: &DataUpload,
+    backup: Option<&BackupView>,
+    requests: &[DeleteRequestView],
+) -> SnapshotFate {
+    let status = du.status.clone().unwrap_or_default();
+    if du.phase() != DataUploadPhase::Completed
+        || status.snapshot_id.as_deref().unwrap_or("").is_empty()
+    {
+        return SnapshotFate::Keep(format!(
+            "the DataUpload is {} without a snapshot to forget",
+            du.phase().as_str()
+        ));
+    }
+    let Some(name) = label(du, BACKUP_NAME_LABEL) else {
+        return SnapshotFate::Keep(format!(
+            "the DataUpload has no {BACKUP_NAME_LABEL} label: no Velero backup owns the snapshot"
+        ));
+    };
+    let uid = label(du, BACKUP_UID_LABEL);
+    match backup {
+        Some(b) if uid.is_some_and(|u| u != b.uid) => SnapshotFate::Keep(format!(
+            "backup {name} in the cluster is another one (uid {}, the snapshot's backup had {})",
+            b.uid,
+            uid.unwrap_or_default()
+        )),
+        Some(b) if b.phase == BACKUP_PHASE_DELETING => SnapshotFate::Forget {
+            backup: name.to_string(),
+        },
+        Some(b) => SnapshotFate::Keep(format!(
+            "backup {name} exists and is not being deleted (phase {})",
+            if b.phase.is_empty() { "none" } else { &b.phase }
+        )),
+        None => {
+            let Some(uid) = uid else {
+                return SnapshotFate::Keep(format!(
+                    "backup {name} is gone and the DataUpload has no {BACKUP_UID_LABEL} label to match Velero's deletion request"
+                ));
+            };
+            let mine = requests
+                .iter()
+                .filter(|r| r.backup_name == name && r.backup_uid == uid);
+            let mut in_progress = false;
+            for r in mine {
+                if r.phase == "Processed" && r.errors.is_empty() {
+                    return SnapshotFate::Forget {
+                        backup: name.to_string(),
+                    };
+                }
+                in_progress |= r.phase.is_empty() || r.phase == "New" || r.phase == "InProgress";
+            }
+            if in_progress {
+                SnapshotFate::Wait(format!(
+                    "backup {name} is gone and Velero's deletion request is still in progress"
+                ))
+            } else {
+                SnapshotFate::Keep(format!(
+                    "backup {name} is gone but no DeleteBackupRequest shows Velero deleted it"
+                ))
+            }
+        }
+    }
+}
+
+/// Why the snapshot with `tags` must not be forgotten for the deleted DataUpload `du` (None:
+/// it may): it must carry the tags the data mover gave this DataUpload's snapshot — the
+/// backup's name (and uid when labelled), the DataUpload's name and ferry's uploader.
+pub fn forget_refusal(du: &DataUpload, tags: &[String]) -> Option<String> {
+    let mut wanted = Vec::new();
+    match label(du, BACKUP_NAME_LABEL) {
+        Some(name) => wanted.push(format!("backup={name}")),
+        None => return Some(format!("the DataUpload has no {BACKUP_NAME_LABEL} label")),
+    }
+    if let Some(uid) = label(du, BACKUP_UID_LABEL) {
+        wanted.push(format!("backup-uid={uid}"));
+    }
+    wanted.push(format!(
+        "data-upload={}",
+        du.metadata.name.as_deref().unwrap_or_default()
+    ));
+    wanted.push(format!("{UPLOADER_TAG}={UPLOADER}"));
+    let missing: Vec<&String> = wanted.iter().filter(|t| !tags.contains(t)).collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the snapshot lacks the tag(s) {} (it has {}): not made for this DataUpload by ferry",
+            missing
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            tags.join(",")
+        )
+    })
+}
+
+/// The name of the pod that forgets a DataUpload's snapshot.
+pub fn forget_pod_name(du_name: &str) -> String {
+    format!("{du_name}-forget")
+}
+
+/// The pod running `ferry data-mover forget` for the deleted DataUpload `du`: the data mover's
+/// image, ServiceAccount, resources, priority and labels, no volume, anywhere the scheduler
+/// likes; owned by the DataUpload.
+pub fn forget_pod_for(
+    du: &DataUpload,
+    namespace: &str,
+    config: &NodeAgentConfig,
+    settings: &PodSettings,
+) -> Pod {
+    let du_name = du.metadata.name.clone().unwrap_or_default();
+    let effective = config.effective();
+    let mut args: Vec<String> = [
+        "data-mover",
+        "forget",
+        "--data-upload",
+        &du_name,
+        "--namespace",
+        namespace,
+        "--termination-message-path",
+        TERMINATION_MESSAGE_PATH,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(secret) = &settings.password_secret {
+        args.extend(["--password-secret".to_string(), secret.clone()]);
+    }
+    if let Some(filter) = &settings.log_filter {
+        args.extend(["--log".to_string(), filter.clone()]);
+    }
+    let mut labels: BTreeMap<String, String> = effective.pod_labels.clone().unwrap_or_default();
+    labels.insert(DATA_UPLOAD_LABEL.to_string(), du_name.clone());
+    labels.insert(
+        "app.kubernetes.io/name".to_string(),
+        "ferry-data-mover".to_string(),
+    );
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(forget_pod_name(&du_name)),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels),
+            annotations: effective.pod_annotations.clone(),
+            owner_references: Some(vec![owner_reference(du)]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".to_string()),
+            priority_class_name: effective.priority_class_name.clone(),
+            service_account_name: settings.service_account.clone(),
+            containers: vec![Container {
+                name: DATA_MOVER_CONTAINER.to_string(),
+                image: Some(settings.image.clone()),
+                image_pull_policy: Some("IfNotPresent".to_string()),
+                args: Some(args),
+                termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
+                termination_message_policy: Some("FallbackToLogsOnError".to_string()),
+                resources: Some(data_mover_resources(&effective)),
+                security_context: Some(data_mover_security_context()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// What `ferry data-mover forget` needs.
+#[derive(Debug, Clone)]
+pub struct ForgetOptions {
+    pub namespace: String,
+    pub data_upload: String,
+    pub password_secret: String,
+    pub password: Option<String>,
+    pub lock_wait: Duration,
+}
+
+/// Forgets the snapshot of the (deleted) DataUpload: opens the repository of its location for
+/// its source namespace, checks the snapshot's tags ([`forget_refusal`]: a refusal is
+/// reported in `kept`, nothing is removed), takes the exclusive lock (waiting up to
+/// `lock_wait` for a backup or another forget) and removes the snapshot. A snapshot already
+/// gone is success. Any error removes nothing.
+pub async fn forget_data_upload_snapshot(
+    client: &kube::Client,
+    options: &ForgetOptions,
+) -> Result<DataMoverResult, DataMoverError> {
+    let ns = &options.namespace;
+    let du_id = format!("{ns}/{}", options.data_upload);
+    let uploads: Api<DataUpload> = Api::namespaced(client.clone(), ns);
+    let du = uploads
+        .get_opt(&options.data_upload)
+        .await
+        .map_err(|e| DataMoverError::Kube(format!("reading DataUpload {du_id}: {e}")))?
+        .ok_or_else(|| DataMoverError::Kube(format!("DataUpload {du_id} not found")))?;
+    let snapshot_id = du
+        .status
+        .as_ref()
+        .and_then(|s| s.snapshot_id.clone())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| DataMoverError::Kube(format!("DataUpload {du_id} has no snapshotID")))?;
+    let id: Id = snapshot_id.parse().map_err(|_| {
+        DataMoverError::Kube(format!(
+            "DataUpload {du_id} snapshotID {snapshot_id:?} is not a snapshot id"
+        ))
+    })?;
+    let bsl_name = du.spec.backup_storage_location.clone();
+    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), ns);
+    let bsl = locations
+        .get_opt(&bsl_name)
+        .await
+        .map_err(|e| {
+            DataMoverError::Kube(format!(
+                "reading BackupStorageLocation {ns}/{bsl_name}: {e}"
+            ))
+        })?
+        .ok_or_else(|| DataMoverError::Location {
+            name: format!("{ns}/{bsl_name}"),
+            message: format!("not found (named by DataUpload {du_id} spec.backupStorageLocation)"),
+        })?;
+    let backend = open_location_backend(client, ns, &bsl, &du.spec.source_namespace).await?;
+    let password = repository_password(
+        client,
+        ns,
+        options.password.as_deref(),
+        &options.password_secret,
+    )
+    .await?;
+    // A missing repository is an error, not "nothing to forget": the location may be
+    // misconfigured, and the snapshot must not be given up on that.
+    let repo = Repository::open(backend, &password).await?;
+    let done = |kept: Option<String>| DataMoverResult {
+        ok: true,
+        snapshot_id: snapshot_id.clone(),
+        kept,
+        ..DataMoverResult::default()
+    };
+    if !repo.list_ids(FileType::Snapshot).await?.contains(&id) {
+        tracing::info!(data_upload = %du_id, snapshot = %snapshot_id, location = %repo.location(), "snapshot already gone");
+        return Ok(done(None));
+    }
+    let snapshot = repo.load_snapshot(&id).await?;
+    if let Some(why) = forget_refusal(&du, &snapshot.tags) {
+        tracing::warn!(data_upload = %du_id, snapshot = %snapshot_id, %why, "snapshot kept");
+        return Ok(done(Some(why)));
+    }
+    let lock = lock_waiting(&repo, options.lock_wait).await?;
+    let removed = repo.remove_snapshots(&[id]).await;
+    lock.release().await;
+    removed?;
+    tracing::info!(data_upload = %du_id, snapshot = %snapshot_id, location = %repo.location(), "snapshot forgotten");
+    Ok(done(None))
+}
+
+/// The exclusive lock, retried while another process holds a lock, for up to `wait`.
+async fn lock_waiting(
+    repo: &Repository,
+    wait: Duration,
+) -> Result<ferry_repo::lock::RepoLock, RepoError> {
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match repo.lock(true).await {
+            Err(RepoError::Locked { .. }) if start.elapsed() + pause < wait => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crds::{DataUploadSpec, DataUploadStatus};
+
+    fn upload(
+        labels: &[(&str, &str)],
+        phase: DataUploadPhase,
+        snapshot: Option<&str>,
+    ) -> DataUpload {
+        let mut du = DataUpload::new("b1-abcde", DataUploadSpec::default());
+        du.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        du.status = Some(DataUploadStatus {
+            phase: Some(phase),
+            snapshot_id: snapshot.map(str::to_string),
+            ..Default::default()
+        });
+        du
+    }
+
+    fn velero_upload() -> DataUpload {
+        upload(
+            &[(BACKUP_NAME_LABEL, "b1"), (BACKUP_UID_LABEL, "uid-1")],
+            DataUploadPhase::Completed,
+            Some("abc"),
+        )
+    }
+
+    fn backup(uid: &str, phase: &str) -> BackupView {
+        BackupView {
+            uid: uid.into(),
+            phase: phase.into(),
+        }
+    }
+
+    fn request(name: &str, uid: &str, phase: &str, errors: &[&str]) -> DeleteRequestView {
+        DeleteRequestView {
+            backup_name: name.into(),
+            backup_uid: uid.into(),
+            phase: phase.into(),
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn forget() -> SnapshotFate {
+        SnapshotFate::Forget {
+            backup: "b1".into(),
+        }
+    }
+
+    fn kept(fate: SnapshotFate) -> bool {
+        matches!(fate, SnapshotFate::Keep(_))
+    }
+
+    #[test]
+    fn a_backup_velero_is_deleting_has_its_snapshot_forgotten() {
+        let du = velero_upload();
+        assert_eq!(
+            snapshot_fate(&du, Some(&backup("uid-1", "Deleting")), &[]),
+            forget()
+        );
+    }
+
+    #[test]
+    fn a_backup_that_is_not_being_deleted_keeps_its_snapshot() {
+        let du = velero_upload();
+        for phase in ["Completed", "PartiallyFailed", "Finalizing", ""] {
+            let fate = snapshot_fate(&du, Some(&backup("uid-1", phase)), &[]);
+            assert!(kept(fate.clone()), "{phase}: {fate:?}");
+        }
+        // A processed request does not matter while the backup is there and not Deleting
+        // (Velero refused: in progress, read-only or unavailable location).
+        let refused = [request("b1", "uid-1", "Processed", &[])];
+        assert!(kept(snapshot_fate(
+            &du,
+            Some(&backup("uid-1", "Completed")),
+            &refused
+        )));
+    }
+
+    #[test]
+    fn another_backup_of_the_same_name_keeps_the_snapshot() {
+        let du = velero_upload();
+        assert!(kept(snapshot_fate(
+            &du,
+            Some(&backup("uid-2", "Deleting")),
+            &[]
+        )));
+    }
+
+    #[test]
+    fn a_gone_backup_needs_velero_s_processed_request_for_its_uid() {
+        let du = velero_upload();
+        // Gone without any request: uninstall, namespace deleted — keep.
+        assert!(kept(snapshot_fate(&du, None, &[])));
+        // Velero deleted it without errors.
+        assert_eq!(
+            snapshot_fate(&du, None, &[request("b1", "uid-1", "Processed", &[])]),
+            forget()
+        );
+        // Processed with errors (e.g. "backup not found"), or for another uid or name: keep.
+        for r in [
+            request("b1", "uid-1", "Processed", &["backup not found"]),
+            request("b1", "uid-2", "Processed", &[]),
+            request("b2", "uid-1", "Processed", &[]),
+        ] {
+            assert!(
+                kept(snapshot_fate(&du, None, std::slice::from_ref(&r))),
+                "{r:?}"
+            );
+        }
+        // Still in progress: wait for Velero's verdict.
+        assert!(matches!(
+            snapshot_fate(&du, None, &[request("b1", "uid-1", "InProgress", &[])]),
+            SnapshotFate::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn without_velero_s_labels_or_a_snapshot_nothing_is_forgotten() {
+        let deleting = backup("uid-1", "Deleting");
+        let standalone = upload(&[], DataUploadPhase::Completed, Some("abc"));
+        assert!(kept(snapshot_fate(&standalone, Some(&deleting), &[])));
+        let failed = upload(
+            &[(BACKUP_NAME_LABEL, "b1"), (BACKUP_UID_LABEL, "uid-1")],
+            DataUploadPhase::Failed,
+            None,
+        );
+        assert!(kept(snapshot_fate(&failed, Some(&deleting), &[])));
+        // No uid label: only a Deleting backup of that name decides.
+        let no_uid = upload(
+            &[(BACKUP_NAME_LABEL, "b1")],
+            DataUploadPhase::Completed,
+            Some("abc"),
+        );
+        assert_eq!(snapshot_fate(&no_uid, Some(&deleting), &[]), forget());
+        assert!(kept(snapshot_fate(
+            &no_uid,
+            None,
+            &[request("b1", "", "Processed", &[])]
+        )));
+    }
+
+    #[test]
+    fn only_a_snapshot_tagged_for_this_data_upload_by_ferry_is_forgotten() {
+        let du = velero_upload();
+        let tags = |list: &[&str]| list.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        let full = [
+            "backup=b1",
+            "backup-uid=uid-1",
+            "ns=shop",
+            "pvc=data-db-0",
+            "data-upload=b1-abcde",
+            "snapshot-uploader=ferry",
+        ];
+        assert_eq!(forget_refusal(&du, &tags(&full)), None);
+        for missing in [
+            "backup=b1",
+            "backup-uid=uid-1",
+            "data-upload=b1-abcde",
+            "snapshot-uploader=ferry",
+        ] {
+            let without: Vec<&str> = full.iter().copied().filter(|t| *t != missing).collect();
+            let why = forget_refusal(&du, &tags(&without)).expect(missing);
+            assert!(why.contains(missing), "{why}");
+        }
+        let other_backup: Vec<&str> = full
+            .iter()
+            .map(|t| if *t == "backup=b1" { "backup=b2" } else { t })
+            .collect();
+        assert!(forget_refusal(&du, &tags(&other_backup)).is_some());
+        let standalone = upload(&[], DataUploadPhase::Completed, Some("abc"));
+        assert!(forget_refusal(&standalone, &tags(&full)).is_some());
+    }
+
+    #[test]
+    fn the_forget_pod_runs_the_data_mover_for_the_data_upload() {
+        let du = velero_upload();
+        let settings = PodSettings {
+            image: "ferry/ferry:test".into(),
+            service_account: Some("ferry-data-mover".into()),
+            log_filter: None,
+            password_secret: None,
+            tolerations: vec![],
+        };
+        let pod = forget_pod_for(&du, "velero", &NodeAgentConfig::default(), &settings);
+        assert_eq!(pod.metadata.name.as_deref(), Some("b1-abcde-forget"));
+        assert_eq!(
+            pod.metadata.labels.as_ref().unwrap()[DATA_UPLOAD_LABEL],
+            "b1-abcde"
+        );
+        let spec = pod.spec.unwrap();
+        assert_eq!(
+            spec.service_account_name.as_deref(),
+            Some("ferry-data-mover")
+        );
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert!(spec.volumes.is_none() && spec.node_selector.is_none());
+        let args = spec.containers[0].args.clone().unwrap();
+        assert_eq!(
+            args[..6],
+            [
+                "data-mover",
+                "forget",
+                "--data-upload",
+                "b1-abcde",
+                "--namespace",
+                "velero"
+            ]
+        );
+    }
+}

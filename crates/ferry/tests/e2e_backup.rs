@@ -14,9 +14,9 @@ use common::backups::*;
 use common::trees::{describe, fill};
 use common::*;
 use ferry_controller::crds::DataUploadPhase;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 on_both_clusters! {
@@ -205,6 +205,86 @@ on_both_clusters! {
         let restored = std::fs::read(env.cluster.nodes().volume_path(&pv)).unwrap();
         assert!(restored.len() >= image.len());
         assert!(restored[..image.len()] == image[..], "the restored device differs from the backed-up one");
+        ctl.stop().await;
+    }
+}
+
+on_both_clusters! {
+    async fn e2e_statefulset_of_eight_backed_up_namespace_deleted_and_restored_in_both_modes(backend: Backend) {
+        const VOLUMES: usize = 8;
+        const NODES: usize = 4;
+        let env = env(backend, NODES, 0, json!({"loadConcurrency": {"globalConfig": 1}})).await;
+        snapshot_class(&env).await;
+        // The claims a StatefulSet `web` with a volumeClaimTemplate `data` makes.
+        let claim = |i: usize| format!("data-web-{i}");
+        let mut expected = BTreeMap::new();
+        for i in 0..VOLUMES {
+            let dir = source_volume(&env, &claim(i)).await;
+            fill(&dir);
+            for (name, data) in volume_files(i) {
+                std::fs::write(dir.join(name), data).unwrap();
+            }
+            expected.insert(i, describe(&dir));
+        }
+        for i in 0..VOLUMES {
+            snapshot_and_upload(&env, &format!("web-{i}"), &claim(i)).await;
+        }
+        let ctl = controller(&env).await;
+        let mut nodes = BTreeSet::new();
+        let mut snapshot_ids = BTreeMap::new();
+        for i in 0..VOLUMES {
+            let du = upload_ended(&env, &format!("web-{i}"), 300).await;
+            assert_eq!(du.phase(), DataUploadPhase::Completed, "web-{i}: {}", message(&du));
+            let status = du.status.unwrap();
+            nodes.insert(status.node.unwrap());
+            snapshot_ids.insert(i, status.snapshot_id.unwrap());
+        }
+        assert_eq!(nodes.len(), NODES, "the backups are spread over every node: {nodes:?}");
+        assert_no_backup_leftovers(&env).await;
+
+        // The disaster: the application's namespace goes, with its claims and their volumes.
+        let namespaces: Api<Namespace> = Api::all(env.client.clone());
+        namespaces.delete(APP, &DeleteParams::default()).await.unwrap();
+        wait_for("namespace app gone", 180, || {
+            let namespaces = namespaces.clone();
+            async move { namespaces.get_opt(APP).await.unwrap().is_none().then_some(()) }
+        })
+        .await;
+        namespaces
+            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": APP}})).unwrap())
+            .await
+            .unwrap();
+
+        // Restored twice from the same snapshots: by default each restore waits for its
+        // workload pod; with ignoreDelayBinding they start at once.
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);
+        let pods: Api<Pod> = Api::namespaced(env.client.clone(), APP);
+        for (mode, ignore_delay_binding) in [("default", false), ("idb", true)] {
+            set_config(
+                &env.client,
+                json!({"loadConcurrency": {"globalConfig": 1},
+                       "restorePVC": {"ignoreDelayBinding": ignore_delay_binding}}),
+            )
+            .await;
+            for (i, id) in &snapshot_ids {
+                let pvc = format!("{mode}-{}", claim(*i));
+                target_pvc(&env, &pvc, "standard", "Filesystem").await;
+                data_download(&env, &format!("dd-{mode}-{i}"), &pvc, id, "ferry").await;
+                if !ignore_delay_binding {
+                    workload_pod(&env, &format!("web-{i}-{mode}"), &pvc).await;
+                }
+            }
+            for i in 0..VOLUMES {
+                wait_completed(&env, &format!("dd-{mode}-{i}"), 300).await;
+                let pvc = claims.get(&format!("{mode}-{}", claim(i))).await.unwrap();
+                let pv = pvc.spec.unwrap().volume_name.unwrap();
+                let restored = describe(&env.cluster.nodes().volume_path(&pv));
+                assert_eq!(restored, expected[&i], "{mode}: volume {i} restored as backed up");
+            }
+            for pod in pods.list(&ListParams::default()).await.unwrap().items {
+                pods.delete(&pod.metadata.name.unwrap(), &DeleteParams::default()).await.unwrap();
+            }
+        }
         ctl.stop().await;
     }
 }

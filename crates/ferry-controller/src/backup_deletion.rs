@@ -17,7 +17,6 @@
 //! by hand, by `velero uninstall`, with its namespace) the snapshot is kept. The data only the
 //! forgotten snapshots used stays in the repository until `ferry repo prune`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_repo::backend::FileType;
@@ -27,14 +26,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 
-use crate::crds::{BackupStorageLocation, DataUpload, DataUploadPhase};
-use crate::data_mover::{
-    DataMoverError, DataMoverResult, open_location_backend, repository_password,
+use crate::crds::{DataUpload, DataUploadPhase};
+use crate::data_mover::{DataMoverError, DataMoverResult};
+use crate::data_mover_backup::{
+    BACKUP_NAME_LABEL, BACKUP_UID_LABEL, UPLOADER, UPLOADER_TAG, upload_repository_access,
 };
-use crate::data_mover_backup::{BACKUP_NAME_LABEL, BACKUP_UID_LABEL, UPLOADER, UPLOADER_TAG};
 use crate::expose::{
-    DATA_MOVER_CONTAINER, PodSettings, TERMINATION_MESSAGE_PATH, data_mover_resources,
-    data_mover_security_context, owner_reference,
+    DATA_MOVER_CONTAINER, PodSettings, TERMINATION_MESSAGE_PATH, data_mover_args,
+    data_mover_labels, data_mover_resources, data_mover_security_context, owner_reference,
 };
 use crate::expose_snapshot::DATA_UPLOAD_LABEL;
 use ferry_config::NodeAgentConfig;
@@ -271,31 +270,18 @@ pub fn forget_pod_for(
 ) -> Pod {
     let du_name = du.metadata.name.clone().unwrap_or_default();
     let effective = config.effective();
-    let mut args: Vec<String> = [
-        "data-mover",
-        "forget",
-        "--data-upload",
-        &du_name,
-        "--namespace",
-        namespace,
-        "--termination-message-path",
-        TERMINATION_MESSAGE_PATH,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(secret) = &settings.password_secret {
-        args.extend(["--password-secret".to_string(), secret.clone()]);
-    }
-    if let Some(filter) = &settings.log_filter {
-        args.extend(["--log".to_string(), filter.clone()]);
-    }
-    let mut labels: BTreeMap<String, String> = effective.pod_labels.clone().unwrap_or_default();
-    labels.insert(DATA_UPLOAD_LABEL.to_string(), du_name.clone());
-    labels.insert(
-        "app.kubernetes.io/name".to_string(),
-        "ferry-data-mover".to_string(),
+    let args = data_mover_args(
+        &[
+            "data-mover",
+            "forget",
+            "--data-upload",
+            &du_name,
+            "--namespace",
+            namespace,
+        ],
+        settings,
     );
+    let labels = data_mover_labels(&effective, DATA_UPLOAD_LABEL, &du_name);
     Pod {
         metadata: ObjectMeta {
             name: Some(forget_pod_name(&du_name)),
@@ -364,24 +350,11 @@ pub async fn forget_data_upload_snapshot(
             "DataUpload {du_id} snapshotID {snapshot_id:?} is not a snapshot id"
         ))
     })?;
-    let bsl_name = du.spec.backup_storage_location.clone();
-    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), ns);
-    let bsl = locations
-        .get_opt(&bsl_name)
-        .await
-        .map_err(|e| {
-            DataMoverError::Kube(format!(
-                "reading BackupStorageLocation {ns}/{bsl_name}: {e}"
-            ))
-        })?
-        .ok_or_else(|| DataMoverError::Location {
-            name: format!("{ns}/{bsl_name}"),
-            message: format!("not found (named by DataUpload {du_id} spec.backupStorageLocation)"),
-        })?;
-    let backend = open_location_backend(client, ns, &bsl, &du.spec.source_namespace).await?;
-    let password = repository_password(
+    let (backend, password) = upload_repository_access(
         client,
         ns,
+        &du,
+        &du_id,
         options.password.as_deref(),
         &options.password_secret,
     )

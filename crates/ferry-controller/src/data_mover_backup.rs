@@ -104,6 +104,36 @@ pub fn previous_snapshot(
         .max_by_key(|s| s.unix_time())
 }
 
+/// The backend of the repository a DataUpload's snapshot lives in (its location's, for its
+/// source namespace) and the repository password: what the backup and the forget of a
+/// DataUpload both open.
+pub(crate) async fn upload_repository_access(
+    client: &kube::Client,
+    ns: &str,
+    du: &DataUpload,
+    du_id: &str,
+    password: Option<&str>,
+    password_secret: &str,
+) -> Result<(std::sync::Arc<dyn ferry_repo::backend::Backend>, String), DataMoverError> {
+    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), ns);
+    let bsl_name = du.spec.backup_storage_location.clone();
+    let bsl = locations
+        .get_opt(&bsl_name)
+        .await
+        .map_err(|e| {
+            DataMoverError::Kube(format!(
+                "reading BackupStorageLocation {ns}/{bsl_name}: {e}"
+            ))
+        })?
+        .ok_or_else(|| DataMoverError::Location {
+            name: format!("{ns}/{bsl_name}"),
+            message: format!("not found (named by DataUpload {du_id} spec.backupStorageLocation)"),
+        })?;
+    let backend = open_location_backend(client, ns, &bsl, &du.spec.source_namespace).await?;
+    let password = repository_password(client, ns, password, password_secret).await?;
+    Ok((backend, password))
+}
+
 /// How long a data mover waits for another one that is creating the repository (deriving
 /// its key takes about half a second; the rest is two small writes).
 const REPOSITORY_CREATION_WAIT: Duration = Duration::from_secs(30);
@@ -122,24 +152,11 @@ pub async fn backup_data_upload(
         .await
         .map_err(|e| DataMoverError::Kube(format!("reading DataUpload {du_id}: {e}")))?
         .ok_or_else(|| DataMoverError::Kube(format!("DataUpload {du_id} not found")))?;
-    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), ns);
-    let bsl_name = du.spec.backup_storage_location.clone();
-    let bsl = locations
-        .get_opt(&bsl_name)
-        .await
-        .map_err(|e| {
-            DataMoverError::Kube(format!(
-                "reading BackupStorageLocation {ns}/{bsl_name}: {e}"
-            ))
-        })?
-        .ok_or_else(|| DataMoverError::Location {
-            name: format!("{ns}/{bsl_name}"),
-            message: format!("not found (named by DataUpload {du_id} spec.backupStorageLocation)"),
-        })?;
-    let backend = open_location_backend(client, ns, &bsl, &du.spec.source_namespace).await?;
-    let password = repository_password(
+    let (backend, password) = upload_repository_access(
         client,
         ns,
+        &du,
+        &du_id,
         options.password.as_deref(),
         &options.password_secret,
     )

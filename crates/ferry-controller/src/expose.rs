@@ -284,6 +284,39 @@ fn quantities(pairs: &[(&str, &Option<String>)]) -> Option<BTreeMap<String, Quan
     (!map.is_empty()).then_some(map)
 }
 
+/// A data mover's command line: `args`, then where it writes its result and what the pod
+/// settings add (a password secret override, a log filter).
+pub(crate) fn data_mover_args(args: &[&str], settings: &PodSettings) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend([
+        "--termination-message-path".to_string(),
+        TERMINATION_MESSAGE_PATH.to_string(),
+    ]);
+    if let Some(secret) = &settings.password_secret {
+        all.extend(["--password-secret".to_string(), secret.clone()]);
+    }
+    if let Some(filter) = &settings.log_filter {
+        all.extend(["--log".to_string(), filter.clone()]);
+    }
+    all
+}
+
+/// A data mover pod's labels: the node-agent ConfigMap's, `owner_label` naming the
+/// DataDownload or DataUpload it works for, and the app name.
+pub(crate) fn data_mover_labels(
+    effective: &EffectiveConfig,
+    owner_label: &str,
+    owner: &str,
+) -> BTreeMap<String, String> {
+    let mut labels = effective.pod_labels.clone().unwrap_or_default();
+    labels.insert(owner_label.to_string(), owner.to_string());
+    labels.insert(
+        "app.kubernetes.io/name".to_string(),
+        "ferry-data-mover".to_string(),
+    );
+    labels
+}
+
 /// The data mover container runs as root (files of every owner and mode are read and
 /// written, owners restored) without privilege escalation, as Velero's data mover pods do.
 pub(crate) fn data_mover_security_context() -> SecurityContext {
@@ -333,33 +366,23 @@ pub fn restore_pod_for(
     } else {
         FILESYSTEM_MOUNT_PATH
     };
-    let mut args = vec![
-        "data-mover".to_string(),
-        "restore".to_string(),
-        "--data-download".to_string(),
-        name.clone(),
-        "--namespace".to_string(),
-        namespace.to_string(),
-        "--volume-path".to_string(),
-        volume_path.to_string(),
-        "--volume-mode".to_string(),
-        if block { "Block" } else { "Filesystem" }.to_string(),
-        "--termination-message-path".to_string(),
-        TERMINATION_MESSAGE_PATH.to_string(),
-    ];
-    if let Some(secret) = &settings.password_secret {
-        args.extend(["--password-secret".to_string(), secret.clone()]);
-    }
-    if let Some(filter) = &settings.log_filter {
-        args.extend(["--log".to_string(), filter.clone()]);
-    }
-    let resources = data_mover_resources(&effective);
-    let mut labels = effective.pod_labels.clone().unwrap_or_default();
-    labels.insert(DATA_DOWNLOAD_LABEL.to_string(), name.clone());
-    labels.insert(
-        "app.kubernetes.io/name".to_string(),
-        "ferry-data-mover".to_string(),
+    let args = data_mover_args(
+        &[
+            "data-mover",
+            "restore",
+            "--data-download",
+            &name,
+            "--namespace",
+            namespace,
+            "--volume-path",
+            volume_path,
+            "--volume-mode",
+            if block { "Block" } else { "Filesystem" },
+        ],
+        settings,
     );
+    let resources = data_mover_resources(&effective);
+    let labels = data_mover_labels(&effective, DATA_DOWNLOAD_LABEL, &name);
     let container = Container {
         name: DATA_MOVER_CONTAINER.to_string(),
         image: Some(settings.image.clone()),

@@ -25,8 +25,8 @@ use serde_json::json;
 
 use crate::crds::DataUpload;
 use crate::expose::{
-    DATA_MOVER_CONTAINER, HOSTNAME_LABEL, PodSettings, TERMINATION_MESSAGE_PATH,
-    data_mover_resources, data_mover_security_context, owner_reference,
+    DATA_MOVER_CONTAINER, HOSTNAME_LABEL, PodSettings, TERMINATION_MESSAGE_PATH, data_mover_args,
+    data_mover_labels, data_mover_resources, data_mover_security_context, owner_reference,
 };
 
 /// Label on every object of a backup, naming its DataUpload.
@@ -188,35 +188,22 @@ pub fn backup_pod_for(
     } else {
         BACKUP_MOUNT_PATH
     };
-    let mut args: Vec<String> = [
-        "data-mover",
-        "backup",
-        "--data-upload",
-        &name,
-        "--namespace",
-        namespace,
-        "--volume-path",
-        volume_path,
-        "--volume-mode",
-        if block { "Block" } else { "Filesystem" },
-        "--termination-message-path",
-        TERMINATION_MESSAGE_PATH,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if let Some(secret) = &settings.password_secret {
-        args.extend(["--password-secret".to_string(), secret.clone()]);
-    }
-    if let Some(filter) = &settings.log_filter {
-        args.extend(["--log".to_string(), filter.clone()]);
-    }
-    let mut labels = effective.pod_labels.clone().unwrap_or_default();
-    labels.insert(DATA_UPLOAD_LABEL.to_string(), name.clone());
-    labels.insert(
-        "app.kubernetes.io/name".to_string(),
-        "ferry-data-mover".to_string(),
+    let args = data_mover_args(
+        &[
+            "data-mover",
+            "backup",
+            "--data-upload",
+            &name,
+            "--namespace",
+            namespace,
+            "--volume-path",
+            volume_path,
+            "--volume-mode",
+            if block { "Block" } else { "Filesystem" },
+        ],
+        settings,
     );
+    let labels = data_mover_labels(&effective, DATA_UPLOAD_LABEL, &name);
     let container = Container {
         name: DATA_MOVER_CONTAINER.to_string(),
         image: Some(settings.image.clone()),

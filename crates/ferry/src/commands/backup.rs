@@ -106,7 +106,7 @@ fn data_uploads() -> ApiResource {
     ApiResource::erase::<DataUpload>(&())
 }
 
-fn snapshot_resource(kind: &str, plural: &str) -> ApiResource {
+pub(crate) fn snapshot_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", kind),
         plural,

@@ -24,7 +24,9 @@ use kube::api::{Api, DynamicObject};
 use testenv::TestCluster;
 
 use super::repo::measure;
-use super::restore::{ClusterChoice, PhaseTime, Spread, cpus, movements_ran_alone};
+use super::restore::{
+    ClusterChoice, MIB, PhaseTime, comparison_table, cpus, movements_ran_alone, per_node_throughput,
+};
 use crate::commands::demo::backup;
 use crate::commands::demo::backup_run::{self, Pass};
 use crate::commands::demo::controller::{self, Placement};
@@ -302,36 +304,22 @@ async fn restic_backups(layout: &Layout, dirs: &[PathBuf]) -> anyhow::Result<(f6
     .context("the restic runner panicked")?
 }
 
-const MIB: f64 = 1024.0 * 1024.0;
-
-/// All bytes over all moving-data time of the run's backups (bytes/s).
-fn moving_rate(run: &ModeRun) -> f64 {
-    let moving: f64 = run.restores.iter().map(RestoreTiming::moving).sum();
-    if moving > 0.0 {
-        run.total_bytes() as f64 / moving
-    } else {
-        0.0
-    }
-}
+/// The backup phases the figures show (a backup has nothing to rebind).
+const BACKUP_PHASES: &[(&str, PhaseTime)] = &[
+    ("  waiting", RestoreTiming::waiting),
+    ("  exposing", RestoreTiming::exposing),
+    ("  moving data", RestoreTiming::moving),
+];
 
 fn render_figures(m: &Measured, nodes: usize, cpus: usize) -> String {
     let runs = [m.one_at_a_time.clone(), m.all_at_once.clone()];
     let mut out = report::render_report(&runs);
     let total = m.all_at_once.total_bytes();
-    let per_node = moving_rate(&m.one_at_a_time);
+    let per_node = per_node_throughput(&m.one_at_a_time);
     let ideal = if per_node > 0.0 {
         total as f64 / (nodes as f64 * per_node)
     } else {
         0.0
-    };
-    let label = 26;
-    let column = 28;
-    let row = |out: &mut String, name: &str, cells: Vec<String>| {
-        let _ = write!(out, "{name:<label$}");
-        for cell in cells {
-            let _ = write!(out, "{cell:<column$}");
-        }
-        out.push('\n');
     };
     let _ = writeln!(
         out,
@@ -340,61 +328,7 @@ fn render_figures(m: &Measured, nodes: usize, cpus: usize) -> String {
         human_bytes(total),
         m.files
     );
-    row(&mut out, "", runs.iter().map(|r| r.name.clone()).collect());
-    row(
-        &mut out,
-        "makespan",
-        runs.iter().map(|r| human_seconds(r.makespan())).collect(),
-    );
-    row(
-        &mut out,
-        "ideal",
-        runs.iter().map(|_| human_seconds(ideal)).collect(),
-    );
-    row(
-        &mut out,
-        "makespan / ideal",
-        runs.iter()
-            .map(|r| match ideal {
-                i if i > 0.0 => format!("{:.2}×", r.makespan() / i),
-                _ => "-".into(),
-            })
-            .collect(),
-    );
-    row(
-        &mut out,
-        "overall throughput",
-        runs.iter().map(report::overall_throughput).collect(),
-    );
-    let _ = writeln!(out, "per backup, median (min – max):");
-    let phases: [(&str, PhaseTime); 3] = [
-        ("  waiting", RestoreTiming::waiting),
-        ("  exposing", RestoreTiming::exposing),
-        ("  moving data", RestoreTiming::moving),
-    ];
-    for (name, phase) in phases {
-        row(
-            &mut out,
-            name,
-            runs.iter()
-                .map(|r| {
-                    let s = Spread::of(r.restores.iter().map(phase));
-                    format!("{:.2} s ({:.2} – {:.2})", s.median, s.min, s.max)
-                })
-                .collect(),
-        );
-    }
-    row(
-        &mut out,
-        "  data mover rate",
-        runs.iter()
-            .map(|r| {
-                let s = Spread::of(r.restores.iter().map(|t| t.throughput() / MIB));
-                format!("{:.0} MiB/s ({:.0} – {:.0})", s.median, s.min, s.max)
-            })
-            .collect(),
-    );
-
+    comparison_table(&mut out, &runs, ideal, "backup", BACKUP_PHASES, false);
     let _ = writeln!(
         out,
         "\nper-node throughput: {:.1} MiB/s, the data mover's rate in this run: all bytes over \

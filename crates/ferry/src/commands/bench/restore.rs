@@ -327,7 +327,7 @@ impl Spread {
 
 /// The per-node throughput (bytes/s): all bytes of the run over all its data movement time.
 /// Meant for the default run, whose restores each ran alone.
-fn per_node_throughput(run: &ModeRun) -> f64 {
+pub(super) fn per_node_throughput(run: &ModeRun) -> f64 {
     let moving: f64 = run.restores.iter().map(RestoreTiming::moving).sum();
     if moving > 0.0 {
         run.total_bytes() as f64 / moving
@@ -347,10 +347,104 @@ pub(super) fn movements_ran_alone(run: &ModeRun) -> bool {
     spans.windows(2).all(|w| w[0].1 <= w[1].0)
 }
 
-const MIB: f64 = 1024.0 * 1024.0;
+pub(super) const MIB: f64 = 1024.0 * 1024.0;
 
 /// Seconds a restore spent in one phase.
 pub(super) type PhaseTime = fn(&RestoreTiming) -> f64;
+
+/// The restore phases the figures show.
+const RESTORE_PHASES: &[(&str, PhaseTime)] = &[
+    ("  waiting", RestoreTiming::waiting),
+    ("  exposing", RestoreTiming::exposing),
+    ("  moving data", RestoreTiming::moving),
+    ("  rebinding", RestoreTiming::rebinding),
+];
+
+/// The runs side by side: makespans (and the speedup over the first), the ideal and the
+/// ratio, the overall throughput, then per `unit` the median (min – max) of each phase and of
+/// the data mover's rate.
+pub(super) fn comparison_table(
+    out: &mut String,
+    runs: &[ModeRun],
+    ideal: f64,
+    unit: &str,
+    phases: &[(&str, PhaseTime)],
+    speedup: bool,
+) {
+    let label = 26;
+    let column = 28;
+    let row = |out: &mut String, name: &str, cells: Vec<String>| {
+        let _ = write!(out, "{name:<label$}");
+        for cell in cells {
+            let _ = write!(out, "{cell:<column$}");
+        }
+        out.push('\n');
+    };
+    row(out, "", runs.iter().map(|r| r.name.clone()).collect());
+    row(
+        out,
+        "makespan",
+        runs.iter().map(|r| human_seconds(r.makespan())).collect(),
+    );
+    if speedup && let Some(baseline) = runs.first() {
+        row(
+            out,
+            &format!("speedup over {}", baseline.name),
+            runs.iter()
+                .map(|r| match r.makespan() {
+                    m if m > 0.0 => format!("{:.2}×", baseline.makespan() / m),
+                    _ => "-".into(),
+                })
+                .collect(),
+        );
+    }
+    row(
+        out,
+        "ideal",
+        runs.iter().map(|_| human_seconds(ideal)).collect(),
+    );
+    row(
+        out,
+        "makespan / ideal",
+        runs.iter()
+            .map(|r| {
+                if ideal > 0.0 {
+                    format!("{:.2}×", r.makespan() / ideal)
+                } else {
+                    "-".into()
+                }
+            })
+            .collect(),
+    );
+    row(
+        out,
+        "overall throughput",
+        runs.iter().map(report::overall_throughput).collect(),
+    );
+    let _ = writeln!(out, "per {unit}, median (min – max):");
+    for (name, phase) in phases {
+        row(
+            out,
+            name,
+            runs.iter()
+                .map(|r| {
+                    let s = Spread::of(r.restores.iter().map(phase));
+                    format!("{:.2} s ({:.2} – {:.2})", s.median, s.min, s.max)
+                })
+                .collect(),
+        );
+    }
+    row(
+        out,
+        "  data mover rate",
+        runs.iter()
+            .map(|r| {
+                let s = Spread::of(r.restores.iter().map(|t| t.throughput() / MIB));
+                format!("{:.0} MiB/s ({:.0} – {:.0})", s.median, s.min, s.max)
+            })
+            .collect(),
+    );
+}
 
 /// The figures: the per-volume table of the demo's report, then makespans, the ideal and the
 /// ratios, per-restore phase times and throughput, and how the ideal was computed.
@@ -367,90 +461,13 @@ fn render_figures(runs: &[ModeRun], nodes: usize, files: usize, cpus: usize) -> 
         0.0
     };
 
-    let label = 26;
-    let column = 28;
-    let row = |out: &mut String, name: &str, cells: Vec<String>| {
-        let _ = write!(out, "{name:<label$}");
-        for cell in cells {
-            let _ = write!(out, "{cell:<column$}");
-        }
-        out.push('\n');
-    };
     let _ = writeln!(
         out,
         "\n{} volumes, {} in {files} files, on {nodes} nodes\n",
         baseline.restores.len(),
         human_bytes(total)
     );
-    row(&mut out, "", runs.iter().map(|r| r.name.clone()).collect());
-    row(
-        &mut out,
-        "makespan",
-        runs.iter().map(|r| human_seconds(r.makespan())).collect(),
-    );
-    row(
-        &mut out,
-        &format!("speedup over {}", baseline.name),
-        runs.iter()
-            .map(|r| match r.makespan() {
-                m if m > 0.0 => format!("{:.2}×", baseline.makespan() / m),
-                _ => "-".into(),
-            })
-            .collect(),
-    );
-    row(
-        &mut out,
-        "ideal",
-        runs.iter().map(|_| human_seconds(ideal)).collect(),
-    );
-    row(
-        &mut out,
-        "makespan / ideal",
-        runs.iter()
-            .map(|r| {
-                if ideal > 0.0 {
-                    format!("{:.2}×", r.makespan() / ideal)
-                } else {
-                    "-".into()
-                }
-            })
-            .collect(),
-    );
-    row(
-        &mut out,
-        "overall throughput",
-        runs.iter().map(report::overall_throughput).collect(),
-    );
-    let _ = writeln!(out, "per restore, median (min – max):");
-    let phases: [(&str, PhaseTime); 4] = [
-        ("  waiting", RestoreTiming::waiting),
-        ("  exposing", RestoreTiming::exposing),
-        ("  moving data", RestoreTiming::moving),
-        ("  rebinding", RestoreTiming::rebinding),
-    ];
-    for (name, phase) in phases {
-        row(
-            &mut out,
-            name,
-            runs.iter()
-                .map(|r| {
-                    let s = Spread::of(r.restores.iter().map(phase));
-                    format!("{:.2} s ({:.2} – {:.2})", s.median, s.min, s.max)
-                })
-                .collect(),
-        );
-    }
-    row(
-        &mut out,
-        "  data mover rate",
-        runs.iter()
-            .map(|r| {
-                let s = Spread::of(r.restores.iter().map(|t| t.throughput() / MIB));
-                format!("{:.0} MiB/s ({:.0} – {:.0})", s.median, s.min, s.max)
-            })
-            .collect(),
-    );
-
+    comparison_table(&mut out, runs, ideal, "restore", RESTORE_PHASES, true);
     let _ = writeln!(
         out,
         "\nper-node throughput: {:.1} MiB/s, the data mover's rate measured in this run: all \

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ferry_controller::crds::{DataUpload, DataUploadPhase};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::json;
 
 use super::kube_ops::{self, POLL};
@@ -19,6 +19,7 @@ use super::observe::{PhaseRecorder, Sighting};
 use super::progress::Step;
 use super::timings::{ModeRun, RestoreTiming, RunKind};
 use super::workload::VolumePlan;
+use crate::commands::backup::snapshot_resource;
 
 /// The VolumeSnapshotClass of kubesim's CSI driver, as a Velero install labels it.
 pub const SNAPSHOT_CLASS: &str = "kubesim";
@@ -34,13 +35,6 @@ pub const BACKUP_NAME: &str = "ledger-backup";
 pub struct BackupOutcome {
     pub run: ModeRun,
     pub snapshot_ids: Vec<String>,
-}
-
-fn snapshot_resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("snapshot.storage.k8s.io", "v1", kind),
-        plural,
-    )
 }
 
 /// One way of backing the volumes up: which location, and whether the DataUploads come all at

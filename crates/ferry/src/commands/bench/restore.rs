@@ -220,7 +220,7 @@ async fn measure(
         runs.push(outcome.run);
         costs.push(ControllerCost { requests, peak_rss });
     }
-    Ok((runs, costs, backed_up.files))
+    Ok((runs, costs, backed_up.written.files))
 }
 
 /// The controller process's API requests per restore and peak memory, per mode.

@@ -81,16 +81,9 @@ pub async fn start_cluster(
 /// The workload after the disaster: its data only in the repository, and what is needed to
 /// restore and check it.
 pub struct BackedUp {
-    pub repository: ferry_repo::Repository,
-    pub plans: Vec<VolumePlan>,
-    /// Hash trees of what was written, one per volume.
-    pub expected: Vec<HashTree>,
-    /// Files in all volumes.
-    pub files: usize,
+    /// The workload as it was written (its volume directories are gone now).
+    pub written: Written,
     pub to_restore: Vec<VolumeToRestore>,
-    /// The cluster's node names, in lane order.
-    pub nodes: Vec<String>,
-    pub pod_image: PodImage,
     /// The backup through DataUploads, as observed (`None`: backed up with ferry's engine
     /// directly, because the controller could not run here).
     pub backup: Option<ModeRun>,
@@ -179,30 +172,29 @@ impl BackedUp {
         placement: controller::Placement<'_>,
     ) -> anyhow::Result<BackedUp> {
         let in_process = matches!(placement, controller::Placement::InProcess(_));
+        let written = Written::create(client, layout, nodes, plans).await?;
         let Written {
             repository,
             plans,
-            expected,
-            files,
             volume_dirs,
             nodes,
-            pod_image,
-        } = Written::create(client, layout, nodes, plans).await?;
+            ..
+        } = &written;
         let total: u64 = plans.iter().map(VolumePlan::bytes).sum();
 
         let (snapshots, backup) = match start_backup_controller(client, placement).await {
             Ok(controller) => {
                 let outcome = backup_run::run_backups(
                     client,
-                    &plans,
-                    &nodes,
+                    plans,
+                    nodes,
                     &backup_run::Pass::velero(),
                     RESTORE_TIMEOUT,
                 )
                 .await;
                 controller.stop().await;
                 let outcome = outcome?;
-                backup_run::delete_snapshots(client, &plans, &backup_run::Pass::velero()).await?;
+                backup_run::delete_snapshots(client, plans, &backup_run::Pass::velero()).await?;
                 (outcome.snapshot_ids, Some(outcome.run))
             }
             Err(err) if in_process => {
@@ -214,7 +206,7 @@ impl BackedUp {
                     "backing up the volumes (ferry's engine, restic format)",
                     total,
                 );
-                let snapshots = back_up(&repository, &plans, &volume_dirs, &step).await?;
+                let snapshots = back_up(repository, plans, volume_dirs, &step).await?;
                 step.done(&format!("{} snapshots", snapshots.len()));
                 (snapshots, None)
             }
@@ -222,7 +214,7 @@ impl BackedUp {
         };
 
         let step = Step::start("deleting the workload and its volumes (the disaster)");
-        lose_workload(client, &volume_dirs).await?;
+        lose_workload(client, volume_dirs).await?;
         step.done("pods, claims, volumes and their directories gone");
 
         let to_restore = plans
@@ -237,19 +229,14 @@ impl BackedUp {
             })
             .collect();
         Ok(BackedUp {
-            repository,
-            plans,
-            expected,
-            files,
+            written,
             to_restore,
-            nodes,
-            pod_image,
             backup,
         })
     }
 
     pub fn total_bytes(&self) -> u64 {
-        self.plans.iter().map(VolumePlan::bytes).sum()
+        self.written.plans.iter().map(VolumePlan::bytes).sum()
     }
 
     /// Writes the mode's node-agent ConfigMap, creates the restore target claims and starts a
@@ -297,8 +284,8 @@ impl BackedUp {
             client,
             mode,
             &self.to_restore,
-            &self.nodes,
-            &self.pod_image,
+            &self.written.nodes,
+            &self.written.pod_image,
             RESTORE_TIMEOUT,
         )
         .await;
@@ -306,7 +293,7 @@ impl BackedUp {
         let outcome = outcome?;
         Ok((
             outcome,
-            bound_volume_dirs(client, &self.plans).await?,
+            bound_volume_dirs(client, &self.written.plans).await?,
             peak_rss,
         ))
     }
@@ -314,7 +301,7 @@ impl BackedUp {
     /// Deletes what a restore brought back (workload, claims, volumes), for the next mode.
     pub async fn clear_restored(&self, client: &Client) -> anyhow::Result<()> {
         let step = Step::start("deleting the restored workload and volumes again");
-        let dirs = bound_volume_dirs(client, &self.plans).await?;
+        let dirs = bound_volume_dirs(client, &self.written.plans).await?;
         lose_workload(client, &dirs).await?;
         step.done("");
         Ok(())
@@ -324,11 +311,11 @@ impl BackedUp {
     /// 20 differences) and says whether all matched.
     pub async fn verify(&self, mode: Mode, dirs: &[PathBuf]) -> anyhow::Result<bool> {
         let step = Step::start(format!("verifying every byte ({})", mode.name()));
-        let problems = verify_restored(&self.plans, dirs, &self.expected).await?;
+        let problems = verify_restored(&self.written.plans, dirs, &self.written.expected).await?;
         if problems.is_empty() {
             step.done(&format!(
                 "{} files identical (SHA-256 hash trees)",
-                self.files
+                self.written.files
             ));
             return Ok(true);
         }

@@ -129,10 +129,10 @@ async fn in_cluster(
             None => {
                 let root = layout.cluster().join("direct-restores").join(mode.name());
                 direct::run_mode(
-                    &backed_up.repository,
+                    &backed_up.written.repository,
                     mode,
                     &backed_up.to_restore,
-                    &backed_up.nodes,
+                    &backed_up.written.nodes,
                     &root,
                 )
                 .await?
@@ -162,7 +162,7 @@ async fn in_cluster(
     let input = TimelineInput {
         title: format!(
             "ferry: backing up and restoring {} volumes ({}) on {} nodes",
-            backed_up.plans.len(),
+            backed_up.written.plans.len(),
             human_bytes(backed_up.total_bytes()),
             options.nodes
         ),

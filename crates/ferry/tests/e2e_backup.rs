@@ -166,10 +166,22 @@ on_both_clusters! {
             )
             .await
             .unwrap();
-        // (The failed snapshots are Velero's to delete, as its CSI plugin does.)
-        snapshots(&env, APP).delete("snap-b", &DeleteParams::default()).await.unwrap();
-        snapshots(&env, APP).delete("snap-c", &DeleteParams::default()).await.unwrap();
-        data_upload(&env, "wrong-password", "snap-a", "src", "default").await;
+        // A failed backup's snapshot, made for it alone, is deleted with it, as Velero's
+        // exposer cleans up.
+        for snapshot in ["snap-a", "snap-b", "snap-c"] {
+            wait_for(&format!("VolumeSnapshot {snapshot} deleted"), 60, || async {
+                snapshots(&env, APP).get_opt(snapshot).await.unwrap().is_none().then_some(())
+            })
+            .await;
+        }
+        create(
+            &snapshots(&env, APP),
+            json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+                   "metadata": {"name": "snap-d", "namespace": APP},
+                   "spec": {"source": {"persistentVolumeClaimName": "src"}, "volumeSnapshotClassName": "kubesim"}}),
+        )
+        .await;
+        data_upload(&env, "wrong-password", "snap-d", "src", "default").await;
         let du = upload_ended(&env, "wrong-password", 120).await;
         assert_eq!(du.phase(), DataUploadPhase::Failed);
         assert!(message(&du).contains("data mover failed"), "{}", message(&du));

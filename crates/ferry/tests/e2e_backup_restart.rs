@@ -2,8 +2,10 @@
 //! DataUpload's life — right after accepting it, before each object of the take-over and the
 //! exposure is created, before the source snapshot is deleted, while the data mover runs, and
 //! before the result is recorded — a successor completes every backup with each data mover
-//! started once and nothing left behind. A backup canceled while its data mover runs, and one
-//! deleted then, leave nothing behind either. On kubesim and on the real control plane.
+//! started once and nothing left behind. A backup canceled in each phase before it ends — New,
+//! Accepted half exposed, Prepared with its data mover running, InProgress — and one deleted
+//! while its data mover runs, leave nothing behind either. On kubesim and on the real control
+//! plane.
 
 mod common;
 
@@ -161,14 +163,7 @@ on_both_clusters! {
             in_progress(&env, name).await;
         }
         let uploads: Api<DataUpload> = Api::namespaced(env.client.clone(), NS);
-        uploads
-            .patch(
-                "du-cancel",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"cancel": true}})),
-            )
-            .await
-            .unwrap();
+        cancel(&env, "du-cancel").await;
         uploads.delete("du-delete", &DeleteParams::default()).await.unwrap();
         let du = upload_ended(&env, "du-cancel", 60).await;
         assert_eq!(du.phase(), DataUploadPhase::Canceled);
@@ -181,6 +176,96 @@ on_both_clusters! {
         for name in ["du-cancel", "du-delete"] {
             env.movers.release(name);
         }
+        assert_no_backup_leftovers(&env).await;
+        ctl.stop().await;
+        env.cluster.stop().await;
+    }
+}
+
+/// Sets `spec.cancel` of DataUpload `name`, as `velero backup delete` or a user does.
+async fn cancel(env: &Env, name: &str) {
+    Api::<DataUpload>::namespaced(env.client.clone(), NS)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cancel": true}})),
+        )
+        .await
+        .unwrap();
+}
+
+on_both_clusters! {
+    async fn e2e_backup_canceled_in_each_phase_leaves_nothing(backend: Backend) {
+        let env = env(backend, 2, 0, json!({})).await;
+        snapshot_class(&env).await;
+        // Each backup is brought to its phase by a controller killed there, then canceled
+        // while no controller runs, so the cancel meets exactly that phase's objects.
+        // Accepted, half exposed: the snapshot taken over and the backup PVC made, no pod.
+        source_volume(&env, "src-accepted").await;
+        snapshot_and_upload(&env, "du-accepted", "src-accepted").await;
+        kill_at(
+            &env,
+            Rule::before(Method::POST, "/namespaces/velero/pods").body(r#""name":"du-accepted""#),
+        )
+        .await;
+        assert_eq!(phase_of(&env, "du-accepted").await, DataUploadPhase::Accepted);
+        assert!(
+            Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(env.client.clone(), NS)
+                .get_opt("du-accepted")
+                .await
+                .unwrap()
+                .is_some(),
+            "the backup PVC exists when the cancel comes"
+        );
+        cancel(&env, "du-accepted").await;
+
+        // Prepared: the backup pod runs, its data mover (held) has started, the controller
+        // never recorded InProgress. The next controller also meets du-accepted's cancel.
+        source_volume(&env, "src-prepared").await;
+        env.movers.hold("du-prepared");
+        snapshot_and_upload(&env, "du-prepared", "src-prepared").await;
+        kill_at(
+            &env,
+            Rule::before(Method::PATCH, &format!("{DU_PATH}du-prepared")).body(r#""InProgress""#),
+        )
+        .await;
+        assert_eq!(phase_of(&env, "du-prepared").await, DataUploadPhase::Prepared);
+        env.movers.wait_started("du-prepared", 90).await;
+        cancel(&env, "du-prepared").await;
+
+        // New: canceled before any controller saw it.
+        source_volume(&env, "src-new").await;
+        snapshot_and_upload(&env, "du-new", "src-new").await;
+        cancel(&env, "du-new").await;
+
+        // InProgress: canceled while a running controller's data mover moves it.
+        source_volume(&env, "src-moving").await;
+        env.movers.hold("du-moving");
+        snapshot_and_upload(&env, "du-moving", "src-moving").await;
+        let ctl = controller(&env).await;
+        env.movers.wait_started("du-moving", 90).await;
+        in_progress(&env, "du-moving").await;
+        cancel(&env, "du-moving").await;
+
+        for (name, phase) in [
+            ("du-new", "New"),
+            ("du-accepted", "Accepted"),
+            ("du-prepared", "Prepared"),
+            ("du-moving", "InProgress"),
+        ] {
+            let du = upload_ended(&env, name, 90).await;
+            assert_eq!(du.phase(), DataUploadPhase::Canceled, "canceled in {phase}: {}", message(&du));
+            assert!(message(&du).contains("spec.cancel was set"), "canceled in {phase}: {}", message(&du));
+            let status = du.status.unwrap_or_default();
+            assert!(status.snapshot_id.is_none(), "canceled in {phase}: no snapshot");
+            assert!(du.metadata.finalizers.unwrap_or_default().is_empty(), "canceled in {phase}: finalizer released");
+        }
+        assert_eq!(env.movers.starts_of("du-new"), 0, "nothing ran for a backup canceled in New");
+        assert_eq!(env.movers.starts_of("du-accepted"), 0, "nothing ran for a backup canceled in Accepted");
+        assert_eq!(env.movers.starts_of("du-prepared"), 1);
+        assert_eq!(env.movers.starts_of("du-moving"), 1);
+        env.movers.release("du-prepared");
+        env.movers.release("du-moving");
         assert_no_backup_leftovers(&env).await;
         ctl.stop().await;
         env.cluster.stop().await;

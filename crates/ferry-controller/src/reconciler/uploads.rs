@@ -225,6 +225,9 @@ impl Controller {
                 json!({ "metadata": { "finalizers": upload_finalizers(&o.du, true) } }),
             )
             .await?;
+            // The next pass goes on from the object holding it: a step ending the upload
+            // from this observation would write back the finalizer list without it.
+            return Ok(());
         }
         // Once the data is in the repository, the backup completes: a cancel then would throw
         // away a finished snapshot.
@@ -445,6 +448,16 @@ impl Controller {
                     "VolumeSnapshotContent {content_name} to have a snapshot handle"
                 )));
             }
+            // Remembered for the deletion of the source content (step 4), before it is
+            // retained: a cleanup that knows the content deletes it whatever its policy.
+            if annotation(&o.du, SOURCE_CONTENT_ANNOTATION) != Some(content_name.as_str()) {
+                self.patch_upload(
+                    &o.name,
+                    json!({ "metadata": { "annotations": { SOURCE_CONTENT_ANNOTATION: content_name } } }),
+                )
+                .await
+                .map_err(TakeOver::kube)?;
+            }
             // 1. The data outlives the source snapshot's deletion.
             if content["spec"]["deletionPolicy"].as_str() != Some("Retain") {
                 contents
@@ -456,13 +469,6 @@ impl Controller {
                     .await
                     .map_err(TakeOver::kube)?;
             }
-            // Remembered for the deletion of the source content (step 4).
-            self.patch_upload(
-                &o.name,
-                json!({ "metadata": { "annotations": { SOURCE_CONTENT_ANNOTATION: content_name } } }),
-            )
-            .await
-            .map_err(TakeOver::kube)?;
             // 2. The backup snapshot (its content comes next, bound to its uid).
             let mut vs = backup_snapshot_for(&o.du, ns, &source);
             vs["metadata"]["ownerReferences"] = json!([crate::expose::owner_reference(&o.du)]);
@@ -1129,13 +1135,12 @@ impl Controller {
         Ok(())
     }
 
-    /// Once taken over, the source snapshot, then its (retained) content, are deleted, as
-    /// Velero's exposer deletes them; the data lives on in the backup snapshot. Returns
-    /// whether both are gone (true when nothing was taken over).
+    /// The source snapshot, then its (retained) content once taken over, are deleted, as
+    /// Velero's exposer deletes them: the snapshot was made for this backup alone, and once
+    /// taken over the data lives on in the backup snapshot. Before the take-over (a backup
+    /// canceled or failed while New or waiting for its snapshot) only the snapshot is deleted;
+    /// its content follows its class's deletion policy. Returns whether they are gone.
     async fn release_source(&self, o: &ObservedUpload) -> Result<bool, kube::Error> {
-        let Some(content_name) = annotation(&o.du, SOURCE_CONTENT_ANNOTATION) else {
-            return Ok(true);
-        };
         let client = &self.options.client;
         let csi = o.du.spec.csi_snapshot.clone().unwrap_or_default();
         let source_snapshots = Api::<DynamicObject>::namespaced_with(
@@ -1143,6 +1148,16 @@ impl Controller {
             &o.du.spec.source_namespace,
             &snapshot_resource(),
         );
+        let Some(content_name) = annotation(&o.du, SOURCE_CONTENT_ANNOTATION) else {
+            if csi.volume_snapshot.is_empty() {
+                return Ok(true);
+            }
+            delete_if_present(&source_snapshots, &csi.volume_snapshot).await?;
+            return Ok(source_snapshots
+                .get_opt(&csi.volume_snapshot)
+                .await?
+                .is_none());
+        };
         let contents = Api::<DynamicObject>::all_with(client.clone(), &content_resource());
         if source_snapshots
             .get_opt(&csi.volume_snapshot)

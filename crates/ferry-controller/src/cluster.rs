@@ -78,6 +78,13 @@ pub trait RestoreCluster: Send + Sync {
         pvc: &PersistentVolumeClaim,
     ) -> impl Future<Output = OpResult<()>> + Send;
     fn delete_pvc(&self, namespace: &str, name: &str) -> impl Future<Output = OpResult<()>> + Send;
+    /// JSON merge patch (RFC 7386) of a PVC's metadata: `null` removes a field.
+    fn patch_pvc(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> impl Future<Output = OpResult<()>> + Send;
     fn get_pod(
         &self,
         namespace: &str,
@@ -197,6 +204,15 @@ impl RestoreCluster for KubeCluster {
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
         ignore_status(api.delete(name, &DeleteParams::background()).await, 404)
             .map_err(|e| OpError::kube("delete", &format!("PVC {ns}/{name}"), e))
+    }
+    async fn patch_pvc(&self, ns: &str, name: &str, patch: &serde_json::Value) -> OpResult<()> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
+        let written = api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|e| OpError::kube("patch", &format!("PVC {ns}/{name}"), e))?;
+        self.wrote("pvc", &written);
+        Ok(())
     }
     async fn get_pod(&self, ns: &str, name: &str) -> OpResult<Option<Pod>> {
         if let Some(hit) = self.cached_get("pod", |w| &w.pods, ns, name) {

@@ -25,6 +25,11 @@ pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
 pub use crate::crds::DATA_DOWNLOAD_LABEL;
 /// The restore PV's reclaim policy before rebind set it to Retain.
 pub const ORIGINAL_RECLAIM_ANNOTATION: &str = "ferry.io/original-reclaim-policy";
+/// On a target PVC while the PV reserved for it waits to be bound: when ferry last asked the
+/// PV controller to look at the claim (RFC 3339). Removed once bound.
+pub const BIND_REQUESTED_ANNOTATION: &str = "ferry.io/bind-requested";
+/// How often a waiting target is touched again.
+const BIND_REQUEST_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// Where the restore pod sees the volume.
 pub const FILESYSTEM_MOUNT_PATH: &str = "/restore-volume";
@@ -630,6 +635,20 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             || pvc_phase(&target) != "Bound"
             || !pv_bound
         {
+            // The PV controller binds a claim to the PV reserved for it only when it looks at
+            // the claim: when the claim changes, or at its periodic resync (15 s by default).
+            // A change to the target makes it look now.
+            if bound_to.is_none() && bind_request_due(&target) {
+                let patch = json!({ "metadata": { "annotations": {
+                    BIND_REQUESTED_ANNOTATION: chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                } } });
+                // Best effort: without it the resync binds the claim a little later (an
+                // RBAC from before this patch was needed, say).
+                if let Err(err) = self.cluster.patch_pvc(target_ns, target_name, &patch).await {
+                    tracing::warn!(target = %target_id, error = %err, "cannot annotate the target PVC to have it bound at once");
+                }
+            }
             return Ok(RebindState::Waiting(format!(
                 "target PVC {target_id} and PV {pv_name} to be Bound (PVC {}, PV {})",
                 pvc_phase(&target),
@@ -641,6 +660,17 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         }
 
         // 6. Give the PV its reclaim policy back and drop ferry's marks.
+        if has_annotation(&target.metadata, BIND_REQUESTED_ANNOTATION) {
+            let patch =
+                json!({ "metadata": { "annotations": { BIND_REQUESTED_ANNOTATION: null } } });
+            match self.cluster.patch_pvc(target_ns, target_name, &patch).await {
+                Ok(()) => {}
+                Err(err) if err.transient => return Err(ExposeError::Cluster(err)),
+                Err(err) => {
+                    tracing::warn!(target = %target_id, error = %err, "cannot remove ferry's annotation from the target PVC");
+                }
+            }
+        }
         let original = pv
             .metadata
             .annotations
@@ -875,3 +905,23 @@ pub fn termination_message(pod: &Pod) -> Option<String> {
 #[cfg(test)]
 #[path = "expose_tests.rs"]
 mod tests;
+
+fn has_annotation(meta: &ObjectMeta, key: &str) -> bool {
+    meta.annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(key))
+}
+
+/// Whether a target waiting for its PV should be touched: never yet, or not lately.
+fn bind_request_due(target: &PersistentVolumeClaim) -> bool {
+    let last = target
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(BIND_REQUESTED_ANNOTATION))
+        .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok());
+    match last {
+        None => true,
+        Some(at) => chrono::Utc::now().signed_duration_since(at) >= BIND_REQUEST_INTERVAL,
+    }
+}

@@ -159,6 +159,18 @@ impl RestoreCluster for FakeCluster {
             .remove(&(ns.into(), name.into()));
         Ok(())
     }
+    async fn patch_pvc(&self, ns: &str, name: &str, patch: &serde_json::Value) -> OpResult<()> {
+        self.check("patch pvc")?;
+        let mut state = self.state.lock().unwrap();
+        let pvc = state
+            .pvcs
+            .get_mut(&(ns.to_string(), name.to_string()))
+            .ok_or_else(|| OpError::permanent(format!("PVC {ns}/{name} not found")))?;
+        let mut value = serde_json::to_value(&*pvc).unwrap();
+        merge(&mut value, patch);
+        *pvc = serde_json::from_value(value).unwrap();
+        Ok(())
+    }
     async fn get_pod(&self, ns: &str, name: &str) -> OpResult<Option<Pod>> {
         self.check("get pod")?;
         Ok(self.pod(ns, name))
@@ -726,6 +738,60 @@ fn rebind_waits_until_the_pv_is_bound() {
     }
 }
 
+/// The annotation that makes the PV controller look at the waiting target, if any.
+fn bind_requested(exposer: &RestoreExposer<FakeCluster>) -> Option<String> {
+    exposer
+        .cluster
+        .pvc("fake-ns", "fake-target-pvc")
+        .unwrap()
+        .metadata
+        .annotations
+        .and_then(|a| a.get(BIND_REQUESTED_ANNOTATION).cloned())
+}
+
+#[test]
+fn a_waiting_target_is_touched_now_and_then_and_left_clean() {
+    let exposer = new_exposer(rebind_cluster(), NS);
+    for _ in 0..3 {
+        rebind(&exposer).unwrap();
+    }
+    assert_eq!(
+        bind_requested(&exposer),
+        None,
+        "not before the PV is reserved and free"
+    );
+    rebind(&exposer).unwrap();
+    let first = bind_requested(&exposer).expect("touched while waiting");
+    rebind(&exposer).unwrap();
+    assert_eq!(
+        bind_requested(&exposer),
+        Some(first.clone()),
+        "not again within 2 s"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    rebind(&exposer).unwrap();
+    assert_ne!(bind_requested(&exposer), Some(first), "again after 2 s");
+    exposer.cluster.bind("fake-restore-pv");
+    assert!(matches!(
+        rebind(&exposer).unwrap(),
+        RebindState::Done { .. }
+    ));
+    assert_eq!(bind_requested(&exposer), None, "removed once bound");
+}
+
+#[test]
+fn a_target_that_cannot_be_touched_still_completes() {
+    let exposer = new_exposer(rebind_cluster().fail_all("patch pvc"), NS);
+    for _ in 0..5 {
+        assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    }
+    exposer.cluster.bind("fake-restore-pv");
+    assert!(matches!(
+        rebind(&exposer).unwrap(),
+        RebindState::Done { .. }
+    ));
+}
+
 #[test]
 fn rebind_happy_path_leaves_nothing_behind() {
     let exposer = new_exposer(rebind_cluster(), NS);
@@ -762,6 +828,18 @@ fn rebind_happy_path_leaves_nothing_behind() {
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(exposer.cluster.pvc(NS, "fake-restore").is_none());
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    // Waiting for the PV controller, the target is touched so that it looks at it now.
+    let target = exposer.cluster.pvc("fake-ns", "fake-target-pvc").unwrap();
+    assert!(
+        target
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .contains_key(BIND_REQUESTED_ANNOTATION),
+        "{:?}",
+        target.metadata.annotations
+    );
     // 4: bound → reclaim policy restored, marks removed.
     exposer.cluster.bind("fake-restore-pv");
     assert_eq!(

@@ -35,8 +35,14 @@ pub fn cluster_role_rules() -> Vec<PolicyRule> {
         // Target PVCs live in the workloads' namespaces: their spec is copied into the restore
         // PVC, their selected-node annotation and binding are waited on (watched, served from
         // a cache; get when the cache is behind the controller's own write). Also covers
-        // reading the restore PVCs in ferry's namespace.
-        rule("", &["persistentvolumeclaims"], &["get", "list", "watch"]),
+        // reading the restore PVCs in ferry's namespace. Patch: a target waiting for the PV
+        // reserved for it is annotated, so the PV controller binds it at once (it looks at a
+        // claim only when the claim changes or every 15 s), and the annotation removed after.
+        rule(
+            "",
+            &["persistentvolumeclaims"],
+            &["get", "list", "watch", "patch"],
+        ),
         // Rebind: the restored PV's reclaim policy to Retain and back, claimRef to the target
         // PVC, the labels the target's selector asks for (all merge patches, never update);
         // delete: a retained PV of a failed or canceled restore is removed in cleanup.

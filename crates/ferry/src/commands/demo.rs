@@ -14,7 +14,7 @@ pub(crate) mod layout;
 pub(crate) mod objects;
 mod observe;
 mod pod;
-mod progress;
+pub(crate) mod progress;
 pub(crate) mod report;
 pub(crate) mod restore_run;
 mod sample;
@@ -23,7 +23,7 @@ pub(crate) mod size;
 mod stages;
 pub(crate) mod timeline;
 pub(crate) mod timings;
-mod verify;
+pub(crate) mod verify;
 pub(crate) mod workload;
 
 use std::path::PathBuf;

@@ -5,10 +5,12 @@ use std::process::ExitCode;
 mod backup;
 mod repo;
 mod restore;
+mod velero;
 
 pub use backup::BenchBackupArgs;
 pub use repo::BenchRepoArgs;
 pub use restore::BenchRestoreArgs;
+pub use velero::BenchVeleroArgs;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
@@ -20,6 +22,10 @@ pub enum BenchCommand {
     /// Restore makespan on a simulated cluster: default (workload pods one at a time) against
     /// restorePVC.ignoreDelayBinding, each compared with the ideal for the nodes.
     Restore(BenchRestoreArgs),
+    /// Velero's own backup and restore with ferry as its data mover, on the real control plane
+    /// (Velero built by testenv/build): makespans for StatefulSets of 8 and 32 volumes, the
+    /// restore by default against restorePVC.ignoreDelayBinding.
+    Velero(BenchVeleroArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -27,5 +33,6 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Backup(a) => backup::bench_backup(a).await,
         BenchCommand::Repo(a) => tokio::task::spawn_blocking(move || repo::bench_repo(a)).await?,
         BenchCommand::Restore(a) => restore::bench_restore(a).await,
+        BenchCommand::Velero(a) => velero::bench_velero(a).await,
     }
 }

@@ -226,11 +226,10 @@ async fn measure(
     }
     step.done(&format!("{files} files"));
 
-    let step = Step::start(format!(
-        "velero backup create {backup} --snapshot-move-data --data-mover ferry --wait"
-    ));
-    let took = velero_wait(
+    let backup_timed = velero_step(
         velero,
+        &client,
+        format!("velero backup create {backup} --snapshot-move-data --data-mover ferry --wait"),
         &[
             "backup",
             "create",
@@ -243,22 +242,9 @@ async fn measure(
             "--wait",
         ],
         &["backup", "describe", &backup],
-    )
-    .await;
-    let took = match took {
-        Ok(t) => t,
-        Err(err) => {
-            step.failed();
-            return Err(err);
-        }
-    };
-    let uploads: Vec<DataUpload> = Api::namespaced(client.clone(), NAMESPACE)
-        .list(&ListParams::default().labels(&format!("velero.io/backup-name={backup}")))
-        .await?
-        .items;
-    let backup_timed = timed(
-        took,
-        uploads.iter().map(|du| {
+        &format!("velero.io/backup-name={backup}"),
+        volumes,
+        |du: &DataUpload| {
             let status = du.status.clone().unwrap_or_default();
             Times {
                 name: du.meta().name.clone().unwrap_or_default(),
@@ -267,16 +253,9 @@ async fn measure(
                 started: status.start_timestamp.map(|t| t.0),
                 completed: status.completion_timestamp.map(|t| t.0),
             }
-        }),
-        volumes,
-        "DataUploads",
-    )?;
-    step.done(&format!(
-        "{} (ferry's data movement {}, on {} nodes)",
-        human_seconds(backup_timed.velero),
-        human_seconds(backup_timed.ferry),
-        backup_timed.nodes
-    ));
+        },
+    )
+    .await?;
 
     let mut restores = Vec::new();
     for ignore_delay_binding in [false, true] {
@@ -295,11 +274,10 @@ async fn measure(
                 "default"
             }
         );
-        let step = Step::start(format!(
-            "velero restore create {restore} --from-backup {backup} --wait ({mode})"
-        ));
-        let took = velero_wait(
+        let restore_timed = velero_step(
             velero,
+            &client,
+            format!("velero restore create {restore} --from-backup {backup} --wait ({mode})"),
             &[
                 "restore",
                 "create",
@@ -309,22 +287,9 @@ async fn measure(
                 "--wait",
             ],
             &["restore", "describe", &restore],
-        )
-        .await;
-        let took = match took {
-            Ok(t) => t,
-            Err(err) => {
-                step.failed();
-                return Err(err);
-            }
-        };
-        let downloads: Vec<DataDownload> = Api::namespaced(client.clone(), NAMESPACE)
-            .list(&ListParams::default().labels(&format!("velero.io/restore-name={restore}")))
-            .await?
-            .items;
-        let restore_timed = timed(
-            took,
-            downloads.iter().map(|dd| {
+            &format!("velero.io/restore-name={restore}"),
+            volumes,
+            |dd: &DataDownload| {
                 let status = dd.status.clone().unwrap_or_default();
                 Times {
                     name: dd.meta().name.clone().unwrap_or_default(),
@@ -333,16 +298,9 @@ async fn measure(
                     started: status.start_timestamp.map(|t| t.0),
                     completed: status.completion_timestamp.map(|t| t.0),
                 }
-            }),
-            volumes,
-            "DataDownloads",
-        )?;
-        step.done(&format!(
-            "{} (ferry's data movement {}, on {} nodes)",
-            human_seconds(restore_timed.velero),
-            human_seconds(restore_timed.ferry),
-            restore_timed.nodes
-        ));
+            },
+        )
+        .await?;
         let step = Step::start(format!("verifying every byte ({mode})"));
         let mut differences = Vec::new();
         for (i, tree) in expected.iter().enumerate() {
@@ -463,6 +421,53 @@ async fn lose_namespace(client: &Client, namespace: &str) -> anyhow::Result<()> 
     .await
 }
 
+/// One velero step under a progress line: the command, then its data mover objects (in
+/// Velero's namespace, labelled `label`, one per volume) for ferry's share of the time.
+#[allow(clippy::too_many_arguments)]
+async fn velero_step<K>(
+    velero: &Velero,
+    client: &Client,
+    title: String,
+    command: &[&str],
+    describe: &[&str],
+    label: &str,
+    volumes: usize,
+    times: impl Fn(&K) -> Times,
+) -> anyhow::Result<Timed>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let step = Step::start(title);
+    let took = match velero_wait(velero, command, describe).await {
+        Ok(took) => took,
+        Err(err) => {
+            step.failed();
+            return Err(err);
+        }
+    };
+    let objects: Vec<K> = Api::namespaced(client.clone(), NAMESPACE)
+        .list(&ListParams::default().labels(label))
+        .await?
+        .items;
+    let timed = timed(
+        took,
+        objects.iter().map(times),
+        volumes,
+        K::kind(&()).as_ref(),
+    )?;
+    step.done(&format!(
+        "{} (ferry's data movement {}, on {} node{})",
+        human_seconds(timed.velero),
+        human_seconds(timed.ferry),
+        timed.nodes,
+        if timed.nodes == 1 { "" } else { "s" }
+    ));
+    Ok(timed)
+}
+
 /// Runs a velero command with `--wait`; fails unless `describe` then says Completed. Returns
 /// the command's wall time in seconds.
 async fn velero_wait(velero: &Velero, command: &[&str], describe: &[&str]) -> anyhow::Result<f64> {
@@ -513,7 +518,7 @@ fn timed(
         ));
     }
     if spans.len() != expected {
-        bail!("{} {kind} for {expected} volumes", spans.len());
+        bail!("{} {kind} objects for {expected} volumes", spans.len());
     }
     let first = spans.iter().map(|s| s.2).min().unwrap_or(0);
     let last = spans.iter().map(|s| s.4).max().unwrap_or(0);
@@ -630,7 +635,7 @@ mod tests {
             ]
             .into_iter(),
             3,
-            "DataDownloads",
+            "DataDownload",
         )
         .unwrap();
         assert_eq!(t.ferry, 6.0);
@@ -646,16 +651,17 @@ mod tests {
             1.0,
             [times("x", "n1", 1, None)].into_iter(),
             1,
-            "DataUploads",
+            "DataUpload",
         )
         .err()
         .unwrap();
-        assert!(err.to_string().contains("DataUploads x without"), "{err}");
-        let err = timed(1.0, std::iter::empty(), 2, "DataUploads")
+        assert!(err.to_string().contains("DataUpload x without"), "{err}");
+        let err = timed(1.0, std::iter::empty(), 2, "DataUpload")
             .err()
             .unwrap();
         assert!(
-            err.to_string().contains("0 DataUploads for 2 volumes"),
+            err.to_string()
+                .contains("0 DataUpload objects for 2 volumes"),
             "{err}"
         );
     }

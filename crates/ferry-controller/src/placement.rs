@@ -169,7 +169,9 @@ pub enum PlacementError {
     #[error("all {eligible} eligible node(s) are at their loadConcurrency limit")]
     AllBusy { eligible: usize },
     /// Wait: the selected node has no free slot.
-    #[error("selected node {node} runs {in_flight} restore(s), its loadConcurrency is {limit}")]
+    #[error(
+        "selected node {node} runs {in_flight} data movement(s), its loadConcurrency is {limit}"
+    )]
     NodeBusy {
         node: String,
         in_flight: usize,
@@ -535,6 +537,21 @@ mod tests {
                 .starts_with("no node can run the restore: 0 node(s);"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_busy_node_counts_data_movements_of_both_kinds() {
+        // Restores and backups share a node's slots: the count is not of restores alone.
+        let err = PlacementError::NodeBusy {
+            node: "node-1".into(),
+            in_flight: 2,
+            limit: 2,
+        };
+        assert_eq!(
+            err.to_string(),
+            "selected node node-1 runs 2 data movement(s), its loadConcurrency is 2"
+        );
+        assert!(err.is_wait());
     }
 
     /// Property: N restores placed over M eligible nodes of equal concurrency (large enough to

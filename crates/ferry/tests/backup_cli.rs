@@ -515,6 +515,16 @@ async fn backup_create_get_describe() {
     assert_eq!(object["metadata"]["name"], "dd-0");
     let table = ok(&ferry(&env, &["restore", "get", "--namespace", "velero"]).await);
     assert!(table.lines().any(|l| l.starts_with("dd-0 ")), "{table}");
+    // As `backup get`, only this data mover's: Velero's own node-agent's are not listed.
+    data_download(&env, "dd-velero", "pvc-1", "feedbeef", "velero").await;
+    let table = ok(&ferry(&env, &["restore", "get"]).await);
+    assert!(!table.contains("dd-velero"), "{table}");
+    let table = ok(&ferry(&env, &["restore", "get", "--data-mover-name", "velero"]).await);
+    assert!(
+        table.lines().any(|l| l.starts_with("dd-velero ")),
+        "{table}"
+    );
+    assert!(!table.contains("dd-0 "), "{table}");
     let describe = ok(&ferry(&env, &["restore", "describe", "dd-0", "-n", "velero"]).await);
     assert!(describe.contains("Snapshot:       feedbeef"), "{describe}");
     // Another namespace has none of them.

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use ferry_controller::crds::{DataDownload, DataDownloadSpec, TargetVolumeSpec};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
-use kube::api::{ApiResource, PostParams};
+use kube::api::{ApiResource, DynamicObject, PostParams};
 use serde_json::json;
 
 use super::cluster_args::{
@@ -59,6 +59,9 @@ pub struct CreateArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
+    /// List the DataDownloads of this data mover (`spec.datamover`).
+    #[arg(long, default_value = "ferry")]
+    data_mover_name: String,
     #[command(flatten)]
     cluster: ClusterArgs,
     #[command(flatten)]
@@ -182,17 +185,24 @@ fn resource() -> ApiResource {
 }
 
 async fn get(client: kube::Client, args: GetArgs) -> anyhow::Result<ExitCode> {
-    let items = list_raw(&client, &args.cluster.namespace, &resource()).await?;
+    let mut items = Vec::new();
+    for object in list_raw(&client, &args.cluster.namespace, &resource()).await? {
+        let dd: DataDownload = decode(&object)?;
+        if dd.spec.is_for_data_mover(&args.data_mover_name) {
+            items.push((object, dd));
+        }
+    }
     if args.output.output != OutputFormat::Table {
-        print_raw(args.output.output, &list_value(&items)?)?;
+        let raw: Vec<DynamicObject> = items.into_iter().map(|(o, _)| o).collect();
+        print_raw(args.output.output, &list_value(&raw)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(
         "{:<32} {:<11} {:<12} {:>12}/{:<12} MESSAGE",
         "NAME", "PHASE", "NODE", "BYTES DONE", "TOTAL"
     );
-    for object in &items {
-        println!("{}", line(&decode::<DataDownload>(object)?));
+    for (_, dd) in &items {
+        println!("{}", line(dd));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -291,6 +291,34 @@ fn quantities(pairs: &[(&str, &Option<String>)]) -> Option<BTreeMap<String, Quan
 
 /// A data mover's command line: `args`, then where it writes its result and what the pod
 /// settings add (a password secret override, a log filter).
+/// The command line of a data mover pod that moves a mounted volume: `ferry data-mover
+/// <command> <object_flag> NAME` (restore: `--data-download`, backup: `--data-upload`).
+pub(crate) fn volume_data_mover_args(
+    command: &str,
+    object_flag: &str,
+    name: &str,
+    namespace: &str,
+    volume_path: &str,
+    block: bool,
+    settings: &PodSettings,
+) -> Vec<String> {
+    data_mover_args(
+        &[
+            "data-mover",
+            command,
+            object_flag,
+            name,
+            "--namespace",
+            namespace,
+            "--volume-path",
+            volume_path,
+            "--volume-mode",
+            if block { "Block" } else { "Filesystem" },
+        ],
+        settings,
+    )
+}
+
 pub(crate) fn data_mover_args(args: &[&str], settings: &PodSettings) -> Vec<String> {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     all.extend([
@@ -371,19 +399,13 @@ pub fn restore_pod_for(
     } else {
         FILESYSTEM_MOUNT_PATH
     };
-    let args = data_mover_args(
-        &[
-            "data-mover",
-            "restore",
-            "--data-download",
-            &name,
-            "--namespace",
-            namespace,
-            "--volume-path",
-            volume_path,
-            "--volume-mode",
-            if block { "Block" } else { "Filesystem" },
-        ],
+    let args = volume_data_mover_args(
+        "restore",
+        "--data-download",
+        &name,
+        namespace,
+        volume_path,
+        block,
         settings,
     );
     let resources = data_mover_resources(&effective);

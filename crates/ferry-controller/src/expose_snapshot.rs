@@ -25,8 +25,8 @@ use serde_json::json;
 
 use crate::crds::DataUpload;
 use crate::expose::{
-    DATA_MOVER_CONTAINER, HOSTNAME_LABEL, PodSettings, TERMINATION_MESSAGE_PATH, data_mover_args,
-    data_mover_labels, data_mover_resources, data_mover_security_context, owner_reference,
+    DATA_MOVER_CONTAINER, HOSTNAME_LABEL, PodSettings, TERMINATION_MESSAGE_PATH, data_mover_labels,
+    data_mover_resources, data_mover_security_context, owner_reference, volume_data_mover_args,
 };
 
 /// Label on every object of a backup, naming its DataUpload.
@@ -188,19 +188,13 @@ pub fn backup_pod_for(
     } else {
         BACKUP_MOUNT_PATH
     };
-    let args = data_mover_args(
-        &[
-            "data-mover",
-            "backup",
-            "--data-upload",
-            &name,
-            "--namespace",
-            namespace,
-            "--volume-path",
-            volume_path,
-            "--volume-mode",
-            if block { "Block" } else { "Filesystem" },
-        ],
+    let args = volume_data_mover_args(
+        "backup",
+        "--data-upload",
+        &name,
+        namespace,
+        volume_path,
+        block,
         settings,
     );
     let labels = data_mover_labels(&effective, DATA_UPLOAD_LABEL, &name);

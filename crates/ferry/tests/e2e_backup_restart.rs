@@ -15,7 +15,7 @@ use common::*;
 use ferry_controller::crds::{DataUpload, DataUploadPhase};
 use http::Method;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use serde_json::json;
 
 const DU_PATH: &str = "/namespaces/velero/datauploads/";
@@ -163,7 +163,7 @@ on_both_clusters! {
             in_progress(&env, name).await;
         }
         let uploads: Api<DataUpload> = Api::namespaced(env.client.clone(), NS);
-        cancel(&env, "du-cancel").await;
+        set_cancel_of::<DataUpload>(&env, "du-cancel").await;
         uploads.delete("du-delete", &DeleteParams::default()).await.unwrap();
         let du = upload_ended(&env, "du-cancel", 60).await;
         assert_eq!(du.phase(), DataUploadPhase::Canceled);
@@ -180,18 +180,6 @@ on_both_clusters! {
         ctl.stop().await;
         env.cluster.stop().await;
     }
-}
-
-/// Sets `spec.cancel` of DataUpload `name`, as `velero backup delete` or a user does.
-async fn cancel(env: &Env, name: &str) {
-    Api::<DataUpload>::namespaced(env.client.clone(), NS)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"cancel": true}})),
-        )
-        .await
-        .unwrap();
 }
 
 on_both_clusters! {
@@ -217,7 +205,7 @@ on_both_clusters! {
                 .is_some(),
             "the backup PVC exists when the cancel comes"
         );
-        cancel(&env, "du-accepted").await;
+        set_cancel_of::<DataUpload>(&env, "du-accepted").await;
 
         // Prepared: the backup pod runs, its data mover (held) has started, the controller
         // never recorded InProgress. The next controller also meets du-accepted's cancel.
@@ -231,12 +219,12 @@ on_both_clusters! {
         .await;
         assert_eq!(phase_of(&env, "du-prepared").await, DataUploadPhase::Prepared);
         env.movers.wait_started("du-prepared", 90).await;
-        cancel(&env, "du-prepared").await;
+        set_cancel_of::<DataUpload>(&env, "du-prepared").await;
 
         // New: canceled before any controller saw it.
         source_volume(&env, "src-new").await;
         snapshot_and_upload(&env, "du-new", "src-new").await;
-        cancel(&env, "du-new").await;
+        set_cancel_of::<DataUpload>(&env, "du-new").await;
 
         // InProgress: canceled while a running controller's data mover moves it.
         source_volume(&env, "src-moving").await;
@@ -245,7 +233,7 @@ on_both_clusters! {
         let ctl = controller(&env).await;
         env.movers.wait_started("du-moving", 90).await;
         in_progress(&env, "du-moving").await;
-        cancel(&env, "du-moving").await;
+        set_cancel_of::<DataUpload>(&env, "du-moving").await;
 
         for (name, phase) in [
             ("du-new", "New"),

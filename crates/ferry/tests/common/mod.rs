@@ -395,7 +395,19 @@ pub async fn wait_completed(env: &Env, name: &str, seconds: u64) -> DataDownload
 }
 
 pub async fn set_cancel(env: &Env, name: &str) {
-    Api::<DataDownload>::namespaced(env.client.clone(), NS)
+    set_cancel_of::<DataDownload>(env, name).await
+}
+
+/// Sets `spec.cancel` of the data mover object `name` (a DataDownload or DataUpload), as
+/// Velero or a user does.
+pub async fn set_cancel_of<K>(env: &Env, name: &str)
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(env.client.clone(), NS)
         .patch(
             name,
             &PatchParams::default(),
@@ -411,6 +423,13 @@ pub async fn assert_restored(env: &Env, i: usize) -> PersistentVolume {
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), APP);
     let pvc = pvcs.get(&format!("pvc-{i}")).await.unwrap();
     assert_eq!(pvc.status.unwrap().phase.as_deref(), Some("Bound"));
+    assert!(
+        !pvc.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(ferry_controller::expose::BIND_REQUESTED_ANNOTATION),
+        "pvc-{i} still carries the rebind's bind request"
+    );
     let pv_name = pvc.spec.unwrap().volume_name.unwrap();
     let pv = Api::<PersistentVolume>::all(env.client.clone())
         .get(&pv_name)

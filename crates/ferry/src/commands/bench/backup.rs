@@ -25,7 +25,8 @@ use testenv::TestCluster;
 
 use super::repo::measure;
 use super::restore::{
-    ClusterChoice, MIB, PhaseTime, comparison_table, cpus, movements_ran_alone, per_node_throughput,
+    ClusterChoice, MIB, PhaseTime, comparison_table, cpus, ideal_seconds, movements_ran_alone,
+    per_node_throughput,
 };
 use crate::commands::demo::backup;
 use crate::commands::demo::backup_run::{self, Pass};
@@ -316,11 +317,7 @@ fn render_figures(m: &Measured, nodes: usize, cpus: usize) -> String {
     let mut out = report::render_report(&runs);
     let total = m.all_at_once.total_bytes();
     let per_node = per_node_throughput(&m.one_at_a_time);
-    let ideal = if per_node > 0.0 {
-        total as f64 / (nodes as f64 * per_node)
-    } else {
-        0.0
-    };
+    let ideal = ideal_seconds(total, nodes, per_node);
     let _ = writeln!(
         out,
         "\n{} volumes, {} in {} files, on {nodes} nodes\n",

@@ -327,6 +327,16 @@ impl Spread {
 
 /// The per-node throughput (bytes/s): all bytes of the run over all its data movement time.
 /// Meant for the default run, whose restores each ran alone.
+/// The ideal makespan: `total` bytes over `nodes` moving at `per_node` bytes/s each (0 when
+/// the throughput is unknown).
+pub(super) fn ideal_seconds(total: u64, nodes: usize, per_node: f64) -> f64 {
+    if per_node > 0.0 {
+        total as f64 / (nodes as f64 * per_node)
+    } else {
+        0.0
+    }
+}
+
 pub(super) fn per_node_throughput(run: &ModeRun) -> f64 {
     let moving: f64 = run.restores.iter().map(RestoreTiming::moving).sum();
     if moving > 0.0 {
@@ -455,11 +465,7 @@ fn render_figures(runs: &[ModeRun], nodes: usize, files: usize, cpus: usize) -> 
     };
     let total = baseline.total_bytes();
     let per_node = per_node_throughput(baseline);
-    let ideal = if per_node > 0.0 {
-        total as f64 / (nodes as f64 * per_node)
-    } else {
-        0.0
-    };
+    let ideal = ideal_seconds(total, nodes, per_node);
 
     let _ = writeln!(
         out,

@@ -83,6 +83,24 @@ struct Times {
     completed: Option<k8s_openapi::jiff::Timestamp>,
 }
 
+impl Times {
+    /// A DataUpload's or DataDownload's: its metadata and its status's node and timestamps.
+    fn of(
+        meta: &kube::api::ObjectMeta,
+        node: Option<String>,
+        started: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+        completed: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    ) -> Times {
+        Times {
+            name: meta.name.clone().unwrap_or_default(),
+            node,
+            created: meta.creation_timestamp.clone().map(|t| t.0),
+            started: started.map(|t| t.0),
+            completed: completed.map(|t| t.0),
+        }
+    }
+}
+
 struct Measured {
     volumes: usize,
     backup: Timed,
@@ -246,13 +264,12 @@ async fn measure(
         volumes,
         |du: &DataUpload| {
             let status = du.status.clone().unwrap_or_default();
-            Times {
-                name: du.meta().name.clone().unwrap_or_default(),
-                node: status.node,
-                created: du.meta().creation_timestamp.clone().map(|t| t.0),
-                started: status.start_timestamp.map(|t| t.0),
-                completed: status.completion_timestamp.map(|t| t.0),
-            }
+            Times::of(
+                du.meta(),
+                status.node,
+                status.start_timestamp,
+                status.completion_timestamp,
+            )
         },
     )
     .await?;
@@ -291,13 +308,12 @@ async fn measure(
             volumes,
             |dd: &DataDownload| {
                 let status = dd.status.clone().unwrap_or_default();
-                Times {
-                    name: dd.meta().name.clone().unwrap_or_default(),
-                    node: status.node,
-                    created: dd.meta().creation_timestamp.clone().map(|t| t.0),
-                    started: status.start_timestamp.map(|t| t.0),
-                    completed: status.completion_timestamp.map(|t| t.0),
-                }
+                Times::of(
+                    dd.meta(),
+                    status.node,
+                    status.start_timestamp,
+                    status.completion_timestamp,
+                )
             },
         )
         .await?;

@@ -44,8 +44,11 @@ pub enum ClaimDecision {
     },
     /// WaitForFirstConsumer class, no consumer yet (a Normal event).
     WaitForFirstConsumer,
-    /// The bound PV vanished or was given to another claim.
-    Lost,
+    /// The bound PV vanished (`misbound: false`) or names another claim (`true`: the PV
+    /// controller's ClaimMisbound).
+    Lost {
+        misbound: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +100,7 @@ pub fn decide_claim_indexed(
     if let Some(volume_name) = claim_volume_name(claim) {
         let Some(pv) = snapshot.pvs.get(volume_name) else {
             return if claim_was_bound(claim) && claim_phase(claim) != "Lost" {
-                ClaimDecision::Lost
+                ClaimDecision::Lost { misbound: false }
             } else {
                 ClaimDecision::Nothing
             };
@@ -128,7 +131,7 @@ pub fn decide_claim_indexed(
                 }
             }
             Some(_) if claim_was_bound(claim) && claim_phase(claim) != "Lost" => {
-                ClaimDecision::Lost
+                ClaimDecision::Lost { misbound: true }
             }
             Some(_) => ClaimDecision::Nothing,
         };
@@ -524,7 +527,20 @@ mod tests {
         annotate(&mut c, BIND_COMPLETED_ANNOTATION, "yes");
         assert_eq!(
             decide_claim(&c, &snapshot(std::slice::from_ref(&c), &[])),
-            ClaimDecision::Lost
+            ClaimDecision::Lost { misbound: false }
+        );
+    }
+
+    #[test]
+    fn bound_claim_whose_volume_names_another_claim_is_misbound() {
+        let mut c = claim("ns", "data", "1Gi", Some("standard"));
+        c.spec.as_mut().unwrap().volume_name = Some("pv-x".into());
+        annotate(&mut c, BIND_COMPLETED_ANNOTATION, "yes");
+        let mut p = pv("pv-x", "1Gi", "standard", "Bound");
+        p.spec.as_mut().unwrap().claim_ref = Some(claim_ref("other", "target", None));
+        assert_eq!(
+            decide_claim(&c, &snapshot(std::slice::from_ref(&c), &[p])),
+            ClaimDecision::Lost { misbound: true }
         );
     }
 

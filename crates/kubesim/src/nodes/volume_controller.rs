@@ -462,18 +462,25 @@ impl VolumeController {
                     )
                     .await;
             }
-            ClaimDecision::Lost => {
+            ClaimDecision::Lost { misbound } => {
                 let patch = serde_json::json!({"status": {"phase": "Lost"}});
                 claims
                     .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
-                self.recorder
-                    .record(
-                        object_reference(claim),
-                        "Warning",
+                // The reasons and words of Kubernetes' PV controller.
+                let (reason, message) = if misbound {
+                    (
+                        "ClaimMisbound",
+                        "Two claims are bound to the same volume, this one is bound incorrectly",
+                    )
+                } else {
+                    (
                         "ClaimLost",
                         "Bound claim has lost its PersistentVolume. Data on the volume is lost!",
                     )
+                };
+                self.recorder
+                    .record(object_reference(claim), "Warning", reason, message)
                     .await;
             }
             ClaimDecision::Provision { node, class } => {

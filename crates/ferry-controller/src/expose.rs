@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde_json::json;
 
 use crate::cluster::{OpError, RestoreCluster};
@@ -31,6 +31,8 @@ pub const BIND_REQUESTED_ANNOTATION: &str = "ferry.io/bind-requested";
 /// How often a waiting target is touched again.
 const BIND_REQUEST_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+/// The provisioner of StorageClasses whose volumes exist beforehand (local volumes).
+pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 /// Where the restore pod sees the volume.
 pub const FILESYSTEM_MOUNT_PATH: &str = "/restore-volume";
 pub const BLOCK_DEVICE_PATH: &str = "/dev/restore-volume";
@@ -473,6 +475,15 @@ pub fn restore_pod_for(
     }
 }
 
+/// Where expose stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExposeState {
+    /// The restore pod exists.
+    PodCreated,
+    /// The restore PVC (created at `since`) waits for its provisioner; no pod yet.
+    WaitingForVolume { since: Option<Time> },
+}
+
 /// Where rebind stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RebindState {
@@ -497,16 +508,38 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         }
     }
 
-    /// Creates the restore PVC and pod (those that do not exist yet). If the pod cannot be
-    /// created, the PVC is removed again.
-    pub async fn expose(&self, pvc: &PersistentVolumeClaim, pod: &Pod) -> Result<(), ExposeError> {
+    /// Creates the restore PVC and, once its volume can be had, the restore pod (those that
+    /// do not exist yet). If the pod cannot be created, the PVC is removed again.
+    ///
+    /// A PVC that a provisioner makes a volume for on its own (an Immediate class, or the
+    /// selected-node annotation ferry sets) gets its pod only once it is Bound: a pod
+    /// created at once would have the scheduler write the claim in its PreBind (it updates
+    /// every claim it leaves to a provisioner) while the PV controller writes it too, and
+    /// the loser of that race records a Warning event ("FailedScheduling … the object has
+    /// been modified", "ProvisioningFailed: Error saving claim"), as would a pod that the
+    /// scheduler sees before its claim ("persistentvolumeclaim not found"). A class without
+    /// a provisioner (local volumes bound by the scheduler) needs the pod to bind at all.
+    pub async fn expose(
+        &self,
+        pvc: &PersistentVolumeClaim,
+        pod: &Pod,
+    ) -> Result<ExposeState, ExposeError> {
         let ns = &self.namespace;
         let name = pvc.metadata.name.clone().unwrap_or_default();
-        if self.cluster.get_pvc(ns, &name).await?.is_none() {
-            self.cluster
-                .create_pvc(ns, pvc)
-                .await
-                .map_err(ExposeError::CreateRestorePvc)?;
+        let current = match self.cluster.get_pvc(ns, &name).await? {
+            Some(current) => current,
+            None => {
+                self.cluster
+                    .create_pvc(ns, pvc)
+                    .await
+                    .map_err(ExposeError::CreateRestorePvc)?;
+                pvc.clone()
+            }
+        };
+        if pvc_phase(&current) != "Bound" && self.provisioned_without_pod(pvc).await? {
+            return Ok(ExposeState::WaitingForVolume {
+                since: current.metadata.creation_timestamp,
+            });
         }
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         if self.cluster.get_pod(ns, &pod_name).await?.is_none()
@@ -515,7 +548,25 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             let _ = self.cluster.delete_pvc(ns, &name).await;
             return Err(ExposeError::CreateRestorePod(err));
         }
-        Ok(())
+        Ok(ExposeState::PodCreated)
+    }
+
+    /// Whether a provisioner makes the PVC's volume without a pod: its StorageClass names
+    /// a provisioner (not `kubernetes.io/no-provisioner`).
+    async fn provisioned_without_pod(
+        &self,
+        pvc: &PersistentVolumeClaim,
+    ) -> Result<bool, ExposeError> {
+        let Some(class_name) = pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref())
+            .filter(|c| !c.is_empty())
+        else {
+            return Ok(false);
+        };
+        let class = self.cluster.get_storage_class(class_name).await?;
+        Ok(class.is_some_and(|c| c.provisioner != NO_PROVISIONER))
     }
 
     /// Velero's PeekExposed: a restore pod that failed before the data mover reported is an
@@ -532,14 +583,21 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         Ok(pod)
     }
 
-    /// One pass of rebind: restore PV → Retain, remove the restore pod, point the PV at the
-    /// target PVC (with the labels its selector asks for), remove the restore PVC, wait until
-    /// the target is bound, restore the reclaim policy.
+    /// One pass of rebind: restore PV → Retain, remove the restore pod, remove the restore
+    /// PVC and wait until it is gone, point the PV at the target PVC (with the labels its
+    /// selector asks for), wait until the target is bound, restore the reclaim policy.
     ///
-    /// The PV names the target before the restore PVC goes, so it is never "released": a
-    /// PV controller (or CSI provisioner) that sees the claim's deletion with an old view of
-    /// the PV reads the PV again before deleting a volume, and finds it reserved for the
-    /// target (a claimRef without uid). Retain guards the volume as well until it is bound.
+    /// Why this order is safe: the restore PVC is deleted only after the API server accepted
+    /// Retain, so every version of the PV that says Released also says Retain. The PV
+    /// controller writes Released with the resourceVersion it read (a stale view of the PV
+    /// conflicts and is read again), and provisioners delete only a PV whose phase is
+    /// Released and whose policy is Delete in the same version; the policy goes back only
+    /// once the PV is Bound to the target.
+    ///
+    /// Why not reserve the PV for the target first: the restore PVC would then be a bound
+    /// claim whose PV names another claim, and the PV controller marks it Lost (Warning
+    /// events ClaimMisbound/ClaimLost, "Data on the volume is lost!") when its deletion
+    /// updates it. A successful restore leaves no Warning.
     pub async fn rebind(
         &self,
         dd_name: &str,
@@ -605,14 +663,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                     "restore pod {ns}/{dd_name} to be deleted"
                 )));
             }
-            // 3. Reserve the PV for the target.
-            if !points_at(&pv, target_ns, target_name) {
-                self.hand_to_target(&pv_name, &target, &target_id).await?;
-                return Ok(RebindState::Waiting(format!(
-                    "PV {pv_name} to be reserved for target PVC {target_id}"
-                )));
-            }
-            // 4. Remove the restore PVC; the PV stays (reserved for the target, Retain).
+            // 3. Remove the restore PVC; the PV stays (Retain, marked with the DataDownload).
             self.cluster
                 .delete_pvc(ns, dd_name)
                 .await
@@ -642,9 +693,8 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             }
         };
         let pv_name = pv.metadata.name.clone().unwrap_or_default();
+        // 4. Reserve the PV for the target, now that no claim is bound to it.
         if !points_at(&pv, target_ns, target_name) {
-            // The restore PVC went before the PV was reserved (a restore interrupted by an
-            // older ferry, or a PV changed by hand): reserve it now.
             self.hand_to_target(&pv_name, &target, &target_id).await?;
             return Ok(RebindState::Waiting(format!(
                 "target PVC {target_id} to bind to PV {pv_name}"

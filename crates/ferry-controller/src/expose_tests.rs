@@ -61,6 +61,19 @@ impl FakeCluster {
         self.state.lock().unwrap().pvs.insert(name, pv);
         self
     }
+    fn with_class(self, class: StorageClass) -> Self {
+        let name = class.metadata.name.clone().unwrap();
+        self.state.lock().unwrap().classes.insert(name, class);
+        self
+    }
+    fn set_pvc_phase(&self, ns: &str, name: &str, phase: &str) {
+        let mut state = self.state.lock().unwrap();
+        let pvc = state.pvcs.get_mut(&(ns.into(), name.into())).unwrap();
+        pvc.status = Some(PersistentVolumeClaimStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        });
+    }
     fn check(&self, op: &str) -> OpResult<()> {
         let n = {
             let mut state = self.state.lock().unwrap();
@@ -567,6 +580,47 @@ fn expose_is_idempotent() {
     assert_eq!(calls["create pod"], 1);
 }
 
+#[test]
+fn a_provisioned_restore_pvc_gets_its_pod_only_once_bound() {
+    let exposer = new_exposer(
+        FakeCluster::default().with_class(class("WaitForFirstConsumer")),
+        NS,
+    );
+    let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
+    for _ in 0..2 {
+        assert!(matches!(
+            block_on(exposer.expose(&pvc, &pod)).unwrap(),
+            ExposeState::WaitingForVolume { .. }
+        ));
+        assert!(exposer.cluster.pvc(NS, "fake-restore").is_some());
+        assert!(
+            exposer.cluster.pod(NS, "fake-restore").is_none(),
+            "no pod while the provisioner works: the scheduler would write the claim too"
+        );
+    }
+    exposer.cluster.set_pvc_phase(NS, "fake-restore", "Bound");
+    assert_eq!(
+        block_on(exposer.expose(&pvc, &pod)).unwrap(),
+        ExposeState::PodCreated
+    );
+    assert!(exposer.cluster.pod(NS, "fake-restore").is_some());
+    assert_eq!(exposer.cluster.state.lock().unwrap().calls["create pvc"], 1);
+}
+
+#[test]
+fn a_class_without_provisioner_gets_its_pod_at_once() {
+    let mut local = class("WaitForFirstConsumer");
+    local.provisioner = NO_PROVISIONER.into();
+    let exposer = new_exposer(FakeCluster::default().with_class(local), NS);
+    let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
+    assert_eq!(
+        block_on(exposer.expose(&pvc, &pod)).unwrap(),
+        ExposeState::PodCreated,
+        "the scheduler binds local volumes, for a pod"
+    );
+    assert!(exposer.cluster.pod(NS, "fake-restore").is_some());
+}
+
 // ---- Velero's TestRestorePeekExpose ----
 
 #[test]
@@ -694,7 +748,6 @@ fn rebind_delete_restore_pod_fail() {
 fn rebind_delete_restore_pvc_fail() {
     let exposer = new_exposer(rebind_cluster().fail_all("delete pvc"), NS);
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
         "cannot delete restore PVC fake-restore: fake-delete-pvc-error"
@@ -704,6 +757,7 @@ fn rebind_delete_restore_pvc_fail() {
 #[test]
 fn rebind_pv_to_target_fail() {
     let exposer = new_exposer(rebind_cluster().fail("patch pv", 2), NS);
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
@@ -810,11 +864,18 @@ fn rebind_happy_path_leaves_nothing_behind() {
             .as_deref(),
         Some("Retain")
     );
-    // 2: the pod goes, and the PV is reserved for the target (claimRef without uid, the
-    // selector's labels) while the restore PVC still exists: it is never "released".
+    // 2: the pod goes, then the restore PVC, while the PV still names it: the restore PVC
+    // is never a bound claim whose PV names another claim (the PV controller would mark it
+    // Lost, with Warning events).
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(exposer.cluster.pod(NS, "fake-restore").is_none());
-    assert!(exposer.cluster.pvc(NS, "fake-restore").is_some());
+    assert!(exposer.cluster.pvc(NS, "fake-restore").is_none());
+    let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
+    let claim = pv.spec.as_ref().unwrap().claim_ref.clone().unwrap();
+    assert_eq!(claim.name.as_deref(), Some("fake-restore"));
+    // 3: only then is the PV reserved for the target (claimRef without uid, the selector's
+    // labels), still Retain.
+    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
     let claim = pv.spec.as_ref().unwrap().claim_ref.clone().unwrap();
     assert_eq!(claim.namespace.as_deref(), Some("fake-ns"));
@@ -824,9 +885,14 @@ fn rebind_happy_path_leaves_nothing_behind() {
         pv.metadata.labels.as_ref().unwrap()["velero.io/dynamic-pv-restore"],
         "fake-ns.fake-target-pvc.abcde"
     );
-    // 3: then the restore PVC goes.
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
-    assert!(exposer.cluster.pvc(NS, "fake-restore").is_none());
+    assert_eq!(
+        pv.spec
+            .as_ref()
+            .unwrap()
+            .persistent_volume_reclaim_policy
+            .as_deref(),
+        Some("Retain")
+    );
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     // Waiting for the PV controller, the target is touched so that it looks at it now.
     let target = exposer.cluster.pvc("fake-ns", "fake-target-pvc").unwrap();

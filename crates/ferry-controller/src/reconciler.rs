@@ -30,7 +30,7 @@ use crate::cluster::{KubeCluster, RestoreCluster};
 use crate::crds::{DataDownload, DataDownloadPhase, DataUpload};
 use crate::data_mover::parse_termination_message;
 use crate::expose::{
-    PodSettings, RebindState, RestoreExposer, TargetState, check_target, hostname_of,
+    ExposeState, PodSettings, RebindState, RestoreExposer, TargetState, check_target, hostname_of,
     restore_pod_for, restore_pvc_for, termination_message, tolerations_for,
 };
 use crate::leader::LeaderElector;
@@ -761,12 +761,10 @@ impl Controller {
                     )
                     .await;
                     Ok(())
-                } else if since(pod.metadata.creation_timestamp.as_ref())
+                } else if since(self.exposing_since(o, &pod).await?.as_ref())
                     > self.options.expose_timeout
                 {
-                    // Counted from the pod's creation: time spent waiting for a workload or a
-                    // slot before exposing is not exposing.
-                    let why = self.diagnose(&o.name, &pod).await;
+                    let why = self.diagnose(&o.name, Some(&pod)).await;
                     self.fail(
                         o,
                         &format!(
@@ -780,6 +778,20 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// When exposing began: the restore PVC's creation (its pod follows once a provisioner
+    /// made the volume), else the pod's. Time spent waiting for a workload or a slot before
+    /// exposing is not exposing.
+    async fn exposing_since(&self, o: &Observed, pod: &Pod) -> Result<Option<Time>, StepError> {
+        let pvc = self
+            .exposer
+            .cluster
+            .get_pvc(&self.options.namespace, &o.name)
+            .await?;
+        Ok(pvc
+            .and_then(|p| p.metadata.creation_timestamp)
+            .or_else(|| pod.metadata.creation_timestamp.clone()))
     }
 
     /// The target PVC. Someone else creates it, so a store may not show it yet: its absence,
@@ -835,7 +847,30 @@ impl Controller {
             .unwrap_or_else(|| node.to_string());
         let pod = restore_pod_for(&o.dd, ns, &target, Some(&hostname), &self.config, &settings);
         match self.exposer.expose(&pvc, &pod).await {
-            Ok(()) => Ok(()),
+            Ok(ExposeState::PodCreated) => Ok(()),
+            Ok(ExposeState::WaitingForVolume { since: created }) => {
+                // Exposing started with the restore PVC: its provisioning counts.
+                if since(created.as_ref()) > self.options.expose_timeout {
+                    let why = self.diagnose(&o.name, None).await;
+                    return self
+                        .fail(
+                            o,
+                            &format!(
+                                "timed out after {} exposing the restore: {why}",
+                                human(self.options.expose_timeout)
+                            ),
+                        )
+                        .await;
+                }
+                self.set_message(
+                    o,
+                    &format!(
+                        "waiting for restore PVC {ns}/{} to be provisioned on node {node} before its pod starts",
+                        o.name
+                    ),
+                )
+                .await
+            }
             // A transient API error is retried on the next pass, never a failure.
             Err(err) if err.is_transient() => Err(err.into()),
             Err(err) => self.fail(o, &err.to_string()).await,
@@ -1127,7 +1162,7 @@ impl Controller {
 
     /// Why the restore pod does not run: its scheduling condition, the restore PVC's state and
     /// the latest events about either.
-    async fn diagnose(&self, name: &str, pod: &Pod) -> String {
+    async fn diagnose(&self, name: &str, pod: Option<&Pod>) -> String {
         let ns = &self.options.namespace;
         let mut parts = Vec::new();
         // The watch cache may lag the scheduler's condition by a moment; read it fresh.
@@ -1136,15 +1171,15 @@ impl Controller {
             .await
             .ok()
             .flatten();
-        let pod = fresh.as_ref().unwrap_or(pod);
-        if let Some(cond) = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| {
-                c.iter()
-                    .find(|c| c.type_ == "PodScheduled" && c.status != "True")
-            })
+        if let Some(pod) = fresh.as_ref().or(pod)
+            && let Some(cond) = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| {
+                    c.iter()
+                        .find(|c| c.type_ == "PodScheduled" && c.status != "True")
+                })
         {
             parts.push(format!(
                 "pod {ns}/{name} not scheduled: {}",
@@ -1153,8 +1188,10 @@ impl Controller {
                     .or(cond.reason.clone())
                     .unwrap_or_default()
             ));
-        } else {
+        } else if let Some(pod) = fresh.as_ref().or(pod) {
             parts.push(format!("pod {ns}/{name} is {}", pod_phase(pod)));
+        } else {
+            parts.push("no restore pod yet (it starts once its volume is provisioned)".into());
         }
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.options.client.clone(), ns);
         if let Ok(Some(pvc)) = pvcs.get_opt(name).await {

@@ -58,6 +58,7 @@ on_both_clusters! {
             "{per_node:?}"
         );
         assert_no_leftovers(&env).await;
+        assert_no_warning_events(&env).await;
         // Workloads created afterwards land on their PV's node and read the data.
         for i in [0, 5] {
             workload_pod(&env, &format!("app-{i}"), &format!("pvc-{i}")).await;
@@ -109,6 +110,29 @@ on_both_clusters! {
             get_dd(&env, "dd-1").await.phase(),
             DataDownloadPhase::Accepted
         );
+        ctl.stop().await;
+        env.cluster.stop().await;
+    }
+}
+
+on_both_clusters! {
+    /// Rebind hands the PV over without the PV controller ever seeing two claims on it: no
+    /// ClaimMisbound or ClaimLost ("Data on the volume is lost!") on the restore PVC, no
+    /// Warning at all, for restores that waited for their workload.
+    async fn e2e_successful_restores_leave_no_warning_events(backend: Backend) {
+        let env = env(backend, 2, 0, json!({})).await;
+        restores(&env, 3, "standard").await;
+        let ctl = controller(&env).await;
+        for i in 0..3 {
+            workload_pod(&env, &format!("app-{i}"), &format!("pvc-{i}")).await;
+        }
+        for i in 0..3 {
+            wait_completed(&env, &format!("dd-{i}"), 90).await;
+            wait_pod_succeeded(&env, &format!("app-{i}")).await;
+            assert_restored(&env, i).await;
+        }
+        assert_no_leftovers(&env).await;
+        assert_no_warning_events(&env).await;
         ctl.stop().await;
         env.cluster.stop().await;
     }

@@ -657,7 +657,7 @@ impl Controller {
             .await;
         } else if since(pod.metadata.creation_timestamp.as_ref()) > self.options.expose_timeout {
             let why = self
-                .diagnose(&o.name, &pod)
+                .diagnose(&o.name, Some(&pod))
                 .await
                 .replace("restore", "backup");
             return self

@@ -55,7 +55,7 @@ use ferry_repo::Repository;
 use ferry_repo::backup::{BackupOptions, BackupSource};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    ConfigMap, Event, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
 };
 use kube::Api;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams, PostParams};
@@ -547,6 +547,63 @@ fn is_settled_target_pv(pv: &PersistentVolume) -> bool {
         && phase == Some("Bound")
         && spec.and_then(|s| s.persistent_volume_reclaim_policy.as_deref()) == Some("Delete")
         && !has_ferry_marks(pv)
+}
+
+/// No Warning event on anything of the restores: the objects in ferry's and the application's
+/// namespaces (restore PVCs and pods, target PVCs, workloads) and the PVs now bound in the
+/// application's namespace. Operators who alert on Warnings must not be paged for a restore
+/// that worked.
+pub async fn assert_no_warning_events(env: &Env) {
+    // Event recorders write asynchronously: give the last ones a moment to arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pvs: BTreeSet<String> = Api::<PersistentVolume>::all(env.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(is_settled_target_pv)
+        .filter_map(|pv| pv.metadata.name)
+        .collect();
+    let warnings: Vec<String> = Api::<Event>::all(env.client.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        // A target PVC as Velero makes it carries a selector, which a CSI provisioner refuses
+        // once the workload's scheduling hands it the claim: Velero's doing, before ferry's.
+        .filter(|e| {
+            !(e.involved_object.namespace.as_deref() == Some(APP)
+                && e.reason.as_deref() == Some("ProvisioningFailed")
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.ends_with("claim Selector is not supported")))
+        })
+        .filter(|e| {
+            let o = &e.involved_object;
+            matches!(o.namespace.as_deref(), Some(NS) | Some(APP))
+                || (o.kind.as_deref() == Some("PersistentVolume")
+                    && o.name.as_ref().is_some_and(|n| pvs.contains(n)))
+        })
+        .map(|e| {
+            let o = &e.involved_object;
+            format!(
+                "{} {}/{}: {}: {}",
+                o.kind.clone().unwrap_or_default(),
+                o.namespace.clone().unwrap_or_default(),
+                o.name.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+                e.message.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(
+        warnings.is_empty(),
+        "Warning events after successful restores:\n{}",
+        warnings.join("\n")
+    );
 }
 
 /// A workload pod mounting `pvc` that succeeds if the restored `file-0.bin` is there.

@@ -46,7 +46,8 @@ pub fn spawn(spawn: Spawn<'_>, group: Option<Group>) -> anyhow::Result<Group> {
 
 /// The watchdog: a shell loop outside the group that waits until `owner` has exited or
 /// `<dir>/stop` exists, then stops the group (TERM, then KILL after 5 s) and, with
-/// `remove_dir`, deletes `dir`.
+/// `remove_dir`, deletes `dir`. POSIX sh: dash's `kill` takes no `--` (with it, the group
+/// was never signalled and the control plane outlived its run).
 pub fn start_watchdog(
     group: Group,
     owner: u32,
@@ -57,10 +58,10 @@ pub fn start_watchdog(
     const SCRIPT: &str = r#"
 owner=$1 group=$2 dir=$3 remove=$4
 while kill -0 "$owner" 2>/dev/null && [ ! -e "$dir/stop" ]; do sleep 0.5; done
-kill -TERM -- "-$group" 2>/dev/null
+kill -TERM "-$group" 2>/dev/null
 i=0
-while kill -0 -- "-$group" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.25; i=$((i+1)); done
-kill -KILL -- "-$group" 2>/dev/null
+while kill -0 "-$group" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.25; i=$((i+1)); done
+kill -KILL "-$group" 2>/dev/null
 if [ "$remove" = yes ]; then rm -rf "$dir"; fi
 "#;
     Command::new("sh")
@@ -119,4 +120,34 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn the_watchdog_stops_the_group_once_its_owner_has_exited() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut member = Command::new("sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let group = Group(member.id() as i32);
+        let mut owner = Command::new("true").spawn().unwrap();
+        let owner_pid = owner.id();
+        owner.wait().unwrap();
+        start_watchdog(group, owner_pid, dir.path(), false).unwrap();
+        // Generous: the watchdog polls every 0.5 s; only a group never signalled stays.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while member.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = member.kill();
+                panic!("the watchdog did not stop the group of a finished owner");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }

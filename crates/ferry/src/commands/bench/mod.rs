@@ -5,11 +5,13 @@ use std::process::ExitCode;
 mod backup;
 mod repo;
 mod restore;
+mod scale;
 mod velero;
 
 pub use backup::BenchBackupArgs;
 pub use repo::BenchRepoArgs;
 pub use restore::BenchRestoreArgs;
+pub use scale::BenchScaleArgs;
 pub use velero::BenchVeleroArgs;
 
 #[derive(clap::Subcommand, Debug)]
@@ -22,6 +24,11 @@ pub enum BenchCommand {
     /// Restore makespan on a simulated cluster: default (workload pods one at a time) against
     /// restorePVC.ignoreDelayBinding, each compared with the ideal for the nodes.
     Restore(BenchRestoreArgs),
+    /// Orchestration at scale: many DataDownloads (1,000 by default) on many nodes (100), each
+    /// restoring one tiny snapshot, through a `ferry controller` process: makespan,
+    /// DataDownloads per second, phase times, spread over the nodes, the controller's API
+    /// requests per DataDownload and peak memory; on kubesim, the real control plane or both.
+    Scale(BenchScaleArgs),
     /// Velero's own backup and restore with ferry as its data mover, on the real control plane
     /// (Velero built by testenv/build): makespans for StatefulSets of 8 and 32 volumes, the
     /// restore by default against restorePVC.ignoreDelayBinding.
@@ -33,6 +40,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Backup(a) => backup::bench_backup(a).await,
         BenchCommand::Repo(a) => tokio::task::spawn_blocking(move || repo::bench_repo(a)).await?,
         BenchCommand::Restore(a) => restore::bench_restore(a).await,
+        BenchCommand::Scale(a) => scale::bench_scale(a).await,
         BenchCommand::Velero(a) => velero::bench_velero(a).await,
     }
 }

@@ -14,12 +14,21 @@ pub const REPOSITORY_PASSWORD: &str = "ferry-demo-password";
 
 /// Creates the repository at `dir` (which must not hold one yet).
 pub async fn init_repository(dir: &Path) -> anyhow::Result<Repository> {
+    init_repository_with_kdf(dir, None).await
+}
+
+/// [`init_repository`] with the key's scrypt parameters given (`None`: calibrated, as restic
+/// does), so that a benchmark of many data movers can make opening the repository cheap.
+pub async fn init_repository_with_kdf(
+    dir: &Path,
+    kdf: Option<ferry_repo::kdf::KdfParams>,
+) -> anyhow::Result<Repository> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the repository directory {}", dir.display()))?;
     let location = dir.to_string_lossy();
     let backend = ferry_repo::backend::open(&location)
         .with_context(|| format!("opening the repository location {location}"))?;
-    Repository::init(backend, REPOSITORY_PASSWORD)
+    Repository::init_with_kdf(backend, REPOSITORY_PASSWORD, kdf)
         .await
         .with_context(|| format!("creating a repository at {location}"))
 }

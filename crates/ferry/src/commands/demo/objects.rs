@@ -213,8 +213,13 @@ pub fn repository_secret(password: &str) -> Secret {
 /// The node-agent ConfigMap for a mode. Two data movements per node at once, so that with
 /// ignoreDelayBinding every restore starts at once (Velero's default is one).
 pub fn node_agent_config(ignore_delay_binding: bool) -> ConfigMap {
+    node_agent_config_with(ignore_delay_binding, 2)
+}
+
+/// The node-agent ConfigMap with `load_concurrency` data movements per node at once.
+pub fn node_agent_config_with(ignore_delay_binding: bool, load_concurrency: u16) -> ConfigMap {
     let config = json!({
-        "loadConcurrency": { "globalConfig": 2 },
+        "loadConcurrency": { "globalConfig": load_concurrency },
         "restorePVC": { "ignoreDelayBinding": ignore_delay_binding },
     });
     ConfigMap {
@@ -275,6 +280,19 @@ mod tests {
         let text = config.data.unwrap().into_values().next().unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["restorePVC"]["ignoreDelayBinding"], false);
+    }
+
+    #[test]
+    fn node_agent_config_sets_load_concurrency() {
+        let text = node_agent_config_with(true, 7)
+            .data
+            .unwrap()
+            .into_values()
+            .next()
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["loadConcurrency"]["globalConfig"], 7);
+        assert_eq!(value["restorePVC"]["ignoreDelayBinding"], true);
     }
 
     #[test]

@@ -354,7 +354,7 @@ pub async fn start_backup_controller(
 
 /// The location, the repository password, kubesim's VolumeSnapshotClass and the namespaces,
 /// as a Velero install has them.
-async fn configure(client: &Client, layout: &Layout) -> anyhow::Result<()> {
+pub async fn configure(client: &Client, layout: &Layout) -> anyhow::Result<()> {
     controller::install(client).await?;
     kube_ops::ensure_namespace(client, WORKLOAD_NAMESPACE).await?;
     backup_run::ensure_snapshot_class(client).await?;

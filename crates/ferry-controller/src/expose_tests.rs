@@ -697,6 +697,15 @@ fn rebind_cluster() -> FakeCluster {
         .with_pod(pod)
 }
 
+/// The PV's reclaim policy as written (no default).
+fn policy(pv: &PersistentVolume) -> Option<&str> {
+    pv.spec
+        .as_ref()
+        .unwrap()
+        .persistent_volume_reclaim_policy
+        .as_deref()
+}
+
 fn rebind(exposer: &RestoreExposer<FakeCluster>) -> Result<RebindState, ExposeError> {
     block_on(exposer.rebind("fake-restore", "fake-ns", "fake-target-pvc"))
 }
@@ -856,14 +865,7 @@ fn rebind_happy_path_leaves_nothing_behind() {
         "nothing deleted before Retain shows"
     );
     let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
-    assert_eq!(
-        pv.spec
-            .as_ref()
-            .unwrap()
-            .persistent_volume_reclaim_policy
-            .as_deref(),
-        Some("Retain")
-    );
+    assert_eq!(policy(&pv), Some("Retain"));
     // 2: the pod goes, then the restore PVC, while the PV still names it: the restore PVC
     // is never a bound claim whose PV names another claim (the PV controller would mark it
     // Lost, with Warning events).
@@ -885,14 +887,7 @@ fn rebind_happy_path_leaves_nothing_behind() {
         pv.metadata.labels.as_ref().unwrap()["velero.io/dynamic-pv-restore"],
         "fake-ns.fake-target-pvc.abcde"
     );
-    assert_eq!(
-        pv.spec
-            .as_ref()
-            .unwrap()
-            .persistent_volume_reclaim_policy
-            .as_deref(),
-        Some("Retain")
-    );
+    assert_eq!(policy(&pv), Some("Retain"));
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     // Waiting for the PV controller, the target is touched so that it looks at it now.
     let target = exposer.cluster.pvc("fake-ns", "fake-target-pvc").unwrap();
@@ -915,14 +910,7 @@ fn rebind_happy_path_leaves_nothing_behind() {
         }
     );
     let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
-    assert_eq!(
-        pv.spec
-            .as_ref()
-            .unwrap()
-            .persistent_volume_reclaim_policy
-            .as_deref(),
-        Some("Delete")
-    );
+    assert_eq!(policy(&pv), Some("Delete"));
     assert!(
         !pv.metadata
             .labels

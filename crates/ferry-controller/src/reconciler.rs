@@ -1171,28 +1171,25 @@ impl Controller {
             .await
             .ok()
             .flatten();
-        if let Some(pod) = fresh.as_ref().or(pod)
-            && let Some(cond) = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| {
-                    c.iter()
-                        .find(|c| c.type_ == "PodScheduled" && c.status != "True")
-                })
-        {
-            parts.push(format!(
+        let pod = fresh.as_ref().or(pod);
+        let unscheduled = pod
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status != "True")
+            });
+        parts.push(match (pod, unscheduled) {
+            (_, Some(cond)) => format!(
                 "pod {ns}/{name} not scheduled: {}",
                 cond.message
                     .clone()
                     .or(cond.reason.clone())
                     .unwrap_or_default()
-            ));
-        } else if let Some(pod) = fresh.as_ref().or(pod) {
-            parts.push(format!("pod {ns}/{name} is {}", pod_phase(pod)));
-        } else {
-            parts.push("no restore pod yet (it starts once its volume is provisioned)".into());
-        }
+            ),
+            (Some(pod), None) => format!("pod {ns}/{name} is {}", pod_phase(pod)),
+            (None, None) => "no restore pod yet (it starts once its volume is provisioned)".into(),
+        });
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.options.client.clone(), ns);
         if let Ok(Some(pvc)) = pvcs.get_opt(name).await {
             let phase = pvc

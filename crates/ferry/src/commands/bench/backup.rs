@@ -86,13 +86,7 @@ pub(super) async fn bench_backup(args: BenchBackupArgs) -> anyhow::Result<ExitCo
     ensure_restic()?;
     let nodes = usize::from(args.nodes);
     let volumes = usize::from(args.volumes);
-    let (root, temporary) = match &args.out {
-        Some(out) => (out.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("ferry-bench-backup-{}", std::process::id())),
-            true,
-        ),
-    };
+    let (root, temporary) = super::run_root(args.out.as_deref(), "backup");
     let backends = args.cluster.backends();
     let started = Instant::now();
     for backend in backends.iter().copied() {

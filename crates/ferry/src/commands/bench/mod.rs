@@ -1,5 +1,6 @@
 //! `ferry bench`: benchmarks that print figures against a peer measured in the same run.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod backup;
@@ -42,5 +43,17 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Restore(a) => restore::bench_restore(a).await,
         BenchCommand::Scale(a) => scale::bench_scale(a).await,
         BenchCommand::Velero(a) => velero::bench_velero(a).await,
+    }
+}
+
+/// Where a bench keeps its run: `--out`, or a temporary directory named after the bench (the
+/// `true`: to be removed at the end).
+fn run_root(out: Option<&Path>, bench: &str) -> (PathBuf, bool) {
+    match out {
+        Some(out) => (out.to_path_buf(), false),
+        None => (
+            std::env::temp_dir().join(format!("ferry-bench-{bench}-{}", std::process::id())),
+            true,
+        ),
     }
 }

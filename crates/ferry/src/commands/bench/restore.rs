@@ -91,13 +91,7 @@ struct ClusterRun {
 pub(super) async fn bench_restore(args: BenchRestoreArgs) -> anyhow::Result<ExitCode> {
     let nodes = usize::from(args.nodes);
     let volumes = usize::from(args.volumes);
-    let (root, temporary) = match &args.out {
-        Some(out) => (out.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("ferry-bench-restore-{}", std::process::id())),
-            true,
-        ),
-    };
+    let (root, temporary) = super::run_root(args.out.as_deref(), "restore");
     let backends = args.cluster.backends();
     let started = Instant::now();
     let mut results = Vec::new();

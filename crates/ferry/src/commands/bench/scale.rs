@@ -175,14 +175,32 @@ struct Measured {
     files: usize,
 }
 
+/// Creates `count` objects made by `make(i)`, [`CREATE_AT_ONCE`] requests at a time.
+async fn create_all<K>(
+    api: &Api<K>,
+    count: usize,
+    what: &str,
+    make: impl Fn(usize) -> K,
+) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let object = make(i);
+            async move {
+                api.create(&PostParams::default(), &object)
+                    .await
+                    .with_context(|| format!("creating {what} {}", name(i)))
+            }
+        })
+        .buffer_unordered(CREATE_AT_ONCE)
+        .try_for_each(|_| async { Ok(()) })
+        .await
+}
+
 pub(super) async fn bench_scale(args: BenchScaleArgs) -> anyhow::Result<ExitCode> {
-    let (root, temporary) = match &args.out {
-        Some(out) => (out.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("ferry-bench-scale-{}", std::process::id())),
-            true,
-        ),
-    };
+    let (root, temporary) = super::run_root(args.out.as_deref(), "scale");
     let top = Layout::prepare(&root)?;
     let backends = args.cluster.backends();
     let started = Instant::now();
@@ -296,20 +314,10 @@ async fn measure(
     ));
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), WORKLOAD_NAMESPACE);
     let capacity = objects::capacity_for(VOLUME_BYTES);
-    futures::stream::iter(0..count)
-        .map(|i| {
-            let claims = claims.clone();
-            let claim = objects::restore_target_claim(&name(i), &capacity);
-            async move {
-                claims
-                    .create(&PostParams::default(), &claim)
-                    .await
-                    .with_context(|| format!("creating restore target claim {}", name(i)))
-            }
-        })
-        .buffer_unordered(CREATE_AT_ONCE)
-        .try_for_each(|_| async { Ok(()) })
-        .await?;
+    create_all(&claims, count, "restore target claim", |i| {
+        objects::restore_target_claim(&name(i), &capacity)
+    })
+    .await?;
     step.done("");
 
     // Counted from before the controller starts: its start-up lists are part of its cost.
@@ -405,20 +413,10 @@ async fn run_downloads(
             "creating {count} DataDownloads, {CREATE_AT_ONCE} at a time"
         ));
         let started = Instant::now();
-        futures::stream::iter(0..count)
-            .map(|i| {
-                let downloads = downloads.clone();
-                let dd = objects::data_download(&name(i), snapshot, &name(i), VOLUME_BYTES);
-                async move {
-                    downloads
-                        .create(&PostParams::default(), &dd)
-                        .await
-                        .with_context(|| format!("creating DataDownload {}", name(i)))
-                }
-            })
-            .buffer_unordered(CREATE_AT_ONCE)
-            .try_for_each(|_| async { Ok(()) })
-            .await?;
+        create_all(&downloads, count, "DataDownload", |i| {
+            objects::data_download(&name(i), snapshot, &name(i), VOLUME_BYTES)
+        })
+        .await?;
         let created_in = started.elapsed().as_secs_f64();
         step.done(&format!(
             "{:.0} per second",

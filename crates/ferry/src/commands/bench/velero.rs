@@ -111,13 +111,7 @@ struct Measured {
 
 pub(super) async fn bench_velero(args: BenchVeleroArgs) -> anyhow::Result<ExitCode> {
     let nodes = usize::from(args.nodes);
-    let (root, temporary) = match &args.out {
-        Some(out) => (out.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("ferry-bench-velero-{}", std::process::id())),
-            true,
-        ),
-    };
+    let (root, temporary) = super::run_root(args.out.as_deref(), "velero");
     let layout = Layout::prepare(&root)?;
     let started = Instant::now();
     println!(

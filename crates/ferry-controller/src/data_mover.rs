@@ -378,7 +378,7 @@ pub async fn restore_data_download(
 /// The repository password: given on the command line, else the secret's
 /// `repository-password` (a trailing newline, as `kubectl create secret --from-file` keeps
 /// it, is not part of it).
-pub(crate) async fn repository_password(
+pub async fn repository_password(
     client: &kube::Client,
     namespace: &str,
     given: Option<&str>,

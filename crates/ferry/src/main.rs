@@ -112,8 +112,81 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One line for people: each context, then the cause. An API server refusal is its message
+/// and reason (kube's own text adds a debug dump of the Status), with a hint where the code
+/// says what to do.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        if let Some(kube::Error::Api(status)) = cause.downcast_ref::<kube::Error>() {
+            let hint = match status.code {
+                401 => "; the kubeconfig's credentials were refused",
+                403 => "; the kubeconfig's user is not allowed to do this (check its RBAC)",
+                404 if status
+                    .message
+                    .contains("the server could not find the requested resource") =>
+                {
+                    "; are the CRDs installed (`ferry install`)?"
+                }
+                _ => "",
+            };
+            let reason = if status.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", status.reason)
+            };
+            parts.push(format!("{}{reason}{hint}", status.message));
+            break;
+        }
+        let text = cause.to_string();
+        // A wrapper that repeats its source adds nothing.
+        if parts
+            .last()
+            .is_none_or(|last: &String| !last.contains(&text))
+        {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_refusals_read_as_one_plain_line() {
+        let status = kube::core::Status {
+            code: 409,
+            message: "persistentvolumeclaims \"pvc-0\" already exists".into(),
+            reason: "AlreadyExists".into(),
+            ..Default::default()
+        };
+        let err = anyhow::Error::new(kube::Error::Api(Box::new(status)))
+            .context("creating target PVC app/pvc-0");
+        let text = error_text(&err);
+        assert_eq!(
+            text,
+            "creating target PVC app/pvc-0: persistentvolumeclaims \"pvc-0\" already exists (AlreadyExists)"
+        );
+        assert!(!text.contains("Status {"), "{text}");
+    }
+
+    #[test]
+    fn a_forbidden_request_says_what_to_check() {
+        let status = kube::core::Status {
+            code: 403,
+            message: "datadownloads.velero.io is forbidden".into(),
+            reason: "Forbidden".into(),
+            ..Default::default()
+        };
+        let err = anyhow::Error::new(kube::Error::Api(Box::new(status)));
+        assert!(error_text(&err).ends_with("(check its RBAC)"));
     }
 }

@@ -426,7 +426,7 @@ async fn backup_create_get_describe() {
     assert_eq!(
         header,
         [
-            "NAME", "SOURCE", "PHASE", "NODE", "PROGRESS", "SNAPSHOT", "AGE"
+            "NAME", "SOURCE", "PHASE", "NODE", "PROGRESS", "SNAPSHOT", "DURATION", "AGE"
         ],
         "{get}"
     );
@@ -438,20 +438,25 @@ async fn backup_create_get_describe() {
             .map(String::from)
             .collect()
     };
+    // PROGRESS is a percentage and human sizes (`100% 4.0 KiB/4.0 KiB`: three words here).
     assert_eq!(
-        row("named")[..6],
+        row("named")[..10],
         [
             "named",
             "app/data",
             "Completed",
             "node-0",
-            "4096/4096",
-            "01234567"
+            "100%",
+            "4.0",
+            "KiB/4.0",
+            "KiB",
+            "01234567",
+            "1m0s"
         ]
     );
     assert_eq!(
-        row(&name)[..6],
-        [name.as_str(), "app/data", "New", "-", "-", "-"]
+        row(&name)[..7],
+        [name.as_str(), "app/data", "New", "-", "-", "-", "-"]
     );
     assert!(!get.contains("velero-builtin"), "{get}");
 
@@ -484,9 +489,11 @@ async fn backup_create_get_describe() {
         "Location:           default",
         "Phase:              Completed",
         "Node:               node-0",
-        "Started:            2026-01-02T03:04:05Z",
-        "Completed:          2026-01-02T03:05:05Z",
-        "Progress:           4096 / 4096 bytes",
+        "Started:            2026-01-02 03:04:05 UTC (",
+        "Completed:          2026-01-02 03:05:05 UTC (",
+        "Duration:           1m0s",
+        "Progress:           100% (4.0 KiB of 4.0 KiB)",
+        "Rate:               68 B/s",
         "Snapshot ID:        0123456789abcdef0123",
         "Path:               /backup-volume",
         "Message:            all done",
@@ -526,7 +533,15 @@ async fn backup_create_get_describe() {
     );
     assert!(!table.contains("dd-0 "), "{table}");
     let describe = ok(&ferry(&env, &["restore", "describe", "dd-0", "-n", "velero"]).await);
-    assert!(describe.contains("Snapshot:       feedbeef"), "{describe}");
+    assert!(
+        describe.contains("Snapshot:           feedbeef"),
+        "{describe}"
+    );
+    assert!(describe.contains("Started:            <n/a>"), "{describe}");
+    assert!(
+        describe.contains("Progress:           no progress reported yet"),
+        "{describe}"
+    );
     // Another namespace has none of them.
     let empty = ok(&ferry(&env, &["restore", "get", "-n", APP, "-o", "json"]).await);
     let list: serde_json::Value = serde_json::from_str(&empty).unwrap();
@@ -630,11 +645,17 @@ async fn backup_create_wait() {
                 .expect("--wait returns once the DataUpload ends")
                 .unwrap();
         let text = stdout(&out);
-        assert!(text.contains("InProgress  250/1000 bytes"), "{text}");
+        assert!(
+            text.contains("InProgress  node-0           25% 250 B/1000 B"),
+            "{text}"
+        );
         if outcome == "Completed" {
             ok(&out);
-            assert!(text.contains("Completed   1000/1000 bytes"), "{text}");
-            assert!(text.contains("snapshot ID cafe0123"), "{text}");
+            assert!(
+                text.contains("Completed on node-0: 100% 1000 B/1000 B"),
+                "{text}"
+            );
+            assert!(text.contains("Snapshot ID: cafe0123"), "{text}");
         } else {
             fails(&out);
             assert!(text.contains("Failed: repository unreachable"), "{text}");

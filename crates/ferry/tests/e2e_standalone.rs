@@ -6,6 +6,7 @@ mod common;
 use std::process::Output;
 
 use common::*;
+use ferry_controller::crds::DataDownload;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use serde_json::json;
@@ -88,22 +89,68 @@ on_both_clusters! {
             .find(|l| l.starts_with(&name))
             .unwrap_or_else(|| panic!("{name} not listed: {get}"));
         let fields: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(fields[1], "Completed", "{row}");
-        assert_eq!(fields[2], node, "{row}");
-        assert_eq!(fields[3], format!("{total}/{total}"), "{row}");
-        assert!(get.lines().next().unwrap().contains("PHASE"), "{get}");
+        assert_eq!(fields[1], "app/pvc-0", "{row}");
+        assert_eq!(fields[2], "Completed", "{row}");
+        assert_eq!(fields[3], node, "{row}");
+        assert_eq!(fields[4], "100%", "{row}");
+        assert!(row.contains(" KiB/") || row.contains(" MiB/"), "human sizes: {row}");
+        let header: Vec<&str> = get.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            ["NAME", "TARGET", "PHASE", "NODE", "PROGRESS", "DURATION", "AGE", "MESSAGE"]
+        );
 
         let describe = stdout(&ferry(&env, &["restore", "describe", &name]).await);
         for expected in [
-            format!("Name:           velero/{name}"),
-            format!("Snapshot:       {snapshot}"),
-            "Target:         app/pvc-0".to_string(),
-            "Phase:          Completed".to_string(),
-            format!("Node:           {node}"),
-            format!("Progress:       {total} / {total} bytes"),
+            format!("Name:               velero/{name}"),
+            format!("Snapshot:           {snapshot}"),
+            "Target:             app/pvc-0".to_string(),
+            "Phase:              Completed".to_string(),
+            format!("Node:               {node}"),
+            "Progress:           100% (".to_string(),
+            "Duration:           ".to_string(),
+            "Events:".to_string(),
         ] {
             assert!(describe.contains(&expected), "{expected:?} in\n{describe}");
         }
+        for label in ["Created:", "Accepted:", "Started:", "Completed:"] {
+            let line = describe.lines().find(|l| l.starts_with(label)).unwrap();
+            assert!(line.ends_with(" ago)"), "a time, with its age: {line}");
+        }
+
+        // Without --size the PVC is sized from the snapshot; a restore no controller takes
+        // says so, and --timeout ends the wait (the restore stays, for a controller to come).
+        let out = ferry(
+            &env,
+            &[
+                "restore", "create", "--snapshot", &snapshot[..8], "--to", "app/pvc-1",
+                "--location", "default", "--storage-class", "standard",
+                "--data-mover-name", "nobody", "--wait", "--timeout", "4s",
+            ],
+        )
+        .await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            stdout(&out).contains(&format!("Snapshot {} holds ", &snapshot[..8]))
+                && stdout(&out).contains("the target PVC gets 1Gi"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(err.contains("no controller has accepted DataDownload velero/pvc-1-"), "{err}");
+        assert!(err.contains("gave up waiting after 4.0s"), "{err}");
+        let waiting = created_name(&out);
+        let pvcs = Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), APP);
+        let pvc1 = pvcs.get("pvc-1").await.unwrap();
+        let requested = &pvc1.spec.unwrap().resources.unwrap().requests.unwrap()["storage"];
+        assert_eq!(requested.0, "1Gi");
+        // The DataDownload names the snapshot by its full ID, not the prefix given.
+        assert_eq!(get_dd(&env, &waiting).await.spec.snapshot_id, snapshot);
+        Api::<DataDownload>::namespaced(env.client.clone(), "velero")
+            .delete(&waiting, &Default::default())
+            .await
+            .unwrap();
+        pvcs.delete("pvc-1", &Default::default()).await.unwrap();
         assert_no_leftovers(&env).await;
         ctl.stop().await;
         env.cluster.stop().await;
@@ -127,6 +174,8 @@ on_both_clusters! {
                 "default",
                 "--size",
                 "64Mi",
+                // The controller, not `create`, finds the snapshot missing.
+                "--skip-repository-check",
                 "--wait",
             ],
         )
@@ -139,7 +188,7 @@ on_both_clusters! {
             stdout(&out)
         );
         let describe = stdout(&ferry(&env, &["restore", "describe", &name]).await);
-        assert!(describe.contains("Phase:          Failed"), "{describe}");
+        assert!(describe.contains("Phase:              Failed"), "{describe}");
         let message = describe
             .lines()
             .find(|l| l.starts_with("Message:"))
@@ -167,6 +216,84 @@ on_both_clusters! {
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("NAMESPACE/PVC"), "{err}");
+
+        // Each check refuses before anything is written, in one plain line that says what to do.
+        let snapshot = backup(&env, 0).await;
+        let refused = |args: &'static [&'static str], expected: &'static str| {
+            let env = &env;
+            let snapshot = snapshot.clone();
+            async move {
+                let mut all = vec!["restore", "create", "--snapshot", snapshot.as_str()];
+                all.extend_from_slice(args);
+                let out = ferry(env, &all).await;
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                assert!(!out.status.success(), "{args:?} must be refused");
+                assert!(err.contains(expected), "{args:?}: {expected:?} in {err}");
+                assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+                assert!(!err.contains("Status {"), "no debug dump: {err}");
+                assert!(stdout(&out).is_empty(), "nothing created: {}", stdout(&out));
+            }
+        };
+        refused(
+            &["--to", "app/pvc-z", "--location", "default", "-n", "nowhere"],
+            "namespace \"nowhere\" does not exist: -n/--namespace names ferry's namespace",
+        )
+        .await;
+        refused(
+            &["--to", "gone/pvc-z", "--location", "default"],
+            "target namespace \"gone\" does not exist: create it first",
+        )
+        .await;
+        refused(
+            &["--to", "app/pvc-z", "--location", "elsewhere"],
+            "BackupStorageLocation velero/elsewhere not found (locations there: default)",
+        )
+        .await;
+        refused(
+            &["--to", "app/pvc-z", "--location", "default", "--password-secret", "nope"],
+            "secret velero/nope: not found",
+        )
+        .await;
+        refused(
+            &["--to", "app/pvc-z", "--location", "default", "--source-namespace", "other"],
+            "no repository for source namespace \"other\" in location default",
+        )
+        .await;
+        refused(
+            &["--to", "app/pvc-z", "--location", "default", "--size", "1Ki"],
+            "--size 1Ki is smaller than the snapshot's",
+        )
+        .await;
+        let pvcs = Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), APP);
+        assert!(pvcs.get_opt("pvc-z").await.unwrap().is_none());
+        let out = ferry(
+            &env,
+            &[
+                "restore", "create", "--snapshot", "0123abcd", "--to", "app/pvc-z",
+                "--location", "default",
+            ],
+        )
+        .await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("snapshot \"0123abcd\" in location default") && err.contains("0123abcd"),
+            "{err}"
+        );
+        assert!(pvcs.get_opt("pvc-z").await.unwrap().is_none(), "nothing written");
+        // A target that exists is refused before anything else is written.
+        let out = ferry(
+            &env,
+            &[
+                "restore", "create", "--snapshot", &snapshot, "--to", "app/pvc-x",
+                "--location", "default",
+            ],
+        )
+        .await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("PVC app/pvc-x already exists: a restore creates its target PVC"),
+            "{err}"
+        );
         let out = ferry(&env, &["restore", "describe", "no-such-restore"]).await;
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);

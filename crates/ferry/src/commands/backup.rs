@@ -4,12 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ferry_controller::crds::{
-    CsiSnapshotSpec, DataUpload, DataUploadPhase, DataUploadSpec, SNAPSHOT_TYPE_CSI,
-    parse_go_duration,
+    CsiSnapshotSpec, DataUpload, DataUploadSpec, SNAPSHOT_TYPE_CSI, parse_go_duration,
 };
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
@@ -17,9 +15,11 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Post
 use serde_json::json;
 
 use super::cluster_args::{
-    ClusterArgs, OutputArgs, OutputFormat, age, decode, events_for, get_raw, list_raw, list_value,
-    print_events, print_raw,
+    ClusterArgs, DESCRIBE_WIDTH, OutputArgs, OutputFormat, decode, events_for, get_raw, list_raw,
+    list_value, print_events, print_raw,
 };
+use super::data_movement::{self, Movement, WaitArgs};
+use super::repo_progress::human_bytes;
 
 /// The label ferry puts on the DataUpload and VolumeSnapshot of `ferry backup create`; its
 /// value is the DataUpload's name.
@@ -61,9 +61,8 @@ pub struct CreateArgs {
     /// `spec.operationTimeout`, in Go duration syntax.
     #[arg(long, default_value = "10m0s")]
     operation_timeout: String,
-    /// Wait until the backup ends, printing its progress; fail unless it Completed.
-    #[arg(long)]
-    wait: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -365,84 +364,56 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
         "DataUpload {ns}/{name} created for {}/{} (VolumeSnapshot {}/{name})",
         source.namespace, source.pvc, source.namespace
     );
-    if !args.wait {
+    if !args.wait.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    wait(&uploads, ns, &name).await
-}
-
-/// Polls the DataUpload until it ends, printing a line whenever phase or progress changes.
-async fn wait(uploads: &Api<DataUpload>, ns: &str, name: &str) -> anyhow::Result<ExitCode> {
-    let mut last = None;
-    loop {
-        let du = uploads
-            .get_opt(name)
-            .await?
-            .with_context(|| format!("DataUpload {ns}/{name} was deleted"))?;
-        let phase = du.phase();
-        let status = du.status.clone().unwrap_or_default();
-        let progress = status.progress.clone().unwrap_or_default();
-        let now = (
-            phase.clone(),
-            progress.bytes_done.unwrap_or(0),
-            progress.total_bytes.unwrap_or(0),
-        );
-        if last.as_ref() != Some(&now) {
-            println!("{:<11} {}/{} bytes", phase.as_str(), now.1, now.2);
-            last = Some(now);
-        }
-        if phase.is_terminal() {
-            if phase == DataUploadPhase::Completed {
-                println!(
-                    "Completed: snapshot ID {}",
-                    status.snapshot_id.unwrap_or_default()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!("{}: {}", phase.as_str(), status.message.unwrap_or_default());
-            return Ok(ExitCode::FAILURE);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    let read = || async {
+        uploads
+            .get_opt(&name)
+            .await
+            .with_context(|| format!("reading DataUpload {ns}/{name}"))
+    };
+    let code = data_movement::wait(
+        || async { Ok(read().await?.as_ref().map(Movement::from)) },
+        &args.wait.options(ns),
+    )
+    .await
+    .with_context(|| format!("waiting for DataUpload {ns}/{name}"))?;
+    if code == ExitCode::SUCCESS
+        && let Some(du) = read().await?
+    {
+        let id = du.status.and_then(|s| s.snapshot_id).unwrap_or_default();
+        println!("Snapshot ID: {id}");
     }
-}
-
-fn progress(du: &DataUpload) -> String {
-    let p = du
-        .status
-        .as_ref()
-        .and_then(|s| s.progress.clone())
-        .unwrap_or_default();
-    match (p.bytes_done.unwrap_or(0), p.total_bytes.unwrap_or(0)) {
-        (0, 0) => "-".into(),
-        (done, total) => format!("{done}/{total}"),
-    }
+    Ok(code)
 }
 
 fn line(du: &DataUpload) -> String {
-    let status = du.status.clone().unwrap_or_default();
-    let snapshot: String = status
-        .snapshot_id
+    let m = Movement::from(du);
+    let snapshot: String = du
+        .status
+        .as_ref()
+        .and_then(|s| s.snapshot_id.clone())
         .unwrap_or_default()
         .chars()
         .take(8)
         .collect();
     format!(
-        "{:<32} {:<32} {:<11} {:<12} {:<25} {:<9} {}",
-        du.metadata.name.clone().unwrap_or_default(),
+        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<9} {}",
+        m.name,
         format!("{}/{}", du.spec.source_namespace, du.spec.source_pvc),
-        du.phase().as_str(),
-        status.node.unwrap_or_else(|| "-".into()),
-        progress(du),
+        m.phase,
+        m.node.as_deref().unwrap_or("-"),
+        m.progress_cell(),
         if snapshot.is_empty() {
             "-".into()
         } else {
             snapshot
         },
-        du.metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| age(t.0))
+        m.duration()
+            .map(data_movement::duration)
             .unwrap_or_else(|| "-".into()),
+        m.age_cell(),
     )
 }
 
@@ -460,8 +431,8 @@ async fn get(client: kube::Client, args: GetArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:<32} {:<11} {:<12} {:<25} {:<9} AGE",
-        "NAME", "SOURCE", "PHASE", "NODE", "PROGRESS", "SNAPSHOT"
+        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<9} AGE",
+        "NAME", "SOURCE", "PHASE", "NODE", "PROGRESS", "SNAPSHOT", "DURATION"
     );
     for (_, du) in &items {
         println!("{}", line(du));
@@ -479,68 +450,45 @@ async fn describe(client: kube::Client, args: DescribeArgs) -> anyhow::Result<Ex
         return Ok(ExitCode::SUCCESS);
     }
     let du: DataUpload = decode(&object)?;
+    let m = Movement::from(&du);
     let spec = &du.spec;
     let s = du.status.clone().unwrap_or_default();
     let csi = spec.csi_snapshot.clone().unwrap_or_default();
-    let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
-        t.as_ref().map(|t| t.0.to_string()).unwrap_or_default()
-    };
-    println!("Name:               {ns}/{}", args.name);
+    let w = DESCRIBE_WIDTH;
+    let or_none = |v: Option<String>| v.filter(|v| !v.is_empty()).unwrap_or("<none>".into());
+    println!("{:<w$}{ns}/{}", "Name:", args.name);
+    println!("{:<w$}{}", "Data mover:", or_none(spec.datamover.clone()));
     println!(
-        "Data mover:         {}",
-        spec.datamover.clone().unwrap_or_default()
+        "{:<w$}{}/{}",
+        "Source:", spec.source_namespace, spec.source_pvc
     );
+    println!("{:<w$}{}", "Snapshot type:", spec.snapshot_type);
     println!(
-        "Source:             {}/{}",
-        spec.source_namespace, spec.source_pvc
+        "{:<w$}{}/{}",
+        "VolumeSnapshot:", spec.source_namespace, csi.volume_snapshot
     );
-    println!("Snapshot type:      {}", spec.snapshot_type);
-    println!(
-        "VolumeSnapshot:     {}/{}",
-        spec.source_namespace, csi.volume_snapshot
-    );
-    println!("Storage class:      {}", csi.storage_class);
-    println!(
-        "Snapshot class:     {}",
-        csi.snapshot_class.unwrap_or_default()
-    );
-    println!("CSI driver:         {}", csi.driver.unwrap_or_default());
-    println!("Location:           {}", spec.backup_storage_location);
-    println!("Operation timeout:  {}", spec.operation_timeout);
+    println!("{:<w$}{}", "Storage class:", csi.storage_class);
+    println!("{:<w$}{}", "Snapshot class:", or_none(csi.snapshot_class));
+    println!("{:<w$}{}", "CSI driver:", or_none(csi.driver));
+    println!("{:<w$}{}", "Location:", spec.backup_storage_location);
+    println!("{:<w$}{}", "Operation timeout:", spec.operation_timeout);
     if spec.cancel == Some(true) {
-        println!("Cancel:             requested");
+        println!("{:<w$}requested", "Cancel:");
     }
-    println!(
-        "Created:            {}",
-        time(&du.metadata.creation_timestamp)
-    );
-    println!("Phase:              {}", du.phase().as_str());
-    println!("Node:               {}", s.node.clone().unwrap_or_default());
-    println!(
-        "Accepted by:        {}",
-        s.accepted_by_node.clone().unwrap_or_default()
-    );
-    println!("Accepted:           {}", time(&s.accepted_timestamp));
-    println!("Started:            {}", time(&s.start_timestamp));
-    println!("Completed:          {}", time(&s.completion_timestamp));
-    let p = s.progress.clone().unwrap_or_default();
-    println!(
-        "Progress:           {} / {} bytes",
-        p.bytes_done.unwrap_or(0),
-        p.total_bytes.unwrap_or(0)
-    );
+    println!();
+    println!("{:<w$}{}", "Phase:", m.phase);
+    println!("{:<w$}{}", "Node:", m.node.as_deref().unwrap_or("<none>"));
+    println!("{:<w$}{}", "Accepted by:", or_none(s.accepted_by_node));
+    for line in m.describe_times(w) {
+        println!("{line}");
+    }
     if let Some(bytes) = s.incremental_bytes {
-        println!("Incremental bytes:  {bytes}");
+        println!("{:<w$}{}", "Incremental:", human_bytes(bytes.max(0) as u64));
     }
-    println!(
-        "Snapshot ID:        {}",
-        s.snapshot_id.clone().unwrap_or_default()
-    );
-    println!("Path:               {}", s.path.clone().unwrap_or_default());
-    println!(
-        "Message:            {}",
-        s.message.clone().unwrap_or_default()
-    );
+    println!("{:<w$}{}", "Snapshot ID:", or_none(s.snapshot_id));
+    println!("{:<w$}{}", "Path:", or_none(s.path));
+    println!("{:<w$}{}", "Message:", or_none(s.message));
+    println!();
     print_events(&events_for(&client, ns, DataUpload::KIND, &args.name).await?);
     Ok(ExitCode::SUCCESS)
 }

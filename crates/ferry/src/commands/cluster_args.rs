@@ -53,6 +53,9 @@ impl ClusterArgs {
     }
 }
 
+/// The column where `describe`'s values start.
+pub const DESCRIBE_WIDTH: usize = 20;
+
 /// How `get` and `describe` print.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OutputFormat {

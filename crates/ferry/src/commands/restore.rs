@@ -1,21 +1,24 @@
-//! `ferry restore create|get|describe`: restores without Velero. `create` makes the target PVC
-//! (with Velero's `velero.io/dynamic-pv-restore` selector, so nothing provisions it) and the
-//! DataDownload for ferry's controller.
+//! `ferry restore create|get|describe`: restores without Velero. `create` checks first (see
+//! `restore_checks`), then makes the target PVC (with Velero's `velero.io/dynamic-pv-restore`
+//! selector, so nothing provisions it) and the DataDownload for ferry's controller.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ferry_controller::crds::{DataDownload, DataDownloadSpec, TargetVolumeSpec};
+use ferry_controller::data_mover::REPO_PASSWORD_SECRET;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams};
 use serde_json::json;
 
 use super::cluster_args::{
-    ClusterArgs, OutputArgs, OutputFormat, decode, events_for, get_raw, list_raw, list_value,
-    print_events, print_raw,
+    ClusterArgs, DESCRIBE_WIDTH, OutputArgs, OutputFormat, decode, events_for, get_raw, list_raw,
+    list_value, print_events, print_raw,
 };
+use super::data_movement::{self, Movement, WaitArgs};
+use super::repo_progress::human_bytes;
+use super::restore_checks;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RestoreCommand {
@@ -29,30 +32,42 @@ pub enum RestoreCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct CreateArgs {
-    /// Snapshot ID in the repository.
+    /// Snapshot ID (or unique prefix) in the repository.
     #[arg(long)]
     snapshot: String,
-    /// Target, NAMESPACE/PVC (the PVC must not exist).
+    /// Target, NAMESPACE/PVC; the restore creates this PVC, so it must not exist.
     #[arg(long)]
     to: String,
-    /// BackupStorageLocation holding the repository.
+    /// BackupStorageLocation (in ferry's namespace) holding the repository.
     #[arg(long)]
     location: String,
-    /// Namespace the snapshot was taken in (default: the target namespace).
+    /// Namespace the snapshot was taken in, which names its repository (default: the target
+    /// namespace).
     #[arg(long)]
     source_namespace: Option<String>,
+    /// StorageClass of the target PVC (default: the cluster's default class).
     #[arg(long)]
     storage_class: Option<String>,
-    #[arg(long, default_value = "1Gi")]
-    size: String,
+    /// Size of the target PVC, as a Kubernetes quantity (`64Mi`, `10Gi`). Default: from the
+    /// snapshot, its data plus a tenth rounded up to whole GiB.
+    #[arg(long)]
+    size: Option<String>,
     /// Block volume instead of a filesystem.
     #[arg(long)]
     block: bool,
+    /// The data mover that carries the restore out (`spec.datamover`).
     #[arg(long, default_value = "ferry")]
     data_mover_name: String,
-    /// Wait until the restore ends; fail unless it Completed.
+    /// Secret in ferry's namespace with the repository password (key `repository-password`),
+    /// read to check the snapshot.
+    #[arg(long, default_value = REPO_PASSWORD_SECRET)]
+    password_secret: String,
+    /// Do not open the repository from here (a location this machine cannot reach, such as a
+    /// local path on the nodes); the controller still checks it. Needs --size.
     #[arg(long)]
-    wait: bool,
+    skip_repository_check: bool,
+    #[command(flatten)]
+    wait: WaitArgs,
     #[command(flatten)]
     cluster: ClusterArgs,
 }
@@ -92,9 +107,36 @@ pub async fn run(cmd: RestoreCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCode> {
+    let ns = args.cluster.namespace.as_str();
     let Some((target_ns, pvc_name)) = args.to.split_once('/') else {
         bail!("--to {:?}: use NAMESPACE/PVC", args.to);
     };
+    let source_namespace = args.source_namespace.as_deref().unwrap_or(target_ns);
+    let checked = restore_checks::check(
+        &client,
+        &restore_checks::Request {
+            namespace: ns,
+            target_namespace: target_ns,
+            pvc: pvc_name,
+            location: &args.location,
+            source_namespace,
+            snapshot: &args.snapshot,
+            password_secret: &args.password_secret,
+            open_repository: !args.skip_repository_check,
+        },
+    )
+    .await?;
+    let size = restore_checks::pvc_size(args.size.as_deref(), checked.snapshot_bytes)?;
+    if let (None, Some(bytes)) = (&args.size, checked.snapshot_bytes) {
+        println!(
+            "Snapshot {} holds {}: the target PVC gets {size}",
+            args.snapshot,
+            human_bytes(bytes)
+        );
+    }
+    // The full ID, so that the DataDownload names one snapshot whatever is added later.
+    let snapshot_id = checked.snapshot_id.unwrap_or_else(|| args.snapshot.clone());
+
     let suffix = format!(
         "{:x}",
         std::process::id() ^ chrono::Utc::now().timestamp_subsec_nanos()
@@ -103,7 +145,7 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
     let mut spec = json!({
         "accessModes": ["ReadWriteOnce"],
         "volumeMode": if args.block { "Block" } else { "Filesystem" },
-        "resources": {"requests": {"storage": args.size}},
+        "resources": {"requests": {"storage": size}},
         "selector": {"matchLabels": {"velero.io/dynamic-pv-restore": format!("{target_ns}.{pvc_name}.{suffix}")}},
     });
     if let Some(class) = &args.storage_class {
@@ -116,9 +158,7 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), target_ns);
     pvcs.create(&PostParams::default(), &pvc)
         .await
-        .with_context(|| {
-            format!("creating target PVC {target_ns}/{pvc_name} (it must not exist yet)")
-        })?;
+        .with_context(|| format!("creating target PVC {target_ns}/{pvc_name}"))?;
     let dd = DataDownload::new(
         &name,
         DataDownloadSpec {
@@ -129,54 +169,52 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
             },
             backup_storage_location: args.location.clone(),
             datamover: Some(args.data_mover_name.clone()),
-            snapshot_id: args.snapshot.clone(),
-            source_namespace: args
-                .source_namespace
-                .clone()
-                .unwrap_or_else(|| target_ns.into()),
+            snapshot_id,
+            source_namespace: source_namespace.to_string(),
             operation_timeout: "4h0m0s".into(),
             ..Default::default()
         },
     );
-    let downloads: Api<DataDownload> = Api::namespaced(client.clone(), &args.cluster.namespace);
-    downloads
-        .create(&PostParams::default(), &dd)
-        .await
-        .with_context(|| format!("creating DataDownload {}/{name}", args.cluster.namespace))?;
-    println!(
-        "DataDownload {}/{name} created for {target_ns}/{pvc_name}",
-        args.cluster.namespace
-    );
-    if !args.wait {
+    let downloads: Api<DataDownload> = Api::namespaced(client.clone(), ns);
+    if let Err(err) = downloads.create(&PostParams::default(), &dd).await {
+        // Leave nothing behind, so that a retry does not meet its own PVC.
+        let _ = pvcs.delete(pvc_name, &DeleteParams::default()).await;
+        return Err(err).with_context(|| format!("creating DataDownload {ns}/{name}"));
+    }
+    println!("DataDownload {ns}/{name} created for {target_ns}/{pvc_name}");
+    if !args.wait.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    loop {
-        let dd = downloads.get(&name).await?;
-        let phase = dd.phase();
-        if phase.is_terminal() {
-            println!("{}", line(&dd));
-            let ok = phase == ferry_controller::crds::DataDownloadPhase::Completed;
-            return Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    data_movement::wait(
+        || async {
+            Ok(downloads
+                .get_opt(&name)
+                .await
+                .with_context(|| format!("reading DataDownload {ns}/{name}"))?
+                .as_ref()
+                .map(Movement::from))
+        },
+        &args.wait.options(ns),
+    )
+    .await
+    .with_context(|| format!("waiting for DataDownload {ns}/{name}"))
 }
 
 fn line(dd: &DataDownload) -> String {
-    let status = dd.status.clone().unwrap_or_default();
-    let progress = status.progress.unwrap_or_default();
+    let m = Movement::from(dd);
+    let t = &dd.spec.target_volume;
     format!(
-        "{:<32} {:<11} {:<12} {:>12}/{:<12} {}",
-        dd.metadata.name.clone().unwrap_or_default(),
-        dd.phase().as_str(),
-        status.node.unwrap_or_else(|| "-".into()),
-        progress.bytes_done.unwrap_or(0),
-        progress.total_bytes.unwrap_or(0),
-        status.message.unwrap_or_default()
+        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<6} {}",
+        m.name,
+        format!("{}/{}", t.namespace, t.pvc),
+        m.phase,
+        m.node.as_deref().unwrap_or("-"),
+        m.progress_cell(),
+        m.duration()
+            .map(data_movement::duration)
+            .unwrap_or_else(|| "-".into()),
+        m.age_cell(),
+        m.message
     )
 }
 
@@ -198,8 +236,8 @@ async fn get(client: kube::Client, args: GetArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<32} {:<11} {:<12} {:>12}/{:<12} MESSAGE",
-        "NAME", "PHASE", "NODE", "BYTES DONE", "TOTAL"
+        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<6} MESSAGE",
+        "NAME", "TARGET", "PHASE", "NODE", "PROGRESS", "DURATION", "AGE"
     );
     for (_, dd) in &items {
         println!("{}", line(dd));
@@ -217,26 +255,45 @@ async fn describe(client: kube::Client, args: DescribeArgs) -> anyhow::Result<Ex
         return Ok(ExitCode::SUCCESS);
     }
     let dd: DataDownload = decode(&object)?;
-    let s = dd.status.clone().unwrap_or_default();
+    let m = Movement::from(&dd);
     let t = &dd.spec.target_volume;
-    println!("Name:           {ns}/{}", args.name);
+    let s = dd.status.clone().unwrap_or_default();
+    let w = DESCRIBE_WIDTH;
+    println!("{:<w$}{ns}/{}", "Name:", args.name);
     println!(
-        "Data mover:     {}",
+        "{:<w$}{}",
+        "Data mover:",
         dd.spec.datamover.clone().unwrap_or_default()
     );
-    println!("Snapshot:       {}", dd.spec.snapshot_id);
-    println!("Location:       {}", dd.spec.backup_storage_location);
-    println!("Target:         {}/{}", t.namespace, t.pvc);
-    println!("Phase:          {}", dd.phase().as_str());
-    println!("Node:           {}", s.node.unwrap_or_default());
-    println!("Accepted by:    {}", s.accepted_by_node.unwrap_or_default());
-    let p = s.progress.unwrap_or_default();
+    println!("{:<w$}{}", "Snapshot:", dd.spec.snapshot_id);
+    println!("{:<w$}{}", "Source namespace:", dd.spec.source_namespace);
+    println!("{:<w$}{}", "Location:", dd.spec.backup_storage_location);
+    println!("{:<w$}{}/{}", "Target:", t.namespace, t.pvc);
+    println!("{:<w$}{}", "Operation timeout:", dd.spec.operation_timeout);
+    if dd.spec.cancel == Some(true) {
+        println!("{:<w$}requested", "Cancel:");
+    }
+    println!();
+    println!("{:<w$}{}", "Phase:", m.phase);
+    println!("{:<w$}{}", "Node:", m.node.as_deref().unwrap_or("<none>"));
     println!(
-        "Progress:       {} / {} bytes",
-        p.bytes_done.unwrap_or(0),
-        p.total_bytes.unwrap_or(0)
+        "{:<w$}{}",
+        "Accepted by:",
+        s.accepted_by_node.as_deref().unwrap_or("<none>")
     );
-    println!("Message:        {}", s.message.unwrap_or_default());
+    for line in m.describe_times(w) {
+        println!("{line}");
+    }
+    println!(
+        "{:<w$}{}",
+        "Message:",
+        if m.message.is_empty() {
+            "<none>"
+        } else {
+            &m.message
+        }
+    );
+    println!();
     print_events(&events_for(&client, ns, DataDownload::KIND, &args.name).await?);
     Ok(ExitCode::SUCCESS)
 }

@@ -342,7 +342,7 @@ mod against_kubesim {
         assert!(args.contains(&"ferry-two".to_string()), "{args:?}");
 
         // Uninstall removes the controller objects and the namespace ferry created; CRDs stay.
-        let removed = ferry_with(&kubeconfig, &["uninstall", "-n", "ferry-test"]).await;
+        let removed = ferry_with(&kubeconfig, &["uninstall", "-n", "ferry-test", "--force"]).await;
         let removed = lines(&removed);
         assert!(
             removed.iter().all(|l| l.ends_with(" deleted")),
@@ -366,17 +366,151 @@ mod against_kubesim {
             }
         }
 
-        let with_crds = ferry_with(&kubeconfig, &["uninstall", "-n", "ferry-test", "--crds"]).await;
+        let with_crds = ferry_with(
+            &kubeconfig,
+            &["uninstall", "-n", "ferry-test", "--crds", "--force"],
+        )
+        .await;
         let with_crds = lines(&with_crds);
         for crd in CRDS {
             let line = format!("customresourcedefinition.apiextensions.k8s.io/{crd} deleted");
             assert!(with_crds.contains(&line.as_str()), "{with_crds:#?}");
         }
-        let again = ferry_with(&kubeconfig, &["uninstall", "-n", "ferry-test", "--crds"]).await;
+        let again = ferry_with(
+            &kubeconfig,
+            &["uninstall", "-n", "ferry-test", "--crds", "--force"],
+        )
+        .await;
         assert!(
             lines(&again).iter().all(|l| l.ends_with(" not found")),
             "uninstall tolerates missing objects: {}",
             again.stdout
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn uninstall_asks_first_and_keeps_a_namespace_holding_the_users_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = ApiServer::start(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        let client = server.client().unwrap();
+        let ns = "ferry-keep";
+        lines(
+            &ferry_with(
+                &kubeconfig,
+                &["install", "--node-agent-configmap=cfg", "-n", ns],
+            )
+            .await,
+        );
+        // The user's password secret, as the quickstarts create it.
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "velero-repo-credentials", "namespace": ns},
+                "stringData": {"repository-password": "secret"},
+            }))
+            .unwrap();
+        let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+        let deployments = Api::<Deployment>::namespaced(client.clone(), ns);
+
+        // Not on a terminal and without --force: nothing happens, and the error says why.
+        let refused = ferry_with(&kubeconfig, &["uninstall", "-n", ns]).await;
+        assert_eq!(refused.code, Some(1));
+        assert!(
+            refused.stderr.contains("confirm on a terminal, or pass --force")
+                && refused.stderr.contains("namespace is kept, since it holds objects ferry did not create (secret/velero-repo-credentials)"),
+            "{}",
+            refused.stderr
+        );
+        assert!(
+            deployments
+                .get_opt("ferry-controller")
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // On a terminal it asks; anything but yes deletes nothing.
+        let shell = format!(
+            "KUBECONFIG={} {} uninstall -n {ns}",
+            kubeconfig.display(),
+            env!("CARGO_BIN_EXE_ferry")
+        );
+        let mut script = tokio::process::Command::new("script")
+            .args(["-qec", &shell, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("script(1) from util-linux gives ferry a terminal");
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = script.stdin.take().unwrap();
+        stdin.write_all(b"n\n").await.unwrap();
+        let out = script.wait_with_output().await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Continue? [y/N]"), "{text}");
+        assert!(text.contains("Nothing deleted."), "{text}");
+        assert!(
+            deployments
+                .get_opt("ferry-controller")
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // --force uninstalls ferry, and keeps the namespace with the user's secret in it.
+        let run = ferry_with(&kubeconfig, &["uninstall", "-n", ns, "--force"]).await;
+        let report = lines(&run);
+        assert!(
+            report.contains(&"deployment.apps/ferry-controller deleted"),
+            "{report:#?}"
+        );
+        assert!(
+            report.contains(&"namespace/ferry-keep kept: it holds objects ferry did not create"),
+            "{report:#?}"
+        );
+        assert!(
+            report.contains(&"  secret/velero-repo-credentials"),
+            "{report:#?}"
+        );
+        let namespaces = Api::<Namespace>::all(client.clone());
+        let kept = namespaces.get(ns).await.unwrap();
+        assert!(kept.metadata.deletion_timestamp.is_none());
+        assert!(
+            secrets
+                .get_opt("velero-repo-credentials")
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // Told to, it removes the namespace with what it holds.
+        let run = ferry_with(
+            &kubeconfig,
+            &[
+                "uninstall",
+                "-n",
+                ns,
+                "--force",
+                "--with-namespace-contents",
+            ],
+        )
+        .await;
+        assert!(
+            lines(&run).contains(&"namespace/ferry-keep deleted"),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            namespaces
+                .get_opt(ns)
+                .await
+                .unwrap()
+                .is_none_or(|n| n.metadata.deletion_timestamp.is_some())
         );
         server.stop().await;
     }
@@ -422,7 +556,7 @@ mod against_kubesim {
             before
         );
 
-        let run = ferry_with(&kubeconfig, &["uninstall", "--crds"]).await;
+        let run = ferry_with(&kubeconfig, &["uninstall", "--crds", "--force"]).await;
         let report = lines(&run);
         assert!(report.contains(
             &"customresourcedefinition.apiextensions.k8s.io/datadownloads.velero.io already present, not managed by ferry: left as is"

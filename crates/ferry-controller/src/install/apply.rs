@@ -36,6 +36,8 @@ pub enum ApplyOutcome {
     Deleted,
     /// It was to be deleted but did not exist.
     NotFound,
+    /// ferry's namespace, kept because it holds objects ferry did not create.
+    KeptInUse,
 }
 
 impl ApplyOutcome {
@@ -47,6 +49,7 @@ impl ApplyOutcome {
             Self::KeptExisting => "already present, not managed by ferry: left as is",
             Self::Deleted => "deleted",
             Self::NotFound => "not found",
+            Self::KeptInUse => "kept: it holds objects ferry did not create",
         }
     }
 }
@@ -226,6 +229,9 @@ pub struct UninstallOptions {
     pub remove_crds: bool,
     /// Keep the namespace even if ferry created it (for example when Velero now lives there).
     pub keep_namespace: bool,
+    /// Delete the namespace ferry created even when it holds objects ferry did not create
+    /// (secrets, storage locations, DataUploads...), and them with it.
+    pub delete_foreign: bool,
 }
 
 async fn delete_one<K>(
@@ -295,9 +301,81 @@ pub async fn uninstall(
         }
     }
     if !options.keep_namespace {
-        report.push(delete_one::<Namespace>(Api::all(c()), ns, None, true).await?);
+        let foreign = if options.delete_foreign {
+            Vec::new()
+        } else {
+            foreign_objects(client, ns).await?
+        };
+        if foreign.is_empty() {
+            report.push(delete_one::<Namespace>(Api::all(c()), ns, None, true).await?);
+        } else {
+            report.push(AppliedObject {
+                kind: kind_name::<Namespace>(),
+                name: ns.to_string(),
+                namespace: None,
+                outcome: ApplyOutcome::KeptInUse,
+            });
+        }
     }
     Ok(report)
+}
+
+/// What the namespace holds that ferry did not put there, as `kind/name`: the user's
+/// secrets, ConfigMaps, claims, storage locations, DataUploads and DataDownloads, and
+/// Deployments. Objects Kubernetes adds by itself (`kube-root-ca.crt`, service account
+/// tokens) do not count; kinds whose CRD is not installed are skipped.
+pub async fn foreign_objects(client: &Client, namespace: &str) -> Result<Vec<String>, ApplyError> {
+    let mut found = Vec::new();
+    let secrets = list_names::<k8s_openapi::api::core::v1::Secret>(client, namespace, |s| {
+        s.type_.as_deref() != Some("kubernetes.io/service-account-token")
+    })
+    .await?;
+    found.extend(secrets);
+    found.extend(
+        list_names::<k8s_openapi::api::core::v1::ConfigMap>(client, namespace, |c| {
+            c.metadata.name.as_deref() != Some("kube-root-ca.crt")
+        })
+        .await?,
+    );
+    found.extend(
+        list_names::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(client, namespace, |_| {
+            true
+        })
+        .await?,
+    );
+    found.extend(list_names::<Deployment>(client, namespace, |_| true).await?);
+    found.extend(
+        list_names::<crate::crds::BackupStorageLocation>(client, namespace, |_| true).await?,
+    );
+    found.extend(list_names::<crate::crds::DataUpload>(client, namespace, |_| true).await?);
+    found.extend(list_names::<crate::crds::DataDownload>(client, namespace, |_| true).await?);
+    Ok(found)
+}
+
+/// `kind/name` of the objects in `namespace` that ferry did not create and `counts` keeps.
+async fn list_names<K>(
+    client: &Client,
+    namespace: &str,
+    counts: impl Fn(&K) -> bool,
+) -> Result<Vec<String>, ApplyError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api.list(&Default::default()).await {
+        Ok(list) => Ok(list
+            .items
+            .iter()
+            .filter(|o| !is_ours(*o) && counts(o))
+            .map(|o| format!("{}/{}", kind_name::<K>(), o.name_any()))
+            .collect()),
+        // A CRD that is not installed holds nothing.
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Vec::new()),
+        Err(err) => Err(api_error::<K>("list", "", Some(namespace))(err)),
+    }
 }
 
 impl UninstallOptions {
@@ -307,6 +385,7 @@ impl UninstallOptions {
             namespace: namespace.to_string(),
             remove_crds: false,
             keep_namespace: false,
+            delete_foreign: false,
         }
     }
 }

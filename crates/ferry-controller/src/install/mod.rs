@@ -18,7 +18,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-pub use apply::{AppliedObject, ApplyError, ApplyOutcome, UninstallOptions, apply, uninstall};
+pub use apply::{
+    AppliedObject, ApplyError, ApplyOutcome, UninstallOptions, apply, foreign_objects, uninstall,
+};
 pub use deployment::{CONTROLLER_HTTP_PORT, CONTROLLER_HTTP_PORT_NAME, controller_args};
 pub use names::{InstallError, validate_options};
 pub use rbac::{cluster_role_rules, data_mover_role_rules, namespaced_role_rules};

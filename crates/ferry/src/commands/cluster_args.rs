@@ -16,6 +16,19 @@ pub struct ClusterArgs {
     /// ferry's namespace (where DataUploads, DataDownloads and BackupStorageLocations live).
     #[arg(short = 'n', long, default_value = "velero")]
     pub namespace: String,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+}
+
+impl ClusterArgs {
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        self.kube.client().await
+    }
+}
+
+/// Which cluster: the kubeconfig file and context.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KubeArgs {
     /// Kubeconfig file to use (default: $KUBECONFIG, ~/.kube/config or the in-cluster config).
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
@@ -24,14 +37,15 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 }
 
-impl ClusterArgs {
+impl KubeArgs {
     /// A client for the chosen kubeconfig and context; without either, kube's default
     /// (KUBECONFIG, ~/.kube/config, in-cluster).
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         if self.kubeconfig.is_none() && self.context.is_none() {
-            return kube::Client::try_default()
-                .await
-                .context("cannot reach the Kubernetes API (KUBECONFIG)");
+            return kube::Client::try_default().await.context(
+                "cannot reach the Kubernetes API: no usable kubeconfig (set KUBECONFIG or \
+                 --kubeconfig)",
+            );
         }
         let options = KubeConfigOptions {
             context: self.context.clone(),

@@ -1,14 +1,16 @@
 //! `ferry install` and `ferry uninstall`: render ferry's manifests, print them (`--dry-run`)
 //! or apply them to the cluster of the current kubeconfig; remove them again.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use ferry_controller::install::{
-    self, DEFAULT_DATA_MOVER_NAME, DEFAULT_IMAGE, DEFAULT_NAMESPACE, InstallOptions,
+    self, ApplyOutcome, DEFAULT_DATA_MOVER_NAME, DEFAULT_IMAGE, DEFAULT_NAMESPACE, InstallOptions,
     UninstallOptions,
 };
+
+use super::cluster_args::KubeArgs;
 use serde_json::{Value, json};
 
 /// How `--dry-run` prints the manifests.
@@ -42,6 +44,8 @@ pub struct InstallArgs {
     /// Output format for --dry-run.
     #[arg(long, short = 'o', value_enum, requires = "dry_run")]
     pub output: Option<OutputFormat>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,6 +60,16 @@ pub struct UninstallArgs {
     /// Keep the namespace even when ferry created it.
     #[arg(long)]
     pub keep_namespace: bool,
+    /// Delete the namespace ferry created even when it holds objects ferry did not create
+    /// (secrets, BackupStorageLocations, DataUploads, ...), and them with it. Without this
+    /// such a namespace is kept.
+    #[arg(long, conflicts_with = "keep_namespace")]
+    pub with_namespace_contents: bool,
+    /// Do not ask for confirmation (needed when stdin is not a terminal).
+    #[arg(long, short = 'f')]
+    pub force: bool,
+    #[command(flatten)]
+    pub kube: KubeArgs,
 }
 
 /// YAML documents separated by `---`.
@@ -91,9 +105,11 @@ pub async fn run_install(args: InstallArgs) -> anyhow::Result<ExitCode> {
         std::io::stdout().write_all(text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let client = kube::Client::try_default()
+    let client = args
+        .kube
+        .client()
         .await
-        .context("cannot reach the cluster of the current kubeconfig (set KUBECONFIG or use --dry-run to print the manifests)")?;
+        .context("use --dry-run to print the manifests instead")?;
     let report = install::apply(&client, &manifests).await?;
     let mut stdout = std::io::stdout().lock();
     for line in report {
@@ -107,14 +123,95 @@ pub async fn run_uninstall(args: UninstallArgs) -> anyhow::Result<ExitCode> {
         namespace: args.namespace,
         remove_crds: args.crds,
         keep_namespace: args.keep_namespace,
+        delete_foreign: args.with_namespace_contents,
     };
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot reach the cluster of the current kubeconfig (set KUBECONFIG)")?;
+    let client = args.kube.client().await?;
+    let ns = options.namespace.as_str();
+    let foreign = install::foreign_objects(&client, ns).await?;
+    let plan = uninstall_plan(&options, &foreign);
+    if !args.force {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!("ferry uninstall deletes {plan}; confirm on a terminal, or pass --force");
+        }
+        eprint!("This deletes {plan}.\nContinue? [y/N] ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            eprintln!("Nothing deleted.");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let report = install::uninstall(&client, &options).await?;
     let mut stdout = std::io::stdout().lock();
-    for line in report {
+    for line in &report {
         writeln!(stdout, "{line}")?;
+        if line.outcome == ApplyOutcome::KeptInUse {
+            for object in &foreign {
+                writeln!(stdout, "  {object}")?;
+            }
+            writeln!(
+                stdout,
+                "  (delete them, or pass --with-namespace-contents, to remove the namespace)"
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an uninstall will delete, in words, for the confirmation.
+fn uninstall_plan(options: &UninstallOptions, foreign: &[String]) -> String {
+    let ns = &options.namespace;
+    let mut plan = format!("ferry's controller, its RBAC and service accounts in namespace {ns:?}");
+    if options.remove_crds {
+        plan.push_str(
+            ", the CRDs ferry installed (with every DataUpload, DataDownload and \
+             BackupStorageLocation in the cluster)",
+        );
+    }
+    if options.keep_namespace {
+        return plan;
+    }
+    if foreign.is_empty() {
+        plan.push_str(&format!(", and the namespace {ns:?} if ferry created it"));
+    } else if options.delete_foreign {
+        plan.push_str(&format!(
+            ", and the namespace {ns:?} with what it holds: {}",
+            foreign.join(", ")
+        ));
+    } else {
+        plan.push_str(&format!(
+            "; the namespace is kept, since it holds objects ferry did not create ({})",
+            foreign.join(", ")
+        ));
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_names_what_goes_and_what_stays() {
+        let mut options = UninstallOptions::new("velero");
+        let foreign = vec!["secret/velero-repo-credentials".to_string()];
+        let plan = uninstall_plan(&options, &foreign);
+        assert!(
+            plan.ends_with(
+                "the namespace is kept, since it holds objects ferry did not create \
+                 (secret/velero-repo-credentials)"
+            ),
+            "{plan}"
+        );
+        options.delete_foreign = true;
+        options.remove_crds = true;
+        let plan = uninstall_plan(&options, &foreign);
+        assert!(plan.contains("the CRDs ferry installed"), "{plan}");
+        assert!(
+            plan.ends_with("with what it holds: secret/velero-repo-credentials"),
+            "{plan}"
+        );
+        assert!(uninstall_plan(&options, &[]).ends_with("if ferry created it"));
+    }
 }

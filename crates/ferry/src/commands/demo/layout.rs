@@ -1,7 +1,10 @@
 //! The demo's output directory: what goes where, and making it ready without destroying
 //! anything that is not a previous demo's output.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
@@ -9,10 +12,14 @@ use super::timeline::TimelineInput;
 
 /// A file marking a directory as the demo's output, so a rerun may clean it.
 const MARKER: &str = ".ferry-demo";
+/// A file a running demo holds an OS lock on (released when the process ends, however it
+/// ends), so a second demo never wipes the cluster of one still running (`--keep`).
+const LOCK: &str = ".ferry-demo.lock";
 
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub root: PathBuf,
+    _lock: Option<Arc<File>>,
 }
 
 impl Layout {
@@ -32,6 +39,11 @@ impl Layout {
                     root.display()
                 );
             }
+        }
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("creating the output directory {}", root.display()))?;
+        let lock = lock(root)?;
+        {
             for old in ["cluster", "backups"] {
                 let path = root.join(old);
                 if path.exists() {
@@ -41,15 +53,16 @@ impl Layout {
                 }
             }
         }
-        std::fs::create_dir_all(root)
-            .with_context(|| format!("creating the output directory {}", root.display()))?;
         std::fs::write(
             root.join(MARKER),
             "output of `ferry demo`; safe to delete\n",
         )
         .with_context(|| format!("writing {}", root.join(MARKER).display()))?;
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
-        Ok(Layout { root })
+        Ok(Layout {
+            root,
+            _lock: Some(Arc::new(lock)),
+        })
     }
 
     /// kubesim's data: PV directories, pod logs, the kubeconfig.
@@ -111,6 +124,38 @@ impl Layout {
     }
 }
 
+/// Takes the output directory's lock, or says which running demo holds it.
+fn lock(root: &Path) -> anyhow::Result<File> {
+    let path = root.join(LOCK);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "--out {}: a running `ferry demo` (pid {}) uses this directory; stop it (Ctrl-C) \
+                 or choose another --out",
+                root.display(),
+                holder.trim()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +192,24 @@ mod tests {
         assert!(err.contains("not a previous demo's output"), "{err}");
         assert!(dir.path().join("cluster").exists());
         assert!(dir.path().join("thesis.tex").exists());
+    }
+
+    #[test]
+    fn a_directory_in_use_by_a_running_demo_is_refused_and_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = Layout::prepare(dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("cluster/pv")).unwrap();
+        let err = Layout::prepare(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "a running `ferry demo` (pid {}) uses this directory",
+                std::process::id()
+            )),
+            "{err}"
+        );
+        assert!(dir.path().join("cluster/pv").exists(), "nothing removed");
+        drop(running);
+        Layout::prepare(dir.path()).unwrap();
+        assert!(!dir.path().join("cluster").exists());
     }
 }

@@ -94,7 +94,7 @@ impl ControllerOptions {
             namespace: namespace.to_string(),
             node_agent_configmap: node_agent_configmap.to_string(),
             data_mover_name: "ferry".to_string(),
-            image: "ferry/ferry:dev".to_string(),
+            image: crate::install::DEFAULT_IMAGE.to_string(),
             identity: std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| format!("ferry-controller-{}", std::process::id())),

@@ -144,7 +144,16 @@ fn error_text(err: &anyhow::Error) -> String {
             parts.push(format!("{}{reason}{hint}", status.message));
             break;
         }
-        let text = cause.to_string();
+        let mut text = cause.to_string();
+        // A wrapper that prints kube's text of its source (with the Status dump) keeps only
+        // its own words: the source follows, readable, as the next part.
+        if let Some(at) = text.find("ApiError: ") {
+            text.truncate(at);
+            text = text.trim_end_matches([' ', ':']).to_string();
+        }
+        if text.is_empty() {
+            continue;
+        }
         // A wrapper that repeats its source adds nothing.
         if parts
             .last()
@@ -188,5 +197,35 @@ mod tests {
         };
         let err = anyhow::Error::new(kube::Error::Api(Box::new(status)));
         assert!(error_text(&err).ends_with("(check its RBAC)"));
+    }
+
+    #[derive(Debug)]
+    struct Wrapper(kube::Error);
+
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot list things: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_wrapper_printing_kubes_text_is_cut_before_the_dump() {
+        let status = kube::core::Status {
+            code: 404,
+            message: "404 page not found".into(),
+            reason: "NotFound".into(),
+            ..Default::default()
+        };
+        let err = anyhow::Error::new(Wrapper(kube::Error::Api(Box::new(status))));
+        assert_eq!(
+            error_text(&err),
+            "cannot list things: 404 page not found (NotFound)"
+        );
     }
 }

@@ -372,8 +372,8 @@ where
             .filter(|o| !is_ours(*o) && counts(o))
             .map(|o| format!("{}/{}", kind_name::<K>(), o.name_any()))
             .collect()),
-        // A CRD that is not installed holds nothing.
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Vec::new()),
+        // A kind whose CRD is not installed holds nothing (the API server answers a bare 404).
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
         Err(err) => Err(api_error::<K>("list", "", Some(namespace))(err)),
     }
 }

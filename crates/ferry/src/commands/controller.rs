@@ -18,14 +18,16 @@ pub struct ControllerArgs {
     /// The `spec.datamover` value this controller handles.
     #[arg(long, default_value = "ferry")]
     data_mover_name: String,
-    /// Image of the restore pods (ferry's own image).
-    #[arg(long, env = "FERRY_IMAGE", default_value = "ferry/ferry:dev")]
+    /// Image of the data mover pods (ferry's own image; `ferry install` passes its --image).
+    #[arg(long, env = "FERRY_IMAGE", default_value = ferry_controller::install::DEFAULT_IMAGE)]
     image: String,
     /// Serve /metrics, /healthz and /readyz here. On by default: the Deployment `ferry
     /// install` renders probes port 8080 and passes no flag.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
-    /// Fail a restore whose pod is not running this long after its creation (seconds).
+    /// Fail a restore whose data mover pod is not running this long after its restore PVC
+    /// was created (seconds). Waiting for the workload (WaitForFirstConsumer) or for a free
+    /// node slot does not count; the --prepare-timeout bounds that.
     #[arg(long, default_value_t = 600)]
     expose_timeout_seconds: u64,
     /// How long an accepted restore may wait for its target PVC to be created and (with

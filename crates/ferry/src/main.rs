@@ -169,6 +169,29 @@ fn error_text(err: &anyhow::Error) -> String {
 mod tests {
     use super::*;
 
+    /// Every flag and argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_flag_has_help_text() {
+        use clap::CommandFactory;
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "ferry", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+    }
+
     #[test]
     fn api_refusals_read_as_one_plain_line() {
         let status = kube::core::Status {

@@ -56,6 +56,7 @@ pub struct CreateArgs {
     /// Name of the DataUpload and VolumeSnapshot (default: `<pvc>-<random>`).
     #[arg(long)]
     name: Option<String>,
+    /// The data mover that carries the backup out (`spec.datamover`).
     #[arg(long, default_value = "ferry")]
     data_mover_name: String,
     /// `spec.operationTimeout`, in Go duration syntax.
@@ -80,6 +81,7 @@ pub struct GetArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct DescribeArgs {
+    /// The DataUpload's name (as `ferry backup get` lists it).
     name: String,
     #[command(flatten)]
     cluster: ClusterArgs,

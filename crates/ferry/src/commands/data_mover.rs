@@ -78,6 +78,8 @@ pub struct MoverArgs {
     /// Where the volume is: a directory (Filesystem) or a block device (Block).
     #[arg(long)]
     volume_path: PathBuf,
+    /// How the volume is attached: a mounted filesystem at --volume-path, or a raw block
+    /// device there.
     #[arg(long, value_enum, default_value = "Filesystem")]
     volume_mode: VolumeModeArg,
     /// Secret holding the repository password under key `repository-password`.

@@ -85,6 +85,7 @@ pub struct GetArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct DescribeArgs {
+    /// The DataDownload's name (as `ferry restore get` lists it).
     name: String,
     #[command(flatten)]
     cluster: ClusterArgs,

@@ -17,8 +17,10 @@ pub enum DemoInternal {
     /// picture: writes the SVG and an HTML page next to it.
     #[command(hide = true)]
     TimelineSample {
+        /// Nodes drawn in the sample timeline.
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
         nodes: u16,
+        /// Volumes drawn in the sample timeline.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         volumes: u16,
         /// The SVG file to write.

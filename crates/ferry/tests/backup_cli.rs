@@ -460,6 +460,12 @@ async fn backup_create_get_describe() {
     );
     assert!(!get.contains("velero-builtin"), "{get}");
 
+    let wide = ok(&ferry(&env, &["backup", "get", "-o", "wide"]).await);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[8..], ["LOCATION", "VOLUMESNAPSHOT"], "{wide}");
+    let row = wide.lines().find(|l| l.starts_with("named ")).unwrap();
+    assert!(row.ends_with(" default          app/named"), "{row}");
+
     let json_out = ok(&ferry(&env, &["backup", "get", "-o", "json"]).await);
     let list: serde_json::Value = serde_json::from_str(&json_out).unwrap();
     assert_eq!(list["kind"], "List");
@@ -522,6 +528,15 @@ async fn backup_create_get_describe() {
     assert_eq!(object["metadata"]["name"], "dd-0");
     let table = ok(&ferry(&env, &["restore", "get", "--namespace", "velero"]).await);
     assert!(table.lines().any(|l| l.starts_with("dd-0 ")), "{table}");
+    // -o wide adds the snapshot and the location.
+    let wide = ok(&ferry(&env, &["restore", "get", "-o", "wide"]).await);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[7..], ["SNAPSHOT", "LOCATION", "MESSAGE"], "{wide}");
+    let row = wide.lines().find(|l| l.starts_with("dd-0 ")).unwrap();
+    assert!(
+        row.contains(" feedbeef ") && row.contains(" default "),
+        "{row}"
+    );
     // As `backup get`, only this data mover's: Velero's own node-agent's are not listed.
     data_download(&env, "dd-velero", "pvc-1", "feedbeef", "velero").await;
     let table = ok(&ferry(&env, &["restore", "get"]).await);

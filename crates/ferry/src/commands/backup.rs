@@ -390,7 +390,7 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
     Ok(code)
 }
 
-fn line(du: &DataUpload) -> String {
+fn line(du: &DataUpload, wide: bool) -> String {
     let m = Movement::from(du);
     let snapshot: String = du
         .status
@@ -400,8 +400,8 @@ fn line(du: &DataUpload) -> String {
         .chars()
         .take(8)
         .collect();
-    format!(
-        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<9} {}",
+    let line = format!(
+        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<9} {:<6}",
         m.name,
         format!("{}/{}", du.spec.source_namespace, du.spec.source_pvc),
         m.phase,
@@ -416,6 +416,19 @@ fn line(du: &DataUpload) -> String {
             .map(data_movement::duration)
             .unwrap_or_else(|| "-".into()),
         m.age_cell(),
+    );
+    if !wide {
+        return line.trim_end().to_string();
+    }
+    let snapshot = du
+        .spec
+        .csi_snapshot
+        .as_ref()
+        .map(|c| c.volume_snapshot.clone())
+        .unwrap_or_default();
+    format!(
+        "{line} {:<16} {}/{snapshot}",
+        du.spec.backup_storage_location, du.spec.source_namespace
     )
 }
 
@@ -427,17 +440,22 @@ async fn get(client: kube::Client, args: GetArgs) -> anyhow::Result<ExitCode> {
             items.push((object, du));
         }
     }
-    if args.output.output != OutputFormat::Table {
+    if !args.output.output.is_table() {
         let raw: Vec<DynamicObject> = items.into_iter().map(|(o, _)| o).collect();
         print_raw(args.output.output, &list_value(&raw)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<9} AGE",
-        "NAME", "SOURCE", "PHASE", "NODE", "PROGRESS", "SNAPSHOT", "DURATION"
+    let wide = args.output.output == OutputFormat::Wide;
+    let mut header = format!(
+        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<9} {:<6}",
+        "NAME", "SOURCE", "PHASE", "NODE", "PROGRESS", "SNAPSHOT", "DURATION", "AGE"
     );
+    if wide {
+        header.push_str(&format!(" {:<16} VOLUMESNAPSHOT", "LOCATION"));
+    }
+    println!("{}", header.trim_end());
     for (_, du) in &items {
-        println!("{}", line(du));
+        println!("{}", line(du, wide));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -447,7 +465,7 @@ async fn describe(client: kube::Client, args: DescribeArgs) -> anyhow::Result<Ex
     let object = get_raw(&client, ns, &data_uploads(), &args.name)
         .await?
         .with_context(|| format!("DataUpload {ns}/{} not found", args.name))?;
-    if args.output.output != OutputFormat::Table {
+    if !args.output.output.is_table() {
         print_raw(args.output.output, &serde_json::to_value(&object)?)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -76,16 +76,25 @@ pub enum OutputFormat {
     /// Columns (`get`) or labelled lines (`describe`), for people.
     #[default]
     Table,
+    /// `get`: more columns (snapshot, location); `describe`: as table.
+    Wide,
     /// The object(s) as the API server returned them, as YAML.
     Yaml,
     /// The object(s) as the API server returned them, as JSON.
     Json,
 }
 
+impl OutputFormat {
+    /// Printed for people (table or wide), not as the objects.
+    pub fn is_table(self) -> bool {
+        matches!(self, Self::Table | Self::Wide)
+    }
+}
+
 #[derive(clap::Args, Debug, Clone)]
 pub struct OutputArgs {
-    /// Output format; yaml and json print the objects as the API server returned them
-    /// (`get`: a List).
+    /// Output format: table, wide (more columns), or yaml and json, which print the objects
+    /// as the API server returned them (`get`: a List).
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: OutputFormat,
 }
@@ -146,7 +155,9 @@ pub fn print_raw(format: OutputFormat, value: &serde_json::Value) -> anyhow::Res
     match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value)?),
         OutputFormat::Yaml => print!("{}", serde_yaml_ng::to_string(value)?),
-        OutputFormat::Table => anyhow::bail!("table output is printed by the command itself"),
+        OutputFormat::Table | OutputFormat::Wide => {
+            anyhow::bail!("table output is printed by the command itself")
+        }
     }
     Ok(())
 }

@@ -201,11 +201,17 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
     .with_context(|| format!("waiting for DataDownload {ns}/{name}"))
 }
 
-fn line(dd: &DataDownload) -> String {
+fn line(dd: &DataDownload, wide: bool) -> String {
     let m = Movement::from(dd);
     let t = &dd.spec.target_volume;
+    let extra = if wide {
+        let snapshot: String = dd.spec.snapshot_id.chars().take(8).collect();
+        format!("{snapshot:<8} {:<16} ", dd.spec.backup_storage_location)
+    } else {
+        String::new()
+    };
     format!(
-        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<6} {}",
+        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<6} {extra}{}",
         m.name,
         format!("{}/{}", t.namespace, t.pvc),
         m.phase,
@@ -231,17 +237,22 @@ async fn get(client: kube::Client, args: GetArgs) -> anyhow::Result<ExitCode> {
             items.push((object, dd));
         }
     }
-    if args.output.output != OutputFormat::Table {
+    if !args.output.output.is_table() {
         let raw: Vec<DynamicObject> = items.into_iter().map(|(o, _)| o).collect();
         print_raw(args.output.output, &list_value(&raw)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<6} MESSAGE",
+    let wide = args.output.output == OutputFormat::Wide;
+    let mut header = format!(
+        "{:<32} {:<28} {:<11} {:<14} {:<28} {:<9} {:<6} ",
         "NAME", "TARGET", "PHASE", "NODE", "PROGRESS", "DURATION", "AGE"
     );
+    if wide {
+        header.push_str(&format!("{:<8} {:<16} ", "SNAPSHOT", "LOCATION"));
+    }
+    println!("{header}MESSAGE");
     for (_, dd) in &items {
-        println!("{}", line(dd));
+        println!("{}", line(dd, wide));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -251,7 +262,7 @@ async fn describe(client: kube::Client, args: DescribeArgs) -> anyhow::Result<Ex
     let object = get_raw(&client, ns, &resource(), &args.name)
         .await?
         .with_context(|| format!("DataDownload {ns}/{} not found", args.name))?;
-    if args.output.output != OutputFormat::Table {
+    if !args.output.output.is_table() {
         print_raw(args.output.output, &serde_json::to_value(&object)?)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -137,6 +137,13 @@ pub fn repository_location(
     spec: &BackupStorageLocationSpec,
     source_namespace: &str,
 ) -> Result<RepositoryLocation, DataMoverError> {
+    // The namespace is joined into the repository's path: never `..` or a `/`.
+    crate::spec_checks::check_source_namespace(source_namespace).map_err(|message| {
+        DataMoverError::Location {
+            name: name.to_string(),
+            message,
+        }
+    })?;
     let config = spec.config.clone().unwrap_or_default();
     let bucket = spec.object_storage.bucket.as_str();
     let prefix = spec.object_storage.prefix.as_deref().unwrap_or("");

@@ -641,6 +641,9 @@ impl Controller {
         slots: &mut BTreeMap<String, usize>,
         nodes: &[NodeInfo],
     ) -> Result<(), StepError> {
+        if let Some(problem) = crate::spec_checks::data_download_problem(&o.dd.spec) {
+            return self.fail(o, &format!("refused: {problem}")).await;
+        }
         let status = o.dd.status.clone().unwrap_or_default();
         let ns = &self.options.namespace;
         let spec = &o.dd.spec.target_volume;

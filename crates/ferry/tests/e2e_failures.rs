@@ -266,3 +266,43 @@ on_both_clusters! {
         env.cluster.stop().await;
     }
 }
+
+on_both_clusters! {
+    async fn e2e_hostile_fields_of_a_data_download_are_refused_naming_the_field(backend: Backend) {
+        let env = env(backend, 1, 0, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
+        // A repository outside the location's path, if the namespace were joined as given.
+        let evil = env.repo_dir.parent().unwrap().join("evil");
+        std::fs::create_dir_all(&evil).unwrap();
+        let snap = backup(&env, 0).await;
+        data_download(&env, "dd-escape", "pvc-0", &snap, "ferry").await;
+        data_download(&env, "dd-id", "pvc-1", &"名".repeat(4000), "ferry").await;
+        let downloads = Api::<ferry_controller::crds::DataDownload>::namespaced(env.client.clone(), NS);
+        downloads
+            .patch(
+                "dd-escape",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"sourceNamespace": "../../../../evil/repo"}})),
+            )
+            .await
+            .unwrap();
+        let ctl = controller(&env).await;
+        for (name, expected) in [
+            (
+                "dd-escape",
+                "refused: spec.sourceNamespace \"../../../../evil/repo\" is not a namespace name",
+            ),
+            ("dd-id", "refused: spec.snapshotID \"名名"),
+        ] {
+            let dd = wait_phase(&env, name, DONE, 60).await;
+            assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{name}");
+            let message = dd.status.unwrap().message.unwrap();
+            assert!(message.contains(expected), "{expected:?} in {message:?}");
+            assert!(message.len() < 1000, "{name}: a short message");
+        }
+        // Refused before anything was created or opened.
+        assert_no_leftovers(&env).await;
+        assert_eq!(std::fs::read_dir(&evil).unwrap().count(), 0);
+        ctl.stop().await;
+        env.cluster.stop().await;
+    }
+}

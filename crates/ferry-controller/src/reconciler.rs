@@ -641,7 +641,7 @@ impl Controller {
         slots: &mut BTreeMap<String, usize>,
         nodes: &[NodeInfo],
     ) -> Result<(), StepError> {
-        if let Some(problem) = crate::spec_checks::data_download_problem(&o.dd.spec) {
+        if let Some(problem) = crate::spec_checks::data_download_problem(&o.name, &o.dd.spec) {
             return self.fail(o, &format!("refused: {problem}")).await;
         }
         let status = o.dd.status.clone().unwrap_or_default();

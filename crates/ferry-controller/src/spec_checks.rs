@@ -43,10 +43,19 @@ fn snapshot_id(field: &str, value: &str) -> Result<(), String> {
     }
 }
 
-/// What is wrong with a DataDownload's spec, if anything.
-pub fn data_download_problem(spec: &DataDownloadSpec) -> Option<String> {
+/// ferry labels the restore or backup PVC and pod with the object's name, and the API server
+/// refuses label values over 63 characters: said up front rather than as a refused create.
+fn object_name(value: &str) -> Result<(), String> {
+    ferry_config::check_label_value(value).map_err(|e| {
+        format!("metadata.name cannot be a label value of the data mover's pod and PVC: {e}")
+    })
+}
+
+/// What is wrong with a DataDownload (its name and spec), if anything.
+pub fn data_download_problem(object: &str, spec: &DataDownloadSpec) -> Option<String> {
     let t = &spec.target_volume;
     [
+        object_name(object),
         namespace("spec.targetVolume.namespace", &t.namespace),
         name("spec.targetVolume.pvc", &t.pvc),
         namespace("spec.sourceNamespace", &spec.source_namespace),
@@ -57,9 +66,10 @@ pub fn data_download_problem(spec: &DataDownloadSpec) -> Option<String> {
     .find_map(Result::err)
 }
 
-/// What is wrong with a DataUpload's spec, if anything.
-pub fn data_upload_problem(spec: &DataUploadSpec) -> Option<String> {
+/// What is wrong with a DataUpload (its name and spec), if anything.
+pub fn data_upload_problem(object: &str, spec: &DataUploadSpec) -> Option<String> {
     let mut checks = vec![
+        object_name(object),
         namespace("spec.sourceNamespace", &spec.source_namespace),
         name("spec.sourcePVC", &spec.source_pvc),
         name("spec.backupStorageLocation", &spec.backup_storage_location),
@@ -99,12 +109,12 @@ mod tests {
 
     #[test]
     fn a_well_formed_data_download_passes() {
-        assert_eq!(data_download_problem(&download()), None);
+        assert_eq!(data_download_problem("dd", &download()), None);
         let full = DataDownloadSpec {
             snapshot_id: "a".repeat(64),
             ..download()
         };
-        assert_eq!(data_download_problem(&full), None);
+        assert_eq!(data_download_problem("dd", &full), None);
     }
 
     #[test]
@@ -154,21 +164,27 @@ mod tests {
             ),
         ];
         for (spec, expected) in cases {
-            let problem = data_download_problem(&spec).expect("refused");
+            let problem = data_download_problem("dd", &spec).expect("refused");
             assert!(problem.contains(expected), "{expected:?} in {problem:?}");
             assert!(problem.len() < 400, "a short message: {}", problem.len());
         }
+        let long = "d".repeat(64);
+        assert!(
+            data_download_problem(&long, &download())
+                .unwrap()
+                .starts_with("metadata.name cannot be a label value")
+        );
         let mut t = download();
         t.target_volume.namespace = "Upper".into();
         assert!(
-            data_download_problem(&t)
+            data_download_problem("dd", &t)
                 .unwrap()
                 .starts_with("spec.targetVolume.namespace")
         );
         t = download();
         t.target_volume.pvc = "a/b".into();
         assert!(
-            data_download_problem(&t)
+            data_download_problem("dd", &t)
                 .unwrap()
                 .starts_with("spec.targetVolume.pvc")
         );
@@ -186,13 +202,13 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert_eq!(data_upload_problem(&spec), None);
+        assert_eq!(data_upload_problem("du", &spec), None);
         let bad = DataUploadSpec {
             source_namespace: "..".into(),
             ..spec.clone()
         };
         assert!(
-            data_upload_problem(&bad)
+            data_upload_problem("du", &bad)
                 .unwrap()
                 .starts_with("spec.sourceNamespace \"..\"")
         );
@@ -204,7 +220,7 @@ mod tests {
             ..spec
         };
         assert!(
-            data_upload_problem(&bad)
+            data_upload_problem("du", &bad)
                 .unwrap()
                 .starts_with("spec.csiSnapshot.volumeSnapshot")
         );

@@ -274,7 +274,7 @@ impl Controller {
         let status = o.du.status.clone().unwrap_or_default();
         let waited = since(status.accepted_timestamp.as_ref());
         let ns = &self.options.namespace;
-        if let Some(problem) = crate::spec_checks::data_upload_problem(&o.du.spec) {
+        if let Some(problem) = crate::spec_checks::data_upload_problem(&o.name, &o.du.spec) {
             return self.upload_fail(o, &format!("refused: {problem}")).await;
         }
         if let Some(node) = status.node.clone() {

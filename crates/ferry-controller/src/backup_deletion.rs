@@ -32,7 +32,7 @@ use crate::data_mover_backup::{
     BACKUP_NAME_LABEL, BACKUP_UID_LABEL, UPLOADER, UPLOADER_TAG, upload_repository_access,
 };
 use crate::expose::{
-    DATA_MOVER_CONTAINER, PodSettings, TERMINATION_MESSAGE_PATH, data_mover_args,
+    DATA_MOVER_CONTAINER, DataMoverAccess, PodSettings, TERMINATION_MESSAGE_PATH, data_mover_args,
     data_mover_labels, data_mover_resources, data_mover_security_context, owner_reference,
 };
 use crate::expose_snapshot::DATA_UPLOAD_LABEL;
@@ -303,7 +303,9 @@ pub fn forget_pod_for(
                 termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
                 termination_message_policy: Some("FallbackToLogsOnError".to_string()),
                 resources: Some(data_mover_resources(&effective)),
-                security_context: Some(data_mover_security_context()),
+                security_context: Some(data_mover_security_context(
+                    DataMoverAccess::RepositoryOnly,
+                )),
                 ..Container::default()
             }],
             ..PodSpec::default()

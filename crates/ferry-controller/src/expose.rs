@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 
 use ferry_config::{EffectiveConfig, NodeAgentConfig};
 use k8s_openapi::api::core::v1::{
-    Container, Node, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, SecurityContext,
-    Toleration, Volume, VolumeDevice, VolumeMount,
+    Capabilities, Container, Node, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeDevice,
+    VolumeMount,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -352,14 +353,72 @@ pub(crate) fn data_mover_labels(
     labels
 }
 
-/// The data mover container runs as root (files of every owner and mode are read and
-/// written, owners restored) without privilege escalation, as Velero's data mover pods do.
-pub(crate) fn data_mover_security_context() -> SecurityContext {
+/// What a data mover pod does to files, which decides the privileges it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataMoverAccess {
+    /// Restore: writes files of every owner and mode and gives them back their owners and
+    /// setuid/setgid modes.
+    Restore,
+    /// Backup: reads files of every owner and mode.
+    Backup,
+    /// Forget: touches the repository only, no volume.
+    RepositoryOnly,
+}
+
+/// The uid and gid of ferry's image (`USER 65532:65532` in the Dockerfile, the controller's).
+pub(crate) const IMAGE_USER: i64 = 65532;
+
+/// Capabilities a data mover container keeps (all others are dropped).
+///
+/// A restore writes into directories and files whatever their modes (DAC_OVERRIDE), gives
+/// files back their owners (CHOWN), sets modes, times and xattrs on files it no longer owns
+/// (FOWNER), and keeps setgid bits whose group it is not in (FSETID). No MKNOD: a device node
+/// in a snapshot is not created (a warning in the pod's log names it; the restore completes),
+/// as device files rarely live on a volume. A backup only reads: DAC_OVERRIDE, not the
+/// narrower DAC_READ_SEARCH, because Pod Security's `baseline` level allows only the container
+/// runtime's default capabilities, and DAC_READ_SEARCH is not one of them. Forget needs none.
+pub(crate) fn data_mover_capabilities(access: DataMoverAccess) -> &'static [&'static str] {
+    match access {
+        DataMoverAccess::Restore => &["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"],
+        DataMoverAccess::Backup => &["DAC_OVERRIDE"],
+        DataMoverAccess::RepositoryOnly => &[],
+    }
+}
+
+/// A data mover container's security context: every capability dropped but
+/// [`data_mover_capabilities`], the RuntimeDefault seccomp profile, a read-only root file
+/// system (the data mover writes only to its volume, the repository and the termination
+/// message, which the kubelet mounts) and no privilege escalation.
+///
+/// Restore and backup pods run as uid/gid 0: ferry's image runs as a non-root user (right for
+/// the controller), but the files of a volume have every owner and mode, and added
+/// capabilities take effect only for uid 0 (Kubernetes sets no ambient capabilities, so a
+/// non-root process loses them at exec); a restore also gives files back their owners only
+/// when running as root. Velero's data mover pods run as root too. The forget pod touches no
+/// files: it runs as the image's user.
+pub(crate) fn data_mover_security_context(access: DataMoverAccess) -> SecurityContext {
+    let add: Vec<String> = data_mover_capabilities(access)
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let uid = match access {
+        DataMoverAccess::Restore | DataMoverAccess::Backup => 0,
+        DataMoverAccess::RepositoryOnly => IMAGE_USER,
+    };
     SecurityContext {
-        run_as_user: Some(0),
-        run_as_group: Some(0),
-        run_as_non_root: Some(false),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        run_as_non_root: Some(uid != 0),
         allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            add: (!add.is_empty()).then_some(add),
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..SeccompProfile::default()
+        }),
         ..SecurityContext::default()
     }
 }
@@ -420,10 +479,9 @@ pub fn restore_pod_for(
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         resources: Some(resources),
-        // The image runs as a non-root user (right for the controller), but restoring files'
-        // owners and modes needs root's default capabilities (CHOWN, FOWNER, FSETID): the data
-        // mover runs as uid 0, without privilege escalation, as Velero's restore pods do.
-        security_context: Some(data_mover_security_context()),
+        // uid 0 with CHOWN, DAC_OVERRIDE, FOWNER and FSETID only, to give restored files their
+        // owners and modes back (see data_mover_security_context).
+        security_context: Some(data_mover_security_context(DataMoverAccess::Restore)),
         volume_mounts: (!block).then(|| {
             vec![VolumeMount {
                 name: VOLUME_NAME.to_string(),

@@ -25,8 +25,9 @@ use serde_json::json;
 
 use crate::crds::DataUpload;
 use crate::expose::{
-    DATA_MOVER_CONTAINER, HOSTNAME_LABEL, PodSettings, TERMINATION_MESSAGE_PATH, data_mover_labels,
-    data_mover_resources, data_mover_security_context, owner_reference, volume_data_mover_args,
+    DATA_MOVER_CONTAINER, DataMoverAccess, HOSTNAME_LABEL, PodSettings, TERMINATION_MESSAGE_PATH,
+    data_mover_labels, data_mover_resources, data_mover_security_context, owner_reference,
+    volume_data_mover_args,
 };
 
 /// Label on every object of a backup, naming its DataUpload.
@@ -206,9 +207,9 @@ pub fn backup_pod_for(
         termination_message_path: Some(TERMINATION_MESSAGE_PATH.to_string()),
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         resources: Some(data_mover_resources(&effective)),
-        // Reading every file whatever its owner and mode needs root (as Velero's backup
-        // pods run), without privilege escalation.
-        security_context: Some(data_mover_security_context()),
+        // uid 0 with DAC_OVERRIDE only, to read every file whatever its owner and mode (see
+        // data_mover_security_context).
+        security_context: Some(data_mover_security_context(DataMoverAccess::Backup)),
         volume_mounts: (!block).then(|| {
             vec![VolumeMount {
                 name: VOLUME_NAME.to_string(),

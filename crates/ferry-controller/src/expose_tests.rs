@@ -504,7 +504,8 @@ fn restore_pod_mounts_a_filesystem_and_runs_the_data_mover() {
         FILESYSTEM_MOUNT_PATH
     );
     assert!(c.volume_devices.is_none());
-    // Root, so that restored files get their owners back; no escalation beyond that.
+    // Root, so that restored files get their owners back; no escalation beyond that (the
+    // whole context: data_mover_pods_run_with_the_fewest_capabilities_their_work_needs).
     let security = c.security_context.as_ref().unwrap();
     assert_eq!(security.run_as_user, Some(0));
     assert_eq!(security.run_as_non_root, Some(false));
@@ -1058,5 +1059,154 @@ fn unrecoverable_container_waits_are_recognised() {
     }
     for reason in ["ContainerCreating", "CreateContainerConfigError"] {
         assert_eq!(unrecoverable_wait(&pod(reason)), None);
+    }
+}
+
+// ---- The data mover pods' privileges (issue 15 point 7) ----
+
+/// The container security context of `pod`'s only container, as the API server gets it.
+fn container_security(pod: &Pod) -> serde_json::Value {
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.containers.len(), 1);
+    serde_json::to_value(spec.containers[0].security_context.as_ref().unwrap()).unwrap()
+}
+
+/// Root with the capabilities `add` and nothing else: all dropped, RuntimeDefault seccomp, a
+/// read-only root file system, no privilege escalation.
+fn root_context(add: &[&str]) -> serde_json::Value {
+    json!({
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "runAsNonRoot": false,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"], "add": add},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+fn upload() -> crate::crds::DataUpload {
+    let mut du = crate::crds::DataUpload::new(
+        "du-1",
+        crate::crds::DataUploadSpec {
+            source_namespace: "app".into(),
+            source_pvc: "data".into(),
+            ..Default::default()
+        },
+    );
+    du.metadata.uid = Some("uid-1".into());
+    du
+}
+
+#[test]
+fn data_mover_pods_run_with_the_fewest_capabilities_their_work_needs() {
+    let settings = PodSettings {
+        image: "ferry/ferry:dev".into(),
+        ..Default::default()
+    };
+    // Restore, on a filesystem and on a block device: owners, modes, setgid bits and times
+    // of files of every owner, no MKNOD.
+    let restore = root_context(&["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"]);
+    for mode in ["Filesystem", "Block"] {
+        let (_, pod) = exposed_objects(mode, Some("node-1"));
+        assert_eq!(container_security(&pod), restore, "{mode} restore pod");
+    }
+    // Backup reads only, on a filesystem or block device, with or without the ConfigMap's
+    // read-only volume and SELinux spc_t (which stays pod-level).
+    let backup = root_context(&["DAC_OVERRIDE"]);
+    for (block, config) in [
+        (false, NodeAgentConfig::default()),
+        (true, NodeAgentConfig::default()),
+        (
+            false,
+            serde_json::from_value(json!({"backupPVC": {"standard":
+                {"readOnly": true, "spcNoRelabeling": true}}}))
+            .unwrap(),
+        ),
+    ] {
+        let pod = crate::expose_snapshot::backup_pod_for(
+            &upload(),
+            NS,
+            "standard",
+            block,
+            Some("node-1"),
+            &config,
+            &settings,
+        );
+        assert_eq!(
+            container_security(&pod),
+            backup,
+            "backup pod, block {block}"
+        );
+        let pod_level = pod.spec.as_ref().unwrap().security_context.as_ref();
+        assert!(pod_level.is_none_or(|p| p.seccomp_profile.is_none() && p.run_as_user.is_none()));
+    }
+    // Forget touches no file: the image's non-root user, no capability at all.
+    let pod = crate::backup_deletion::forget_pod_for(
+        &upload(),
+        NS,
+        &NodeAgentConfig::default(),
+        &settings,
+    );
+    assert_eq!(
+        container_security(&pod),
+        json!({
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "runAsNonRoot": true,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        })
+    );
+}
+
+#[test]
+fn data_mover_pods_need_no_writable_scratch_space() {
+    // With a read-only root file system, a restore pod writes only to its volume and the
+    // kubelet-mounted termination message: no emptyDir, no TMPDIR or HOME.
+    for mode in ["Filesystem", "Block"] {
+        let (_, pod) = exposed_objects(mode, None);
+        let spec = pod.spec.unwrap();
+        let volumes = spec.volumes.unwrap();
+        assert_eq!(volumes.len(), 1);
+        assert!(volumes[0].persistent_volume_claim.is_some());
+        let c = &spec.containers[0];
+        assert!(c.env.is_none());
+        assert_eq!(
+            c.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
+    }
+}
+
+#[test]
+fn the_data_mover_capabilities_are_those_pod_security_baseline_allows() {
+    // Pod Security's baseline level: adding any other capability is refused at admission.
+    const BASELINE: &[&str] = &[
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    ];
+    for access in [
+        DataMoverAccess::Restore,
+        DataMoverAccess::Backup,
+        DataMoverAccess::RepositoryOnly,
+    ] {
+        for cap in data_mover_capabilities(access) {
+            assert!(BASELINE.contains(cap), "{access:?}: {cap}");
+        }
+        assert!(!data_mover_capabilities(access).contains(&"MKNOD"));
     }
 }

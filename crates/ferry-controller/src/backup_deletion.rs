@@ -363,7 +363,14 @@ pub async fn forget_data_upload_snapshot(
     .await?;
     // A missing repository is an error, not "nothing to forget": the location may be
     // misconfigured, and the snapshot must not be given up on that.
-    let repo = Repository::open(backend, &password).await?;
+    let repo = Repository::open(backend, &password).await.map_err(|e| {
+        crate::data_mover::naming_password_source(
+            e,
+            ns,
+            options.password.as_deref(),
+            &options.password_secret,
+        )
+    })?;
     let done = |kept: Option<String>| DataMoverResult {
         ok: true,
         snapshot_id: snapshot_id.clone(),

@@ -43,8 +43,37 @@ pub enum DataMoverError {
     Secret { secret: String, message: String },
     #[error("{0}")]
     Kube(String),
+    #[error(
+        "wrong password: no key in {location} opens with the password in secret {secret} (key {key}); \
+         put there the password the repository was created with"
+    )]
+    WrongSecretPassword {
+        location: String,
+        secret: String,
+        key: &'static str,
+    },
     #[error(transparent)]
     Repo(#[from] ferry_repo::RepoError),
+}
+
+/// The repository's own wrong-password message points at the CLI's `--password-file`; a
+/// data mover's password comes from a secret, which the message then names.
+pub(crate) fn naming_password_source(
+    err: ferry_repo::RepoError,
+    namespace: &str,
+    given: Option<&str>,
+    secret: &str,
+) -> DataMoverError {
+    match err {
+        ferry_repo::RepoError::WrongPassword { location } if given.is_none() => {
+            DataMoverError::WrongSecretPassword {
+                location,
+                secret: format!("{namespace}/{secret}"),
+                key: REPO_PASSWORD_KEY,
+            }
+        }
+        other => other.into(),
+    }
 }
 
 fn kube_err(what: &str, err: kube::Error) -> DataMoverError {
@@ -340,7 +369,9 @@ pub async fn restore_data_download(
         &options.password_secret,
     )
     .await?;
-    let repo = Repository::open(backend, &password).await?;
+    let repo = Repository::open(backend, &password).await.map_err(|e| {
+        naming_password_source(e, ns, options.password.as_deref(), &options.password_secret)
+    })?;
     let snapshot = repo.find_snapshot(&dd.spec.snapshot_id).await?;
     tracing::info!(data_download = %dd_id, snapshot = %dd.spec.snapshot_id, location = %repo.location(), "restoring");
 

@@ -164,7 +164,16 @@ pub async fn backup_data_upload(
     // The first backup of a namespace creates its repository, as Velero's repository
     // ensurer does. Velero makes one DataUpload per volume and their data movers run at
     // once, on different nodes: exactly one creates the repository, the others wait for it.
-    let repo = Repository::open_or_init(backend, &password, None, REPOSITORY_CREATION_WAIT).await?;
+    let repo = Repository::open_or_init(backend, &password, None, REPOSITORY_CREATION_WAIT)
+        .await
+        .map_err(|e| {
+            crate::data_mover::naming_password_source(
+                e,
+                ns,
+                options.password.as_deref(),
+                &options.password_secret,
+            )
+        })?;
     let (snapshots, _) = repo.snapshots_skipping_unreadable().await?;
     let parent = previous_snapshot(
         snapshots,

@@ -1017,16 +1017,7 @@ pub fn data_mover_error(message: &str) -> String {
 
 /// The data mover container's termination message, if it wrote one.
 pub fn termination_message(pod: &Pod) -> Option<String> {
-    pod.status
-        .as_ref()?
-        .container_statuses
-        .as_ref()?
-        .iter()
-        .find(|c| c.name == DATA_MOVER_CONTAINER)?
-        .state
-        .as_ref()?
-        .terminated
-        .as_ref()?
+    crate::data_mover_exit::data_mover_terminated(pod)?
         .message
         .clone()
         .filter(|m| !m.trim().is_empty())

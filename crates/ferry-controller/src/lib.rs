@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod crds;
 pub mod data_mover;
 pub mod data_mover_backup;
+pub mod data_mover_exit;
 pub mod expose;
 pub mod expose_snapshot;
 pub mod install;

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 use crate::cluster::{KubeCluster, RestoreCluster};
 use crate::crds::{DataDownload, DataDownloadPhase, DataUpload};
 use crate::data_mover::parse_termination_message;
+use crate::data_mover_exit::data_mover_failure;
 use crate::expose::{
     ExposeState, PodSettings, RebindState, RestoreExposer, TargetState, check_target, hostname_of,
     restore_pod_for, restore_pvc_for, termination_message, tolerations_for,
@@ -964,8 +965,7 @@ impl Controller {
                 "Failed" | "Unknown" => {
                     let why = result
                         .and_then(|r| r.error)
-                        .or(message)
-                        .unwrap_or_else(|| "the data mover failed without a message".into());
+                        .unwrap_or_else(|| data_mover_failure(&pod));
                     return self.fail(o, &format!("data mover failed: {why}")).await;
                 }
                 // The data movement itself has no time limit (spec.operationTimeout bounds

@@ -287,8 +287,9 @@ impl Active {
     }
 }
 
+/// A restore's or a backup's own object (a backup pod waits for its PVC to be bound too).
 fn has_label(labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
-    labels.is_some_and(|l| l.contains_key(DATA_DOWNLOAD_LABEL))
+    labels.is_some_and(|l| l.contains_key(DATA_DOWNLOAD_LABEL) || l.contains_key(DATA_UPLOAD_LABEL))
 }
 
 /// A new object, or one whose resourceVersion moved.

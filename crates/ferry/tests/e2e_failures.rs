@@ -1,5 +1,5 @@
 //! Restores that cannot succeed fail with a message that says why, and leave nothing behind: a
-//! corrupt pack in the repository, a restore pod no node can run (expose timeout, with the
+//! corrupt pack in the repository, a wrong password in the repository secret, a restore pod no node can run (expose timeout, with the
 //! scheduler's reason: a NotReady node, a request larger than any node), no node matching the
 //! loadAffinity. And what is not a failure: waiting for a workload or for a free slot is not
 //! counted against the expose timeout. A restore pod that can never run (an image that cannot be
@@ -12,9 +12,9 @@ use std::time::Duration;
 use common::*;
 use ferry_controller::crds::DataDownloadPhase;
 use ferry_controller::start_controller;
-use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
 /// Pack files of the repository (`data/<xx>/<id>`), largest first.
@@ -82,6 +82,38 @@ on_both_clusters! {
         assert_target_unbound(&env, "pvc-0").await;
         assert_no_leftovers(&env).await;
         assert_eq!(env.movers.starts_of("dd-0"), 1);
+        ctl.stop().await;
+        env.cluster.stop().await;
+    }
+}
+
+on_both_clusters! {
+    async fn e2e_wrong_password_in_the_secret_fails_naming_the_secret(backend: Backend) {
+        let env = env(backend, 2, 0, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
+        restores(&env, 1, "standard").await;
+        let secret = json!({"stringData": {"repository-password": "not the password"}});
+        Api::<Secret>::namespaced(env.client.clone(), NS)
+            .patch(
+                "velero-repo-credentials",
+                &PatchParams::default(),
+                &Patch::Merge(&secret),
+            )
+            .await
+            .unwrap();
+
+        let ctl = controller(&env).await;
+        let dd = wait_phase(&env, "dd-0", DONE, 60).await;
+        assert_eq!(dd.phase(), DataDownloadPhase::Failed, "{:?}", dd.status);
+        let message = dd.status.unwrap().message.unwrap();
+        assert!(
+            message.contains("wrong password")
+                && message.contains(&format!("secret {NS}/velero-repo-credentials"))
+                && message.contains("key repository-password")
+                && !message.contains("--password-file"),
+            "the message names the secret and its key: {message}"
+        );
+        assert_target_unbound(&env, "pvc-0").await;
+        assert_no_leftovers(&env).await;
         ctl.stop().await;
         env.cluster.stop().await;
     }

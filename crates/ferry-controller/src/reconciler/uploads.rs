@@ -604,23 +604,39 @@ impl Controller {
             &self.config,
             &settings,
         );
-        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.options.client.clone(), ns);
-        let pods: Api<Pod> = Api::namespaced(self.options.client.clone(), ns);
-        let created = async {
-            if pvcs.get_opt(&o.name).await?.is_none() {
-                pvcs.create(&PostParams::default(), &pvc).await?;
+        // The restore side's expose: the pod only once a provisioned PVC is Bound, so the
+        // scheduler and the PV controller never race on the claim (a Warning event each time).
+        match self.exposer.expose(&pvc, &pod).await {
+            Ok(ExposeState::PodCreated) => Ok(()),
+            Ok(ExposeState::WaitingForVolume { since: created }) => {
+                if since(created.as_ref()) > self.options.expose_timeout {
+                    let why = self
+                        .diagnose(&o.name, None)
+                        .await
+                        .replace("restore", "backup");
+                    return self
+                        .upload_fail(
+                            o,
+                            &format!(
+                                "timed out after {} exposing the snapshot: {why}",
+                                human(self.options.expose_timeout)
+                            ),
+                        )
+                        .await;
+                }
+                self.set_upload_message(
+                    o,
+                    &format!(
+                        "waiting for backup PVC {ns}/{} to be provisioned on node {node} before its pod starts",
+                        o.name
+                    ),
+                )
+                .await
             }
-            if pods.get_opt(&o.name).await?.is_none() {
-                pods.create(&PostParams::default(), &pod).await?;
-            }
-            Ok::<(), kube::Error>(())
-        }
-        .await;
-        match created {
-            Ok(()) => Ok(()),
-            Err(err) if crate::cluster::is_transient(&err) => Err(err.into()),
+            Err(err) if err.is_transient() => Err(err.into()),
             Err(err) => {
-                self.upload_fail(o, &format!("cannot expose the snapshot: {err}"))
+                let why = err.to_string().replace("restore ", "backup ");
+                self.upload_fail(o, &format!("cannot expose the snapshot: {why}"))
                     .await
             }
         }
@@ -836,8 +852,7 @@ impl Controller {
             "Failed" | "Unknown" => {
                 let why = result
                     .and_then(|r| r.error)
-                    .or(message)
-                    .unwrap_or_else(|| "the data mover failed without a message".into());
+                    .unwrap_or_else(|| data_mover_failure(&pod));
                 self.upload_fail(o, &format!("data mover failed: {why}"))
                     .await
             }
@@ -1054,8 +1069,7 @@ impl Controller {
             },
             "Failed" | "Unknown" => result
                 .and_then(|r| r.error)
-                .or(message)
-                .unwrap_or_else(|| "the data mover failed without a message".into()),
+                .unwrap_or_else(|| data_mover_failure(&pod)),
             _ => match pod_problem(&pod) {
                 Some(problem) => problem,
                 None => return Ok(()),

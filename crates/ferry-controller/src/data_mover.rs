@@ -120,6 +120,11 @@ pub struct DataMoverResult {
     /// name the DataUpload); None when it was forgotten (or was gone already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept: Option<String>,
+    /// What a successful restore could not put back without losing file data (a device node
+    /// without MKNOD, an xattr the file system refuses): the controller turns them into a
+    /// Warning event, so they are seen beyond the pod's log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Where a location's repository for `source_namespace` lives.
@@ -410,8 +415,23 @@ pub async fn restore_data_download(
         seconds: summary.seconds,
         incremental_bytes: None,
         kept: None,
+        warnings: summary
+            .warnings
+            .iter()
+            .take(MAX_WARNINGS)
+            .map(|w| {
+                let mut w = w.clone();
+                ferry_repo::text::truncate(&mut w, WARNING_BYTES);
+                w
+            })
+            .collect(),
     })
 }
+
+/// At most this many warnings, of at most this many bytes each, go into the termination
+/// message (the pod's log has them all): they share its 4,000 bytes with the error.
+const MAX_WARNINGS: usize = 5;
+const WARNING_BYTES: usize = 300;
 
 /// The repository password: given on the command line, else the secret's
 /// `repository-password` (a trailing newline, as `kubectl create secret --from-file` keeps
@@ -529,6 +549,11 @@ pub fn write_termination_message(path: &Path, result: &DataMoverResult) -> std::
     // Cut the error on a character boundary until the JSON fits: escapes (`\n`, `\u0001`)
     // make the JSON longer than the error, so one cut may not be enough.
     while text.len() > TERMINATION_MESSAGE_BYTES {
+        // Warnings go first: the error is what a failure is about.
+        if shorter.warnings.pop().is_some() {
+            text = serde_json::to_string(&shorter).unwrap_or_default();
+            continue;
+        }
         let Some(err) = shorter.error.as_mut() else {
             break;
         };
@@ -677,6 +702,33 @@ mod tests {
         let back = parse_termination_message(&text).unwrap();
         assert!(!back.ok);
         assert_eq!(back.error.unwrap().len(), 3000);
+    }
+
+    #[test]
+    fn termination_message_keeps_warnings_that_fit_and_drops_the_rest_before_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("termination-log");
+        let result = DataMoverResult {
+            ok: true,
+            warnings: vec!["cannot create special file /v/dev/null: EPERM".to_string()],
+            ..Default::default()
+        };
+        write_termination_message(&path, &result).unwrap();
+        let back = parse_termination_message(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back.warnings, result.warnings);
+
+        let result = DataMoverResult {
+            ok: false,
+            error: Some("e".repeat(2000)),
+            warnings: vec!["w".repeat(1000); 5],
+            ..Default::default()
+        };
+        write_termination_message(&path, &result).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() <= 4096, "{} bytes", text.len());
+        let back = parse_termination_message(&text).unwrap();
+        assert_eq!(back.error.unwrap().len(), 2000, "the error is kept whole");
+        assert_eq!(back.warnings.len(), 1);
     }
 
     #[test]

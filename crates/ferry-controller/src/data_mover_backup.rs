@@ -223,6 +223,7 @@ pub async fn backup_data_upload(
         seconds: summary.seconds,
         incremental_bytes: Some(summary.data_added),
         kept: None,
+        warnings: Vec::new(),
     })
 }
 

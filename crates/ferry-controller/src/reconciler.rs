@@ -960,6 +960,22 @@ impl Controller {
                         &format!("{total} bytes restored; rebinding the volume to the target PVC"),
                     )
                     .await;
+                    let warnings = result.map(|r| r.warnings).unwrap_or_default();
+                    if !warnings.is_empty() {
+                        // Every byte is back, but not everything (see MKNOD in
+                        // docs/controller.md): worth a look, not a failure.
+                        self.event(
+                            &o.dd,
+                            "Warning",
+                            "RestoredWithWarnings",
+                            &format!(
+                                "the data is restored, with {} warning(s) from the data mover: {}",
+                                warnings.len(),
+                                warnings.join("; ")
+                            ),
+                        )
+                        .await;
+                    }
                     return Ok(());
                 }
                 "Failed" | "Unknown" => {

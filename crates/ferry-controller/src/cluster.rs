@@ -121,14 +121,6 @@ pub struct KubeCluster {
 }
 
 impl KubeCluster {
-    /// Every read goes to the API server.
-    pub fn new(client: kube::Client) -> Self {
-        Self {
-            client,
-            watches: None,
-        }
-    }
-
     /// Reads come from `watches`' stores where they are synced and up to date with this
     /// cluster's own writes.
     pub fn cached(client: kube::Client, watches: Arc<Watches>) -> Self {

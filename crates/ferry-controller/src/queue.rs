@@ -70,18 +70,6 @@ pub fn admit_new(restores: &[QueuedRestore], prepare_queue_length: Option<usize>
     waiting.into_iter().take(room).map(|r| r.name).collect()
 }
 
-/// The Accepted restores still without a node, oldest first: they take node slots in this
-/// order, so a younger restore never jumps an older one for the same node.
-pub fn awaiting_node(restores: &[QueuedRestore]) -> Vec<String> {
-    let mut waiting: Vec<QueuedRestore> = restores
-        .iter()
-        .filter(|r| r.phase == DataDownloadPhase::Accepted && r.node.is_none())
-        .cloned()
-        .collect();
-    creation_order(&mut waiting);
-    waiting.into_iter().map(|r| r.name).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,16 +125,6 @@ mod tests {
             slots_in_use(&all),
             BTreeMap::from([("n1".into(), 2), ("n2".into(), 2)])
         );
-    }
-
-    #[test]
-    fn nodes_are_handed_out_oldest_first() {
-        let all = vec![
-            restore("young", DataDownloadPhase::Accepted, None, 9),
-            restore("old", DataDownloadPhase::Accepted, None, 1),
-            restore("placed", DataDownloadPhase::Accepted, Some("n1"), 0),
-        ];
-        assert_eq!(awaiting_node(&all), ["old", "young"]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Resource;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
@@ -450,9 +450,9 @@ impl OwnWrites {
     }
 }
 
-/// An [`Api`] whose writes (patch, replace) are recorded in [`OwnWrites`], so reads from the
-/// store never go back behind them. Everything else derefs to the plain [`Api`] (and is not
-/// recorded).
+/// An [`Api`] whose patches are recorded in [`OwnWrites`], so reads from the store never go
+/// back behind them. Everything else derefs to the plain [`Api`] and is not recorded: a write
+/// other than `patch` (say `replace`) needs a recording wrapper here before the reconciler uses it.
 pub struct RecordedApi<K> {
     api: Api<K>,
     watches: Arc<Watches>,
@@ -474,15 +474,6 @@ where
         patch: &Patch<P>,
     ) -> kube::Result<K> {
         let written = self.api.patch(name, params, patch).await?;
-        self.watches.own_writes.wrote(self.kind, &written);
-        Ok(written)
-    }
-
-    pub async fn replace(&self, name: &str, params: &PostParams, data: &K) -> kube::Result<K>
-    where
-        K: serde::Serialize,
-    {
-        let written = self.api.replace(name, params, data).await?;
         self.watches.own_writes.wrote(self.kind, &written);
         Ok(written)
     }

@@ -19,7 +19,10 @@ mod validate;
 
 pub use label_selector::{LabelSelector, LabelSelectorRequirement, SelectorOperator};
 pub use load::{from_configmap_data, from_json_value, load_manifest_or_json, parse_config_json};
-pub use names::{check_dns_subdomain, check_label_value, check_qualified_name};
+pub use names::{
+    DNS_LABEL_MAX, DNS_SUBDOMAIN_MAX, DnsLabelProblem, check_dns_subdomain, check_label_value,
+    check_qualified_name, dns_label_problem, is_dns_label, is_dns_subdomain,
+};
 pub use problems::{ConfigErrors, ConfigProblem, Loaded, Strictness};
 pub use quantity::{Quantity, QuantityError, parse_quantity};
 pub use resolve::{

@@ -3,19 +3,15 @@
 //! (`spec.sourceNamespace: ../../x` joined into a repository path) or a name. A refused field
 //! ends the transfer Failed with a message naming it.
 
-use ferry_config::check_dns_subdomain;
+use ferry_config::{DNS_LABEL_MAX, check_dns_subdomain, is_dns_label};
 
 use crate::crds::{DataDownloadSpec, DataUploadSpec};
 
-/// The longest DNS label: namespaces are labels.
-const DNS_LABEL_MAX: usize = 63;
 /// A restic ID is 32 bytes, 64 hex digits; a unique prefix may stand for it.
 const SNAPSHOT_ID_MAX: usize = 64;
 
 fn namespace(field: &str, value: &str) -> Result<(), String> {
-    let ok =
-        !value.contains('.') && value.len() <= DNS_LABEL_MAX && check_dns_subdomain(value).is_ok();
-    if ok {
+    if is_dns_label(value) {
         Ok(())
     } else {
         Err(format!(

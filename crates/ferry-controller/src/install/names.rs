@@ -1,6 +1,8 @@
 //! Checks on `ferry install`'s options before anything is rendered: a bad name would only
 //! surface later as an API server rejection, far from the flag that caused it.
 
+use ferry_config::{DNS_SUBDOMAIN_MAX, DnsLabelProblem, dns_label_problem, is_dns_subdomain};
+
 use super::InstallOptions;
 
 /// An install option the API server would reject.
@@ -45,51 +47,39 @@ pub fn validate_options(options: &InstallOptions) -> Result<(), InstallError> {
     check_label("data-mover-name", &options.data_mover_name)
 }
 
-/// RFC 1123 label: what a namespace name must be.
+/// RFC 1123 label: what a namespace name must be (the rule is ferry-config's).
 fn check_label(flag: &'static str, value: &str) -> Result<(), InstallError> {
-    if value.is_empty() {
-        return Err(InstallError::Empty { flag });
-    }
-    let invalid = |reason| InstallError::InvalidName {
+    let reason = match dns_label_problem(value) {
+        None => return Ok(()),
+        Some(DnsLabelProblem::Empty) => return Err(InstallError::Empty { flag }),
+        Some(DnsLabelProblem::TooLong) => "at most 63 characters",
+        Some(DnsLabelProblem::Characters) => "use only lowercase letters, digits and '-'",
+        Some(DnsLabelProblem::Ends) => "start and end with a letter or digit",
+    };
+    Err(InstallError::InvalidName {
         flag,
         value: value.to_string(),
         reason,
-    };
-    if value.len() > 63 {
-        return Err(invalid("at most 63 characters"));
-    }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        return Err(invalid("use only lowercase letters, digits and '-'"));
-    }
-    if value.starts_with('-') || value.ends_with('-') {
-        return Err(invalid("start and end with a letter or digit"));
-    }
-    Ok(())
+    })
 }
 
-/// RFC 1123 subdomain: what a ConfigMap name must be.
+/// RFC 1123 subdomain: what a ConfigMap name must be (the rule is ferry-config's).
 fn check_subdomain(flag: &'static str, value: &str) -> Result<(), InstallError> {
     if value.is_empty() {
         return Err(InstallError::Empty { flag });
     }
-    if value.len() > 253 {
-        return Err(InstallError::InvalidName {
-            flag,
-            value: value.to_string(),
-            reason: "at most 253 characters",
-        });
-    }
-    for part in value.split('.') {
-        check_label(flag, part).map_err(|_| InstallError::InvalidName {
-            flag,
-            value: value.to_string(),
-            reason: "use lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit",
-        })?;
-    }
-    Ok(())
+    let reason = if value.len() > DNS_SUBDOMAIN_MAX {
+        "at most 253 characters"
+    } else if !is_dns_subdomain(value) {
+        "use lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit"
+    } else {
+        return Ok(());
+    };
+    Err(InstallError::InvalidName {
+        flag,
+        value: value.to_string(),
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -169,6 +159,49 @@ mod tests {
             let message = validate_options(&options).unwrap_err().to_string();
             assert!(message.starts_with(flag), "{options:?}: {message}");
         }
+        // The messages users see, word for word.
+        let message = |options: InstallOptions| validate_options(&options).unwrap_err().to_string();
+        assert_eq!(
+            message(InstallOptions {
+                namespace: "Velero".into(),
+                ..good.clone()
+            }),
+            "--namespace \"Velero\" is not a valid Kubernetes name: use only lowercase letters, digits and '-'"
+        );
+        assert_eq!(
+            message(InstallOptions {
+                namespace: "x".repeat(64),
+                ..good.clone()
+            }),
+            format!(
+                "--namespace {:?} is not a valid Kubernetes name: at most 63 characters",
+                "x".repeat(64)
+            )
+        );
+        assert_eq!(
+            message(InstallOptions {
+                data_mover_name: "ferry-".into(),
+                ..good.clone()
+            }),
+            "--data-mover-name \"ferry-\" is not a valid Kubernetes name: start and end with a letter or digit"
+        );
+        assert_eq!(
+            message(InstallOptions {
+                node_agent_configmap: "a..b".into(),
+                ..good.clone()
+            }),
+            "--node-agent-configmap \"a..b\" is not a valid Kubernetes name: use lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit"
+        );
+        assert_eq!(
+            message(InstallOptions {
+                node_agent_configmap: "a".repeat(254),
+                ..good.clone()
+            }),
+            format!(
+                "--node-agent-configmap {:?} is not a valid Kubernetes name: at most 253 characters",
+                "a".repeat(254)
+            )
+        );
         let dotted = InstallOptions {
             node_agent_configmap: "cfg.v2".into(),
             ..good

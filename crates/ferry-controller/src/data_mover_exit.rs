@@ -3,14 +3,15 @@
 
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 
-use crate::expose::{DATA_MOVER_CONTAINER, termination_message};
+/// The data mover's container in restore, backup and forget pods.
+pub const DATA_MOVER_CONTAINER: &str = "ferry-data-mover";
 
 /// Why a data mover failed: its own error, else its termination message as it is (a log
 /// tail), else how its container ended. A data mover killed by a signal (the OOM killer, a
 /// node drain) writes nothing, so the exit code, signal and reason are all there is.
 pub fn data_mover_failure(pod: &Pod) -> String {
     if let Some(message) = termination_message(pod) {
-        return crate::expose::data_mover_error(&message);
+        return data_mover_error(&message);
     }
     let Some(ended) = data_mover_terminated(pod) else {
         return "the data mover failed without a message (its container reported no end state)"
@@ -42,6 +43,22 @@ pub fn data_mover_failure(pod: &Pod) -> String {
         }
     }
     why
+}
+
+/// The data mover's error from its termination message (the whole message if it is not the
+/// data mover's JSON summary, e.g. a log tail).
+pub fn data_mover_error(message: &str) -> String {
+    crate::data_mover::parse_termination_message(message)
+        .and_then(|r| r.error)
+        .unwrap_or_else(|| message.to_string())
+}
+
+/// The data mover container's termination message, if it wrote one.
+pub fn termination_message(pod: &Pod) -> Option<String> {
+    data_mover_terminated(pod)?
+        .message
+        .clone()
+        .filter(|m| !m.trim().is_empty())
 }
 
 pub(crate) fn data_mover_terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {

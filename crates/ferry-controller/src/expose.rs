@@ -38,7 +38,9 @@ pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 pub const FILESYSTEM_MOUNT_PATH: &str = "/restore-volume";
 pub const BLOCK_DEVICE_PATH: &str = "/dev/restore-volume";
 pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
-pub const DATA_MOVER_CONTAINER: &str = "ferry-data-mover";
+// What a finished data mover pod says is read in data_mover_exit; re-exported for the
+// pod builders here and their callers.
+pub use crate::data_mover_exit::{DATA_MOVER_CONTAINER, data_mover_error, termination_message};
 const VOLUME_NAME: &str = "restore-volume";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1005,22 +1007,6 @@ fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
         .as_ref()
         .and_then(|s| s.phase.clone())
         .unwrap_or_else(|| "Pending".to_string())
-}
-
-/// The data mover's error from its termination message (the whole message if it is not the
-/// data mover's JSON summary, e.g. a log tail).
-pub fn data_mover_error(message: &str) -> String {
-    crate::data_mover::parse_termination_message(message)
-        .and_then(|r| r.error)
-        .unwrap_or_else(|| message.to_string())
-}
-
-/// The data mover container's termination message, if it wrote one.
-pub fn termination_message(pod: &Pod) -> Option<String> {
-    crate::data_mover_exit::data_mover_terminated(pod)?
-        .message
-        .clone()
-        .filter(|m| !m.trim().is_empty())
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::placement::{NodeInfo, PlacementInput, TopologyTerm, choose_restore_node};
 use crate::queue::{QueuedRestore, admit_new, slots_in_use};
 use crate::wakeups::{RecordedApi, Waker, WatchScope, Watches};
+use ferry_repo::text::human_bytes;
 
 /// Set on a DataDownload once its data mover finished successfully: rebind may proceed even
 /// after the restore pod is gone.
@@ -957,7 +958,10 @@ impl Controller {
                         &o.dd,
                         "Normal",
                         "DataMoved",
-                        &format!("{total} bytes restored; rebinding the volume to the target PVC"),
+                        &format!(
+                            "{} restored ({total} bytes); rebinding the volume to the target PVC",
+                            human_bytes(total)
+                        ),
                     )
                     .await;
                     let warnings = result.map(|r| r.warnings).unwrap_or_default();

@@ -138,7 +138,7 @@ on_both_clusters! {
             stdout(&out)
         );
         assert!(err.contains("no controller has accepted DataDownload velero/pvc-1-"), "{err}");
-        assert!(err.contains("gave up waiting after 4.0s"), "{err}");
+        assert!(err.contains("gave up waiting after 4s"), "{err}");
         let waiting = created_name(&out);
         let pvcs = Api::<PersistentVolumeClaim>::namespaced(env.client.clone(), APP);
         let pvc1 = pvcs.get("pvc-1").await.unwrap();

@@ -770,10 +770,11 @@ impl Controller {
                 "Normal",
                 "Completed",
                 &format!(
-                    "{}/{} backed up as snapshot {} ({total} bytes)",
+                    "{}/{} backed up as snapshot {} ({}, {total} bytes)",
                     o.du.spec.source_namespace,
                     o.du.spec.source_pvc,
-                    status.snapshot_id.unwrap_or_default()
+                    status.snapshot_id.unwrap_or_default(),
+                    human_bytes(total.max(0) as u64)
                 ),
             )
             .await;
@@ -842,8 +843,10 @@ impl Controller {
                     "Normal",
                     "DataMoved",
                     &format!(
-                        "{} bytes backed up as snapshot {}; removing the backup's objects",
-                        result.total_bytes, result.snapshot_id
+                        "{} ({} bytes) backed up as snapshot {}; removing the backup's objects",
+                        human_bytes(result.total_bytes),
+                        result.total_bytes,
+                        result.snapshot_id
                     ),
                 )
                 .await;

@@ -178,10 +178,14 @@ pub fn percent(done: u64, total: u64) -> String {
     format!("{p}%")
 }
 
-/// A duration as Velero prints one: `1h2m3s`, `4m5s`, `6.5s`.
+/// A duration as Velero prints one: `1h2m3s`, `4m5s`, `6.5s`. Whole seconds (what two
+/// Kubernetes timestamps, to the second, give) print without a false tenth, and zero as
+/// `<1s`: both ends fell within one second.
 pub fn duration(d: Duration) -> String {
     let secs = d.as_secs();
     match secs {
+        0 if d.subsec_millis() == 0 => "<1s".into(),
+        0..60 if d.subsec_millis() == 0 => format!("{secs}s"),
         0..60 => format!("{:.1}s", d.as_secs_f64()),
         60..3600 => format!("{}m{}s", secs / 60, secs % 60),
         _ => format!("{}h{}m{}s", secs / 3600, secs % 3600 / 60, secs % 60),
@@ -352,6 +356,8 @@ mod tests {
     #[test]
     fn durations_read_like_velero() {
         assert_eq!(duration(Duration::from_millis(6500)), "6.5s");
+        assert_eq!(duration(Duration::from_secs(10)), "10s");
+        assert_eq!(duration(Duration::ZERO), "<1s");
         assert_eq!(duration(Duration::from_secs(245)), "4m5s");
         assert_eq!(duration(Duration::from_secs(3723)), "1h2m3s");
     }
@@ -394,10 +400,7 @@ mod tests {
             lines[2].starts_with("Started:    2026-12-03 10:00:00 UTC ("),
             "{lines:?}"
         );
-        assert!(
-            lines.contains(&"Duration:   10.0s".to_string()),
-            "{lines:?}"
-        );
+        assert!(lines.contains(&"Duration:   10s".to_string()), "{lines:?}");
         assert!(
             lines.contains(&"Rate:       102.4 KiB/s".to_string()),
             "{lines:?}"

@@ -50,6 +50,19 @@ impl SelectorOperator {
     pub fn takes_values(self) -> bool {
         matches!(self, SelectorOperator::In | SelectorOperator::NotIn)
     }
+
+    /// Whether a label's value (`None`: the object has no such label) satisfies this operator
+    /// with these values. ferry's one copy of the operators' meaning: selectors here and the
+    /// StorageClass `allowedTopologies` check in ferry-controller's placement use it.
+    pub fn holds(self, value: Option<&String>, values: &[String]) -> bool {
+        match self {
+            SelectorOperator::In => value.is_some_and(|v| values.contains(v)),
+            // As in Kubernetes, an object without the label satisfies NotIn.
+            SelectorOperator::NotIn => value.is_none_or(|v| !values.contains(v)),
+            SelectorOperator::Exists => value.is_some(),
+            SelectorOperator::DoesNotExist => value.is_none(),
+        }
+    }
 }
 
 impl LabelSelector {
@@ -68,14 +81,7 @@ impl LabelSelector {
 
 impl LabelSelectorRequirement {
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
-        match self.operator {
-            SelectorOperator::In => value.is_some_and(|v| self.values.contains(v)),
-            // As in Kubernetes, a node without the label satisfies NotIn.
-            SelectorOperator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
-            SelectorOperator::Exists => value.is_some(),
-            SelectorOperator::DoesNotExist => value.is_none(),
-        }
+        self.operator.holds(labels.get(&self.key), &self.values)
     }
 }
 
@@ -130,6 +136,29 @@ mod tests {
         assert!(!expr("missing", Exists, &[]).matches(&node));
         assert!(expr("critical-workload", DoesNotExist, &[]).matches(&node));
         assert!(!expr("zone", DoesNotExist, &[]).matches(&node));
+    }
+
+    #[test]
+    fn operators_on_a_value() {
+        use SelectorOperator::*;
+        let values = ["a".to_string(), "b".to_string()];
+        let (a, c) = ("a".to_string(), "c".to_string());
+        assert!(In.holds(Some(&a), &values));
+        assert!(!In.holds(Some(&c), &values));
+        assert!(!In.holds(None, &values));
+        assert!(!In.holds(Some(&a), &[]));
+        assert!(!NotIn.holds(Some(&a), &values));
+        assert!(NotIn.holds(Some(&c), &values));
+        assert!(NotIn.holds(None, &values));
+        assert!(Exists.holds(Some(&a), &[]));
+        assert!(!Exists.holds(None, &[]));
+        assert!(DoesNotExist.holds(None, &[]));
+        assert!(!DoesNotExist.holds(Some(&a), &[]));
+        for (name, op) in SelectorOperator::ALL {
+            assert_eq!(SelectorOperator::parse(name), Some(op));
+        }
+        assert_eq!(SelectorOperator::parse("Gt"), None);
+        assert_eq!(SelectorOperator::parse("in"), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use ferry_config::{LabelSelector, NodeAgentConfig};
+use ferry_config::{LabelSelector, NodeAgentConfig, SelectorOperator};
 use k8s_openapi::api::core::v1::{Node, TopologySelectorTerm};
 
 /// What placement needs to know about one node.
@@ -82,7 +82,7 @@ impl TopologyTerm {
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements
             .iter()
-            .all(|(key, values)| labels.get(key).is_some_and(|v| values.contains(v)))
+            .all(|(key, values)| SelectorOperator::In.holds(labels.get(key), values))
     }
 }
 

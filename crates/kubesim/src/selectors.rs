@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::nodes::matching::set_operator_holds;
+
 #[derive(Debug, Clone, PartialEq)]
 enum LabelRequirement {
     Equals(String, String),
@@ -95,13 +97,15 @@ impl LabelSelector {
 
     pub fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        // The set-based operators mean what they mean in a LabelSelector object.
+        let set = |op, k: &str, vs: &[String]| set_operator_holds(op, get(k), vs) == Some(true);
         self.0.iter().all(|r| match r {
             LabelRequirement::Equals(k, v) => get(k) == Some(v.as_str()),
             LabelRequirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
-            LabelRequirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
-            LabelRequirement::NotIn(k, vs) => !get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
-            LabelRequirement::Exists(k) => get(k).is_some(),
-            LabelRequirement::NotExists(k) => get(k).is_none(),
+            LabelRequirement::In(k, vs) => set("In", k, vs),
+            LabelRequirement::NotIn(k, vs) => set("NotIn", k, vs),
+            LabelRequirement::Exists(k) => set("Exists", k, &[]),
+            LabelRequirement::NotExists(k) => set("DoesNotExist", k, &[]),
         })
     }
 

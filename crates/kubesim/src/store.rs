@@ -206,6 +206,7 @@ fn finalizers(obj: &Value) -> Vec<Value> {
 
 /// Kubernetes object names: lowercase alphanumerics, '-' and '.', at most 253 characters.
 /// RBAC names may also contain ':' (system:…); kubesim accepts that everywhere.
+/// The API server's own check, so kubesim keeps it rather than use ferry-config's `names`.
 fn validate_name(info: &ResourceInfo, name: &str) -> Result<(), ApiError> {
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c);
     let why = if name.len() > 253 {

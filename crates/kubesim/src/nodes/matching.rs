@@ -12,6 +12,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 type Labels = BTreeMap<String, String>;
 
+/// The set-based operators every selector shares (`In`, `NotIn`, `Exists`, `DoesNotExist`)
+/// applied to a label's value (`None`: no such label); `None` for any other operator.
+/// kubesim's one copy of their meaning: label selectors, node selector requirements and the
+/// `?labelSelector=` query parameter ([`crate::selectors`]) use it. kubesim stands in for the
+/// API server and keeps its own, not ferry-config's, so it never borrows ferry's reading.
+pub fn set_operator_holds(operator: &str, value: Option<&str>, values: &[String]) -> Option<bool> {
+    Some(match operator {
+        "In" => value.is_some_and(|a| values.iter().any(|v| v == a)),
+        "NotIn" => value.is_none_or(|a| values.iter().all(|v| v != a)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        _ => return None,
+    })
+}
+
 /// Whether `labels` satisfy a label selector. An empty selector matches everything; the
 /// caller decides what an absent selector means (for spread constraints: nothing).
 pub fn label_selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
@@ -23,16 +38,9 @@ pub fn label_selector_matches(selector: &LabelSelector, labels: &Labels) -> bool
         }
     }
     for requirement in selector.match_expressions.iter().flatten() {
-        let actual = labels.get(&requirement.key);
+        let actual = labels.get(&requirement.key).map(String::as_str);
         let values = requirement.values.as_deref().unwrap_or_default();
-        let ok = match requirement.operator.as_str() {
-            "In" => actual.is_some_and(|a| values.contains(a)),
-            "NotIn" => actual.is_none_or(|a| !values.contains(a)),
-            "Exists" => actual.is_some(),
-            "DoesNotExist" => actual.is_none(),
-            _ => false,
-        };
-        if !ok {
+        if set_operator_holds(&requirement.operator, actual, values) != Some(true) {
             return false;
         }
     }
@@ -42,11 +50,12 @@ pub fn label_selector_matches(selector: &LabelSelector, labels: &Labels) -> bool
 /// One node selector requirement against a value (a label value or a field value).
 fn requirement_matches(requirement: &NodeSelectorRequirement, actual: Option<&String>) -> bool {
     let values = requirement.values.as_deref().unwrap_or_default();
+    if let Some(holds) =
+        set_operator_holds(&requirement.operator, actual.map(String::as_str), values)
+    {
+        return holds;
+    }
     match requirement.operator.as_str() {
-        "In" => actual.is_some_and(|a| values.contains(a)),
-        "NotIn" => actual.is_none_or(|a| !values.contains(a)),
-        "Exists" => actual.is_some(),
-        "DoesNotExist" => actual.is_none(),
         // Gt/Lt compare integers; a non-integer label or value never matches.
         "Gt" | "Lt" => {
             let (Some(actual), [bound]) = (actual, values) else {
@@ -165,6 +174,20 @@ mod tests {
             operator: op.into(),
             values: Some(values.iter().map(|v| v.to_string()).collect()),
         }
+    }
+
+    #[test]
+    fn set_operators() {
+        let values = ["a".to_string(), "b".to_string()];
+        assert_eq!(set_operator_holds("In", Some("a"), &values), Some(true));
+        assert_eq!(set_operator_holds("In", Some("c"), &values), Some(false));
+        assert_eq!(set_operator_holds("In", None, &values), Some(false));
+        assert_eq!(set_operator_holds("NotIn", Some("a"), &values), Some(false));
+        assert_eq!(set_operator_holds("NotIn", None, &values), Some(true));
+        assert_eq!(set_operator_holds("Exists", Some(""), &[]), Some(true));
+        assert_eq!(set_operator_holds("DoesNotExist", None, &[]), Some(true));
+        assert_eq!(set_operator_holds("Gt", Some("2"), &values), None);
+        assert_eq!(set_operator_holds("in", Some("a"), &values), None);
     }
 
     #[test]

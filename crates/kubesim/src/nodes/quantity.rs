@@ -1,6 +1,8 @@
 //! Parsing Kubernetes resource quantities (`10Gi`, `500m`, `1.5e3`) into numbers, enough for
 //! comparing sizes and summing requests. Kubernetes keeps exact decimals; kubesim uses f64,
 //! which is exact for every size a test uses (powers of two and small decimals).
+//! kubesim stands in for the API server, so it keeps this copy rather than use ferry-config's
+//! exact `parse_quantity` (ferry's one home for the rule), which kubesim does not depend on.
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 

@@ -8,11 +8,13 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+use crate::commands::demo::size;
+
 #[derive(clap::Args, Debug)]
 pub struct BenchRepoArgs {
     /// Amount of data to generate, e.g. 1GiB, 512MiB.
-    #[arg(long, default_value = "1GiB")]
-    pub size: String,
+    #[arg(long, default_value = "1GiB", value_parser = size::parse_size)]
+    pub size: u64,
     /// Working directory (data, repositories, restores). Default: a temporary directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -23,22 +25,6 @@ pub struct BenchRepoArgs {
     /// Keep the working directory afterwards.
     #[arg(long)]
     pub keep: bool,
-}
-
-pub(crate) fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("--size {s:?}: expected e.g. 1GiB"))?;
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        other => bail!("--size {s:?}: unknown unit {other:?} (use KiB, MiB or GiB)"),
-    };
-    Ok(n * mult)
 }
 
 /// Fast deterministic pseudo-random bytes.
@@ -270,7 +256,7 @@ fn du(p: &Path) -> u64 {
 }
 
 pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
-    let size = parse_size(&a.size)?;
+    let size = a.size;
     let dir = match &a.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("ferry-bench-{}", std::process::id())),

@@ -1,4 +1,7 @@
 //! Byte sizes on the command line: `256MiB`, `8Mi`, `1GiB`, `500MB`, `4096`.
+//! The one parser for the demo's and every `ferry bench` command's `--size`. Kubernetes
+//! quantities (a PVC's `--size`, resources in the node-agent config) are ferry-config's
+//! `parse_quantity`.
 
 /// Parses a size; binary (`KiB`, `Ki`, `MiB`, …) and decimal (`kB`, `MB`, …) units.
 pub fn parse_size(text: &str) -> Result<u64, String> {

@@ -30,8 +30,7 @@ use crate::expose::{
     volume_data_mover_args,
 };
 
-/// Label on every object of a backup, naming its DataUpload.
-pub const DATA_UPLOAD_LABEL: &str = "ferry.io/data-upload";
+pub use crate::crds::DATA_UPLOAD_LABEL;
 pub const SNAPSHOT_GROUP: &str = "snapshot.storage.k8s.io";
 /// Where the backup pod sees the volume.
 pub const BACKUP_MOUNT_PATH: &str = "/backup-volume";

@@ -24,9 +24,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::crds::DATA_DOWNLOAD_LABEL;
-use crate::crds::{DataDownload, DataUpload};
-use crate::expose_snapshot::DATA_UPLOAD_LABEL;
+use crate::crds::{DATA_DOWNLOAD_LABEL, DATA_UPLOAD_LABEL, DataDownload, DataUpload};
 use crate::metrics::Metrics;
 
 /// What the controller watches.

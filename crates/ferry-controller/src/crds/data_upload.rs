@@ -189,3 +189,7 @@ pub struct DataUploadStatus {
     #[schemars(schema_with = "nullable_time_schema")]
     pub accepted_timestamp: Option<Time>,
 }
+
+/// Labels the backup pod, PVC, VolumeSnapshot and content of a DataUpload with its name, so a
+/// restarted controller and its watches find them.
+pub const DATA_UPLOAD_LABEL: &str = "ferry.io/data-upload";

@@ -26,8 +26,8 @@ pub use data_download::{
     TargetVolumeSpec,
 };
 pub use data_upload::{
-    CsiSnapshotSpec, DataUpload, DataUploadPhase, DataUploadSpec, DataUploadStatus,
-    SNAPSHOT_TYPE_CSI,
+    CsiSnapshotSpec, DATA_UPLOAD_LABEL, DataUpload, DataUploadPhase, DataUploadSpec,
+    DataUploadStatus, SNAPSHOT_TYPE_CSI,
 };
 pub use definition::{all_crds, backup_storage_location_crd, data_download_crd, data_upload_crd};
 pub use go_duration::{GoDurationError, format_go_duration, parse_go_duration};

@@ -983,9 +983,8 @@ impl Controller {
                     return Ok(());
                 }
                 "Failed" | "Unknown" => {
-                    let why = result
-                        .and_then(|r| r.error)
-                        .unwrap_or_else(|| data_mover_failure(&pod));
+                    // Its own error from the termination message, else how it ended.
+                    let why = data_mover_failure(&pod);
                     return self.fail(o, &format!("data mover failed: {why}")).await;
                 }
                 // The data movement itself has no time limit (spec.operationTimeout bounds

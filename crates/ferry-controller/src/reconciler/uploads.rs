@@ -610,19 +610,7 @@ impl Controller {
             Ok(ExposeState::PodCreated) => Ok(()),
             Ok(ExposeState::WaitingForVolume { since: created }) => {
                 if since(created.as_ref()) > self.options.expose_timeout {
-                    let why = self
-                        .diagnose(&o.name, None)
-                        .await
-                        .replace("restore", "backup");
-                    return self
-                        .upload_fail(
-                            o,
-                            &format!(
-                                "timed out after {} exposing the snapshot: {why}",
-                                human(self.options.expose_timeout)
-                            ),
-                        )
-                        .await;
+                    return self.upload_expose_timed_out(o, None).await;
                 }
                 self.set_upload_message(
                     o,
@@ -675,21 +663,30 @@ impl Controller {
             )
             .await;
         } else if since(pod.metadata.creation_timestamp.as_ref()) > self.options.expose_timeout {
-            let why = self
-                .diagnose(&o.name, Some(&pod))
-                .await
-                .replace("restore", "backup");
-            return self
-                .upload_fail(
-                    o,
-                    &format!(
-                        "timed out after {} exposing the snapshot: {why}",
-                        human(self.options.expose_timeout)
-                    ),
-                )
-                .await;
+            return self.upload_expose_timed_out(o, Some(&pod)).await;
         }
         Ok(())
+    }
+
+    /// Fails an upload whose backup PVC or pod did not come up within the expose timeout,
+    /// saying why (the restore side's diagnosis, in a backup's words).
+    async fn upload_expose_timed_out(
+        &self,
+        o: &ObservedUpload,
+        pod: Option<&Pod>,
+    ) -> Result<(), StepError> {
+        let why = self
+            .diagnose(&o.name, pod)
+            .await
+            .replace("restore", "backup");
+        self.upload_fail(
+            o,
+            &format!(
+                "timed out after {} exposing the snapshot: {why}",
+                human(self.options.expose_timeout)
+            ),
+        )
+        .await
     }
 
     async fn backup_pod(&self, name: &str) -> Result<Option<Pod>, kube::Error> {
@@ -853,9 +850,8 @@ impl Controller {
                 Ok(())
             }
             "Failed" | "Unknown" => {
-                let why = result
-                    .and_then(|r| r.error)
-                    .unwrap_or_else(|| data_mover_failure(&pod));
+                // Its own error from the termination message, else how it ended.
+                let why = data_mover_failure(&pod);
                 self.upload_fail(o, &format!("data mover failed: {why}"))
                     .await
             }
@@ -1070,9 +1066,7 @@ impl Controller {
                     message.unwrap_or_default()
                 ),
             },
-            "Failed" | "Unknown" => result
-                .and_then(|r| r.error)
-                .unwrap_or_else(|| data_mover_failure(&pod)),
+            "Failed" | "Unknown" => data_mover_failure(&pod),
             _ => match pod_problem(&pod) {
                 Some(problem) => problem,
                 None => return Ok(()),

@@ -94,16 +94,25 @@ struct Counters {
 }
 
 type Uploaded = (Id, Vec<crate::pack::PackedBlob>);
-/// A finished pack's bytes and the blobs in it.
-type PackUpload = (Vec<u8>, Vec<crate::pack::PackedBlob>);
+/// A finished pack's bytes, the blobs in it and its id.
+type PackUpload = (Vec<u8>, Vec<crate::pack::PackedBlob>, Id);
+
+/// Chunk buffers kept for reuse: enough for the chunks in flight, so a backup does not
+/// allocate (and fault in) a fresh buffer of up to [`crate::chunker::MAX_SIZE`] per chunk.
+const SPARE_BUFFERS: usize = 16;
 
 /// Everything the worker threads share.
 struct Saver {
     repo: Repository,
     rt: tokio::runtime::Handle,
     known: Mutex<HashSet<(BlobType, Id)>>,
-    data_pack: Mutex<PackBuilder>,
+    /// Data packs being filled and not in use: a thread takes one, seals a blob into it
+    /// outside the lock and puts it back, so threads compress and encrypt in parallel and
+    /// straight into pack memory. There are at most as many as threads saving at once.
+    data_packs: Mutex<Vec<PackBuilder>>,
     tree_pack: Mutex<PackBuilder>,
+    /// Emptied chunk buffers, for the file threads to fill again.
+    spare_buffers: Mutex<Vec<Vec<u8>>>,
     /// Taken (closed) once everything is flushed, which ends the uploader.
     uploads: Mutex<Option<tokio::sync::mpsc::Sender<PackUpload>>>,
     counters: Counters,
@@ -119,31 +128,26 @@ impl Saver {
         if !self.known.lock().unwrap().insert((kind, id)) {
             return Ok(id);
         }
-        let (plain, ulen): (std::borrow::Cow<[u8]>, Option<u32>) = if self.compress {
-            let c = crate::compression::compress(data)
-                .map_err(|e| RepoError::Invalid(format!("zstd: {e}")))?;
-            if c.len() < data.len() {
-                (c.into(), Some(data.len() as u32))
-            } else {
-                (data.into(), None)
+        let zstd_err = |e: std::io::Error| RepoError::Invalid(format!("zstd: {e}"));
+        let full = match kind {
+            BlobType::Data => {
+                let taken = self.data_packs.lock().unwrap().pop();
+                let mut p =
+                    taken.unwrap_or_else(|| PackBuilder::with_capacity(PACK_SIZE + (1 << 20)));
+                p.add_plain(self.repo.key(), id, kind, data, self.compress)
+                    .map_err(zstd_err)?;
+                if p.len() >= PACK_SIZE {
+                    Some(p)
+                } else {
+                    self.data_packs.lock().unwrap().push(p);
+                    None
+                }
             }
-        } else {
-            (data.into(), None)
-        };
-        let sealed = self.repo.key().seal(&plain);
-        let full = {
-            let mut p = match kind {
-                BlobType::Data => self.data_pack.lock().unwrap(),
-                BlobType::Tree => self.tree_pack.lock().unwrap(),
-            };
-            p.add(id, kind, &sealed, ulen);
-            if p.len() >= PACK_SIZE {
-                Some(std::mem::replace(
-                    &mut *p,
-                    PackBuilder::with_capacity(PACK_SIZE + (1 << 20)),
-                ))
-            } else {
-                None
+            BlobType::Tree => {
+                let mut p = self.tree_pack.lock().unwrap();
+                p.add_plain(self.repo.key(), id, kind, data, self.compress)
+                    .map_err(zstd_err)?;
+                (p.len() >= PACK_SIZE).then(|| std::mem::take(&mut *p))
             }
         };
         match kind {
@@ -161,23 +165,42 @@ impl Saver {
         if p.is_empty() {
             return Ok(());
         }
-        let (bytes, blobs) = p.finish(self.repo.key());
+        let (bytes, blobs, id) = p.finish_hashed(self.repo.key());
         self.counters
             .data_added
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let tx = self.uploads.lock().unwrap().clone();
         tx.ok_or_else(|| RepoError::Invalid("pack upload already closed".into()))?
-            .blocking_send((bytes, blobs))
+            .blocking_send((bytes, blobs, id))
             .map_err(|_| {
                 RepoError::Invalid("pack upload stopped (an earlier upload failed)".into())
             })
     }
 
     fn flush(&self) -> Result<()> {
-        let d = std::mem::take(&mut *self.data_pack.lock().unwrap());
-        self.ship(d)?;
+        let packs = std::mem::take(&mut *self.data_packs.lock().unwrap());
+        for d in packs {
+            self.ship(d)?;
+        }
         let t = std::mem::take(&mut *self.tree_pack.lock().unwrap());
         self.ship(t)
+    }
+
+    /// A buffer for the next chunk.
+    fn chunk_buffer(&self) -> Vec<u8> {
+        self.spare_buffers
+            .lock()
+            .unwrap()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(crate::chunker::MAX_SIZE))
+    }
+
+    /// Takes back a chunk's buffer once its blob is saved.
+    fn return_buffer(&self, buf: Vec<u8>) {
+        let mut spare = self.spare_buffers.lock().unwrap();
+        if spare.len() < SPARE_BUFFERS {
+            spare.push(buf);
+        }
     }
 
     fn report(&self, force: bool) {
@@ -223,10 +246,14 @@ fn chunk_stream<R: Read>(
     let mut ids = Vec::new();
     let mut size = 0u64;
     loop {
+        let mut data = saver.chunk_buffer();
         let next = chunker
-            .next_chunk()
+            .next_chunk_into(&mut data)
             .map_err(|e| RepoError::Invalid(format!("read: {e}")))?;
-        let Some(data) = next else { break };
+        if next.is_none() {
+            saver.return_buffer(data);
+            break;
+        }
         size += data.len() as u64;
         saver
             .counters
@@ -617,8 +644,9 @@ impl Repository {
             repo: self.clone(),
             rt: tokio::runtime::Handle::current(),
             known: Mutex::new(known),
-            data_pack: Mutex::new(PackBuilder::with_capacity(PACK_SIZE + (1 << 20))),
+            data_packs: Mutex::new(Vec::new()),
             tree_pack: Mutex::new(PackBuilder::default()),
+            spare_buffers: Mutex::new(Vec::new()),
             uploads: Mutex::new(Some(up_tx)),
             counters: Counters {
                 files_new: 0.into(),
@@ -650,10 +678,9 @@ impl Repository {
                         done.push(r?);
                     }
                     msg = up_rx.recv(), if running.len() < 4 => {
-                        let Some((bytes, blobs)) = msg else { break };
+                        let Some((bytes, blobs, id)) = msg else { break };
                         let backend = backend.clone();
                         running.push(async move {
-                            let id = Id::hash(&bytes);
                             backend
                                 .save(&Handle::new(FileType::Pack, id.to_hex()), Bytes::from(bytes))
                                 .await?;
@@ -687,6 +714,7 @@ impl Repository {
                     scope.spawn(move || {
                         for job in rx {
                             let _ = job.reply.send(saver.save_blob(BlobType::Data, &job.data));
+                            saver.return_buffer(job.data);
                         }
                     });
                 }

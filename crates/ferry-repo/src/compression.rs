@@ -23,6 +23,24 @@ pub fn compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
     })
 }
 
+/// Compresses `data` at [`LEVEL`] onto the end of `out` (no intermediate buffer); returns
+/// the frame's length.
+pub fn compress_append(data: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+    let at = out.len();
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(LEVEL)?);
+        }
+        let mut cursor = std::io::Cursor::new(&mut *out);
+        cursor.set_position(at as u64);
+        c.as_mut()
+            .expect("just set")
+            .compress_to_buffer(data, &mut cursor)
+    })
+}
+
 /// Decompresses one frame that holds at most `capacity` bytes with this thread's context.
 pub fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     DECOMPRESSOR.with(|d| {
@@ -32,6 +50,28 @@ pub fn decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
         }
         d.as_mut().expect("just set").decompress(data, capacity)
     })
+}
+
+/// Decompresses one frame into exactly `out`: an error unless the frame holds `out.len()`
+/// bytes. Lets a caller decompress straight into its place in a larger buffer.
+pub fn decompress_to_slice(data: &[u8], out: &mut [u8]) -> std::io::Result<()> {
+    let want = out.len();
+    let n = DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut()
+            .expect("just set")
+            .decompress_to_buffer(data, out)
+    })?;
+    if n != want {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("decompressed to {n} bytes, expected {want}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Decompresses one frame into `out` (cleared first, its allocation reused); `capacity` is
@@ -68,5 +108,12 @@ mod tests {
         let mut out = vec![1, 2, 3];
         super::decompress_into(&c, &mut out, data.len()).unwrap();
         assert_eq!(out, data);
+        let mut appended = b"before".to_vec();
+        assert_eq!(
+            super::compress_append(&data, &mut appended).unwrap(),
+            c.len()
+        );
+        assert_eq!(&appended[..6], b"before");
+        assert_eq!(&appended[6..], &c[..]);
     }
 }

@@ -5,6 +5,7 @@ use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher, generic_array:
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use poly1305::Poly1305;
+use poly1305::universal_hash::UniversalHash;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
@@ -80,6 +81,11 @@ impl Key {
     }
 
     fn mac(&self, nonce: &[u8; 16], data: &[u8]) -> [u8; 16] {
+        self.mac_state(nonce).compute_unpadded(data).into()
+    }
+
+    /// The Poly1305-AES state for one message under `nonce`.
+    fn mac_state(&self, nonce: &[u8; 16]) -> Poly1305 {
         // s = AES-128_k(nonce); the poly1305 crate clamps r as restic's masking does.
         let aes = aes::Aes128::new(GenericArray::from_slice(&self.mac_k));
         let mut s = GenericArray::clone_from_slice(nonce);
@@ -90,7 +96,7 @@ impl Key {
         let mac = Poly1305::new(GenericArray::from_slice(&pkey));
         pkey.zeroize();
         s.as_mut_slice().zeroize();
-        mac.compute_unpadded(data).into()
+        mac
     }
 
     /// Whether `tag` is the MAC of `data`, compared in constant time.
@@ -112,6 +118,43 @@ impl Key {
         let tag = self.mac(&iv, &out[IV_SIZE..]);
         out.extend_from_slice(&tag);
         out
+    }
+
+    /// Seals in place what `buf` holds from `start` on: `buf[start..start + IV_SIZE]` is room
+    /// for the IV and the plaintext follows it; the plaintext is encrypted where it lies and
+    /// the MAC appended, so `buf[start..]` becomes `IV || ciphertext || MAC`, exactly what
+    /// [`Key::seal`] returns. `sealed` sees those bytes in order, a segment at a time while
+    /// each is still in cache (the pack's SHA-256 runs there).
+    pub fn seal_in_place(&self, buf: &mut Vec<u8>, start: usize, mut sealed: impl FnMut(&[u8])) {
+        /// Bytes encrypted, MACed and passed on at a time: a multiple of the MAC's block.
+        const SEGMENT: usize = 32 * 1024;
+        assert!(
+            buf.len() >= start + IV_SIZE,
+            "seal_in_place: no room for the IV"
+        );
+        let iv: [u8; 16] = rand::random();
+        buf[start..start + IV_SIZE].copy_from_slice(&iv);
+        sealed(&iv);
+        let mut cipher = Aes256Ctr::new(
+            GenericArray::from_slice(&self.encrypt),
+            GenericArray::from_slice(&iv),
+        );
+        let mut mac = self.mac_state(&iv);
+        let body = &mut buf[start + IV_SIZE..];
+        let whole = body.len() / MAC_SIZE * MAC_SIZE;
+        let (blocks, tail) = body.split_at_mut(whole);
+        for segment in blocks.chunks_mut(SEGMENT) {
+            cipher.apply_keystream(segment);
+            for block in segment.chunks_exact(MAC_SIZE) {
+                mac.update(std::slice::from_ref(GenericArray::from_slice(block)));
+            }
+            sealed(segment);
+        }
+        cipher.apply_keystream(tail);
+        sealed(tail);
+        let tag: [u8; 16] = mac.compute_unpadded(tail).into();
+        sealed(&tag);
+        buf.extend_from_slice(&tag);
     }
 
     /// Verifies `IV || ciphertext || MAC` and decrypts it into `out`, which must be exactly
@@ -249,5 +292,33 @@ mod tests {
             Key::random().open(&key.seal(&msg)),
             Err(CryptoError::BadMac)
         );
+    }
+
+    #[test]
+    fn seal_in_place_matches_seal_and_reports_every_byte() {
+        let key = Key::random();
+        for len in [
+            0usize,
+            1,
+            15,
+            16,
+            17,
+            100,
+            32 * 1024,
+            32 * 1024 + 5,
+            100_000,
+            1 << 20,
+        ] {
+            let msg: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let mut buf = b"prefix".to_vec();
+            buf.extend_from_slice(&[0u8; IV_SIZE]);
+            buf.extend_from_slice(&msg);
+            let mut seen = Vec::new();
+            key.seal_in_place(&mut buf, 6, |b| seen.extend_from_slice(b));
+            assert_eq!(&buf[..6], b"prefix");
+            assert_eq!(buf.len(), 6 + len + OVERHEAD);
+            assert_eq!(seen, &buf[6..], "len {len}");
+            assert_eq!(key.open(&buf[6..]).unwrap(), msg, "len {len}");
+        }
     }
 }

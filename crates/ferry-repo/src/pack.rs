@@ -4,6 +4,7 @@
 //! (`type u8, length u32, uncompressed length u32, id [32]`).
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::crypto::{self, Key};
 use crate::id::Id;
@@ -123,6 +124,8 @@ pub fn max_header_len(n: usize) -> usize {
 pub struct PackBuilder {
     data: Vec<u8>,
     blobs: Vec<PackedBlob>,
+    /// SHA-256 of `data` so far: the pack's id, computed while the bytes are in cache.
+    hasher: Sha256,
 }
 
 impl PackBuilder {
@@ -130,6 +133,7 @@ impl PackBuilder {
         PackBuilder {
             data: Vec::with_capacity(cap),
             blobs: Vec::new(),
+            hasher: Sha256::new(),
         }
     }
 
@@ -155,6 +159,55 @@ impl PackBuilder {
             uncompressed_length,
         });
         self.data.extend_from_slice(sealed);
+        self.hasher.update(sealed);
+    }
+
+    /// Compresses (when `compress` is set and it makes the blob smaller, as restic's auto
+    /// mode does) and seals the plaintext `plain` straight into the pack: the frame is
+    /// written where the blob goes and encrypted there, no intermediate buffers.
+    pub fn add_plain(
+        &mut self,
+        key: &Key,
+        id: Id,
+        kind: BlobType,
+        plain: &[u8],
+        compress: bool,
+    ) -> std::io::Result<()> {
+        let start = self.data.len();
+        let body = start + crypto::IV_SIZE;
+        self.data.resize(body, 0);
+        let mut uncompressed_length = None;
+        if compress {
+            let n = crate::compression::compress_append(plain, &mut self.data)?;
+            if n < plain.len() {
+                uncompressed_length = Some(plain.len() as u32);
+            } else {
+                self.data.truncate(body);
+            }
+        }
+        if uncompressed_length.is_none() {
+            self.data.reserve(plain.len() + crypto::MAC_SIZE);
+            self.data.extend_from_slice(plain);
+        }
+        let hasher = &mut self.hasher;
+        key.seal_in_place(&mut self.data, start, |b| hasher.update(b));
+        self.blobs.push(PackedBlob {
+            id,
+            kind,
+            offset: start as u64,
+            length: (self.data.len() - start) as u32,
+            uncompressed_length,
+        });
+        Ok(())
+    }
+
+    /// Like [`PackBuilder::finish`], with the pack's id (the SHA-256 of its bytes).
+    pub fn finish_hashed(self, key: &Key) -> (Vec<u8>, Vec<PackedBlob>, Id) {
+        let mut hasher = self.hasher.clone();
+        let start = self.data.len();
+        let (bytes, blobs) = self.finish(key);
+        hasher.update(&bytes[start..]);
+        (bytes, blobs, Id(hasher.finalize().into()))
     }
 
     /// Seals the header and returns the pack's bytes and its blobs.
@@ -199,5 +252,59 @@ mod tests {
         assert_eq!(parsed, blobs);
         assert_eq!(parsed[1].offset, s1.len() as u64);
         assert_eq!(parsed[1].uncompressed_length, Some(99));
+    }
+
+    #[test]
+    fn add_plain_packs_what_restic_reads_and_hashes_the_pack() {
+        let key = Key::random();
+        let mut b = PackBuilder::default();
+        let compressible = vec![7u8; 100_000];
+        let mut x = 0x9e3779b97f4a7c15u64;
+        let random: Vec<u8> = (0..50_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        b.add_plain(
+            &key,
+            Id::hash(&compressible),
+            BlobType::Data,
+            &compressible,
+            true,
+        )
+        .unwrap();
+        b.add_plain(&key, Id::hash(&random), BlobType::Data, &random, true)
+            .unwrap();
+        b.add_plain(&key, Id::hash(b"tree"), BlobType::Tree, b"tree", false)
+            .unwrap();
+        b.add(Id::hash(b"old"), BlobType::Data, &key.seal(b"old"), None);
+        let (bytes, blobs, id) = b.finish_hashed(&key);
+        assert_eq!(id, Id::hash(&bytes));
+        assert_eq!(
+            parse_header(&key, &bytes, bytes.len() as u64).unwrap(),
+            blobs
+        );
+        assert_eq!(blobs[0].uncompressed_length, Some(100_000));
+        assert!(blobs[0].length < 1000);
+        assert_eq!(
+            blobs[1].uncompressed_length, None,
+            "incompressible stays plain"
+        );
+        assert_eq!(blobs[2].uncompressed_length, None);
+        let open = |i: usize| {
+            let b = &blobs[i];
+            key.open(&bytes[b.offset as usize..][..b.length as usize])
+                .unwrap()
+        };
+        assert_eq!(
+            crate::compression::decompress(&open(0), 100_000).unwrap(),
+            compressible
+        );
+        assert_eq!(open(1), random);
+        assert_eq!(open(2), b"tree");
+        assert_eq!(open(3), b"old");
     }
 }

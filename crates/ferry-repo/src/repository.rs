@@ -539,6 +539,49 @@ pub fn decode_blob(
     .map(<[u8]>::to_vec)
 }
 
+/// [`decode_blob`] into its place: `out` must be the blob's plaintext length (the index's
+/// [`crate::index::BlobLocation::plain_len`]). An uncompressed blob is decrypted straight
+/// into `out`; a compressed one into `decrypted` (grown as needed, reused) and decompressed
+/// into `out`. Nothing is copied twice, so a caller can gather many blobs in one buffer.
+pub fn decode_blob_to(
+    key: &Key,
+    sealed: &[u8],
+    uncompressed_length: u32,
+    id: &Id,
+    out: &mut [u8],
+    decrypted: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    let n = sealed.len().saturating_sub(crate::crypto::OVERHEAD);
+    let mac = |_| format!("blob {id}: MAC verification failed");
+    if uncompressed_length == 0 {
+        if out.len() != n {
+            return Err(format!(
+                "blob {id}: {n} bytes of plaintext, index says {}",
+                out.len()
+            ));
+        }
+        key.open_to(sealed, out).map_err(mac)?;
+    } else {
+        if out.len() != uncompressed_length as usize {
+            return Err(format!(
+                "blob {id}: room for {} bytes, index says {uncompressed_length}",
+                out.len()
+            ));
+        }
+        if decrypted.len() < n {
+            decrypted.resize(n, 0);
+        }
+        let plain = &mut decrypted[..n];
+        key.open_to(sealed, plain).map_err(mac)?;
+        crate::compression::decompress_to_slice(plain, out)
+            .map_err(|e| format!("blob {id}: zstd: {e}"))?;
+    }
+    if Id::hash(out) != *id {
+        return Err(format!("blob {id}: content does not match its id"));
+    }
+    Ok(())
+}
+
 /// [`decode_blob`] without allocating: decrypts into `decrypted` and decompresses into
 /// `scratch` (both grown as needed and reused across calls); returns the verified
 /// plaintext. `sealed` is only read, so it may be a mapped file.

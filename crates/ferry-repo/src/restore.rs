@@ -20,7 +20,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -36,7 +36,7 @@ use crate::fsmeta;
 use crate::id::Id;
 use crate::index::{BlobLocation, MasterIndex};
 use crate::pack::BlobType;
-use crate::repository::{Repository, decode_blob_into};
+use crate::repository::{Repository, decode_blob_to};
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Node};
 use report::Warnings;
@@ -70,6 +70,9 @@ pub struct RestoreOptions {
     pub verify: bool,
     /// Take no repository lock (for read-only repositories).
     pub no_lock: bool,
+    /// Files of several blobs kept open between writes; beyond this, a file is reopened for
+    /// each write (bounds descriptors when many large files are restored at once).
+    pub open_files: usize,
 }
 
 impl Default for RestoreOptions {
@@ -84,6 +87,7 @@ impl Default for RestoreOptions {
             filter: RestoreFilter::default(),
             verify: false,
             no_lock: false,
+            open_files: 256,
         }
     }
 }
@@ -152,10 +156,20 @@ struct FileTarget {
     /// The name a file of several blobs has until it is complete.
     tmp: Option<PathBuf>,
     remaining: AtomicU32,
-    created: OnceLock<std::result::Result<(), String>>,
+    /// Whether this restore created the file (so removes it if the restore fails first).
+    created: AtomicBool,
     /// Set by the first blob that fails; the file is then removed, not finished.
     damaged: OnceLock<Fault>,
+    /// The file, open while blobs remain, and the right to write
+    /// it: one writer per file at a time. Two workers writing one file only contend on the
+    /// kernel's inode lock (spinning on it), so the second one decodes its range meanwhile.
+    /// At most [`RestoreOptions::open_files`] files stay open between writes.
+    open: Mutex<Option<std::fs::File>>,
 }
+
+/// Decoded plaintext a worker gathers before writing it: several blobs of a range land
+/// in one buffer, so blobs that follow each other in a file become one write.
+const WRITE_BATCH: usize = 8 << 20;
 
 #[derive(Clone, Copy)]
 struct BlobTarget {
@@ -189,8 +203,11 @@ struct Shared {
     /// A fatal error (the target cannot be written): stop fetching.
     failed: AtomicBool,
     last_report: Mutex<Instant>,
-    /// Decryption and decompression buffers, a pair per busy worker, reused across ranges.
-    scratch: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+    /// Decoding buffers, one set per busy worker, reused across ranges.
+    scratch: Mutex<Vec<Scratch>>,
+    /// Files whose descriptor is kept open between writes, and how many may be.
+    open_files: AtomicUsize,
+    keep_open: usize,
     /// Range buffers, at most one per fetch in flight, reused: allocating (and freeing)
     /// megabytes per range costs page faults and lets the allocator's heaps grow.
     buffers: Mutex<Vec<Vec<u8>>>,
@@ -622,8 +639,9 @@ impl Run<'_> {
             len: 0,
             tmp,
             remaining: AtomicU32::new(blobs as u32),
-            created: OnceLock::new(),
+            created: AtomicBool::new(false),
             damaged: OnceLock::new(),
+            open: Mutex::new(None),
         });
         Ok(())
     }
@@ -720,6 +738,8 @@ impl Run<'_> {
                 failed: AtomicBool::new(false),
                 last_report: Mutex::new(Instant::now()),
                 scratch: Mutex::new(Vec::new()),
+                open_files: AtomicUsize::new(0),
+                keep_open: self.opts.open_files,
                 buffers: Mutex::new(Vec::new()),
             });
             let executed = Instant::now();
@@ -828,10 +848,14 @@ fn device_size(f: &std::fs::File) -> std::io::Result<u64> {
     f.seek(std::io::SeekFrom::End(0))
 }
 
-/// Groups every needed blob by pack, then cuts each pack's blobs into contiguous ranges.
+/// Groups every needed blob by pack, then cuts each pack's blobs into contiguous ranges,
+/// packs in the order the files need them.
 /// A file with a blob the index does not know is marked damaged and not planned at all.
 fn plan_ranges(files: &mut [FileTarget], index: &MasterIndex) -> Vec<RangeJob> {
     let mut per_pack: HashMap<u32, HashMap<Id, PlannedBlob>> = HashMap::new();
+    // Packs in the order the files first need them: files complete early and in turn, so
+    // few are open at once and each is written mostly front to back.
+    let mut pack_order = Vec::new();
     for (fi, f) in files.iter_mut().enumerate() {
         let content = f.node.content.as_deref().unwrap_or(&[]);
         if let Some(missing) = content
@@ -851,7 +875,10 @@ fn plan_ranges(files: &mut [FileTarget], index: &MasterIndex) -> Vec<RangeJob> {
             let loc = index.get(BlobType::Data, id).expect("checked above");
             per_pack
                 .entry(loc.pack)
-                .or_default()
+                .or_insert_with(|| {
+                    pack_order.push(loc.pack);
+                    HashMap::new()
+                })
                 .entry(*id)
                 .or_insert_with(|| PlannedBlob {
                     id: *id,
@@ -871,7 +898,10 @@ fn plan_ranges(files: &mut [FileTarget], index: &MasterIndex) -> Vec<RangeJob> {
         f.len = offset;
     }
     let mut jobs = Vec::new();
-    for (pack, blobs) in per_pack {
+    for pack in pack_order {
+        let blobs = per_pack
+            .remove(&pack)
+            .expect("every ordered pack has blobs");
         let pack_id = index.pack_id(pack);
         let mut blobs: Vec<PlannedBlob> = blobs.into_values().collect();
         blobs.sort_by_key(|b| b.loc.offset);
@@ -973,7 +1003,8 @@ async fn execute(
             // finish, so a failed restore never leaves a file that looks restored but is not.
             if let Some(target) = &shared.target {
                 for f in &shared.files {
-                    if f.created.get().is_some() && f.remaining.load(Ordering::Acquire) > 0 {
+                    if f.created.load(Ordering::Acquire) && f.remaining.load(Ordering::Acquire) > 0
+                    {
                         let _ = target.remove_file(f.tmp.as_ref().unwrap_or(&f.rel));
                     }
                 }
@@ -1003,13 +1034,34 @@ async fn process_on_cpu(
 }
 
 fn process_range(shared: &Shared, job: &RangeJob, data: RangeData) -> Result<()> {
-    let mut bufs = shared.scratch.lock().unwrap().pop().unwrap_or_default();
-    let r = process_blobs(shared, job, &data, &mut bufs);
-    shared.scratch.lock().unwrap().push(bufs);
+    let mut scratch = shared.scratch.lock().unwrap().pop().unwrap_or_default();
+    let r = process_blobs(shared, job, &data, &mut scratch);
+    shared.scratch.lock().unwrap().push(scratch);
     if let RangeData::Buffer(b) = data {
         shared.buffers.lock().unwrap().push(b);
     }
     r
+}
+
+/// A worker's buffers: decrypted (still compressed) blobs, the decoded plaintext of up to
+/// [`WRITE_BATCH`] bytes, and where each piece of it goes. Both buffers keep their length
+/// (the largest seen), so they are never zeroed again.
+#[derive(Default)]
+struct Scratch {
+    decrypted: Vec<u8>,
+    plain: Vec<u8>,
+    writes: Vec<Segment>,
+}
+
+/// One blob's plaintext (`plain[start..end]` of the worker's buffer) at `offset` of a file.
+#[derive(Clone, Copy)]
+struct Segment {
+    file: u32,
+    offset: u64,
+    start: usize,
+    end: usize,
+    /// The whole blob is zeros.
+    zero: bool,
 }
 
 /// Marks every file that needs `b` as damaged (and finishes its share of the file).
@@ -1023,49 +1075,111 @@ fn fault_blob(shared: &Shared, pack: Id, b: &PlannedBlob, reason: String) {
             reason: reason.clone(),
         });
         // Nothing to finish for a damaged file, so this cannot fail.
-        let _ = finish_one(shared, f, None);
+        let mut open = f.open.lock().unwrap();
+        let _ = finish_one(shared, f, &mut open);
     }
 }
 
-/// Verifies and decrypts each blob of the fetched range, decompresses it, checks its hash
-/// and writes it to every place it belongs. A blob that fails costs only its files.
-fn process_blobs(
-    shared: &Shared,
-    job: &RangeJob,
-    data: &[u8],
-    (decrypted, scratch): &mut (Vec<u8>, Vec<u8>),
-) -> Result<()> {
+/// Verifies and decrypts each blob of the fetched range, decompresses it and checks its
+/// hash, then writes it while it is still in the CPU's cache, unless another worker is
+/// writing that file: then the blob waits in the buffer and the next one is decoded; the
+/// waiting blobs are written later, those that follow each other at once. A blob that
+/// fails costs only its files.
+fn process_blobs(shared: &Shared, job: &RangeJob, data: &[u8], s: &mut Scratch) -> Result<()> {
+    let mut used = 0usize;
+    s.writes.clear();
     for b in &job.blobs {
+        let len = b.loc.plain_len() as usize;
+        if used > 0 && used + len > WRITE_BATCH {
+            write_segments(shared, &s.plain[..used], &mut s.writes, Wait::Yes)?;
+            used = 0;
+        }
+        if s.plain.len() < used + len {
+            s.plain.resize(used + len, 0);
+        }
         let at = (b.loc.offset as u64 - job.start) as usize;
         let sealed = &data[at..at + b.loc.length as usize];
-        match decode_blob_into(
+        let out = &mut s.plain[used..used + len];
+        match decode_blob_to(
             &shared.key,
             sealed,
             b.loc.uncompressed_length,
             &b.id,
-            decrypted,
-            scratch,
+            out,
+            &mut s.decrypted,
         ) {
-            Ok(plain) => {
-                let zero = is_zero(plain);
-                for t in &b.targets {
-                    let f = &shared.files[t.file as usize];
-                    write_blob(shared, f, t.offset, plain, zero)?;
+            Ok(()) => {
+                let zero = is_zero(out);
+                s.writes.extend(b.targets.iter().map(|t| Segment {
+                    file: t.file,
+                    offset: t.offset,
+                    start: used,
+                    end: used + len,
+                    zero,
+                }));
+                used += len;
+                write_segments(shared, &s.plain[..used], &mut s.writes, Wait::No)?;
+                if s.writes.is_empty() {
+                    used = 0;
                 }
             }
             Err(reason) => fault_blob(shared, job.pack, b, reason),
         }
     }
+    write_segments(shared, &s.plain[..used], &mut s.writes, Wait::Yes)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Wait for each file's lock.
+    Yes,
+    /// Skip (and keep) the segments of a file another worker is writing.
+    No,
+}
+
+/// Writes the gathered segments file by file, in offset order, and removes the written ones.
+fn write_segments(
+    shared: &Shared,
+    plain: &[u8],
+    writes: &mut Vec<Segment>,
+    wait: Wait,
+) -> Result<()> {
+    writes.sort_unstable_by_key(|w| (w.file, w.offset));
+    let mut kept = 0;
+    let mut at = 0;
+    while at < writes.len() {
+        let file = writes[at].file;
+        let end = at + writes[at..].iter().take_while(|w| w.file == file).count();
+        let f = &shared.files[file as usize];
+        let mut open = match f.open.try_lock() {
+            Ok(open) => open,
+            Err(std::sync::TryLockError::WouldBlock) if wait == Wait::No => {
+                writes.copy_within(at..end, kept);
+                kept += end - at;
+                at = end;
+                continue;
+            }
+            Err(std::sync::TryLockError::WouldBlock) => f.open.lock().unwrap(),
+            Err(std::sync::TryLockError::Poisoned(p)) => panic!("{p}"),
+        };
+        write_file(shared, f, &mut open, plain, &writes[at..end])?;
+        if open.is_some() && shared.open_files.load(Ordering::Relaxed) > shared.keep_open {
+            *open = None;
+            shared.open_files.fetch_sub(1, Ordering::Relaxed);
+        }
+        at = end;
+    }
+    writes.truncate(kept);
     Ok(())
 }
 
 /// Holes are punched at this granularity: all-zero pieces of a blob are not written.
 const SPARSE_PIECE: usize = 64 * 1024;
 
-/// Opens the file a blob goes to: a device as it is; a file of one blob created (and
-/// finished by this one write); a file of several blobs under its temporary name, created by
-/// the first blob that reaches it.
-fn open_for_blob(shared: &Shared, f: &FileTarget) -> Result<std::fs::File> {
+/// Opens the file blobs go to: a device as it is; any other file created by its first
+/// write (a file of several blobs under its temporary name), then reopened if it had to
+/// be closed between writes. Called with the file's lock held.
+fn open_for_write(shared: &Shared, f: &FileTarget) -> Result<std::fs::File> {
     let io = |e| RepoError::io(shared.display(&f.rel), e);
     if f.device {
         return std::fs::OpenOptions::new()
@@ -1075,101 +1189,130 @@ fn open_for_blob(shared: &Shared, f: &FileTarget) -> Result<std::fs::File> {
             .map_err(io);
     }
     let target = shared.target()?;
-    let Some(tmp) = &f.tmp else {
-        let file = target.create_file(&f.rel).map_err(io)?;
-        // Marks the file as ours: removed if the restore fails before it is complete.
-        let _ = f.created.set(Ok(()));
-        return Ok(file);
-    };
-    let mut first = None;
-    f.created
-        .get_or_init(|| match target.create_file(tmp) {
-            Ok(file) => {
-                first = Some(file);
-                Ok(())
-            }
-            Err(e) => Err(format!("{}: {e}", target.display(tmp).display())),
-        })
-        .clone()
-        .map_err(RepoError::Invalid)?;
-    match first {
-        Some(file) => Ok(file),
-        None => target.open_write(tmp).map_err(io),
+    let name = f.tmp.as_ref().unwrap_or(&f.rel);
+    if f.created.load(Ordering::Acquire) {
+        return target.open_write(name).map_err(io);
+    }
+    let file = target.create_file(name).map_err(io)?;
+    // Marks the file as ours: removed if the restore fails before it is complete.
+    f.created.store(true, Ordering::Release);
+    Ok(file)
+}
+
+/// Positional writes that merge pieces following each other in the file and in the buffer.
+struct Coalesce<'a> {
+    file: &'a std::fs::File,
+    plain: &'a [u8],
+    /// (file offset, buffer range) not yet written.
+    pending: Option<(u64, std::ops::Range<usize>)>,
+    written: u64,
+}
+
+impl Coalesce<'_> {
+    fn add(&mut self, offset: u64, piece: std::ops::Range<usize>) -> std::io::Result<()> {
+        if let Some((at, run)) = &mut self.pending
+            && *at + run.len() as u64 == offset
+            && run.end == piece.start
+        {
+            run.end = piece.end;
+            return Ok(());
+        }
+        self.flush()?;
+        self.pending = Some((offset, piece));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some((at, run)) = self.pending.take() {
+            self.written += run.len() as u64;
+            self.file.write_all_at(&self.plain[run], at)?;
+        }
+        Ok(())
     }
 }
 
-fn write_blob(
+/// Writes one file's segments (its lock held), then counts each as one of its blobs done.
+fn write_file(
     shared: &Shared,
     f: &FileTarget,
-    offset: u64,
+    open: &mut Option<std::fs::File>,
     plain: &[u8],
-    zero: bool,
+    segments: &[Segment],
 ) -> Result<()> {
     if f.damaged.get().is_some() {
-        // Another blob of this file is bad: the file will be removed, skip the write.
-        return finish_one(shared, f, None);
+        // Another blob of this file is bad: the file will be removed, skip the writes.
+        for _ in segments {
+            finish_one(shared, f, open)?;
+        }
+        return Ok(());
     }
     let io = |e| RepoError::io(shared.display(&f.rel), e);
-    let file = open_for_blob(shared, f)?;
-    // Write the non-zero runs; a zero piece is skipped where the target already reads back
-    // zeros (always true for a file we created; checked by reading for a device).
-    let mut run_start: Option<usize> = None;
-    let mut written = 0u64;
-    let mut written_end = 0usize;
-    let mut scratch = Vec::new();
-    let mut pos = 0usize;
-    while pos < plain.len() {
-        let end = (pos + SPARSE_PIECE).min(plain.len());
-        let piece = &plain[pos..end];
-        let mut needs_write = zero_needs_write(zero, piece);
-        if !needs_write && f.device {
-            scratch.resize(piece.len(), 0);
-            let n = file
-                .read_at(&mut scratch, offset + pos as u64)
-                .map_err(io)?;
-            needs_write = n < piece.len() || !is_zero(&scratch);
-        }
-        match (needs_write, run_start) {
-            (true, None) => run_start = Some(pos),
-            (false, Some(s)) => {
-                file.write_all_at(&plain[s..pos], offset + s as u64)
-                    .map_err(io)?;
-                written += (pos - s) as u64;
-                written_end = pos;
-                run_start = None;
+    if open.is_none() {
+        *open = Some(open_for_write(shared, f)?);
+        shared.open_files.fetch_add(1, Ordering::Relaxed);
+    }
+    let file = open.as_ref().expect("just opened");
+    let mut out = Coalesce {
+        file,
+        plain,
+        pending: None,
+        written: 0,
+    };
+    let mut written_end = 0u64;
+    let mut device_zeros = Vec::new();
+    for s in segments {
+        // Write the non-zero pieces; a zero piece is skipped where the target already reads
+        // back zeros (always true for a file we created; checked by reading for a device).
+        let mut pos = s.start;
+        while pos < s.end {
+            let end = (pos + SPARSE_PIECE).min(s.end);
+            let piece = &plain[pos..end];
+            let at = s.offset + (pos - s.start) as u64;
+            let mut needs_write = zero_needs_write(s.zero, piece);
+            if !needs_write && f.device {
+                device_zeros.resize(piece.len(), 0);
+                let n = file.read_at(&mut device_zeros, at).map_err(io)?;
+                needs_write = n < piece.len() || !is_zero(&device_zeros);
             }
-            _ => {}
+            if needs_write {
+                out.add(at, pos..end).map_err(io)?;
+                written_end = written_end.max(at + piece.len() as u64);
+            }
+            pos = end;
         }
-        pos = end;
     }
-    if let Some(s) = run_start {
-        file.write_all_at(&plain[s..], offset + s as u64)
-            .map_err(io)?;
-        written += (plain.len() - s) as u64;
-        written_end = plain.len();
-    }
-    if f.blobs == 1 && !f.device && offset + (written_end as u64) < f.len {
+    out.flush().map_err(io)?;
+    if f.blobs == 1 && !f.device && written_end < f.len {
         // Trailing zeros were skipped: the size comes from a hole.
         file.set_len(f.len).map_err(io)?;
     }
-    shared.bytes_written.fetch_add(written, Ordering::Relaxed);
     shared
-        .bytes_done
-        .fetch_add(plain.len() as u64, Ordering::Relaxed);
-    finish_one(shared, f, Some(&file))
+        .bytes_written
+        .fetch_add(out.written, Ordering::Relaxed);
+    let done: usize = segments.iter().map(|s| s.end - s.start).sum();
+    shared.bytes_done.fetch_add(done as u64, Ordering::Relaxed);
+    for _ in segments {
+        finish_one(shared, f, open)?;
+    }
+    Ok(())
 }
 
-/// Counts one of the file's blobs as done. The last one finishes the file: its size and
-/// metadata, then its real name; or, when a blob was damaged, removes what was written.
-fn finish_one(shared: &Shared, f: &FileTarget, file: Option<&std::fs::File>) -> Result<()> {
+/// Counts one of the file's blobs as done (its lock held). The last one finishes the file:
+/// its size and metadata, then its real name, and closes it; or, when a blob was damaged,
+/// removes what was written.
+fn finish_one(shared: &Shared, f: &FileTarget, open: &mut Option<std::fs::File>) -> Result<()> {
     if f.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
         return Ok(());
+    }
+    let file = open.take();
+    if file.is_some() {
+        shared.open_files.fetch_sub(1, Ordering::Relaxed);
     }
     let display = shared.display(&f.rel);
     let io = |e| RepoError::io(&display, e);
     if f.damaged.get().is_some() {
         if !f.device
-            && f.created.get().is_some()
+            && f.created.load(Ordering::Acquire)
             && let Some(target) = &shared.target
         {
             let _ = target.remove_file(f.tmp.as_ref().unwrap_or(&f.rel));
@@ -1188,7 +1331,7 @@ fn finish_one(shared: &Shared, f: &FileTarget, file: Option<&std::fs::File>) -> 
         if f.tmp.is_some() {
             file.set_len(f.len).map_err(io)?;
         }
-        fsmeta::apply_to_fd(file, &f.node, &display, &shared.warnings).map_err(io)?;
+        fsmeta::apply_to_fd(&file, &f.node, &display, &shared.warnings).map_err(io)?;
         if let Some(tmp) = &f.tmp {
             let target = shared.target()?;
             if let Err(e) = target.rename(tmp, &f.rel) {

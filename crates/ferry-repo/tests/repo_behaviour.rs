@@ -353,3 +353,62 @@ async fn locks_follow_restic_rules() {
     assert_eq!(repo.unlock_stale().await.unwrap(), 1);
     let _ = Handle::config();
 }
+
+/// Large files restored by several workers at once, with room to keep only one of them
+/// open between writes: every other file is closed and reopened for each write, and each is
+/// written by one worker at a time. Every byte must come back and no temporary name stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_blob_files_restore_when_few_may_stay_open() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..5u64 {
+        // Several chunks each (restic's chunks are 512 KiB to 8 MiB, 1 MiB on average).
+        std::fs::write(src.join(format!("big{i}")), random_bytes(100 + i, 5 << 20)).unwrap();
+    }
+    // A zero run inside a large file stays a hole, whatever writes it was merged with.
+    let mut sparse = random_bytes(7, 3 << 20);
+    sparse.extend(std::iter::repeat_n(0u8, 6 << 20));
+    sparse.extend(random_bytes(8, 2 << 20));
+    std::fs::write(src.join("sparse"), &sparse).unwrap();
+    let repo = init_repo(&t.path().join("repo")).await;
+    repo.backup(
+        BackupSource::Paths(vec![src.clone()]),
+        BackupOptions::default(),
+        no_progress(),
+    )
+    .await
+    .unwrap();
+    let snap = repo.find_snapshot("latest").await.unwrap();
+    let out = t.path().join("out");
+    let summary = repo
+        .restore(
+            &snap,
+            RestoreTarget::Directory {
+                path: out.clone(),
+                subpath: None,
+            },
+            RestoreOptions {
+                workers: 4,
+                fetch_concurrency: 4,
+                open_files: 1,
+                ..Default::default()
+            },
+            no_progress(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.files, 6);
+    let restored = in_snapshot(&out, &src);
+    assert_same_tree(&src, &restored);
+    let names: Vec<_> = std::fs::read_dir(&restored)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 6, "temporary names left behind: {names:?}");
+    assert!(
+        allocated(&restored.join("sparse")) < (sparse.len() as u64) - (4 << 20),
+        "the zero run was written: {} bytes allocated",
+        allocated(&restored.join("sparse"))
+    );
+}

@@ -1,18 +1,30 @@
 //! `ferry bench repo` backs up and restores the same generated data with restic and with
-//! ferry (each as a child process, so CPU time and peak RSS come from wait4's rusage).
+//! ferry (each as a child process, so CPU time and peak RSS come from wait4's rusage), for
+//! several shapes of data, beside `tar -x` of the same tree (the floor) and, when installed,
+//! rustic. Every restore is compared byte for byte with the source.
 
-use std::io::Write;
+mod data;
+mod fresh_fs;
+mod measuring;
+mod peers;
+mod report;
+mod tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 
 use crate::commands::demo::size;
+use data::{Shape, Shapes};
+pub(super) use measuring::{Measure, measure};
+use measuring::{median, settle};
+use peers::{Restorer, RunRepos, Target, on_path, run_quiet, tool_version};
+use report::{Figures, Step};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchRepoArgs {
-    /// Amount of data to generate, e.g. 1GiB, 512MiB.
+    /// Amount of data to generate per shape, e.g. 1GiB, 512MiB.
     #[arg(long, default_value = "1GiB", value_parser = size::parse_size)]
     pub size: u64,
     /// Working directory (data, repositories, restores). Default: a temporary directory.
@@ -25,481 +37,425 @@ pub struct BenchRepoArgs {
     /// Keep the working directory afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Data shapes, comma-separated, each a data set of --size with its own table: small
+    /// (4–64 KiB files), mixed (half small files, half 4 large ones), large (one file),
+    /// sparse (a disk image, about half of it all-zero holes).
+    #[arg(long, default_value = "small,mixed,large,sparse", value_parser = data::parse_shapes)]
+    pub(super) shapes: Shapes,
+    /// Restore into directories of the working directory's file system, not into a fresh
+    /// loop-mounted ext4 per restore.
+    #[arg(long)]
+    pub no_fresh_fs: bool,
 }
 
-/// Fast deterministic pseudo-random bytes.
-struct XorShift(u64);
-impl XorShift {
-    fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            let b = self.0.to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
+/// What stays the same over the whole bench.
+struct Bench {
+    ferry: PathBuf,
+    password: &'static str,
+    /// A fresh file system per restore, or why not.
+    fresh: Result<(), String>,
+    rustic: bool,
+    runs: usize,
+    /// Whether every step started with the whole page cache dropped.
+    whole_cache: bool,
+}
+
+/// One shape's outcome, to print.
+struct ShapeResult {
+    heading: String,
+    figures: Figures,
+    /// Repository sizes of the last run (restic, ferry) and the verified file count.
+    repo_bytes: (u64, u64),
+    files: u64,
+}
+
+impl Bench {
+    fn restic(&self, cwd: &Path, cache: &Path) -> Command {
+        let mut c = Command::new("restic");
+        c.current_dir(cwd)
+            .env("RESTIC_CACHE_DIR", cache)
+            .env("RESTIC_PASSWORD", self.password)
+            .env_remove("RESTIC_REPOSITORY")
+            .env_remove("RESTIC_PASSWORD_FILE");
+        c
+    }
+
+    fn ferry(&self, cwd: &Path) -> Command {
+        let mut c = Command::new(&self.ferry);
+        c.arg("repo")
+            .current_dir(cwd)
+            .env("FERRY_PASSWORD", self.password)
+            .env_remove("FERRY_PASSWORD_FILE")
+            .env_remove("FERRY_REPOSITORY");
+        c
+    }
+
+    fn settle(&mut self, inputs: &[&Path]) {
+        self.whole_cache &= settle(inputs);
+    }
+
+    /// Backs up `what` (a directory of `sd`, named relative as restic users do).
+    fn backup(
+        &mut self,
+        ferry: bool,
+        sd: &Path,
+        repos: &RunRepos,
+        what: &str,
+    ) -> anyhow::Result<Measure> {
+        self.settle(&[&sd.join(what)]);
+        if ferry {
+            measure(
+                self.ferry(sd)
+                    .args(["backup", "-r"])
+                    .arg(&repos.ferry)
+                    .arg(what),
+                "ferry backup",
+                sd,
+            )
+        } else {
+            measure(
+                self.restic(sd, &repos.restic_cache)
+                    .arg("-r")
+                    .arg(&repos.restic)
+                    .args(["backup", "-q", "--compression", "auto", what]),
+                "restic backup",
+                sd,
+            )
         }
     }
-    fn next(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.fill(&mut b);
-        u64::from_le_bytes(b)
+
+    /// The id of the one-file snapshot in `repo` (listed by ferry; restic's ids are the same).
+    fn tiny_snapshot(&self, sd: &Path, repo: &Path) -> anyhow::Result<String> {
+        let out = self
+            .ferry(sd)
+            .args(["snapshots", "--json", "-r"])
+            .arg(repo)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "ferry repo snapshots {}: {}",
+                repo.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let snaps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+        snaps
+            .iter()
+            .find(|s| {
+                s["paths"].as_array().is_some_and(|p| {
+                    p.iter()
+                        .any(|p| p.as_str().is_some_and(|p| p.ends_with("tiny")))
+                })
+            })
+            .and_then(|s| s["id"].as_str())
+            .map(str::to_string)
+            .with_context(|| format!("no snapshot of `tiny` in {}", repo.display()))
     }
-}
 
-const WORDS: &[&str] = &[
-    "volume", "restore", "snapshot", "ferry", "node", "claim", "backup", "data", "pod", "bind",
-    "cluster", "storage", "class", "topology", "mover", "velero", "chunk", "pack", "index",
-];
-
-/// Half random (incompressible), half text-like (compressible) content.
-fn content(rng: &mut XorShift, len: usize, compressible: bool) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    if compressible {
-        let mut pos = 0;
-        while pos < len {
-            let w = WORDS[(rng.next() % WORDS.len() as u64) as usize].as_bytes();
-            let n = w.len().min(len - pos);
-            v[pos..pos + n].copy_from_slice(&w[..n]);
-            pos += n;
-            if pos < len {
-                v[pos] = if rng.next().is_multiple_of(9) {
-                    b'\n'
+    /// One restore (or untar) of `source`'s snapshot into a new target, measured, then
+    /// compared with `source`; returns the measure and the restored tree's blocks on disk.
+    #[allow(clippy::too_many_arguments)]
+    fn restore(
+        &mut self,
+        who: Restorer,
+        sd: &Path,
+        repos: &RunRepos,
+        snap: &str,
+        source: &Path,
+        base: &Path,
+        bytes: u64,
+    ) -> anyhow::Result<(Measure, u64)> {
+        let target = Target::new(self.fresh.is_ok(), base, bytes)?;
+        let out = target.dir();
+        let tar = source.with_extension("tar");
+        let (mut cmd, inputs): (Command, Vec<&Path>) = match who {
+            Restorer::Tar => {
+                let mut c = Command::new("tar");
+                c.arg("-xf").arg(&tar).arg("-C").arg(&out);
+                (c, vec![&tar])
+            }
+            Restorer::Ferry | Restorer::FerryRestic => {
+                let repo = if who == Restorer::Ferry {
+                    &repos.ferry
                 } else {
-                    b' '
+                    &repos.restic
                 };
-                pos += 1;
+                let mut c = self.ferry(sd);
+                c.args(["restore", "-r"])
+                    .arg(repo)
+                    .arg(snap)
+                    .arg("--target")
+                    .arg(&out);
+                (c, vec![repo])
+            }
+            Restorer::Restic => {
+                let mut c = self.restic(sd, &repos.restic_cache);
+                c.arg("-r")
+                    .arg(&repos.restic)
+                    .args(["restore", snap, "--target"])
+                    .arg(&out);
+                (c, vec![&repos.restic, &repos.restic_cache])
+            }
+            Restorer::Rustic => {
+                let mut c = Command::new("rustic");
+                c.current_dir(sd)
+                    .env("RUSTIC_PASSWORD", self.password)
+                    .env_remove("RUSTIC_PASSWORD_FILE")
+                    .env_remove("RUSTIC_PASSWORD_COMMAND")
+                    .env_remove("RUSTIC_REPOSITORY")
+                    .arg("-r")
+                    .arg(&repos.restic)
+                    .arg("--cache-dir")
+                    .arg(&repos.rustic_cache)
+                    .args(["restore", snap])
+                    .arg(&out);
+                (c, vec![&repos.restic, &repos.rustic_cache])
+            }
+        };
+        self.settle(&inputs);
+        let m = measure(&mut cmd, who.label(), &out)?;
+        let root = tree::restored_root(&out, source);
+        tree::verify_restore(source, &root, who.label())?;
+        Ok((m, tree::allocated(&root)))
+        // `target` drops here: a fresh file system is unmounted and deleted.
+    }
+
+    /// Generates the shape's data, then runs every step `runs` times.
+    fn shape(&mut self, shape: Shape, sd: &Path, size: u64) -> anyhow::Result<ShapeResult> {
+        let runs = self.runs;
+        let name = shape.name();
+        let _ = std::fs::remove_dir_all(sd);
+        let (source, tiny) = (sd.join("data"), sd.join("tiny"));
+        eprintln!(
+            "{name}: generating {} MiB in {} …",
+            size >> 20,
+            source.display()
+        );
+        let set = data::generate(shape, &source, size)?;
+        data::generate_tiny(&tiny)?;
+        for what in ["data", "tiny"] {
+            let mut tar = Command::new("tar");
+            tar.current_dir(sd);
+            if shape == Shape::Sparse {
+                tar.arg("-S");
+            }
+            tar.arg("-cf").arg(format!("{what}.tar")).arg(what);
+            run_quiet(&mut tar, "tar -c")?;
+        }
+        let mut restorers = vec![
+            Restorer::Tar,
+            Restorer::Ferry,
+            Restorer::FerryRestic,
+            Restorer::Restic,
+        ];
+        if self.rustic {
+            restorers.push(Restorer::Rustic);
+        }
+        let n = restorers.len();
+        let (mut full, mut startup) = (vec![vec![]; n], vec![vec![]; n]);
+        let mut on_disk = vec![0u64; n];
+        let (mut rbs, mut fbs, mut rbt, mut fbt) = (vec![], vec![], vec![], vec![]);
+        for run in 1..=runs {
+            // Every run gets new repositories.
+            let repos = RunRepos::new(sd, run);
+            measure(
+                self.restic(sd, &repos.restic_cache)
+                    .arg("init")
+                    .arg("-r")
+                    .arg(&repos.restic)
+                    .args(["--repository-version", "2"]),
+                "restic init",
+                sd,
+            )?;
+            measure(
+                self.ferry(sd).args(["init", "-r"]).arg(&repos.ferry),
+                "ferry init",
+                sd,
+            )?;
+            eprintln!("{name} run {run}/{runs} backup of one file: restic, ferry …");
+            rbt.push(self.backup(false, sd, &repos, "tiny")?);
+            fbt.push(self.backup(true, sd, &repos, "tiny")?);
+            eprintln!("{name} run {run}/{runs} backup: restic …");
+            rbs.push(self.backup(false, sd, &repos, "data")?);
+            eprintln!("{name} run {run}/{runs} backup: ferry …");
+            fbs.push(self.backup(true, sd, &repos, "data")?);
+            let tiny_ferry = self.tiny_snapshot(sd, &repos.ferry)?;
+            let tiny_restic = self.tiny_snapshot(sd, &repos.restic)?;
+            for one_file in [false, true] {
+                // A later restore may find the machine in another state; rotate who goes
+                // first.
+                for turn in 0..n {
+                    let i = (turn + run - 1) % n;
+                    let who = restorers[i];
+                    let (snap, src, bytes, kind) = match (one_file, who) {
+                        (false, _) => ("latest", &source, set.bytes, "out"),
+                        (true, Restorer::Ferry) => (tiny_ferry.as_str(), &tiny, 4096, "tiny"),
+                        (true, _) => (tiny_restic.as_str(), &tiny, 4096, "tiny"),
+                    };
+                    eprintln!(
+                        "{name} run {run}/{runs} restore{}: {} …",
+                        if one_file { " of one file" } else { "" },
+                        who.label()
+                    );
+                    let base = sd.join(format!("{}-{kind}-{run}", who.slug()));
+                    let (m, disk) = self.restore(who, sd, &repos, snap, src, &base, bytes)?;
+                    eprintln!("  {:.3} s, CPU {:.2} s", m.wall, m.cpu);
+                    if one_file {
+                        startup[i].push(m);
+                    } else {
+                        full[i].push(m);
+                        on_disk[i] = disk;
+                    }
+                }
             }
         }
-    } else {
-        rng.fill(&mut v);
+        let step = |i: usize| Step {
+            m: median(full[i].clone()),
+            startup: median(startup[i].clone()),
+            on_disk: Some(on_disk[i]),
+        };
+        let last = RunRepos::new(sd, runs);
+        Ok(ShapeResult {
+            heading: format!(
+                "shape {name}: {:.0} MiB, {}; median of {runs} run(s)",
+                set.bytes as f64 / 1048576.0,
+                data::describe(shape, &set)
+            ),
+            figures: Figures {
+                mib: set.bytes as f64 / 1048576.0,
+                restic_backup: Step {
+                    m: median(rbs),
+                    startup: median(rbt),
+                    on_disk: None,
+                },
+                ferry_backup: Step {
+                    m: median(fbs),
+                    startup: median(fbt),
+                    on_disk: None,
+                },
+                tar: step(0),
+                ferry: step(1),
+                ferry_restic: step(2),
+                restic: step(3),
+                rustic: self.rustic.then(|| step(4)),
+            },
+            repo_bytes: (tree::du(&last.restic), tree::du(&last.ferry)),
+            files: set.files,
+        })
     }
-    v
 }
 
-/// Generates `size` bytes: half in small files (4–64 KiB) spread over directories, half in a
-/// few large files; every other file compressible.
-fn generate(root: &Path, size: u64) -> anyhow::Result<(u64, u64)> {
-    let mut rng = XorShift(0x5eed_f0e5_1234_5678);
-    let mut files = 0u64;
-    let mut total = 0u64;
-    let small_budget = size / 2;
-    let mut i = 0u64;
-    while total < small_budget {
-        let dir = root.join(format!("small/d{:03}", i / 500));
-        if i.is_multiple_of(500) {
-            std::fs::create_dir_all(&dir)?;
-        }
-        let len = (4096 + rng.next() % (60 * 1024)) as usize;
-        std::fs::write(
-            dir.join(format!("f{i:06}")),
-            content(&mut rng, len, i.is_multiple_of(2)),
-        )?;
-        total += len as u64;
-        files += 1;
-        i += 1;
-    }
-    std::fs::create_dir_all(root.join("large"))?;
-    let large_count = 4u64;
-    let per = (size - total) / large_count;
-    for j in 0..large_count {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(
-            root.join(format!("large/big{j}.bin")),
-        )?);
-        let mut left = per;
-        while left > 0 {
-            let n = left.min(4 << 20) as usize;
-            f.write_all(&content(&mut rng, n, j.is_multiple_of(2)))?;
-            left -= n as u64;
-        }
-        f.flush()?;
-        total += per;
-        files += 1;
-    }
-    Ok((files, total))
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Measure {
-    /// Start to exit of the process.
-    pub(super) wall: f64,
-    /// Start to exit, plus flushing the output's file system afterwards (syncfs).
-    flushed: f64,
-    pub(super) cpu: f64,
-    max_rss_mib: f64,
-}
-
-/// Every regular file below `root` (not following symlinks).
-fn files_below(root: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(root) else {
+/// Removes what a shape's runs left in `sd`; the data set and its tar stay.
+fn clean_shape(sd: &Path) {
+    let Ok(rd) = std::fs::read_dir(sd) else {
         return;
     };
     for e in rd.flatten() {
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
-            files_below(&e.path(), out);
-        } else if ft.is_file() {
-            out.push(e.path());
+        let name = e.file_name();
+        if !["data", "tiny", "data.tar", "tiny.tar"].contains(&name.to_string_lossy().as_ref()) {
+            let _ = std::fs::remove_dir_all(e.path());
+            let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-/// Starts a step cold and clean: dirty pages left by earlier steps are written back first
-/// (so they are not charged to this step), then the page cache is dropped. As root the
-/// whole cache goes (`/proc/sys/vm/drop_caches`): with a full cache, every page a step
-/// writes would first have to be reclaimed from earlier steps, a cost that varies from run
-/// to run and taxes whichever tool runs later. Without privileges only the step's input
-/// files are dropped (`POSIX_FADV_DONTNEED`). Returns whether the whole cache was dropped.
-fn settle(inputs: &[PathBuf]) -> bool {
-    // SAFETY: sync has no preconditions.
-    unsafe { libc::sync() };
-    if std::fs::write("/proc/sys/vm/drop_caches", b"3").is_ok() {
-        return true;
-    }
-    for root in inputs {
-        let mut files = Vec::new();
-        files_below(root, &mut files);
-        for f in files {
-            if let Ok(file) = std::fs::File::open(&f) {
-                use std::os::fd::AsRawFd;
-                // SAFETY: a valid open descriptor; advice only.
-                unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-            }
-        }
-    }
-    false
-}
-
-/// Writes back everything dirty on the file system holding `dir`; returns the seconds taken.
-fn flush_fs(dir: &Path) -> anyhow::Result<f64> {
-    use std::os::fd::AsRawFd;
-    let started = Instant::now();
-    let d = std::fs::File::open(dir).with_context(|| format!("open {}", dir.display()))?;
-    // SAFETY: a valid open descriptor.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        bail!(
-            "syncfs {}: {}",
-            dir.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(started.elapsed().as_secs_f64())
-}
-
-/// Runs a child to completion and measures wall time, user+system CPU and peak RSS, then
-/// the time to flush what it left dirty on `output`'s file system.
-pub(super) fn measure(cmd: &mut Command, what: &str, output: &Path) -> anyhow::Result<Measure> {
-    let started = Instant::now();
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {what}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    let wall = started.elapsed().as_secs_f64();
-    if rc != pid {
-        bail!(
-            "wait4 for {what} failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    std::mem::forget(child);
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        bail!("{what} failed (status {status})");
-    }
-    let flush = flush_fs(output)?;
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Ok(Measure {
-        wall,
-        flushed: wall + flush,
-        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
-        max_rss_mib: ru.ru_maxrss as f64 / 1024.0,
-    })
-}
-
-/// Compares every file below `want` with the same path below `got`; returns the file count.
-fn verify_restore(want: &Path, got: &Path, who: &str) -> anyhow::Result<u64> {
-    let mut files = Vec::new();
-    files_below(want, &mut files);
-    for f in &files {
-        let rel = f.strip_prefix(want).expect("below root");
-        let restored = got.join(rel);
-        let a = std::fs::read(f)?;
-        let b = std::fs::read(&restored)
-            .with_context(|| format!("{who} restore lacks {}", restored.display()))?;
-        if a != b {
-            bail!(
-                "{who} restored {} with different content",
-                restored.display()
-            );
-        }
-    }
-    Ok(files.len() as u64)
-}
-
-/// The run with the median wall time.
-fn median(mut runs: Vec<Measure>) -> Measure {
-    runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
-    runs[runs.len() / 2]
-}
-
-fn du(p: &Path) -> u64 {
-    let mut files = Vec::new();
-    files_below(p, &mut files);
-    files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum()
 }
 
 pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
-    let size = a.size;
     let dir = match &a.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("ferry-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir)?;
     let dir = std::fs::canonicalize(&dir)?;
-    let password = "ferry-bench-password";
-    let data = dir.join("data");
-    let _ = std::fs::remove_dir_all(&data);
-    eprintln!("generating {} MiB in {} …", size >> 20, data.display());
-    let (files, bytes) = generate(&data, size)?;
-    let mib = bytes as f64 / 1048576.0;
-    eprintln!("{files} files, {mib:.0} MiB");
-    let ferry = std::env::current_exe()?;
-    let restic = |args: &[&str], cache: &str| {
-        let mut c = Command::new("restic");
-        c.args(args)
-            .env("RESTIC_CACHE_DIR", dir.join(cache))
-            .current_dir(&dir)
-            .env("RESTIC_PASSWORD", password)
-            .env_remove("RESTIC_REPOSITORY")
-            .env_remove("RESTIC_PASSWORD_FILE");
-        c
+    fresh_fs::unmount_stale(&dir);
+    let fresh = if a.no_fresh_fs {
+        Err("--no-fresh-fs".to_string())
+    } else {
+        fresh_fs::probe(&dir)
     };
-    let ferry_cmd = |args: &[&str]| {
-        let mut c = Command::new(&ferry);
-        c.args(["repo"])
-            .args(args)
-            .current_dir(&dir)
-            .env("FERRY_PASSWORD", password)
-            .env_remove("FERRY_PASSWORD_FILE")
-            .env_remove("FERRY_REPOSITORY");
-        c
-    };
-    let path = |d: &str| dir.join(d);
-    let runs = a.runs.max(1);
-    let run_dirs = |run: usize| {
-        [
-            "restic-repo",
-            "ferry-repo",
-            "restic-out",
-            "ferry-out",
-            "ferry-rr-out",
-            "restic-cache",
-        ]
-        .map(|d| dir.join(format!("{d}-{run}")))
-    };
-    // Leftovers of an earlier invocation in the same --dir.
-    for run in 1..=runs {
-        for d in run_dirs(run) {
-            let _ = std::fs::remove_dir_all(d);
-        }
+    match &fresh {
+        Ok(()) => eprintln!("restoring into a fresh loop-mounted ext4 per restore"),
+        Err(why) => eprintln!("restoring into directories of {} ({why})", dir.display()),
     }
-    let (mut rbs, mut fbs, mut rrs, mut frs) = (vec![], vec![], vec![], vec![]);
-    // ferry restoring the repository restic wrote (restic's calibrated key, restic's packs).
-    let mut frrs = vec![];
-    let mut whole_cache = true;
-    for run in 1..=runs {
-        // Every run gets new repositories and restore targets. Nothing is deleted between
-        // steps: ext4 is slow to create files right after deleting many (it checks each
-        // recently freed inode), which would tax whichever tool runs next.
-        let rrepo = format!("restic-repo-{run}");
-        let frepo = format!("ferry-repo-{run}");
-        let rout = format!("restic-out-{run}");
-        let fout = format!("ferry-out-{run}");
-        let frout = format!("ferry-rr-out-{run}");
-        let cache = format!("restic-cache-{run}");
-        measure(
-            &mut restic(&["init", "-r", &rrepo, "--repository-version", "2"], &cache),
-            "restic init",
-            &dir,
-        )?;
-        measure(&mut ferry_cmd(&["init", "-r", &frepo]), "ferry init", &dir)?;
-        eprintln!("run {run}/{runs} backup: restic …");
-        whole_cache &= settle(std::slice::from_ref(&data));
-        rbs.push(measure(
-            &mut restic(
-                &[
-                    "-r",
-                    &rrepo,
-                    "backup",
-                    "-q",
-                    "--compression",
-                    "auto",
-                    "data",
-                ],
-                &cache,
-            ),
-            "restic backup",
-            &dir,
-        )?);
-        eprintln!("run {run}/{runs} backup: ferry …");
-        whole_cache &= settle(std::slice::from_ref(&data));
-        fbs.push(measure(
-            &mut ferry_cmd(&["backup", "-r", &frepo, "data"]),
-            "ferry backup",
-            &dir,
-        )?);
-        // A later restore writes into a fuller file system (the earlier ones' output stays:
-        // nothing is deleted between steps); rotate who goes first.
-        for turn in 0..3 {
-            let who = (turn + run - 1) % 3;
-            if who == 2 {
-                eprintln!("run {run}/{runs} restore: ferry of restic's repository …");
-                whole_cache &= settle(&[path(&rrepo)]);
-                let m = measure(
-                    &mut ferry_cmd(&["restore", "-r", &rrepo, "latest", "--target", &frout]),
-                    "ferry restore (restic's repository)",
-                    &dir,
-                )?;
-                eprintln!(
-                    "  ferry restore of restic's repository {:.2} s, CPU {:.2} s",
-                    m.wall, m.cpu
-                );
-                frrs.push(m);
-            } else if who == 0 {
-                eprintln!("run {run}/{runs} restore: restic …");
-                whole_cache &= settle(&[path(&rrepo), path(&cache)]);
-                let m = measure(
-                    &mut restic(
-                        &["-r", &rrepo, "restore", "latest", "--target", &rout],
-                        &cache,
-                    ),
-                    "restic restore",
-                    &dir,
-                )?;
-                eprintln!("  restic restore {:.2} s, CPU {:.2} s", m.wall, m.cpu);
-                rrs.push(m);
+    let mut bench = Bench {
+        ferry: std::env::current_exe()?,
+        password: "ferry-bench-password",
+        fresh,
+        rustic: on_path("rustic"),
+        runs: a.runs.max(1),
+        whole_cache: true,
+    };
+    let mut summary = Vec::new();
+    for &shape in &a.shapes.0 {
+        let sd = dir.join(shape.name());
+        let r = bench.shape(shape, &sd, a.size)?;
+        let f = &r.figures;
+        println!();
+        println!("{}", r.heading);
+        for line in report::table(f) {
+            println!("{line}");
+        }
+        println!(
+            "repository size: restic {:.1} MiB, ferry {:.1} MiB; every restore verified identical to the source ({} file{})",
+            r.repo_bytes.0 as f64 / 1048576.0,
+            r.repo_bytes.1 as f64 / 1048576.0,
+            r.files,
+            if r.files == 1 { "" } else { "s" },
+        );
+        let goals = report::goals(f);
+        for g in &goals {
+            println!("{}", g.line());
+        }
+        for line in report::ratio_lines(f) {
+            println!("{line}");
+        }
+        summary.push(report::summary_line(shape.name(), &goals));
+        if !a.keep {
+            if a.dir.is_none() {
+                let _ = std::fs::remove_dir_all(&sd);
             } else {
-                eprintln!("run {run}/{runs} restore: ferry …");
-                whole_cache &= settle(&[path(&frepo)]);
-                let m = measure(
-                    &mut ferry_cmd(&["restore", "-r", &frepo, "latest", "--target", &fout]),
-                    "ferry restore",
-                    &dir,
-                )?;
-                eprintln!("  ferry restore {:.2} s, CPU {:.2} s", m.wall, m.cpu);
-                frs.push(m);
+                clean_shape(&sd);
             }
         }
     }
-    let (rb, fb, rr, fr) = (median(rbs), median(fbs), median(rrs), median(frs));
-    let frr = median(frrs);
-    let (rout, fout) = (format!("restic-out-{runs}"), format!("ferry-out-{runs}"));
-    let frout = format!("ferry-rr-out-{runs}");
-    eprintln!("verifying both restores against the source …");
-    // restic keeps a relative source path as given ("data"); older versions kept it absolute.
-    let restic_root = [
-        path(&rout).join("data"),
-        path(&rout).join(data.strip_prefix("/").unwrap_or(&data)),
-    ]
-    .into_iter()
-    .find(|p| p.is_dir())
-    .unwrap_or_else(|| path(&rout).join("data"));
-    verify_restore(&data, &restic_root, "restic")?;
-    let verified = verify_restore(&data, &path(&fout).join("data"), "ferry")?;
-    // restic stored the relative path "data"; ferry restores it where restic would.
-    verify_restore(
-        &data,
-        &path(&frout).join("data"),
-        "ferry (restic's repository)",
-    )?;
-
-    let row = |name: &str, m: Measure| {
-        println!(
-            "{name:<36} {:>7.1} MiB/s {:>7.2} s {:>7.2} s {:>7.1} MiB/s {:>7.2} s {:>8.1} MiB",
-            mib / m.wall,
-            m.wall,
-            m.flushed,
-            mib / m.flushed,
-            m.cpu,
-            m.max_rss_mib
-        );
-    };
+    println!();
     println!(
-        "data: {files} files, {mib:.0} MiB (half in 4-64 KiB files, half in 4 large files; half compressible); median of {runs} run(s)"
-    );
-    println!(
-        "{:<36} {:>13} {:>9} {:>9} {:>13} {:>9} {:>12}",
-        "", "throughput", "wall", "+flush", "thr.+flush", "CPU", "peak RSS"
-    );
-    row("restic backup", rb);
-    row("ferry backup", fb);
-    row("restic restore", rr);
-    row("ferry restore", fr);
-    row("ferry restore (restic's repository)", frr);
-    println!(
-        "repository size: restic {:.0} MiB, ferry {:.0} MiB; both restores verified identical to the source ({verified} files)",
-        du(&path(&format!("restic-repo-{runs}"))) as f64 / 1048576.0,
-        du(&path(&format!("ferry-repo-{runs}"))) as f64 / 1048576.0,
-    );
-    println!(
-        "measured: wall = process start to exit (restored files are not fsynced by either tool; \
-         both fsync repository files); +flush adds syncfs of the output file system after exit; the restores alternate which tool goes first; \
-         CPU = user+system of the process; each step starts after sync with {}; \
-         restic {} with --compression auto, ferry zstd level 3",
-        if whole_cache {
+        "measured: wall = process start to exit (restored files are not fsynced by any tool; \
+         restic and ferry fsync the repository files they write); +flush adds syncfs of the output file system after exit; \
+         start-up = the same step for a set of one 4 KiB file (its backup into the same repository, made \
+         before the data set's; its restore from there; the untar of its tar), w/o start-up = size / (wall - start-up); the restores rotate which tool goes first; \
+         CPU = user+system of the process; each step starts after sync with {}; targets: {}; \
+         restic {} with --compression auto, ferry zstd level 3; {}",
+        if bench.whole_cache {
             "the whole page cache dropped"
         } else {
             "its input dropped from the page cache (POSIX_FADV_DONTNEED; not root, so other cached files stay)"
         },
-        restic_version()
-    );
-    println!(
-        "ferry/restic: backup throughput {:.2}x (+flush {:.2}x, target >= 1.5x), restore throughput {:.2}x (+flush {:.2}x, target >= 2x); CPU backup {:.2}x, restore {:.2}x; ferry restore peak RSS {:.0} MiB (target <= 256)",
-        rb.wall / fb.wall,
-        rb.flushed / fb.flushed,
-        rr.wall / fr.wall,
-        rr.flushed / fr.flushed,
-        fb.cpu / rb.cpu,
-        fr.cpu / rr.cpu,
-        fr.max_rss_mib
-    );
-    println!(
-        "restic's repository (restic's packs and calibrated key), restored by ferry / by restic: throughput {:.2}x (+flush {:.2}x), CPU {:.2}x",
-        rr.wall / frr.wall,
-        rr.flushed / frr.flushed,
-        frr.cpu / rr.cpu,
-    );
-    if !a.keep {
-        if a.dir.is_none() {
-            let _ = std::fs::remove_dir_all(&dir);
+        match &bench.fresh {
+            Ok(()) => "every restore and untar into its own fresh ext4 (a sparse image file of the data \
+                       set's size + 25% + 64 MiB, mkfs.ext4 without lazy init, mount -o loop, unmounted and \
+                       deleted after the step); the repositories on the working directory's file system"
+                .to_string(),
+            Err(why) => format!(
+                "directories of the working directory's file system, nothing deleted between the steps of a shape \
+                 (no fresh file system per restore: {why})"
+            ),
+        },
+        tool_version("restic"),
+        if bench.rustic {
+            format!("rustic {}", tool_version("rustic"))
         } else {
-            for run in 1..=runs {
-                for d in run_dirs(run) {
-                    let _ = std::fs::remove_dir_all(d);
-                }
-            }
+            "rustic: not installed".to_string()
         }
+    );
+    println!(
+        "summary (goals: ferry restore / tar -x <= 1.1x wall; ferry restore of restic's repository >= 2x restic's throughput; \
+         ferry backup >= 2x restic's; ferry peak RSS <= 256 MiB):"
+    );
+    for line in summary {
+        println!("  {line}");
+    }
+    if !a.keep && a.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn restic_version() -> String {
-    Command::new("restic")
-        .arg("version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .nth(1)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "?".into())
 }

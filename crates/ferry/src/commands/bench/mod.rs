@@ -22,8 +22,9 @@ pub enum BenchCommand {
     Backup(BenchBackupArgs),
     /// Backup and restore throughput, CPU and memory: ferry against restic.
     Repo(BenchRepoArgs),
-    /// Restore makespan on a simulated cluster: default (workload pods one at a time) against
-    /// restorePVC.ignoreDelayBinding, each compared with the ideal for the nodes.
+    /// Restore makespan through the controller (kubesim or the real control plane): default
+    /// (workload pods one at a time) against restorePVC.ignoreDelayBinding, each compared
+    /// with the same data movers run at once without the controller (orchestration overhead).
     Restore(BenchRestoreArgs),
     /// Orchestration at scale: many DataDownloads (1,000 by default) on many nodes (100), each
     /// restoring one tiny snapshot, through a `ferry controller` process: makespan,

@@ -78,6 +78,9 @@ pub struct BackupSummary {
 
 /// Packs are cut once they reach this size.
 const PACK_SIZE: usize = 16 << 20;
+/// Packs stored at once. Each holds a 16 MiB pack in memory; a local disk takes them as
+/// fast as two at a time (packs are written with O_DIRECT) and the peak RSS stays low.
+const UPLOADS: usize = 2;
 /// Index files hold at most this many blobs.
 const INDEX_BLOBS: usize = 50_000;
 
@@ -99,7 +102,15 @@ type PackUpload = (Vec<u8>, Vec<crate::pack::PackedBlob>, Id);
 
 /// Chunk buffers kept for reuse: enough for the chunks in flight, so a backup does not
 /// allocate (and fault in) a fresh buffer of up to [`crate::chunker::MAX_SIZE`] per chunk.
-const SPARE_BUFFERS: usize = 16;
+const SPARE_BUFFERS: usize = 4;
+
+/// Data packs being filled.
+#[derive(Default)]
+struct DataPacks {
+    idle: Vec<PackBuilder>,
+    /// Idle ones and those a thread is sealing into.
+    open: usize,
+}
 
 /// Everything the worker threads share.
 struct Saver {
@@ -109,7 +120,11 @@ struct Saver {
     /// Data packs being filled and not in use: a thread takes one, seals a blob into it
     /// outside the lock and puts it back, so threads compress and encrypt in parallel and
     /// straight into pack memory. There are at most as many as threads saving at once.
-    data_packs: Mutex<Vec<PackBuilder>>,
+    data_packs: Mutex<DataPacks>,
+    /// Signalled when a data pack is put back or shipped.
+    data_pack_back: std::sync::Condvar,
+    /// At most this many data packs are being filled (the peak RSS).
+    max_data_packs: usize,
     tree_pack: Mutex<PackBuilder>,
     /// Emptied chunk buffers, for the file threads to fill again.
     spare_buffers: Mutex<Vec<Vec<u8>>>,
@@ -131,17 +146,21 @@ impl Saver {
         let zstd_err = |e: std::io::Error| RepoError::Invalid(format!("zstd: {e}"));
         let full = match kind {
             BlobType::Data => {
-                let taken = self.data_packs.lock().unwrap().pop();
-                let mut p =
-                    taken.unwrap_or_else(|| PackBuilder::with_capacity(PACK_SIZE + (1 << 20)));
-                p.add_plain(self.repo.key(), id, kind, data, self.compress)
-                    .map_err(zstd_err)?;
-                if p.len() >= PACK_SIZE {
+                let mut p = self.take_data_pack();
+                let added = p.add_plain(self.repo.key(), id, kind, data, self.compress);
+                let full = added.is_err() || p.len() >= PACK_SIZE;
+                let mut packs = self.data_packs.lock().unwrap();
+                let shipped = if full {
+                    packs.open -= 1;
                     Some(p)
                 } else {
-                    self.data_packs.lock().unwrap().push(p);
+                    packs.idle.push(p);
                     None
-                }
+                };
+                drop(packs);
+                self.data_pack_back.notify_one();
+                added.map_err(zstd_err)?;
+                shipped
             }
             BlobType::Tree => {
                 let mut p = self.tree_pack.lock().unwrap();
@@ -161,6 +180,22 @@ impl Saver {
         Ok(id)
     }
 
+    /// An idle data pack, or a new one while fewer than `max_data_packs` are open; else
+    /// waits for one to come back.
+    fn take_data_pack(&self) -> PackBuilder {
+        let mut packs = self.data_packs.lock().unwrap();
+        loop {
+            if let Some(p) = packs.idle.pop() {
+                return p;
+            }
+            if packs.open < self.max_data_packs {
+                packs.open += 1;
+                return PackBuilder::with_capacity(PACK_SIZE + (1 << 20));
+            }
+            packs = self.data_pack_back.wait(packs).unwrap();
+        }
+    }
+
     fn ship(&self, p: PackBuilder) -> Result<()> {
         if p.is_empty() {
             return Ok(());
@@ -178,7 +213,7 @@ impl Saver {
     }
 
     fn flush(&self) -> Result<()> {
-        let packs = std::mem::take(&mut *self.data_packs.lock().unwrap());
+        let packs = std::mem::take(&mut self.data_packs.lock().unwrap().idle);
         for d in packs {
             self.ship(d)?;
         }
@@ -241,8 +276,13 @@ fn chunk_stream<R: Read>(
     saver: &Saver,
 ) -> Result<(Vec<Id>, u64)> {
     const IN_FLIGHT: usize = 6;
+    /// Chunk bytes in flight from one file: 8 MiB chunks (long runs without a cut, as in
+    /// some compressible data) would otherwise hold 48 MiB per file thread.
+    const IN_FLIGHT_BYTES: usize = 12 << 20;
     let mut chunker = Chunker::new(reader, pol);
-    let mut pending: std::collections::VecDeque<cb::Receiver<Result<Id>>> = Default::default();
+    let mut pending: std::collections::VecDeque<(cb::Receiver<Result<Id>>, usize)> =
+        Default::default();
+    let mut pending_bytes = 0;
     let mut ids = Vec::new();
     let mut size = 0u64;
     loop {
@@ -255,6 +295,7 @@ fn chunk_stream<R: Read>(
             break;
         }
         size += data.len() as u64;
+        let len = data.len();
         saver
             .counters
             .bytes_done
@@ -263,13 +304,16 @@ fn chunk_stream<R: Read>(
         chunks
             .send(ChunkJob { data, reply: tx })
             .map_err(|_| RepoError::Invalid("blob workers stopped".into()))?;
-        pending.push_back(rx);
-        while pending.len() >= IN_FLIGHT {
-            ids.push(recv(pending.pop_front().unwrap())?);
+        pending.push_back((rx, len));
+        pending_bytes += len;
+        while pending.len() >= IN_FLIGHT || pending_bytes >= IN_FLIGHT_BYTES {
+            let (rx, len) = pending.pop_front().unwrap();
+            pending_bytes -= len;
+            ids.push(recv(rx)?);
         }
         saver.report(false);
     }
-    for rx in pending {
+    for (rx, _) in pending {
         ids.push(recv(rx)?);
     }
     Ok((ids, size))
@@ -639,12 +683,21 @@ impl Repository {
             latest_parent(snaps, &host, &paths, now.timestamp())
         };
         let known: HashSet<(BlobType, Id)> = index.iter().map(|(k, id, _)| (k, *id)).collect();
-        let (up_tx, mut up_rx) = tokio::sync::mpsc::channel::<PackUpload>(2);
+        let (up_tx, mut up_rx) = tokio::sync::mpsc::channel::<PackUpload>(1);
+        let workers = if options.workers > 0 {
+            options.workers
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        };
         let saver = Arc::new(Saver {
             repo: self.clone(),
             rt: tokio::runtime::Handle::current(),
             known: Mutex::new(known),
-            data_packs: Mutex::new(Vec::new()),
+            data_packs: Mutex::new(DataPacks::default()),
+            data_pack_back: std::sync::Condvar::new(),
+            max_data_packs: workers,
             tree_pack: Mutex::new(PackBuilder::default()),
             spare_buffers: Mutex::new(Vec::new()),
             uploads: Mutex::new(Some(up_tx)),
@@ -677,7 +730,7 @@ impl Repository {
                         let r: Result<Uploaded> = r;
                         done.push(r?);
                     }
-                    msg = up_rx.recv(), if running.len() < 4 => {
+                    msg = up_rx.recv(), if running.len() < UPLOADS => {
                         let Some((bytes, blobs, id)) = msg else { break };
                         let backend = backend.clone();
                         running.push(async move {
@@ -695,13 +748,6 @@ impl Repository {
             Ok::<_, RepoError>(done)
         });
 
-        let workers = if options.workers > 0 {
-            options.workers
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        };
         let s2 = saver.clone();
         let parent_tree = parent.as_ref().map(|p| p.tree);
         let walk = tokio::task::spawn_blocking(move || -> Result<Id> {

@@ -300,7 +300,7 @@ fn write_temporary(path: &Path, data: &[u8]) -> Result<PathBuf, BackendError> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
-        f.write_all(data)?;
+        write_maybe_direct(&mut f, data)?;
         f.sync_data()?;
         f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o400))
     })();
@@ -311,6 +311,75 @@ fn write_temporary(path: &Path, data: &[u8]) -> Result<PathBuf, BackendError> {
             Err(write_err(path, e))
         }
     }
+}
+
+/// Files at least this big (packs) are written with `O_DIRECT`.
+const DIRECT_MIN: usize = 1 << 20;
+/// `O_DIRECT` wants the memory, the file offset and the length aligned; a page satisfies
+/// every block size in use.
+const DIRECT_ALIGN: usize = 4096;
+/// How much is copied into the aligned buffer and written at a time.
+const DIRECT_PIECE: usize = 4 << 20;
+
+thread_local! {
+    /// Room for one aligned piece (plus the slack to align it), kept per thread.
+    static DIRECT_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes `data` to the new, empty file `f`. A big file's page-aligned bulk bypasses the
+/// page cache (`O_DIRECT`): a backup writes its packs once and does not read them back,
+/// and copying them into freshly allocated cache pages cost more CPU than anything else
+/// the backup does (on the 2-core VM: 3 s of system time per GiB buffered, 0.1 s direct).
+/// The tail, and everything on file systems without `O_DIRECT`, is written normally. The
+/// caller's `sync_data` makes either durable.
+fn write_maybe_direct(f: &mut std::fs::File, data: &[u8]) -> std::io::Result<()> {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    let bulk = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
+    let mut done = 0;
+    let flags = fcntl_getfl(&*f).ok();
+    if let Some(flags) = flags.filter(|_| data.len() >= DIRECT_MIN)
+        && fcntl_setfl(&*f, flags | OFlags::DIRECT).is_ok()
+    {
+        let result = DIRECT_BUFFER.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < DIRECT_PIECE + DIRECT_ALIGN {
+                *b = vec![0u8; DIRECT_PIECE + DIRECT_ALIGN];
+            }
+            let at = b.as_ptr().align_offset(DIRECT_ALIGN);
+            let aligned = &mut b[at..at + DIRECT_PIECE];
+            while done < bulk {
+                let n = (bulk - done).min(DIRECT_PIECE);
+                aligned[..n].copy_from_slice(&data[done..done + n]);
+                let mut written = 0;
+                while written < n {
+                    match f.write(&aligned[written..n]) {
+                        Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                        Ok(w) => written += w,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            done += written;
+                            return Err(e);
+                        }
+                    }
+                    if written % DIRECT_ALIGN != 0 {
+                        // A short write left the offset unaligned: go on buffered.
+                        done += written;
+                        return Ok(());
+                    }
+                }
+                done += n;
+            }
+            Ok(())
+        });
+        // Back to buffered writes for the unaligned tail (or after a refusal).
+        fcntl_setfl(&*f, flags)?;
+        if let Err(e) = result
+            && e.raw_os_error() != Some(libc::EINVAL)
+        {
+            return Err(e);
+        }
+    }
+    f.write_all(&data[done..])
 }
 
 /// Whether `link(2)` failed because the file system has no hard links (Linux says EPERM
@@ -380,6 +449,22 @@ fn read_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn big_files_written_direct_read_back_exactly() {
+        let t = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(t.path().join("repo"));
+        for len in [
+            DIRECT_MIN,
+            DIRECT_MIN + 1,
+            2 * DIRECT_PIECE + 3 * DIRECT_ALIGN + 123,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let h = Handle::new(FileType::Pack, format!("{len:064x}"));
+            backend.save(&h, Bytes::from(data.clone())).await.unwrap();
+            assert_eq!(backend.load(&h, None).await.unwrap(), data, "length {len}");
+        }
+    }
 
     #[tokio::test]
     async fn save_new_creates_once_and_never_replaces() {

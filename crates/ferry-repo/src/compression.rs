@@ -74,23 +74,6 @@ pub fn decompress_to_slice(data: &[u8], out: &mut [u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Decompresses one frame into `out` (cleared first, its allocation reused); `capacity` is
-/// the most the frame may hold.
-pub fn decompress_into(data: &[u8], out: &mut Vec<u8>, capacity: usize) -> std::io::Result<()> {
-    out.clear();
-    out.reserve(capacity);
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        d.as_mut()
-            .expect("just set")
-            .decompress_to_buffer(data, out)
-            .map(|_| ())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -105,9 +88,12 @@ mod tests {
         assert_eq!(super::compress(&data).unwrap(), c);
         assert!(super::decompress(b"not zstd at all", 100).is_err());
         assert!(super::decompress(&c, data.len() - 1).is_err());
-        let mut out = vec![1, 2, 3];
-        super::decompress_into(&c, &mut out, data.len()).unwrap();
-        assert_eq!(out, data);
+        // Into a slice of exactly the frame's length, and not into one byte less or more.
+        let mut out = vec![1u8; data.len() + 1];
+        super::decompress_to_slice(&c, &mut out[..data.len()]).unwrap();
+        assert_eq!(&out[..data.len()], &data[..]);
+        assert!(super::decompress_to_slice(&c, &mut out[..data.len() - 1]).is_err());
+        assert!(super::decompress_to_slice(&c, &mut out).is_err());
         let mut appended = b"before".to_vec();
         assert_eq!(
             super::compress_append(&data, &mut appended).unwrap(),

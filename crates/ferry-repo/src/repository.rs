@@ -527,16 +527,21 @@ pub fn decode_blob(
     uncompressed_length: u32,
     id: &Id,
 ) -> std::result::Result<Vec<u8>, String> {
-    let (mut decrypted, mut scratch) = (Vec::new(), Vec::new());
-    decode_blob_into(
+    let len = match uncompressed_length {
+        0 => sealed.len().saturating_sub(crate::crypto::OVERHEAD),
+        n => n as usize,
+    };
+    // Zeroed by the allocator (fresh pages for large blobs), not by a pass over the bytes.
+    let mut out = vec![0u8; len];
+    decode_blob_to(
         key,
         sealed,
         uncompressed_length,
         id,
-        &mut decrypted,
-        &mut scratch,
-    )
-    .map(<[u8]>::to_vec)
+        &mut out,
+        &mut Vec::new(),
+    )?;
+    Ok(out)
 }
 
 /// [`decode_blob`] into its place: `out` must be the blob's plaintext length (the index's
@@ -580,43 +585,4 @@ pub fn decode_blob_to(
         return Err(format!("blob {id}: content does not match its id"));
     }
     Ok(())
-}
-
-/// [`decode_blob`] without allocating: decrypts into `decrypted` and decompresses into
-/// `scratch` (both grown as needed and reused across calls); returns the verified
-/// plaintext. `sealed` is only read, so it may be a mapped file.
-pub fn decode_blob_into<'a>(
-    key: &Key,
-    sealed: &[u8],
-    uncompressed_length: u32,
-    id: &Id,
-    decrypted: &'a mut Vec<u8>,
-    scratch: &'a mut Vec<u8>,
-) -> std::result::Result<&'a [u8], String> {
-    let n = sealed.len().saturating_sub(crate::crypto::OVERHEAD);
-    if decrypted.len() < n {
-        // Grown once to the largest blob; never cleared, so no per-blob zeroing.
-        decrypted.resize(n, 0);
-    }
-    let plain = &mut decrypted[..n];
-    key.open_to(sealed, plain)
-        .map_err(|_| format!("blob {id}: MAC verification failed"))?;
-    let plain: &[u8] = if uncompressed_length > 0 {
-        let want = uncompressed_length as usize;
-        crate::compression::decompress_into(plain, scratch, want)
-            .map_err(|e| format!("blob {id}: zstd: {e}"))?;
-        if scratch.len() != want {
-            return Err(format!(
-                "blob {id}: decompressed to {} bytes, index says {uncompressed_length}",
-                scratch.len()
-            ));
-        }
-        scratch
-    } else {
-        plain
-    };
-    if Id::hash(plain) != *id {
-        return Err(format!("blob {id}: content does not match its id"));
-    }
-    Ok(plain)
 }

@@ -167,8 +167,8 @@ struct FileTarget {
     open: Mutex<Option<std::fs::File>>,
 }
 
-/// Decoded plaintext a worker gathers before writing it: several blobs of a range land
-/// in one buffer, so blobs that follow each other in a file become one write.
+/// Decoded plaintext a worker may hold back while the files it goes to are being written by
+/// other workers; beyond this it waits for them.
 const WRITE_BATCH: usize = 8 << 20;
 
 #[derive(Clone, Copy)]

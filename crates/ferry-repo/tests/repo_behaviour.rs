@@ -379,25 +379,14 @@ async fn multi_blob_files_restore_when_few_may_stay_open() {
     )
     .await
     .unwrap();
-    let snap = repo.find_snapshot("latest").await.unwrap();
     let out = t.path().join("out");
-    let summary = repo
-        .restore(
-            &snap,
-            RestoreTarget::Directory {
-                path: out.clone(),
-                subpath: None,
-            },
-            RestoreOptions {
-                workers: 4,
-                fetch_concurrency: 4,
-                open_files: 1,
-                ..Default::default()
-            },
-            no_progress(),
-        )
-        .await
-        .unwrap();
+    let opts = RestoreOptions {
+        workers: 4,
+        fetch_concurrency: 4,
+        open_files: 1,
+        ..Default::default()
+    };
+    let summary = restore_latest_with(&repo, &out, opts).await.unwrap();
     assert_eq!(summary.files, 6);
     let restored = in_snapshot(&out, &src);
     assert_same_tree(&src, &restored);

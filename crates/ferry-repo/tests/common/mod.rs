@@ -270,6 +270,15 @@ pub async fn restore_latest(
     repo: &Repository,
     path: &Path,
 ) -> ferry_repo::Result<ferry_repo::RestoreSummary> {
+    restore_latest_with(repo, path, ferry_repo::RestoreOptions::default()).await
+}
+
+/// [`restore_latest`] with the options given.
+pub async fn restore_latest_with(
+    repo: &Repository,
+    path: &Path,
+    opts: ferry_repo::RestoreOptions,
+) -> ferry_repo::Result<ferry_repo::RestoreSummary> {
     let snap = repo.find_snapshot("latest").await?;
     repo.restore(
         &snap,
@@ -277,7 +286,7 @@ pub async fn restore_latest(
             path: path.to_path_buf(),
             subpath: None,
         },
-        ferry_repo::RestoreOptions::default(),
+        opts,
         no_progress(),
     )
     .await

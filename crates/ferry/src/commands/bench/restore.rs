@@ -392,6 +392,47 @@ const RESTORE_PHASES: &[(&str, PhaseTime)] = &[
     ("  rebinding", RestoreTiming::rebinding),
 ];
 
+/// One row of a side-by-side table: the label, then a fixed-width cell per column.
+fn table_row(out: &mut String, name: &str, cells: impl IntoIterator<Item = String>) {
+    let _ = write!(out, "{name:<26}");
+    for cell in cells {
+        let _ = write!(out, "{cell:<28}");
+    }
+    out.push('\n');
+}
+
+/// Each run's makespan against the first's: `1.27×`, or `-` for an empty run.
+fn speedups(runs: &[ModeRun]) -> impl Iterator<Item = String> + '_ {
+    let baseline = runs.first().map_or(0.0, ModeRun::makespan);
+    runs.iter().map(move |r| match r.makespan() {
+        m if m > 0.0 => format!("{:.2}×", baseline / m),
+        _ => "-".into(),
+    })
+}
+
+/// Per `unit`, the median (min – max) of each phase and of the data mover's rate.
+fn spread_rows(out: &mut String, runs: &[&ModeRun], unit: &str, phases: &[(&str, PhaseTime)]) {
+    let _ = writeln!(out, "per {unit}, median (min – max):");
+    for (name, phase) in phases {
+        table_row(
+            out,
+            name,
+            runs.iter().map(|r| {
+                let s = Spread::of(r.restores.iter().map(phase));
+                format!("{:.2} s ({:.2} – {:.2})", s.median, s.min, s.max)
+            }),
+        );
+    }
+    table_row(
+        out,
+        "  data mover rate",
+        runs.iter().map(|r| {
+            let s = Spread::of(r.restores.iter().map(|t| t.throughput() / MIB));
+            format!("{:.0} MiB/s ({:.0} – {:.0})", s.median, s.min, s.max)
+        }),
+    );
+}
+
 /// The runs side by side: makespans (and the speedup over the first), the ideal and the
 /// ratio, the overall throughput, then per `unit` the median (min – max) of each phase and of
 /// the data mover's rate.
@@ -403,79 +444,37 @@ pub(super) fn comparison_table(
     phases: &[(&str, PhaseTime)],
     speedup: bool,
 ) {
-    let label = 26;
-    let column = 28;
-    let row = |out: &mut String, name: &str, cells: Vec<String>| {
-        let _ = write!(out, "{name:<label$}");
-        for cell in cells {
-            let _ = write!(out, "{cell:<column$}");
-        }
-        out.push('\n');
-    };
-    row(out, "", runs.iter().map(|r| r.name.clone()).collect());
-    row(
+    table_row(out, "", runs.iter().map(|r| r.name.clone()));
+    table_row(
         out,
         "makespan",
-        runs.iter().map(|r| human_seconds(r.makespan())).collect(),
+        runs.iter().map(|r| human_seconds(r.makespan())),
     );
     if speedup && let Some(baseline) = runs.first() {
-        row(
+        table_row(
             out,
             &format!("speedup over {}", baseline.name),
-            runs.iter()
-                .map(|r| match r.makespan() {
-                    m if m > 0.0 => format!("{:.2}×", baseline.makespan() / m),
-                    _ => "-".into(),
-                })
-                .collect(),
+            speedups(runs),
         );
     }
-    row(
-        out,
-        "ideal",
-        runs.iter().map(|_| human_seconds(ideal)).collect(),
-    );
-    row(
+    table_row(out, "ideal", runs.iter().map(|_| human_seconds(ideal)));
+    table_row(
         out,
         "makespan / ideal",
-        runs.iter()
-            .map(|r| {
-                if ideal > 0.0 {
-                    format!("{:.2}×", r.makespan() / ideal)
-                } else {
-                    "-".into()
-                }
-            })
-            .collect(),
+        runs.iter().map(|r| {
+            if ideal > 0.0 {
+                format!("{:.2}×", r.makespan() / ideal)
+            } else {
+                "-".into()
+            }
+        }),
     );
-    row(
+    table_row(
         out,
         "overall throughput",
-        runs.iter().map(report::overall_throughput).collect(),
+        runs.iter().map(report::overall_throughput),
     );
-    let _ = writeln!(out, "per {unit}, median (min – max):");
-    for (name, phase) in phases {
-        row(
-            out,
-            name,
-            runs.iter()
-                .map(|r| {
-                    let s = Spread::of(r.restores.iter().map(phase));
-                    format!("{:.2} s ({:.2} – {:.2})", s.median, s.min, s.max)
-                })
-                .collect(),
-        );
-    }
-    row(
-        out,
-        "  data mover rate",
-        runs.iter()
-            .map(|r| {
-                let s = Spread::of(r.restores.iter().map(|t| t.throughput() / MIB));
-                format!("{:.0} MiB/s ({:.0} – {:.0})", s.median, s.min, s.max)
-            })
-            .collect(),
-    );
+    spread_rows(out, &runs.iter().collect::<Vec<_>>(), unit, phases);
 }
 
 /// The orchestration overhead the bench aims at with ignoreDelayBinding: makespan / measured
@@ -516,72 +515,34 @@ fn overhead(makespan: f64, ideal: f64) -> Option<f64> {
 /// the orchestration overhead (makespan / measured ideal), the overall throughput, then per
 /// restore the median (min – max) of each phase and of the data mover's rate.
 fn overhead_table(out: &mut String, runs: &[ModeRun], ideal: &Ideal) {
-    let label = 26;
-    let column = 28;
-    let row = |out: &mut String, name: &str, cells: Vec<String>| {
-        let _ = write!(out, "{name:<label$}");
-        for cell in cells {
-            let _ = write!(out, "{cell:<column$}");
-        }
-        out.push('\n');
-    };
     let measured = ideal.makespan();
     let all: Vec<&ModeRun> = runs.iter().chain([&ideal.run]).collect();
-    row(out, "", all.iter().map(|r| r.name.clone()).collect());
-    row(
+    table_row(out, "", all.iter().map(|r| r.name.clone()));
+    table_row(
         out,
         "makespan",
-        all.iter().map(|r| human_seconds(r.makespan())).collect(),
+        all.iter().map(|r| human_seconds(r.makespan())),
     );
     if let Some(baseline) = runs.first() {
-        row(
+        table_row(
             out,
             &format!("speedup over {}", baseline.name),
-            runs.iter()
-                .map(|r| match r.makespan() {
-                    m if m > 0.0 => format!("{:.2}×", baseline.makespan() / m),
-                    _ => "-".into(),
-                })
-                .chain(["-".to_string()])
-                .collect(),
+            speedups(runs).chain(["-".to_string()]),
         );
     }
-    row(
+    table_row(
         out,
         "orchestration overhead",
         runs.iter()
             .map(|r| overhead(r.makespan(), measured).map_or("-".into(), |o| format!("{o:.2}×")))
-            .chain(["(the measured ideal)".to_string()])
-            .collect(),
+            .chain(["(the measured ideal)".to_string()]),
     );
-    row(
+    table_row(
         out,
         "overall throughput",
-        all.iter().map(|r| report::overall_throughput(r)).collect(),
+        all.iter().map(|r| report::overall_throughput(r)),
     );
-    let _ = writeln!(out, "per restore, median (min – max):");
-    for (name, phase) in RESTORE_PHASES {
-        row(
-            out,
-            name,
-            all.iter()
-                .map(|r| {
-                    let s = Spread::of(r.restores.iter().map(phase));
-                    format!("{:.2} s ({:.2} – {:.2})", s.median, s.min, s.max)
-                })
-                .collect(),
-        );
-    }
-    row(
-        out,
-        "  data mover rate",
-        all.iter()
-            .map(|r| {
-                let s = Spread::of(r.restores.iter().map(|t| t.throughput() / MIB));
-                format!("{:.0} MiB/s ({:.0} – {:.0})", s.median, s.min, s.max)
-            })
-            .collect(),
-    );
+    spread_rows(out, &all, "restore", RESTORE_PHASES);
 }
 
 /// The figures: the per-volume table of the demo's report, then the modes beside the measured

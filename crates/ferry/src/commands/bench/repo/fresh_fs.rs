@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+
+use super::peers::run_quiet;
 
 /// A mounted fresh ext4; dropping it unmounts it and deletes the image and the mount point.
 pub(super) struct FreshFs {
@@ -21,22 +23,6 @@ pub(super) struct FreshFs {
 pub(super) fn image_size(bytes: u64) -> u64 {
     let want = bytes + bytes / 4 + (64 << 20);
     want.div_ceil(1 << 20) << 20
-}
-
-/// Runs a command, its output captured; the error says what it printed.
-fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 impl FreshFs {
@@ -56,7 +42,7 @@ impl FreshFs {
             mount: base.to_path_buf(),
             mounted: false,
         };
-        run(
+        run_quiet(
             Command::new("mkfs.ext4")
                 .args(["-q", "-F", "-m", "0", "-E"])
                 .arg("lazy_itable_init=0,lazy_journal_init=0,nodiscard")
@@ -64,7 +50,7 @@ impl FreshFs {
             "mkfs.ext4",
         )?;
         let mount = || {
-            run(
+            run_quiet(
                 Command::new("mount")
                     .args(["-o", "loop"])
                     .arg(&fs.image)
@@ -75,7 +61,7 @@ impl FreshFs {
         if let Err(e) = mount() {
             // The loop driver may be a module not loaded yet.
             if Path::new("/dev/loop-control").exists()
-                || run(Command::new("modprobe").arg("loop"), "modprobe loop").is_err()
+                || run_quiet(Command::new("modprobe").arg("loop"), "modprobe loop").is_err()
             {
                 return Err(e);
             }
@@ -96,7 +82,7 @@ impl Drop for FreshFs {
         if self.mounted {
             let mut done = false;
             for attempt in 0..5 {
-                if run(Command::new("umount").arg(&self.mount), "umount").is_ok() {
+                if run_quiet(Command::new("umount").arg(&self.mount), "umount").is_ok() {
                     done = true;
                     break;
                 }
@@ -104,7 +90,7 @@ impl Drop for FreshFs {
             }
             if !done {
                 // Busy: detach it now, the kernel finishes when the last user goes.
-                if let Err(e) = run(
+                if let Err(e) = run_quiet(
                     Command::new("umount").arg("-l").arg(&self.mount),
                     "umount -l",
                 ) {
@@ -160,8 +146,8 @@ pub(super) fn unmount_stale(dir: &Path) {
     };
     for m in mounts_below(&table, dir) {
         eprintln!("unmounting {} (left by an earlier run)", m.display());
-        if run(Command::new("umount").arg(&m), "umount").is_err() {
-            let _ = run(Command::new("umount").arg("-l").arg(&m), "umount -l");
+        if run_quiet(Command::new("umount").arg(&m), "umount").is_err() {
+            let _ = run_quiet(Command::new("umount").arg("-l").arg(&m), "umount -l");
         }
     }
 }
@@ -204,7 +190,7 @@ mod tests {
             );
             assert!(fs.path().join("lost+found").is_dir());
             std::fs::write(fs.path().join("f"), vec![1u8; 4 << 20])?;
-            bail!("the step failed");
+            anyhow::bail!("the step failed");
         };
         assert!(step().is_err());
         assert!(!mounted(&base));

@@ -92,6 +92,7 @@ impl RunRepos {
 /// Runs a helper command (not measured); the error says what it printed.
 pub(super) fn run_quiet(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     let out = cmd
+        .stdin(std::process::Stdio::null())
         .output()
         .with_context(|| format!("cannot start {what}"))?;
     if !out.status.success() {

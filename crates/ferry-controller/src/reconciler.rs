@@ -1010,7 +1010,12 @@ impl Controller {
                     let events = self
                         .last_warning(&spec.namespace, "PersistentVolumeClaim", &spec.pvc)
                         .await
-                        .map(|e| format!("; last event on target PVC: {e}"))
+                        .map(|w| {
+                            format!(
+                                "; last event on target PVC {}/{}: {} {}",
+                                spec.namespace, spec.pvc, w.reason, w.message
+                            )
+                        })
                         .unwrap_or_default();
                     return self
                         .fail(
@@ -1201,16 +1206,26 @@ impl Controller {
                 c.iter()
                     .find(|c| c.type_ == "PodScheduled" && c.status != "True")
             });
-        parts.push(match (pod, unscheduled) {
-            (_, Some(cond)) => format!(
+        let pod_warning = self.last_warning(ns, "Pod", name).await;
+        // The scheduler's FailedScheduling event may be visible before its PodScheduled
+        // condition is: either says the pod is not scheduled.
+        let failed_scheduling = pod_warning.as_ref().filter(|w| {
+            w.reason == "FailedScheduling"
+                && pod.is_some_and(|p| p.spec.as_ref().is_none_or(|s| s.node_name.is_none()))
+        });
+        parts.push(match (pod, unscheduled, failed_scheduling) {
+            (_, Some(cond), _) => format!(
                 "pod {ns}/{name} not scheduled: {}",
                 cond.message
                     .clone()
                     .or(cond.reason.clone())
                     .unwrap_or_default()
             ),
-            (Some(pod), None) => format!("pod {ns}/{name} is {}", pod_phase(pod)),
-            (None, None) => "no restore pod yet (it starts once its volume is provisioned)".into(),
+            (_, None, Some(event)) => format!("pod {ns}/{name} not scheduled: {}", event.message),
+            (Some(pod), None, None) => format!("pod {ns}/{name} is {}", pod_phase(pod)),
+            (None, None, None) => {
+                "no restore pod yet (it starts once its volume is provisioned)".into()
+            }
         });
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.options.client.clone(), ns);
         if let Ok(Some(pvc)) = pvcs.get_opt(name).await {
@@ -1223,16 +1238,20 @@ impl Controller {
                 parts.push(format!("restore PVC {ns}/{name} is {phase}"));
             }
         }
-        for kind in ["Pod", "PersistentVolumeClaim"] {
-            if let Some(last) = self.last_warning(ns, kind, name).await {
-                parts.push(format!("last event on {last}"));
+        let pvc_warning = self.last_warning(ns, "PersistentVolumeClaim", name).await;
+        for (kind, warning) in [("Pod", pod_warning), ("PersistentVolumeClaim", pvc_warning)] {
+            if let Some(w) = warning {
+                parts.push(format!(
+                    "last event on {kind} {name}: {} {}",
+                    w.reason, w.message
+                ));
             }
         }
         parts.join("; ")
     }
 
-    /// The latest Warning event about `kind` `ns/name`, as "Kind name: Reason message".
-    async fn last_warning(&self, ns: &str, kind: &str, name: &str) -> Option<String> {
+    /// The latest Warning event about `kind` `ns/name`.
+    async fn last_warning(&self, ns: &str, kind: &str, name: &str) -> Option<Warning> {
         let events: Api<Event> = Api::namespaced(self.options.client.clone(), ns);
         let list = events.list(&ListParams::default()).await.ok()?;
         list.items
@@ -1243,12 +1262,9 @@ impl Controller {
                     && e.type_.as_deref() == Some("Warning")
             })
             .max_by_key(|e| e.last_timestamp.clone().map(|t| t.0))
-            .map(|e| {
-                format!(
-                    "{kind} {name}: {} {}",
-                    e.reason.unwrap_or_default(),
-                    e.message.unwrap_or_default()
-                )
+            .map(|e| Warning {
+                reason: e.reason.unwrap_or_default(),
+                message: e.message.unwrap_or_default(),
             })
     }
 
@@ -1392,6 +1408,12 @@ fn since(t: Option<&Time>) -> Duration {
 
 fn human(d: Duration) -> String {
     crate::crds::format_go_duration(d)
+}
+
+/// A Warning event's reason and message, as diagnosis quotes them.
+struct Warning {
+    reason: String,
+    message: String,
 }
 
 fn pod_phase(pod: &Pod) -> String {

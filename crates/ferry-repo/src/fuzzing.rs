@@ -1,5 +1,5 @@
 //! Entry points for fuzzing the parsers of repository files, shared by the cargo-fuzz
-//! targets (`fuzz/`) and the seeded property test (`tests/fuzz_smoke.rs`) that runs in every
+//! targets (`fuzz/`) and the seeded property test (`tests/repo/fuzz_smoke.rs`) that runs in every
 //! test run. Each takes arbitrary bytes: it must never panic, and it asserts what must hold
 //! for any input the parser accepts.
 

@@ -3,8 +3,8 @@
 //! two key files with different master keys (and the last config written winning) would
 //! leave the losers' backups encrypted with a key nothing opens.
 
-mod common;
-mod s3_support;
+use crate::common;
+use crate::s3_support;
 
 use std::path::Path;
 use std::sync::Arc;

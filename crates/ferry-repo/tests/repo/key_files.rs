@@ -3,7 +3,7 @@
 //! corrupt key file or one with scrypt parameters beyond restic's limits is named as such,
 //! never taken for a wrong password; a new repository refuses an empty password.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

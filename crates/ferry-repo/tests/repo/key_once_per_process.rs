@@ -2,7 +2,7 @@
 //! mover per volume, a second command in one process) reuses it. Alone in its test binary,
 //! so no other test's derivations are counted.
 
-mod common;
+use crate::common;
 
 use common::*;
 

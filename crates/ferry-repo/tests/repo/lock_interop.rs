@@ -2,7 +2,7 @@
 //! is respected by both tools; a lock of a dead process on this host and a lock older than
 //! 30 minutes are stale for both (ferry passes them by, restic's `unlock` removes them).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

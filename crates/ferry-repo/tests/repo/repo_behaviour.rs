@@ -1,7 +1,7 @@
 //! ferry's own behaviour: errors for bad input, corruption detection naming pack and file,
 //! block-volume (stream) backup and in-place device restore, parent snapshots, locks.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Interop with the real restic binary: what ferry writes restic reads, checks and restores
 //! identically; what restic writes (compressed) ferry restores identically; dedup across tools.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ferry_repo::backup::{BackupOptions, BackupSource};

@@ -3,7 +3,7 @@
 //! restores what was kept; after restic forgets and prunes, ferry restores and checks; stats
 //! count what restic's stats count.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

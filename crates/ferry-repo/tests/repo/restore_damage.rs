@@ -1,7 +1,7 @@
 //! A restore that meets damaged or missing data restores every file it can, keeps them
 //! intact, removes only the damaged files and lists each with the pack and blob at fault.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `--include` / `--exclude` select what restic would, and `--verify` reads every restored
 //! file back against the snapshot.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

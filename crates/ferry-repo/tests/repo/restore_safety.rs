@@ -1,7 +1,7 @@
 //! Restore never writes outside its target, whatever a (hand-made, hostile) snapshot holds
 //! and whatever the target already contains; `check` reports the trees restore refuses.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

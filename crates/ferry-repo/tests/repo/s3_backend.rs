@@ -1,6 +1,6 @@
 //! The S3 backend against a real S3-compatible server (moto on 127.0.0.1).
 
-mod s3_support;
+use crate::s3_support;
 
 use bytes::Bytes;
 use ferry_repo::backend::s3::S3Backend;

@@ -2,7 +2,7 @@
 //! for a deterministic subset of requests: failures are classified as transient, and the retry
 //! layer rides through them with the data intact.
 
-mod s3_support;
+use crate::s3_support;
 
 use std::time::Duration;
 

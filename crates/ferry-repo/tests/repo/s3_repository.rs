@@ -1,8 +1,8 @@
 //! Whole repositories on S3 (moto on 127.0.0.1): ferry's engines over the S3 backend, interop
 //! with restic's own s3 backend, and backup/restore through a fault-injecting proxy.
 
-mod common;
-mod s3_support;
+use crate::common;
+use crate::s3_support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Extended attributes survive a round trip through restic both ways, and an attribute the
 //! file system refuses gives a warning, not a failed restore.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

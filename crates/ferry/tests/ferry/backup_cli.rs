@@ -3,7 +3,7 @@
 //! it against kubesim. No controller runs: the DataUploads' status is patched in by hand, as
 //! the controller would, so these tests check the command line alone.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

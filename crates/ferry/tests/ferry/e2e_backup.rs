@@ -6,7 +6,7 @@
 //! DataDownloads gives every byte, mode, owner, time and link back. Bad input ends Failed with
 //! a message naming the cause.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -6,7 +6,7 @@
 //! byte for byte, with modes, owners, times, symlinks, hard links, empty directories and a
 //! sparse file's content.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

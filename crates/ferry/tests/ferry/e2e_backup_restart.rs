@@ -7,7 +7,7 @@
 //! while its data mover runs, leave nothing behind either. On kubesim and on the real control
 //! plane.
 
-mod common;
+use crate::common;
 
 use common::backups::*;
 use common::gate::Rule;

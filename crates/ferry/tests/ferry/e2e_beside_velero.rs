@@ -5,7 +5,7 @@
 //! with nothing left behind and the target PVC untouched. Once the data has moved, the cancel
 //! is ignored and the restore completes (e2e_restart covers that case).
 
-mod common;
+use crate::common;
 
 use common::*;
 use ferry_controller::crds::{DataDownload, DataDownloadPhase};

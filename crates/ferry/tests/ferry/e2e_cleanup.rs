@@ -3,7 +3,7 @@
 //! datadownload`) in any phase cancels it and removes its restore pod, restore PVC and any PV
 //! rebind had marked (ferry's finalizer, as Velero's).
 
-mod common;
+use crate::common;
 
 use common::gate::{Gate, Rule};
 use common::*;

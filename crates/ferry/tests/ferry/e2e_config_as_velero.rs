@@ -2,7 +2,7 @@
 //! a warning) instead of stopping the controller, and a priorityClassName naming no
 //! PriorityClass is dropped rather than failing every restore pod.
 
-mod common;
+use crate::common;
 
 use common::*;
 use k8s_openapi::api::core::v1::Pod;

@@ -2,7 +2,7 @@
 //! Each change is first shown to have been seen through a restore already waiting on the old
 //! configuration, so the checks on restores created afterwards do not depend on timing.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ferry_controller::crds::DataDownloadPhase;

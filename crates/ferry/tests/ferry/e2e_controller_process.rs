@@ -2,7 +2,7 @@
 //! without any flag, and SIGTERM (how Kubernetes stops a pod) stops it cleanly, releasing its
 //! Lease so a successor need not wait for it to expire.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

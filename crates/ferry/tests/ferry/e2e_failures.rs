@@ -5,7 +5,7 @@
 //! counted against the expose timeout. A restore pod that can never run (an image that cannot be
 //! pulled) fails the restore at once with its reason.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! and that controller restores. kubesim alone runs no workload controllers (docs/kubesim.md),
 //! so this test is on the real control plane only.
 
-mod common;
+use crate::common;
 
 use common::*;
 use ferry_controller::crds::DataDownloadPhase;

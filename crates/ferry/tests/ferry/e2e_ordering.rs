@@ -2,7 +2,7 @@
 //! creates the target PVC. The DataDownload waits for its target, saying so in its status,
 //! bounded by the prepare timeout (not spec.operationTimeout, and not failing at once).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

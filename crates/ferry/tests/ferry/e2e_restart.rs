@@ -8,7 +8,7 @@
 //! gate on the controller's client that parks the one request of the step to interrupt
 //! (`common::gate`), before it is sent or right after it was applied.
 
-mod common;
+use crate::common;
 
 use common::gate::{Gate, Rule};
 use common::*;

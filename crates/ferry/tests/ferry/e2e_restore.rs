@@ -2,7 +2,7 @@
 //! DataDownloads created as Velero creates them, ferry's controller running in this process,
 //! and restore pods running the ferry binary under test (kubesim's image → binary map).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

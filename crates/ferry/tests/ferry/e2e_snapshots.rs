@@ -5,7 +5,7 @@
 //! another namespace) works, deleting the snapshots leaves nothing behind, and a snapshot
 //! that cannot be taken says why.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `ferry restore create|get|describe`, the binary under test run as a user runs it (KUBECONFIG
 //! pointing at kubesim), against ferry's controller: a restore without Velero.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 

@@ -3,7 +3,7 @@
 //! movement, which only a cancel ends. Waiting for the workload is bounded by the prepare
 //! timeout.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

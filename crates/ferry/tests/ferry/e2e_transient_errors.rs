@@ -2,7 +2,7 @@
 //! fatal: the restore completes, its data mover ran once, and the restored PV is the one the
 //! target gets (never deleted over a passing error).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! pods run as the ServiceAccounts `ferry install` creates, and the API server's audit log
 //! must show no request of theirs refused.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

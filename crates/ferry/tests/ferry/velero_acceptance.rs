@@ -8,7 +8,7 @@
 //! configuration (each restore waits for its pod) and once with
 //! `restorePVC.ignoreDelayBinding`; every byte of each volume is compared.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

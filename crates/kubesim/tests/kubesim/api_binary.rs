@@ -1,7 +1,7 @@
 //! The `kubesim serve` binary and `Cluster`: ready when the kubeconfig appears, usable with
 //! kubectl, stopped by Ctrl-C (SIGINT) or `stop()`.
 
-mod api_support;
+use crate::api_support;
 
 use std::process::Stdio;
 use std::time::Duration;

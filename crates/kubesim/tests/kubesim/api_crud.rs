@@ -1,6 +1,6 @@
 //! CRUD, patch, conflicts, selectors and subresources through kube-rs.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{api_status, start};
 use k8s_openapi::api::apps::v1::Deployment;

@@ -1,7 +1,7 @@
 //! kubectl (the pinned v1.34 that testenv/build makes, see `api_support::kubectl`) against the API server, through a kubeconfig file, as a
 //! user would drive it.
 
-mod api_support;
+use crate::api_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

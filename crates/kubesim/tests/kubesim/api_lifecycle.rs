@@ -2,7 +2,7 @@
 //! through ownerReferences, namespace deletion, and CustomResourceDefinitions whose custom
 //! resources are served at once.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{api_status, eventually, start};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};

@@ -1,7 +1,7 @@
 //! Watch semantics through kube-rs: event types, resume from a resourceVersion, 410 Expired,
 //! bookmarks, selectors on watches, and the kube-runtime watcher and reflector.
 
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

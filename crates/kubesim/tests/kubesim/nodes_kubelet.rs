@@ -1,7 +1,7 @@
 //! The kubelets against a running kubesim: real processes with volumes mapped into their
 //! root, exit codes and termination messages in the pod status, deletion stops processes.
 
-mod nodes_support;
+use crate::nodes_support;
 
 use k8s_openapi::api::core::v1::{
     ContainerStateTerminated, EnvVar, EnvVarSource, ObjectFieldSelector, PersistentVolumeClaim, Pod,

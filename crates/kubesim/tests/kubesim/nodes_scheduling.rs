@@ -1,7 +1,7 @@
 //! The scheduler against a running kubesim: allowedTopologies, topology spread, NotReady
 //! nodes and the report of an unschedulable pod.
 
-mod nodes_support;
+use crate::nodes_support;
 
 use std::collections::BTreeMap;
 

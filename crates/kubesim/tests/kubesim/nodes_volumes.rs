@@ -1,7 +1,7 @@
 //! Scheduling with volumes and the PV controller against a running kubesim: delayed binding,
 //! allowedTopologies, claimRef pre-binding, reclaim policies, Block volumes, selectors.
 
-mod nodes_support;
+use crate::nodes_support;
 
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;

@@ -1,5 +1,4 @@
 //! Shared helpers for the repository tests: data shapes, tree comparison, restic runner.
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

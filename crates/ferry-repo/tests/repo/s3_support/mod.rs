@@ -1,6 +1,5 @@
 //! Test support for the S3 backend: a real S3-compatible server (moto, from PyPI) on a free
 //! loopback port, and a fault-injecting HTTP proxy to put in front of it.
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -228,10 +227,6 @@ impl FaultyProxy {
             counters,
             accept_loop,
         }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     pub fn endpoint(&self) -> String {

@@ -6,7 +6,6 @@
 //! service account on the real control plane), and checks that nothing of a restore is left
 //! behind.
 // Each test file uses its own subset of these helpers.
-#![allow(dead_code)]
 
 pub mod backups;
 pub mod gate;
@@ -16,8 +15,7 @@ pub mod trees;
 pub use testenv::Backend;
 
 /// Defines a test that runs on both clusters: `NAME::kubesim` and `NAME::real`, each
-/// calling the body with its [`Backend`].
-#[macro_export]
+/// calling the body with its [`Backend`]. In scope in every test module: `#[macro_use]` in main.rs.
 macro_rules! on_both_clusters {
     ($(#[$meta:meta])* async fn $name:ident($backend:ident: Backend) $body:block) => {
         $(#[$meta])*
@@ -76,7 +74,6 @@ pub const DONE: &[DataDownloadPhase] = &[
 
 pub struct Env {
     pub dir: tempfile::TempDir,
-    pub backend: Backend,
     pub cluster: testenv::TestCluster,
     /// An administrator's client.
     pub client: kube::Client,
@@ -121,7 +118,6 @@ pub async fn env(backend: Backend, nodes: usize, zones: usize, config: serde_jso
     let sources = dir.path().join("sources");
     Env {
         dir,
-        backend,
         cluster,
         client,
         controller_client,

@@ -1,5 +1,4 @@
 //! Shared helpers for the API server tests: one server per test on a free port.
-#![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

@@ -1,6 +1,5 @@
 //! Shared helpers for the node-side tests: a whole cluster per test in a temp dir, object
 //! builders and a bounded wait.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,7 +17,8 @@ use kubesim::{Cluster, ClusterConfig};
 pub struct TestCluster {
     pub cluster: Cluster,
     pub client: kube::Client,
-    pub dir: tempfile::TempDir,
+    /// The cluster's data directory, removed when the test ends.
+    _dir: tempfile::TempDir,
 }
 
 pub async fn start(nodes: usize, zones: usize) -> TestCluster {
@@ -44,7 +44,7 @@ pub async fn start_with(
     TestCluster {
         cluster,
         client,
-        dir,
+        _dir: dir,
     }
 }
 

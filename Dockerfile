@@ -12,11 +12,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# Without default features: the shipped binary has no `demo` or `bench` and no simulator in it.
 # Cache mounts keep the registry and build artifacts between builds; the binary is copied out
 # of the cached target directory so the next stage can see it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p ferry \
+    cargo build --release --locked -p ferry --no-default-features \
  && install -D -m 0755 target/release/ferry /out/ferry
 
 # ---- run ------------------------------------------------------------------------------------

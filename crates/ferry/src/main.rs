@@ -50,8 +50,10 @@ enum Command {
     /// Create and inspect restores without Velero.
     #[command(subcommand)]
     Restore(commands::restore::RestoreCommand),
+    #[cfg(feature = "sim")]
     /// Show ferry at work on a simulated cluster: back up, lose and restore volumes.
     Demo(commands::demo::DemoArgs),
+    #[cfg(feature = "sim")]
     /// Benchmarks that print figures against a peer measured in the same run.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -105,7 +107,9 @@ fn main() -> ExitCode {
             Command::DataMover(cmd) => commands::data_mover::run(cmd).await,
             Command::Backup(cmd) => commands::backup::run(cmd).await,
             Command::Restore(cmd) => commands::restore::run(cmd).await,
+            #[cfg(feature = "sim")]
             Command::Demo(args) => commands::demo::run(args).await,
+            #[cfg(feature = "sim")]
             Command::Bench(cmd) => commands::bench::run(cmd).await,
         }
     });

@@ -67,4 +67,12 @@ mod tests {
         truncate(&mut owned, 4);
         assert_eq!(owned, "€");
     }
+
+    #[test]
+    fn human_bytes_uses_binary_units_with_one_decimal() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(256 * 1024 * 1024), "256.0 MiB");
+        assert_eq!(human_bytes(3 << 50), "3.0 PiB");
+    }
 }

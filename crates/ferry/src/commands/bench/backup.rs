@@ -38,8 +38,9 @@ use crate::commands::demo::report;
 use crate::commands::demo::scenario::{self, RESTORE_TIMEOUT, Written};
 use crate::commands::demo::size;
 use crate::commands::demo::timeline::TimelineInput;
-use crate::commands::demo::timings::{ModeRun, RestoreTiming, human_bytes, human_seconds};
+use crate::commands::demo::timings::{ModeRun, RestoreTiming, human_seconds};
 use crate::commands::demo::workload;
+use ferry_repo::text::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchBackupArgs {

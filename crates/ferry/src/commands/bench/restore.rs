@@ -31,8 +31,9 @@ use crate::commands::demo::restore_run::Mode;
 use crate::commands::demo::scenario::{self, BackedUp};
 use crate::commands::demo::size;
 use crate::commands::demo::timeline::TimelineInput;
-use crate::commands::demo::timings::{ModeRun, RestoreTiming, human_bytes, human_seconds};
+use crate::commands::demo::timings::{ModeRun, RestoreTiming, human_seconds};
 use crate::commands::demo::workload;
+use ferry_repo::text::human_bytes;
 
 mod ideal;
 
@@ -800,7 +801,7 @@ mod tests {
         // 400 MiB / (2 nodes × 100 MiB/s) = 2 s with a CPU per node; 2.5 s measured.
         assert!(
             text.contains(
-                "= 400 MiB / (2 × 100.0 MiB/s) = 2.00 s, the lone rate being all bytes over all \
+                "= 400.0 MiB / (2 × 100.0 MiB/s) = 2.00 s, the lone rate being all bytes over all \
                  moving-data time of the 4 default restores, which ran one after another, each \
                  alone in the cluster. The measured ideal is 1.25× that."
             ),

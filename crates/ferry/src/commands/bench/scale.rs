@@ -35,9 +35,10 @@ use crate::commands::demo::layout::Layout;
 use crate::commands::demo::objects::{self, FERRY_NAMESPACE, WORKLOAD_NAMESPACE};
 use crate::commands::demo::progress::Step;
 use crate::commands::demo::scenario::{self, IMAGE};
-use crate::commands::demo::timings::{human_bytes, human_seconds};
+use crate::commands::demo::timings::human_seconds;
 use crate::commands::demo::verify::HashTree;
 use crate::commands::demo::workload;
+use ferry_repo::text::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchScaleArgs {

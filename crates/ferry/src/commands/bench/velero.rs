@@ -33,9 +33,10 @@ use testenv::{Backend, TestCluster};
 use crate::commands::demo::layout::Layout;
 use crate::commands::demo::progress::Step;
 use crate::commands::demo::scenario::{self, IMAGE};
-use crate::commands::demo::timings::{human_bytes, human_seconds};
+use crate::commands::demo::timings::human_seconds;
 use crate::commands::demo::verify::HashTree;
 use crate::commands::demo::{kube_ops, objects, size, workload};
+use ferry_repo::text::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchVeleroArgs {

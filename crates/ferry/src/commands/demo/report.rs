@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::timings::{ModeRun, RestoreTiming, RunKind, human_bytes};
+use super::timings::{ModeRun, RestoreTiming, RunKind};
+use ferry_repo::text::human_bytes;
 
 /// Renders the report: the backup's table first if there is one, then the restore modes side
 /// by side (the first restore mode is the baseline the others are compared to).

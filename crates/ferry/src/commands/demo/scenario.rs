@@ -23,9 +23,10 @@ use super::layout::Layout;
 use super::objects::{self, FERRY_NAMESPACE, WORKLOAD_NAMESPACE};
 use super::progress::Step;
 use super::restore_run::{self, Mode, ModeOutcome, PodImage, VolumeToRestore};
-use super::timings::{ModeRun, human_bytes};
+use super::timings::ModeRun;
 use super::verify::HashTree;
 use super::workload::{self, VolumePlan};
+use ferry_repo::text::human_bytes;
 use testenv::{Backend, ClusterConfig, TestCluster};
 
 /// The image the demo's pods (workload and data movers) use; kubesim runs this binary for it.

@@ -15,8 +15,8 @@ use super::report;
 use super::restore_run::{Mode, ModeOutcome};
 use super::scenario::{self, BackedUp};
 use super::timeline::TimelineInput;
-use super::timings::human_bytes;
 use super::workload;
+use ferry_repo::text::human_bytes;
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {

@@ -7,7 +7,8 @@
 
 use std::fmt::Write as _;
 
-use super::timings::{ModeRun, RestoreTiming, RunKind, human_bytes, human_seconds};
+use super::timings::{ModeRun, RestoreTiming, RunKind, human_seconds};
+use ferry_repo::text::human_bytes;
 
 /// What the picture shows.
 #[derive(Debug, Clone)]

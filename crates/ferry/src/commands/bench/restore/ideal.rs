@@ -34,8 +34,9 @@ use crate::commands::demo::objects::{self, FERRY_NAMESPACE, NODE_AGENT_CONFIGMAP
 use crate::commands::demo::progress::Step;
 use crate::commands::demo::restore_run::VolumeToRestore;
 use crate::commands::demo::scenario::{BackedUp, IMAGE};
-use crate::commands::demo::timings::{ModeRun, RestoreTiming, RunKind, human_bytes};
+use crate::commands::demo::timings::{ModeRun, RestoreTiming, RunKind};
 use crate::commands::demo::verify::HashTree;
+use ferry_repo::text::human_bytes;
 
 /// The name of the ideal's column and run.
 pub(in crate::commands::bench) const NAME: &str = "data movers alone";

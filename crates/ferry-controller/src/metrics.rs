@@ -1,4 +1,5 @@
-//! Prometheus metrics (text format) and the health endpoints, served with axum.
+//! Prometheus metrics (OpenMetrics text, written by prometheus-client) and the health
+//! endpoints, served with axum.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -6,204 +7,258 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-#[derive(Default)]
+/// Restore durations from a second to over two hours: a bucket per doubling.
+const DURATION_BUCKETS: u16 = 14;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Phase {
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Node {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Resource {
+    resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Trigger {
+    trigger: String,
+}
+
+/// The controller's metrics, registered once and rendered on each scrape.
 pub struct Metrics {
+    registry: Registry,
     /// DataDownloads of this data mover by phase, as of the last pass.
-    phases: Mutex<BTreeMap<String, u64>>,
-    bytes_restored: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    canceled: AtomicU64,
-    /// Sum and count of restore durations (acceptance to completion), seconds.
-    duration_sum_millis: AtomicU64,
-    duration_count: AtomicU64,
+    phases: Family<Phase, Gauge>,
+    bytes_restored: Family<Node, Counter>,
+    completed: Counter,
+    failed: Counter,
+    canceled: Counter,
+    /// Acceptance to completion, per node that moved the data.
+    restore_duration: Family<Node, Histogram, fn() -> Histogram>,
     /// DataUploads of this data mover by phase, as of the last pass.
-    upload_phases: Mutex<BTreeMap<String, u64>>,
-    bytes_backed_up: AtomicU64,
+    upload_phases: Family<Phase, Gauge>,
+    bytes_backed_up: Counter,
     /// Backups by how they ended: completed, failed, canceled.
-    backups: Mutex<BTreeMap<String, u64>>,
+    backups: Family<Outcome, Counter>,
     /// Snapshots of deleted DataUploads by outcome: forgotten, kept, failed (a forget pod
     /// that failed; it is retried).
-    snapshot_deletions: Mutex<BTreeMap<String, u64>>,
-    ready: AtomicBool,
-    leader: AtomicBool,
+    snapshot_deletions: Family<Outcome, Counter>,
+    leader: Gauge,
     /// Watch changes that asked for a pass, by resource.
-    wakeups: Mutex<BTreeMap<String, u64>>,
+    wakeups: Family<Resource, Counter>,
     /// Reconcile passes run, by what started them (watch, resync, leader).
-    passes: Mutex<BTreeMap<String, u64>>,
+    passes: Family<Trigger, Counter>,
+    passes_total: AtomicU64,
+    /// Phase gauges are replaced as a whole; the lock keeps a scrape from seeing half of it.
+    phase_update: Mutex<()>,
+    ready: AtomicBool,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, DURATION_BUCKETS))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("ferry"),
+            phases: Family::default(),
+            bytes_restored: Family::default(),
+            completed: Counter::default(),
+            failed: Counter::default(),
+            canceled: Counter::default(),
+            restore_duration: Family::new_with_constructor(duration_histogram),
+            upload_phases: Family::default(),
+            bytes_backed_up: Counter::default(),
+            backups: Family::default(),
+            snapshot_deletions: Family::default(),
+            leader: Gauge::default(),
+            wakeups: Family::default(),
+            passes: Family::default(),
+            passes_total: AtomicU64::new(0),
+            phase_update: Mutex::new(()),
+            ready: AtomicBool::new(false),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "data_downloads",
+            "DataDownloads handled by this data mover, by phase",
+            m.phases.clone(),
+        );
+        r.register(
+            "restore_bytes",
+            "Bytes restored by completed restores, by node",
+            m.bytes_restored.clone(),
+        );
+        r.register(
+            "restores_completed",
+            "Restores completed",
+            m.completed.clone(),
+        );
+        r.register("restores_failed", "Restores failed", m.failed.clone());
+        r.register("restores_canceled", "Restores canceled", m.canceled.clone());
+        r.register(
+            "restore_duration_seconds",
+            "Time from acceptance to completion of a restore, by node",
+            m.restore_duration.clone(),
+        );
+        r.register(
+            "data_uploads",
+            "DataUploads handled by this data mover, by phase",
+            m.upload_phases.clone(),
+        );
+        r.register(
+            "backup_bytes",
+            "Bytes read by completed backups",
+            m.bytes_backed_up.clone(),
+        );
+        r.register(
+            "backups",
+            "Backups ended, by outcome (completed, failed, canceled)",
+            m.backups.clone(),
+        );
+        r.register(
+            "backup_snapshot_deletions",
+            "Repository snapshots of deleted DataUploads, by outcome (forgotten, kept, failed)",
+            m.snapshot_deletions.clone(),
+        );
+        r.register(
+            "controller_wakeups",
+            "Watched changes that woke the controller, by resource",
+            m.wakeups.clone(),
+        );
+        r.register(
+            "reconcile_passes",
+            "Reconcile passes, by trigger (watch, resync, leader)",
+            m.passes.clone(),
+        );
+        r.register(
+            "controller_leader",
+            "Whether this replica holds the leader lease",
+            m.leader.clone(),
+        );
+        m
+    }
 }
 
 impl Metrics {
     pub fn set_phases(&self, phases: BTreeMap<String, u64>) {
-        *self.phases.lock().unwrap_or_else(|e| e.into_inner()) = phases;
+        self.replace_phases(&self.phases, phases);
     }
-    pub fn restore_completed(&self, bytes: u64, seconds: f64) {
-        self.completed.fetch_add(1, Ordering::Relaxed);
-        self.bytes_restored.fetch_add(bytes, Ordering::Relaxed);
-        self.duration_sum_millis
-            .fetch_add((seconds * 1000.0) as u64, Ordering::Relaxed);
-        self.duration_count.fetch_add(1, Ordering::Relaxed);
+    /// A restore completed on `node` after `seconds` from acceptance, writing `bytes`.
+    pub fn restore_completed(&self, node: &str, bytes: u64, seconds: f64) {
+        self.completed.inc();
+        let node = Node {
+            node: node.to_string(),
+        };
+        self.bytes_restored.get_or_create(&node).inc_by(bytes);
+        self.restore_duration.get_or_create(&node).observe(seconds);
     }
     pub fn restore_failed(&self) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.failed.inc();
     }
     pub fn restore_canceled(&self) {
-        self.canceled.fetch_add(1, Ordering::Relaxed);
+        self.canceled.inc();
     }
     pub fn set_upload_phases(&self, phases: BTreeMap<String, u64>) {
-        *self.upload_phases.lock().unwrap_or_else(|e| e.into_inner()) = phases;
+        self.replace_phases(&self.upload_phases, phases);
+    }
+    fn replace_phases(&self, family: &Family<Phase, Gauge>, phases: BTreeMap<String, u64>) {
+        let _whole = self.phase_update.lock().unwrap_or_else(|e| e.into_inner());
+        family.clear();
+        for (phase, n) in phases {
+            family
+                .get_or_create(&Phase { phase })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
     /// A backup ended `outcome` (completed, failed, canceled) after reading `bytes`.
     pub fn backup_ended(&self, outcome: &str, bytes: u64) {
-        self.bytes_backed_up.fetch_add(bytes, Ordering::Relaxed);
-        let mut map = self.backups.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(outcome.to_string()).or_default() += 1;
+        self.bytes_backed_up.inc_by(bytes);
+        self.backups
+            .get_or_create(&Outcome {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
     /// A deleted DataUpload's snapshot was `outcome` (forgotten, kept, failed).
     pub fn snapshot_deletion(&self, outcome: &str) {
-        let mut map = self
-            .snapshot_deletions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *map.entry(outcome.to_string()).or_default() += 1;
+        self.snapshot_deletions
+            .get_or_create(&Outcome {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
     pub fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::Relaxed);
+        self.leader.set(i64::from(leader));
     }
     pub fn wakeup(&self, source: &str) {
-        let mut map = self.wakeups.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(source.to_string()).or_default() += 1;
+        self.wakeups
+            .get_or_create(&Resource {
+                resource: source.to_string(),
+            })
+            .inc();
     }
     pub fn pass(&self, trigger: &str) {
-        let mut map = self.passes.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry(trigger.to_string()).or_default() += 1;
+        self.passes
+            .get_or_create(&Trigger {
+                trigger: trigger.to_string(),
+            })
+            .inc();
+        self.passes_total.fetch_add(1, Ordering::Relaxed);
     }
     /// Passes run so far, all triggers together.
     pub fn passes(&self) -> u64 {
-        self.passes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .sum()
+        self.passes_total.load(Ordering::Relaxed)
     }
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
+        let _whole = self.phase_update.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        out.push_str("# HELP ferry_data_downloads DataDownloads handled by this data mover, by phase.\n# TYPE ferry_data_downloads gauge\n");
-        for (phase, n) in self.phases.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            out.push_str(&format!("ferry_data_downloads{{phase=\"{phase}\"}} {n}\n"));
-        }
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
-        };
-        counter(
-            &mut out,
-            "ferry_restore_bytes_total",
-            "Bytes restored by completed restores.",
-            self.bytes_restored.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "ferry_restores_completed_total",
-            "Restores completed.",
-            self.completed.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "ferry_restores_failed_total",
-            "Restores failed.",
-            self.failed.load(Ordering::Relaxed),
-        );
-        counter(
-            &mut out,
-            "ferry_restores_canceled_total",
-            "Restores canceled.",
-            self.canceled.load(Ordering::Relaxed),
-        );
-        out.push_str("# HELP ferry_restore_duration_seconds Time from acceptance to completion.\n# TYPE ferry_restore_duration_seconds summary\n");
-        out.push_str(&format!(
-            "ferry_restore_duration_seconds_sum {:.3}\nferry_restore_duration_seconds_count {}\n",
-            self.duration_sum_millis.load(Ordering::Relaxed) as f64 / 1000.0,
-            self.duration_count.load(Ordering::Relaxed)
-        ));
-        let labelled = |out: &mut String,
-                        name: &str,
-                        help: &str,
-                        label: &str,
-                        map: &Mutex<BTreeMap<String, u64>>| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-            for (k, v) in map.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                out.push_str(&format!("{name}{{{label}=\"{k}\"}} {v}\n"));
-            }
-        };
-        out.push_str("# HELP ferry_data_uploads DataUploads handled by this data mover, by phase.\n# TYPE ferry_data_uploads gauge\n");
-        for (phase, n) in self
-            .upload_phases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            out.push_str(&format!("ferry_data_uploads{{phase=\"{phase}\"}} {n}\n"));
-        }
-        counter(
-            &mut out,
-            "ferry_backup_bytes_total",
-            "Bytes read by completed backups.",
-            self.bytes_backed_up.load(Ordering::Relaxed),
-        );
-        labelled(
-            &mut out,
-            "ferry_backups_total",
-            "Backups ended, by outcome (completed, failed, canceled).",
-            "outcome",
-            &self.backups,
-        );
-        labelled(
-            &mut out,
-            "ferry_backup_snapshot_deletions_total",
-            "Repository snapshots of deleted DataUploads, by outcome (forgotten, kept, failed).",
-            "outcome",
-            &self.snapshot_deletions,
-        );
-        labelled(
-            &mut out,
-            "ferry_controller_wakeups_total",
-            "Watched changes that woke the controller, by resource.",
-            "resource",
-            &self.wakeups,
-        );
-        labelled(
-            &mut out,
-            "ferry_reconcile_passes_total",
-            "Reconcile passes, by trigger (watch, resync, leader).",
-            "trigger",
-            &self.passes,
-        );
-        out.push_str(&format!(
-            "# HELP ferry_controller_leader Whether this replica holds the leader lease.\n# TYPE ferry_controller_leader gauge\nferry_controller_leader {}\n",
-            u8::from(self.leader.load(Ordering::Relaxed))
-        ));
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
+
+/// What Prometheus asks for and prometheus-client writes.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 pub fn router(metrics: Arc<Metrics>) -> Router {
     let m = metrics.clone();
     let r = metrics;
     Router::new()
-        .route("/metrics", get(move || async move { m.render() }))
+        .route(
+            "/metrics",
+            get(move || async move { ([(header::CONTENT_TYPE, OPENMETRICS)], m.render()) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -243,34 +298,50 @@ mod tests {
             ("Completed".into(), 2),
             ("InProgress".into(), 1),
         ]));
-        m.restore_completed(1000, 1.5);
-        m.restore_completed(24, 0.5);
+        m.restore_completed("node-1", 1000, 1.5);
+        m.restore_completed("node-1", 24, 0.5);
+        m.restore_completed("node-2", 7, 300.0);
         m.restore_failed();
         m.wakeup("pods");
         m.wakeup("pods");
         m.pass("resync");
         let text = m.render();
-        assert!(
-            text.contains("ferry_controller_wakeups_total{resource=\"pods\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ferry_reconcile_passes_total{trigger=\"resync\"} 1\n"),
-            "{text}"
-        );
+        for line in [
+            "ferry_controller_wakeups_total{resource=\"pods\"} 2\n",
+            "ferry_reconcile_passes_total{trigger=\"resync\"} 1\n",
+            "ferry_data_downloads{phase=\"Completed\"} 2\n",
+            "ferry_restore_bytes_total{node=\"node-1\"} 1024\n",
+            "ferry_restores_completed_total 3\n",
+            "ferry_restores_failed_total 1\n",
+            "ferry_restore_duration_seconds_sum{node=\"node-1\"} 2.0\n",
+            "ferry_restore_duration_seconds_count{node=\"node-1\"} 2\n",
+            // Buckets are cumulative: both of node-1's restores took at most 2 s.
+            "ferry_restore_duration_seconds_bucket{le=\"1.0\",node=\"node-1\"} 1\n",
+            "ferry_restore_duration_seconds_bucket{le=\"2.0\",node=\"node-1\"} 2\n",
+            "ferry_restore_duration_seconds_bucket{le=\"256.0\",node=\"node-2\"} 0\n",
+            "ferry_restore_duration_seconds_bucket{le=\"512.0\",node=\"node-2\"} 1\n",
+            "ferry_restore_duration_seconds_bucket{le=\"+Inf\",node=\"node-2\"} 1\n",
+            "# TYPE ferry_restore_duration_seconds histogram\n",
+            "ferry_controller_leader 0\n",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(m.passes(), 1);
+        // A phase no object is in any more disappears.
+        m.set_phases(BTreeMap::from([("Completed".into(), 3)]));
+        let text = m.render();
+        assert!(!text.contains("InProgress"), "{text}");
+        assert!(text.contains("ferry_data_downloads{phase=\"Completed\"} 3\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::default();
+        m.wakeup("a\"b\\c\nd");
+        let text = m.render();
         assert!(
-            text.contains("ferry_data_downloads{phase=\"Completed\"} 2\n"),
-            "{text}"
-        );
-        assert!(text.contains("ferry_restore_bytes_total 1024\n"), "{text}");
-        assert!(text.contains("ferry_restores_failed_total 1\n"), "{text}");
-        assert!(
-            text.contains("ferry_restore_duration_seconds_sum 2.000\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("ferry_restore_duration_seconds_count 2\n"),
+            text.contains(r#"ferry_controller_wakeups_total{resource="a\"b\\c\nd"} 1"#),
             "{text}"
         );
     }
@@ -294,6 +365,12 @@ mod tests {
             text
         };
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(
+            get("/metrics")
+                .await
+                .to_ascii_lowercase()
+                .contains("content-type: application/openmetrics-text; version=1.0.0")
+        );
         assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
         m.set_ready(true);
         assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));

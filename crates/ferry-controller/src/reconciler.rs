@@ -1046,7 +1046,9 @@ impl Controller {
                 )
                 .await?;
                 let seconds = since(status.accepted_timestamp.as_ref()).as_secs_f64();
-                self.metrics.restore_completed(total.max(0) as u64, seconds);
+                let node = status.node.as_deref().unwrap_or("");
+                self.metrics
+                    .restore_completed(node, total.max(0) as u64, seconds);
                 self.event(
                     &o.dd,
                     "Normal",

@@ -8,11 +8,10 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Resource;
@@ -71,15 +70,12 @@ pub struct Watches {
     /// DataUpload CRD must not slow restores down); see [`Watches::uploads_synced`].
     pub uploads: Store<DataUpload>,
     pub backup_pods: Store<Pod>,
-    uploads_synced: Vec<Arc<AtomicBool>>,
     pub pods: Store<Pod>,
     pub pvcs: Store<PersistentVolumeClaim>,
     pub pvs: Store<PersistentVolume>,
     pub nodes: Store<Node>,
     pub configmaps: Store<ConfigMap>,
     pub storage_classes: Store<StorageClass>,
-    /// Set once every store holds its first complete list.
-    synced: Vec<Arc<AtomicBool>>,
     pub own_writes: OwnWrites,
     pub waker: Waker,
     tasks: Vec<JoinHandle<()>>,
@@ -98,11 +94,7 @@ impl Watches {
     pub fn start(client: kube::Client, scope: WatchScope, waker: Waker) -> Watches {
         let ns = scope.namespace.as_str();
         let mut tasks = Vec::new();
-        let mut synced = Vec::new();
-        let mut spawn = |task: (JoinHandle<()>, Arc<AtomicBool>)| {
-            tasks.push(task.0);
-            synced.push(task.1);
-        };
+        let mut spawn = |task: JoinHandle<()>| tasks.push(task);
 
         let mover = scope.data_mover_name.clone();
         let (downloads, t) = watch(
@@ -132,7 +124,6 @@ impl Watches {
             &waker,
             |pod: &Pod, old: Option<&Pod>| changed(pod, old),
         );
-        let uploads_synced = vec![uploads_task.1.clone(), backup_pods_task.1.clone()];
         let active = Active {
             downloads: downloads.clone(),
             data_mover_name: scope.data_mover_name.clone(),
@@ -208,20 +199,18 @@ impl Watches {
         );
         spawn(t);
 
-        tasks.push(uploads_task.0);
-        tasks.push(backup_pods_task.0);
+        tasks.push(uploads_task);
+        tasks.push(backup_pods_task);
         Watches {
             downloads,
             uploads,
             backup_pods,
-            uploads_synced,
             pods,
             pvcs,
             pvs,
             nodes,
             configmaps,
             storage_classes,
-            synced,
             own_writes: OwnWrites::default(),
             waker,
             tasks,
@@ -230,14 +219,18 @@ impl Watches {
 
     /// Whether every store holds a complete list (until then, reads go to the API server).
     pub fn synced(&self) -> bool {
-        self.synced.iter().all(|s| s.load(Ordering::Acquire))
+        is_ready(&self.downloads)
+            && is_ready(&self.pods)
+            && is_ready(&self.pvcs)
+            && is_ready(&self.pvs)
+            && is_ready(&self.nodes)
+            && is_ready(&self.storage_classes)
+            && is_ready(&self.configmaps)
     }
 
     /// Whether the DataUpload and backup pod stores hold a complete list.
     pub fn uploads_synced(&self) -> bool {
-        self.uploads_synced
-            .iter()
-            .all(|s| s.load(Ordering::Acquire))
+        is_ready(&self.uploads) && is_ready(&self.backup_pods)
     }
 }
 
@@ -320,14 +313,12 @@ fn watch<K>(
     source: &'static str,
     waker: &Waker,
     relevant: impl Fn(&K, Option<&K>) -> bool + Send + 'static,
-) -> (Store<K>, (JoinHandle<()>, Arc<AtomicBool>))
+) -> (Store<K>, JoinHandle<()>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, mut writer) = reflector::store();
     let store = reader.clone();
-    let synced = Arc::new(AtomicBool::new(false));
-    let done = synced.clone();
     let waker = waker.clone();
     let task = tokio::spawn(async move {
         let mut events = watcher::watcher(api, config).default_backoff().boxed();
@@ -348,16 +339,25 @@ where
                 Event::InitDone => true,
                 Event::Init | Event::InitApply(_) => false,
             };
+            // The first InitDone marks the store ready (`Store::wait_until_ready`).
             writer.apply_watcher_event(&event);
-            if matches!(event, Event::InitDone) {
-                done.store(true, Ordering::Release);
-            }
             if wake {
                 waker.wake(source);
             }
         }
     });
-    (reader, (task, synced))
+    (reader, task)
+}
+
+/// Whether `store` holds its first complete list, without waiting for it.
+fn is_ready<K>(store: &Store<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .wait_until_ready()
+        .now_or_never()
+        .is_some_and(|r| r.is_ok())
 }
 
 /// Read-your-own-writes for the stores: every write the controller makes records the
@@ -488,6 +488,21 @@ impl<K> std::ops::Deref for RecordedApi<K> {
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn a_store_is_ready_once_its_first_list_is_done_and_stays_ready() {
+        let (store, mut writer) = reflector::store::<Pod>();
+        assert!(!is_ready(&store));
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(pod("a", "1")));
+        assert!(!is_ready(&store), "half a list is not a list");
+        writer.apply_watcher_event(&Event::InitDone);
+        assert!(is_ready(&store));
+        // A relist after a watch error keeps serving the old list meanwhile.
+        writer.apply_watcher_event(&Event::Init);
+        assert!(is_ready(&store));
+        assert_eq!(store.state().len(), 1);
+    }
 
     fn pod(name: &str, rv: &str) -> Pod {
         Pod {

@@ -376,7 +376,7 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
             .with_context(|| format!("reading DataUpload {ns}/{name}"))
     };
     let code = data_movement::wait(
-        || async { Ok(read().await?.as_ref().map(Movement::from)) },
+        data_movement::changes(uploads.clone(), &name),
         &args.wait.options(ns),
     )
     .await

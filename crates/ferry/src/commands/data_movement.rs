@@ -3,14 +3,19 @@
 //! from it, and `create --wait`'s wait (progress, a timeout, a word when no controller takes
 //! the work).
 
-use std::future::Future;
+use std::fmt::Debug;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ferry_controller::crds::{DataDownload, DataUpload};
+use futures::{Stream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
 
 use super::cluster_args::age;
 use super::repo_progress::human_bytes;
@@ -238,13 +243,44 @@ pub struct WaitOptions {
     pub controller_hint: String,
 }
 
-/// Polls `read` until the movement ends, showing its progress: a bar on a terminal, a line
-/// on each change of phase (and every ten seconds of progress) otherwise. Exit 0 only when it
-/// Completed.
-pub async fn wait<F, Fut>(mut read: F, options: &WaitOptions) -> anyhow::Result<ExitCode>
+/// The changes of the object `name` of `api` as [`Movement`]s, from a watch: its state at
+/// once, then every change (`None` once it is gone). A dropped watch is resumed with
+/// kube-runtime's backoff; a refusal (no `watch` in the user's RBAC, say) ends the wait.
+pub fn changes<K>(
+    api: Api<K>,
+    name: &str,
+) -> impl Stream<Item = anyhow::Result<Option<Movement>>> + Send + Unpin + use<K>
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<Option<Movement>>>,
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    for<'a> Movement: From<&'a K>,
+{
+    watcher::watch_object(api, name)
+        .default_backoff()
+        .filter_map(|change| {
+            std::future::ready(match change {
+                Ok(object) => Some(Ok(object.as_ref().map(Movement::from))),
+                Err(
+                    watcher::Error::InitialListFailed(kube::Error::Api(status))
+                    | watcher::Error::WatchStartFailed(kube::Error::Api(status)),
+                ) if matches!(status.code, 401 | 403 | 404) => {
+                    Some(Err(anyhow::Error::from(kube::Error::Api(status))))
+                }
+                // Transient: the backoff retries.
+                Err(err) => {
+                    tracing::debug!(error = %err, "watch interrupted; resuming");
+                    None
+                }
+            })
+        })
+        .boxed()
+}
+
+/// Follows `changes` until the movement ends, showing its progress: a bar on a terminal, a
+/// line on each change of phase (and every ten seconds of progress) otherwise. Exit 0 only
+/// when it Completed.
+pub async fn wait<S>(mut changes: S, options: &WaitOptions) -> anyhow::Result<ExitCode>
+where
+    S: Stream<Item = anyhow::Result<Option<Movement>>> + Unpin,
 {
     let start = Instant::now();
     let bar = std::io::stdout().is_terminal().then(|| {
@@ -261,12 +297,41 @@ where
     let mut last_phase = String::new();
     let mut last_line = Instant::now();
     let mut warned = false;
+    // Warnings, the timeout and the progress lines also run on a clock, between changes.
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut latest: Option<Movement> = None;
     loop {
-        let Some(m) = read().await? else {
-            if let Some(b) = &bar {
-                b.finish_and_clear();
+        tokio::select! {
+            change = changes.next() => match change {
+                Some(Ok(Some(m))) => latest = Some(m),
+                Some(Ok(None)) => {
+                    if let Some(b) = &bar {
+                        b.finish_and_clear();
+                    }
+                    anyhow::bail!("it was deleted while waiting");
+                }
+                Some(Err(err)) => {
+                    if let Some(b) = &bar {
+                        b.finish_and_clear();
+                    }
+                    return Err(err.context("watching it"));
+                }
+                None => anyhow::bail!("the watch ended"),
+            },
+            _ = tick.tick() => {}
+        }
+        let Some(m) = &latest else {
+            // Nothing seen yet: only the timeout applies.
+            if let Some(limit) = options.timeout
+                && start.elapsed() >= limit
+            {
+                anyhow::bail!(
+                    "gave up waiting after {} without seeing it",
+                    duration(limit)
+                );
             }
-            anyhow::bail!("it was deleted while waiting");
+            continue;
         };
         let phase_changed = m.phase != last_phase;
         if let Some(b) = &bar {
@@ -336,7 +401,6 @@ where
                 m.name
             );
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -360,6 +424,67 @@ mod tests {
         assert_eq!(duration(Duration::ZERO), "<1s");
         assert_eq!(duration(Duration::from_secs(245)), "4m5s");
         assert_eq!(duration(Duration::from_secs(3723)), "1h2m3s");
+    }
+
+    fn options(timeout: Option<Duration>) -> WaitOptions {
+        WaitOptions {
+            timeout,
+            accept_warning_after: ACCEPT_WARNING_AFTER,
+            controller_hint: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_wait_follows_changes_to_the_end() {
+        let mut done = movement(10, 10);
+        done.phase = "Completed".into();
+        done.terminal = true;
+        done.completed = true;
+        let changes = futures::stream::iter([Ok(Some(movement(5, 10))), Ok(Some(done))])
+            .chain(futures::stream::pending());
+        let code = wait(Box::pin(changes), &options(None)).await.unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+
+        let mut failed = movement(5, 10);
+        failed.phase = "Failed".into();
+        failed.terminal = true;
+        let changes = futures::stream::iter([Ok(Some(failed))]).chain(futures::stream::pending());
+        let code = wait(Box::pin(changes), &options(None)).await.unwrap();
+        assert_eq!(code, ExitCode::FAILURE);
+    }
+
+    #[tokio::test]
+    async fn a_deletion_or_a_refused_watch_ends_the_wait_with_an_error() {
+        let changes = futures::stream::iter([Ok(Some(movement(1, 10))), Ok(None)]);
+        let err = wait(Box::pin(changes), &options(None)).await.unwrap_err();
+        assert!(err.to_string().contains("deleted while waiting"), "{err:#}");
+
+        let changes = futures::stream::iter([Err(anyhow::anyhow!("forbidden"))]);
+        let err = wait(Box::pin(changes), &options(None)).await.unwrap_err();
+        assert_eq!(format!("{err:#}"), "watching it: forbidden");
+    }
+
+    #[tokio::test]
+    async fn the_timeout_counts_while_nothing_changes() {
+        // Seen, then silent: the wait gives up naming the phase it was in.
+        let changes =
+            futures::stream::iter([Ok(Some(movement(1, 10)))]).chain(futures::stream::pending());
+        let err = wait(Box::pin(changes), &options(Some(Duration::from_secs(2))))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("gave up waiting after 2s")
+                && err.to_string().contains("InProgress"),
+            "{err:#}"
+        );
+        // Never seen at all.
+        let err = wait(
+            Box::pin(futures::stream::pending()),
+            &options(Some(Duration::from_secs(1))),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("without seeing it"), "{err:#}");
     }
 
     fn movement(done: u64, total: u64) -> Movement {

@@ -187,14 +187,7 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
         return Ok(ExitCode::SUCCESS);
     }
     data_movement::wait(
-        || async {
-            Ok(downloads
-                .get_opt(&name)
-                .await
-                .with_context(|| format!("reading DataDownload {ns}/{name}"))?
-                .as_ref()
-                .map(Movement::from))
-        },
+        data_movement::changes(downloads, &name),
         &args.wait.options(ns),
     )
     .await

@@ -51,23 +51,58 @@ pub fn slots_in_use(restores: &[QueuedRestore]) -> BTreeMap<String, usize> {
     used
 }
 
-/// Sorts by creation time, then name (the order Velero's queue keeps).
-pub fn creation_order(restores: &mut [QueuedRestore]) {
-    restores.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
+/// Where a DataDownload or a DataUpload stands in the prepare queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Not taken yet: waits for room.
+    New,
+    /// Accepted or Prepared: being exposed, takes room.
+    Preparing,
+    /// Moving data or ended: out of the prepare queue.
+    Past,
 }
 
-/// The New restores that may be accepted now, oldest first: as many as the prepare queue has
-/// room for (`None`: no limit).
-pub fn admit_new(restores: &[QueuedRestore], prepare_queue_length: Option<usize>) -> Vec<String> {
-    let preparing = restores.iter().filter(|r| r.is_preparing()).count();
-    let room = prepare_queue_length.map_or(usize::MAX, |limit| limit.saturating_sub(preparing));
-    let mut waiting: Vec<QueuedRestore> = restores
+/// One object as the prepare queue sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub name: String,
+    pub stage: Stage,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The New objects that may be accepted now, oldest first (then by name): as many as the
+/// prepare queue has room for (`None`: no limit). One rule for restores and backups.
+pub fn admit(entries: Vec<Waiting>, prepare_queue_length: Option<usize>) -> Vec<String> {
+    let preparing = entries
         .iter()
-        .filter(|r| r.phase == DataDownloadPhase::New)
-        .cloned()
+        .filter(|e| e.stage == Stage::Preparing)
+        .count();
+    let room = prepare_queue_length.map_or(usize::MAX, |limit| limit.saturating_sub(preparing));
+    let mut waiting: Vec<Waiting> = entries
+        .into_iter()
+        .filter(|e| e.stage == Stage::New)
         .collect();
-    creation_order(&mut waiting);
-    waiting.into_iter().take(room).map(|r| r.name).collect()
+    waiting.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.name.cmp(&b.name)));
+    waiting.into_iter().take(room).map(|e| e.name).collect()
+}
+
+/// The New restores that may be accepted now ([`admit`]).
+pub fn admit_new(restores: &[QueuedRestore], prepare_queue_length: Option<usize>) -> Vec<String> {
+    let entries = restores
+        .iter()
+        .map(|r| Waiting {
+            name: r.name.clone(),
+            stage: if r.phase == DataDownloadPhase::New {
+                Stage::New
+            } else if r.is_preparing() {
+                Stage::Preparing
+            } else {
+                Stage::Past
+            },
+            created: r.created,
+        })
+        .collect();
+    admit(entries, prepare_queue_length)
 }
 
 #[cfg(test)]
@@ -128,15 +163,44 @@ mod tests {
     }
 
     #[test]
+    fn uploads_and_restores_share_the_rule() {
+        let t = |s| Some(chrono::Utc.timestamp_opt(s, 0).unwrap());
+        let entries = vec![
+            Waiting {
+                name: "u2".into(),
+                stage: Stage::New,
+                created: t(2),
+            },
+            Waiting {
+                name: "u1".into(),
+                stage: Stage::New,
+                created: t(1),
+            },
+            Waiting {
+                name: "p".into(),
+                stage: Stage::Preparing,
+                created: t(0),
+            },
+            Waiting {
+                name: "done".into(),
+                stage: Stage::Past,
+                created: t(0),
+            },
+        ];
+        assert_eq!(admit(entries.clone(), Some(2)), ["u1"]);
+        assert_eq!(admit(entries.clone(), None), ["u1", "u2"]);
+        assert!(admit(entries, Some(1)).is_empty());
+    }
+
+    #[test]
     fn missing_creation_time_sorts_first_then_by_name() {
-        let mut all = vec![
+        let all = vec![
             restore("b", DataDownloadPhase::New, None, 1),
             QueuedRestore {
                 created: None,
                 ..restore("z", DataDownloadPhase::New, None, 0)
             },
         ];
-        creation_order(&mut all);
-        assert_eq!(all[0].name, "z");
+        assert_eq!(admit_new(&all, Some(1)), ["z"]);
     }
 }

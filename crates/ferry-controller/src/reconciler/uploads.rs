@@ -27,6 +27,7 @@ use crate::expose_snapshot::{
     BACKUP_DEVICE_PATH, BACKUP_MOUNT_PATH, SNAPSHOT_GROUP, backup_content_for, backup_pod_for,
     backup_pvc_for, backup_snapshot_for,
 };
+use crate::queue::{Stage, Waiting, admit};
 
 /// Held on a DataUpload from acceptance until its objects are removed (as the restore's).
 pub const UPLOAD_FINALIZER: &str = "ferry.io/data-upload-cleanup";
@@ -174,27 +175,21 @@ impl Controller {
             *phases.entry(o.du.phase().as_str().to_string()).or_default() += 1;
         }
         self.metrics.set_upload_phases(phases);
-        // The prepare queue, as for restores: New uploads are accepted oldest first while
-        // fewer than prepareQueueLength are being exposed.
-        let preparing = uploads
+        // The prepare queue, with the restores' rule: New uploads are accepted oldest first
+        // while fewer than prepareQueueLength are being exposed.
+        let entries = uploads
             .iter()
-            .filter(|o| {
-                matches!(
-                    o.du.phase(),
-                    DataUploadPhase::Accepted | DataUploadPhase::Prepared
-                )
+            .map(|o| Waiting {
+                name: o.name.clone(),
+                stage: match o.du.phase() {
+                    DataUploadPhase::New => Stage::New,
+                    DataUploadPhase::Accepted | DataUploadPhase::Prepared => Stage::Preparing,
+                    _ => Stage::Past,
+                },
+                created: created_at(&o.du.metadata),
             })
-            .count();
-        let room = self
-            .config
-            .prepare_queue_length()
-            .map_or(usize::MAX, |limit| limit.saturating_sub(preparing));
-        let admitted: Vec<&str> = uploads
-            .iter()
-            .filter(|o| o.du.phase() == DataUploadPhase::New)
-            .take(room)
-            .map(|o| o.name.as_str())
             .collect();
+        let admitted = admit(entries, self.config.prepare_queue_length());
         for o in uploads {
             if !self.leading() {
                 break;
@@ -208,7 +203,7 @@ impl Controller {
     async fn step_upload(
         &self,
         o: &ObservedUpload,
-        admitted: &[&str],
+        admitted: &[String],
         slots: &mut BTreeMap<String, usize>,
         nodes: &[NodeInfo],
     ) -> Result<(), StepError> {
@@ -237,7 +232,7 @@ impl Controller {
         }
         match phase {
             DataUploadPhase::New => {
-                if !admitted.contains(&o.name.as_str()) {
+                if !admitted.contains(&o.name) {
                     return Ok(());
                 }
                 self.patch_upload(

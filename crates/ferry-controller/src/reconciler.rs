@@ -539,8 +539,14 @@ impl Controller {
                 break;
             }
             let result = self.step(o, &admitted, &mut slots, &node_infos).await;
-            if let Err(err) = result {
-                tracing::warn!(data_download = %o.name, error = %err, "step failed; retrying next pass");
+            match result {
+                Ok(()) => {}
+                Err(err) if err.is_conflict() => {
+                    tracing::debug!(data_download = %o.name, "changed since observed; the next pass steps it again");
+                }
+                Err(err) => {
+                    tracing::warn!(data_download = %o.name, error = %err, "step failed; retrying next pass");
+                }
             }
         }
         self.upload_steps(&uploads, &mut slots, &node_infos).await;
@@ -576,8 +582,14 @@ impl Controller {
         match phase {
             DataDownloadPhase::New => {
                 if admitted.contains(&o.name) {
+                    // Conditional on the observed resourceVersion: the finalizer list is
+                    // written whole, and a DataDownload changed since (canceled, or another
+                    // finalizer added) is stepped again from what it is now.
                     let patch = json!({
-                        "metadata": { "finalizers": with_finalizer(&o.dd) },
+                        "metadata": {
+                            "finalizers": with_finalizer(&o.dd),
+                            "resourceVersion": o.dd.metadata.resource_version,
+                        },
                         "status": self.accepted_status(),
                     });
                     self.downloads
@@ -732,7 +744,14 @@ impl Controller {
                 }
             };
             *slots.entry(choice.node.clone()).or_default() += 1;
-            self.patch_status(&o.name, json!({ "node": choice.node, "message": null }))
+            // Conditional, as the acceptance: the slot counted for this node must be the
+            // only node choice made for what was observed.
+            let patch = json!({
+                "metadata": { "resourceVersion": o.dd.metadata.resource_version },
+                "status": { "node": choice.node, "message": null },
+            });
+            self.downloads
+                .patch(&o.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
             self.event(
                 &o.dd,
@@ -1325,6 +1344,14 @@ enum StepError {
     Op(#[from] crate::cluster::OpError),
     #[error(transparent)]
     Expose(#[from] crate::expose::ExposeError),
+}
+
+impl StepError {
+    /// A conditional write refused because the object changed since it was observed
+    /// (409 Conflict): not a failure, the change wakes the next pass.
+    fn is_conflict(&self) -> bool {
+        matches!(self, StepError::Kube(kube::Error::Api(status)) if status.code == 409)
+    }
 }
 
 /// Whether `meta` holds `finalizer`.

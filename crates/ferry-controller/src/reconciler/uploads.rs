@@ -194,8 +194,14 @@ impl Controller {
             if !self.leading() {
                 break;
             }
-            if let Err(err) = self.step_upload(o, &admitted, slots, nodes).await {
-                tracing::warn!(data_upload = %o.name, error = %err, "step failed; retrying next pass");
+            match self.step_upload(o, &admitted, slots, nodes).await {
+                Ok(()) => {}
+                Err(err) if err.is_conflict() => {
+                    tracing::debug!(data_upload = %o.name, "changed since observed; the next pass steps it again");
+                }
+                Err(err) => {
+                    tracing::warn!(data_upload = %o.name, error = %err, "step failed; retrying next pass");
+                }
             }
         }
     }
@@ -237,8 +243,12 @@ impl Controller {
                 }
                 self.patch_upload(
                     &o.name,
+                    // Conditional on what was observed, as a DataDownload's acceptance.
                     json!({
-                        "metadata": { "finalizers": upload_finalizers(&o.du, true) },
+                        "metadata": {
+                            "finalizers": upload_finalizers(&o.du, true),
+                            "resourceVersion": o.du.metadata.resource_version,
+                        },
                         "status": self.accepted_status(),
                     }),
                 )
@@ -367,7 +377,10 @@ impl Controller {
         *slots.entry(choice.node.clone()).or_default() += 1;
         self.patch_upload(
             &o.name,
-            json!({ "status": { "node": choice.node, "nodeOS": "linux", "message": null } }),
+            json!({
+                "metadata": { "resourceVersion": o.du.metadata.resource_version },
+                "status": { "node": choice.node, "nodeOS": "linux", "message": null },
+            }),
         )
         .await?;
         self.event(

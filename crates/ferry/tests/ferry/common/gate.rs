@@ -1,6 +1,7 @@
 //! A kube client for the controller under test whose requests pass a gate: one rule (method,
 //! path fragment, body fragment) parks the first matching request, either before it reaches
-//! the API server or right after its answer came back. The test then kills the controller
+//! the API server or right after its answer came back (or fails it, or holds it until the
+//! test releases it). The test then kills the controller
 //! exactly there, at a chosen point inside a step, whatever the timing of the controller's
 //! loop (polling or watch wake-ups).
 
@@ -20,6 +21,8 @@ pub enum Stop {
     After,
     /// Never sent: the controller gets this HTTP error status instead (a transient API error).
     Fail(u16),
+    /// Held until [`Gate::release`], then sent: the test changes the cluster meanwhile.
+    Hold,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +61,14 @@ impl Rule {
         }
     }
 
+    /// Holds the first `method` request whose path contains `path` until [`Gate::release`].
+    pub fn hold(method: Method, path: &str) -> Rule {
+        Rule {
+            stop: Stop::Hold,
+            ..Rule::before(method, path)
+        }
+    }
+
     /// Also requires the request body to contain `fragment` (compact JSON, as kube sends it).
     pub fn body(mut self, fragment: &str) -> Rule {
         self.body.push(fragment.to_string());
@@ -77,6 +88,7 @@ pub struct Gate {
     rule: Mutex<Option<Rule>>,
     description: String,
     hit: Notify,
+    released: Notify,
 }
 
 impl Gate {
@@ -85,6 +97,7 @@ impl Gate {
             description: format!("{rule:?}"),
             rule: Mutex::new(Some(rule)),
             hit: Notify::new(),
+            released: Notify::new(),
         })
     }
 
@@ -109,6 +122,11 @@ impl Gate {
             .unwrap_or_else(|_| panic!("no request matched {} in {seconds} s", self.description));
     }
 
+    /// Lets a held request go on to the API server.
+    pub fn release(&self) {
+        self.released.notify_one();
+    }
+
     /// A client sending through `inner` once past the gate.
     pub fn client(self: &Arc<Self>, inner: kube::Client) -> kube::Client {
         let namespace = inner.default_namespace().to_string();
@@ -121,6 +139,10 @@ impl Gate {
                 let stop = gate.trips(&parts.method, parts.uri.path(), &bytes);
                 if stop == Some(Stop::Before) {
                     gate.park().await;
+                }
+                if stop == Some(Stop::Hold) {
+                    gate.hit.notify_one();
+                    gate.released.notified().await;
                 }
                 if let Some(Stop::Fail(code)) = stop {
                     gate.hit.notify_one();

@@ -1243,7 +1243,18 @@ impl Controller {
                     .unwrap_or_default()
             ),
             (_, None, Some(event)) => format!("pod {ns}/{name} not scheduled: {}", event.message),
-            (Some(pod), None, None) => format!("pod {ns}/{name} is {}", pod_phase(pod)),
+            (Some(pod), None, None) => {
+                let bound_to = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                match bound_to {
+                    // Bound, yet not running: say where, and whether that node is Ready.
+                    Some(node) => format!(
+                        "pod {ns}/{name} is {} on node {node}{}",
+                        pod_phase(pod),
+                        self.node_readiness(node).await
+                    ),
+                    None => format!("pod {ns}/{name} is {}", pod_phase(pod)),
+                }
+            }
             (None, None, None) => {
                 "no restore pod yet (it starts once its volume is provisioned)".into()
             }
@@ -1269,6 +1280,29 @@ impl Controller {
             }
         }
         parts.join("; ")
+    }
+
+    /// " (NotReady)" (or the Ready condition's status when not True), or nothing when the node
+    /// is Ready or cannot be read.
+    async fn node_readiness(&self, node: &str) -> String {
+        let Ok(Some(node)) = Api::<Node>::all(self.options.client.clone())
+            .get_opt(node)
+            .await
+        else {
+            return String::new();
+        };
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone());
+        match ready.as_deref() {
+            Some("True") => String::new(),
+            Some("False") => " (NotReady)".into(),
+            Some(other) => format!(" (Ready {other})"),
+            None => " (no Ready condition)".into(),
+        }
     }
 
     /// The latest Warning event about `kind` `ns/name`.

@@ -228,6 +228,23 @@ pub async fn register_csi_driver(client: &kube::Client) -> kube::Result<()> {
 pub async fn set_node_ready(client: &kube::Client, node: &str, ready: bool) -> kube::Result<()> {
     let api: Api<Node> = Api::all(client.clone());
     let current = api.get(node).await?;
+    let mut conditions: Vec<NodeCondition> = current
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != "Ready")
+        .collect();
+    conditions.push(ready_condition(ready));
+    let status = serde_json::json!({ "status": { "conditions": conditions } });
+    api.patch_status(node, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    // The condition goes first: the real node lifecycle controller reconciles the not-ready
+    // taint with the Ready condition, and a taint seen beside a stale Ready=True may be
+    // taken off again, leaving a NotReady node schedulable for a while. The taints are read
+    // again: the lifecycle controller may have added its own meanwhile.
+    let current = api.get(node).await?;
     let mut taints: Vec<Taint> = current
         .spec
         .as_ref()
@@ -246,18 +263,6 @@ pub async fn set_node_ready(client: &kube::Client, node: &str, ready: bool) -> k
     }
     let spec = serde_json::json!({ "spec": { "taints": taints } });
     api.patch(node, &PatchParams::default(), &Patch::Merge(&spec))
-        .await?;
-    let mut conditions: Vec<NodeCondition> = current
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.type_ != "Ready")
-        .collect();
-    conditions.push(ready_condition(ready));
-    let status = serde_json::json!({ "status": { "conditions": conditions } });
-    api.patch_status(node, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     Ok(())
 }

@@ -538,15 +538,8 @@ impl Controller {
             if !self.leading() {
                 break;
             }
-            let result = self.step(o, &admitted, &mut slots, &node_infos).await;
-            match result {
-                Ok(()) => {}
-                Err(err) if err.is_conflict() => {
-                    tracing::debug!(data_download = %o.name, "changed since observed; the next pass steps it again");
-                }
-                Err(err) => {
-                    tracing::warn!(data_download = %o.name, error = %err, "step failed; retrying next pass");
-                }
+            if let Err(err) = self.step(o, &admitted, &mut slots, &node_infos).await {
+                err.report("DataDownload", &o.name);
             }
         }
         self.upload_steps(&uploads, &mut slots, &node_infos).await;
@@ -1381,10 +1374,19 @@ enum StepError {
 }
 
 impl StepError {
-    /// A conditional write refused because the object changed since it was observed
-    /// (409 Conflict): not a failure, the change wakes the next pass.
-    fn is_conflict(&self) -> bool {
-        matches!(self, StepError::Kube(kube::Error::Api(status)) if status.code == 409)
+    /// Logs a step's error on `kind` `name`; the next pass retries either way. A conditional
+    /// write refused because the object changed since it was observed (409 Conflict) is no
+    /// failure: the change wakes that pass.
+    fn report(&self, kind: &str, name: &str) {
+        if matches!(self, StepError::Kube(kube::Error::Api(status)) if status.code == 409) {
+            tracing::debug!(
+                kind,
+                name,
+                "changed since observed; the next pass steps it again"
+            );
+        } else {
+            tracing::warn!(kind, name, error = %self, "step failed; retrying next pass");
+        }
     }
 }
 

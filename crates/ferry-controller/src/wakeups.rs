@@ -94,7 +94,6 @@ impl Watches {
     pub fn start(client: kube::Client, scope: WatchScope, waker: Waker) -> Watches {
         let ns = scope.namespace.as_str();
         let mut tasks = Vec::new();
-        let mut spawn = |task: JoinHandle<()>| tasks.push(task);
 
         let mover = scope.data_mover_name.clone();
         let (downloads, t) = watch(
@@ -106,7 +105,7 @@ impl Watches {
                 dd.spec.is_for_data_mover(&mover) && changed(dd, old)
             },
         );
-        spawn(t);
+        tasks.push(t);
         let mover = scope.data_mover_name.clone();
         let (uploads, uploads_task) = watch(
             Api::<DataUpload>::namespaced(client.clone(), ns),
@@ -138,7 +137,7 @@ impl Watches {
             &waker,
             |pod: &Pod, old: Option<&Pod>| changed(pod, old),
         );
-        spawn(t);
+        tasks.push(t);
 
         // Target PVCs live in the workloads' namespaces, so PVCs are watched cluster-wide;
         // only restore PVCs and targets of unfinished restores wake a pass.
@@ -152,7 +151,7 @@ impl Watches {
                 changed(pvc, old) && a.pvc_matters(pvc)
             },
         );
-        spawn(t);
+        tasks.push(t);
 
         let a = active.clone();
         let (pvs, t) = watch(
@@ -164,7 +163,7 @@ impl Watches {
                 changed(pv, old) && a.pv_matters(pv)
             },
         );
-        spawn(t);
+        tasks.push(t);
 
         // Nodes change often (status heartbeats); only what placement reads wakes a pass.
         let a = active.clone();
@@ -177,7 +176,7 @@ impl Watches {
                 old.is_none_or(|o| placement_view(o) != placement_view(node)) && a.any()
             },
         );
-        spawn(t);
+        tasks.push(t);
 
         let a = active;
         let (storage_classes, t) = watch(
@@ -187,7 +186,7 @@ impl Watches {
             &waker,
             move |sc: &StorageClass, old: Option<&StorageClass>| changed(sc, old) && a.any(),
         );
-        spawn(t);
+        tasks.push(t);
 
         let (configmaps, t) = watch(
             Api::<ConfigMap>::namespaced(client, ns),
@@ -197,7 +196,7 @@ impl Watches {
             &waker,
             |cm: &ConfigMap, old: Option<&ConfigMap>| changed(cm, old),
         );
-        spawn(t);
+        tasks.push(t);
 
         tasks.push(uploads_task);
         tasks.push(backup_pods_task);

@@ -194,14 +194,8 @@ impl Controller {
             if !self.leading() {
                 break;
             }
-            match self.step_upload(o, &admitted, slots, nodes).await {
-                Ok(()) => {}
-                Err(err) if err.is_conflict() => {
-                    tracing::debug!(data_upload = %o.name, "changed since observed; the next pass steps it again");
-                }
-                Err(err) => {
-                    tracing::warn!(data_upload = %o.name, error = %err, "step failed; retrying next pass");
-                }
+            if let Err(err) = self.step_upload(o, &admitted, slots, nodes).await {
+                err.report("DataUpload", &o.name);
             }
         }
     }

@@ -275,6 +275,17 @@ where
         .boxed()
 }
 
+/// The wait's progress bar (on a terminal), cleared however the wait ends.
+struct ClearedBar(Option<indicatif::ProgressBar>);
+
+impl Drop for ClearedBar {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
 /// Follows `changes` until the movement ends, showing its progress: a bar on a terminal, a
 /// line on each change of phase (and every ten seconds of progress) otherwise. Exit 0 only
 /// when it Completed.
@@ -283,7 +294,7 @@ where
     S: Stream<Item = anyhow::Result<Option<Movement>>> + Unpin,
 {
     let start = Instant::now();
-    let bar = std::io::stdout().is_terminal().then(|| {
+    let bar = ClearedBar(std::io::stdout().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -293,7 +304,7 @@ where
             .progress_chars("=> "),
         );
         bar
-    });
+    }));
     let mut last_phase = String::new();
     let mut last_line = Instant::now();
     let mut warned = false;
@@ -306,15 +317,9 @@ where
             change = changes.next() => match change {
                 Some(Ok(Some(m))) => latest = Some(m),
                 Some(Ok(None)) => {
-                    if let Some(b) = &bar {
-                        b.finish_and_clear();
-                    }
                     anyhow::bail!("it was deleted while waiting");
                 }
                 Some(Err(err)) => {
-                    if let Some(b) = &bar {
-                        b.finish_and_clear();
-                    }
                     return Err(err.context("watching it"));
                 }
                 None => anyhow::bail!("the watch ended"),
@@ -334,7 +339,7 @@ where
             continue;
         };
         let phase_changed = m.phase != last_phase;
-        if let Some(b) = &bar {
+        if let Some(b) = &bar.0 {
             b.set_message(format!("{} {}", m.phase, m.node.as_deref().unwrap_or("")));
             if m.total_bytes > 0 {
                 b.set_length(m.total_bytes);
@@ -351,9 +356,8 @@ where
         }
         last_phase.clone_from(&m.phase);
         if m.terminal {
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
+            // Cleared before the last line is printed under it.
+            drop(bar);
             let took = m
                 .duration()
                 .map(|d| format!(" in {}", duration(d)))
@@ -379,7 +383,7 @@ where
                 duration(waited),
                 options.controller_hint
             );
-            match &bar {
+            match &bar.0 {
                 Some(b) => b.println(format!("warning: {text}")),
                 None => eprintln!("warning: {text}"),
             }
@@ -388,9 +392,6 @@ where
         if let Some(limit) = options.timeout
             && waited >= limit
         {
-            if let Some(b) = &bar {
-                b.finish_and_clear();
-            }
             anyhow::bail!(
                 "gave up waiting after {} ({} {}/{} is {}, and goes on): see `describe {}`",
                 duration(limit),

@@ -17,9 +17,10 @@ use anyhow::{Context, bail};
 
 use crate::commands::demo::size;
 use data::{Shape, Shapes};
+use measuring::run_quiet;
 pub(super) use measuring::{Measure, measure};
 use measuring::{median, settle};
-use peers::{Restorer, RunRepos, Target, on_path, run_quiet, tool_version};
+use peers::{Restorer, RunRepos, Target, on_path, tool_version};
 use report::{Figures, Step};
 
 #[derive(clap::Args, Debug)]

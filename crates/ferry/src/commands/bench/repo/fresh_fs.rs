@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::peers::run_quiet;
+use super::measuring::run_quiet;
 
 /// A mounted fresh ext4; dropping it unmounts it and deletes the image and the mount point.
 pub(super) struct FreshFs {

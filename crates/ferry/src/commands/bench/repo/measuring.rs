@@ -107,3 +107,19 @@ pub(super) fn median(mut runs: Vec<Measure>) -> Measure {
     runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
     runs[runs.len() / 2]
 }
+
+/// Runs a helper command (not measured); the error says what it printed.
+pub(super) fn run_quiet(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}

@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
-
 use super::fresh_fs::FreshFs;
 
 /// Who restores.
@@ -87,22 +85,6 @@ impl RunRepos {
             rustic_cache: p("rustic-cache"),
         }
     }
-}
-
-/// Runs a helper command (not measured); the error says what it printed.
-pub(super) fn run_quiet(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 /// Whether an executable `name` is on PATH.

@@ -1,11 +1,11 @@
 //! ferry's controller side: the CRD types it shares with Velero, the manifests `ferry install`
-//! renders, and the DataDownload reconciler with its exposer, placement and rebind.
+//! renders, and the DataDownload and DataUpload reconcilers with their exposer, placement and
+//! rebind. It talks to the Kubernetes API only: the data movers it starts (`ferry-mover`) are
+//! what open the backup repository, and [`data_mover_exit`] is how they report back.
 
 pub mod backup_deletion;
 pub mod cluster;
 pub mod crds;
-pub mod data_mover;
-pub mod data_mover_backup;
 pub mod data_mover_exit;
 pub mod expose;
 pub mod expose_snapshot;

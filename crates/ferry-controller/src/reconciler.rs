@@ -28,8 +28,8 @@ use tokio::sync::watch;
 
 use crate::cluster::{KubeCluster, RestoreCluster};
 use crate::crds::{DataDownload, DataDownloadPhase, DataUpload};
-use crate::data_mover::parse_termination_message;
 use crate::data_mover_exit::data_mover_failure;
+use crate::data_mover_exit::parse_termination_message;
 use crate::expose::{
     ExposeState, PodSettings, RebindState, RestoreExposer, TargetState, check_target, hostname_of,
     restore_pod_for, restore_pvc_for, termination_message, tolerations_for,
@@ -39,7 +39,7 @@ use crate::metrics::Metrics;
 use crate::placement::{NodeInfo, PlacementInput, TopologyTerm, choose_restore_node};
 use crate::queue::{QueuedRestore, admit_new, slots_in_use};
 use crate::wakeups::{RecordedApi, Waker, WatchScope, Watches};
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 
 /// Set on a DataDownload once its data mover finished successfully: rebind may proceed even
 /// after the restore pod is gone.

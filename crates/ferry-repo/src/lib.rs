@@ -29,7 +29,6 @@ pub mod snapshot;
 pub mod stats;
 pub mod sys;
 pub mod targets;
-pub mod text;
 pub mod tree;
 mod usage;
 mod xattr;

@@ -51,7 +51,23 @@ impl DataUpload {
             .and_then(|status| status.phase.clone())
             .unwrap_or(DataUploadPhase::New)
     }
+
+    /// The value of a label, `None` when it is absent or empty.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .labels
+            .as_ref()?
+            .get(key)
+            .map(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
 }
+
+/// Velero's labels on a DataUpload: the backup it belongs to, and the id of Velero's async
+/// operation that waits for it.
+pub const BACKUP_NAME_LABEL: &str = "velero.io/backup-name";
+pub const BACKUP_UID_LABEL: &str = "velero.io/backup-uid";
+pub const ASYNC_OPERATION_ID_LABEL: &str = "velero.io/async-operation-id";
 
 /// `spec.snapshotType` for a CSI VolumeSnapshot (the only type Velero defines today).
 pub const SNAPSHOT_TYPE_CSI: &str = "CSI";

@@ -20,8 +20,8 @@ use crate::backup_deletion::{
     SnapshotFate, backup_resource, delete_request_resource, forget_pod_for, forget_pod_name,
     snapshot_fate,
 };
+use crate::crds::BACKUP_NAME_LABEL;
 use crate::crds::{BackupStorageLocation, DataUpload, DataUploadPhase};
-use crate::data_mover_backup::BACKUP_NAME_LABEL;
 use crate::expose::{SELECTED_NODE_ANNOTATION, pod_abnormal};
 use crate::expose_snapshot::{
     BACKUP_DEVICE_PATH, BACKUP_MOUNT_PATH, SNAPSHOT_GROUP, backup_content_for, backup_pod_for,

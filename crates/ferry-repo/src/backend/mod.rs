@@ -50,7 +50,7 @@ impl Handle {
             FileType::Snapshot => format!("snapshots/{}", self.name),
             FileType::Index => format!("index/{}", self.name),
             FileType::Lock => format!("locks/{}", self.name),
-            FileType::Pack => format!("data/{}/{}", crate::text::prefix(&self.name, 2), self.name),
+            FileType::Pack => format!("data/{}/{}", ferry_text::prefix(&self.name, 2), self.name),
         }
     }
 }

@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use ferry_controller::backup_deletion::{ForgetOptions, LOCK_WAIT, forget_data_upload_snapshot};
-use ferry_controller::data_mover::{
-    DataMoverOptions, DataMoverResult, REPO_PASSWORD_SECRET, VolumeMode, restore_data_download,
-    write_termination_message,
+use ferry_mover::{
+    BackupMoverOptions, DataMoverOptions, DataMoverResult, ForgetOptions, LOCK_WAIT,
+    REPO_PASSWORD_SECRET, VolumeMode, backup_data_upload, forget_data_upload_snapshot,
+    restore_data_download, write_termination_message,
 };
-use ferry_controller::data_mover_backup::{BackupMoverOptions, backup_data_upload};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DataMoverCommand {

@@ -222,7 +222,7 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "created repository {} at {}",
-                    ferry_repo::text::prefix(&repo.config().id, 10),
+                    ferry_text::prefix(&repo.config().id, 10),
                     repo.location()
                 );
             }

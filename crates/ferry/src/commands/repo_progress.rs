@@ -44,7 +44,7 @@ fn plain_interval() -> Duration {
         .unwrap_or(DEFAULT_INTERVAL)
 }
 
-pub use ferry_repo::text::human_bytes;
+pub use ferry_text::human_bytes;
 
 /// One plain progress line.
 pub fn plain_line(

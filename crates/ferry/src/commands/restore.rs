@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use ferry_controller::crds::{DataDownload, DataDownloadSpec, TargetVolumeSpec};
-use ferry_controller::data_mover::REPO_PASSWORD_SECRET;
+use ferry_mover::REPO_PASSWORD_SECRET;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, PostParams};

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, bail};
 use ferry_controller::crds::BackupStorageLocation;
-use ferry_controller::data_mover::{
+use ferry_mover::location::{
     RepositoryLocation, open_location_backend, repository_location, repository_password,
 };
 use ferry_repo::Repository;

@@ -14,7 +14,7 @@ use common::backups::restic;
 use common::trees::{describe, fill};
 use common::*;
 use ferry_controller::crds::DataUpload;
-use ferry_controller::data_mover::parse_termination_message;
+use ferry_controller::data_mover_exit::parse_termination_message;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{DynamicObject, PostParams};

@@ -40,7 +40,7 @@ use crate::commands::demo::size;
 use crate::commands::demo::timeline::TimelineInput;
 use crate::commands::demo::timings::{ModeRun, RestoreTiming, human_seconds};
 use crate::commands::demo::workload;
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchBackupArgs {
@@ -241,7 +241,7 @@ async fn second_location(client: &kube::Client, layout: &Layout) -> anyhow::Resu
         .location()
         .join(objects::LOCATION_BUCKET)
         .join(ALL_AT_ONCE_PREFIX)
-        .join(ferry_controller::data_mover::REPOSITORY_DIR)
+        .join(ferry_mover::REPOSITORY_DIR)
         .join(objects::WORKLOAD_NAMESPACE);
     backup::init_repository(&repository).await?;
     Ok(())

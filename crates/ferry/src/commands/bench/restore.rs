@@ -33,7 +33,7 @@ use crate::commands::demo::size;
 use crate::commands::demo::timeline::TimelineInput;
 use crate::commands::demo::timings::{ModeRun, RestoreTiming, human_seconds};
 use crate::commands::demo::workload;
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 
 mod ideal;
 

@@ -38,7 +38,7 @@ use crate::commands::demo::scenario::{self, IMAGE};
 use crate::commands::demo::timings::human_seconds;
 use crate::commands::demo::verify::HashTree;
 use crate::commands::demo::workload;
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchScaleArgs {

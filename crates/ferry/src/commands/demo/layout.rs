@@ -81,7 +81,7 @@ impl Layout {
         self.location()
             .join(super::objects::LOCATION_BUCKET)
             .join(super::objects::LOCATION_PREFIX)
-            .join(ferry_controller::data_mover::REPOSITORY_DIR)
+            .join(ferry_mover::REPOSITORY_DIR)
             .join(super::objects::WORKLOAD_NAMESPACE)
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::timings::{ModeRun, RestoreTiming, RunKind};
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 
 /// Renders the report: the backup's table first if there is one, then the restore modes side
 /// by side (the first restore mode is the baseline the others are compared to).

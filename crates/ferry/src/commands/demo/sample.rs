@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::restore_run::Mode;
 use super::timeline::{self, TimelineInput};
 use super::timings::{ModeRun, RestoreTiming, RunKind};
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 
 /// How fast the made-up run goes: data mover rates (MiB/s) of one restore alone and of one
 /// of several sharing a node; seconds to schedule a pod, expose a restore, rebind it, start a

@@ -26,7 +26,7 @@ use super::restore_run::{self, Mode, ModeOutcome, PodImage, VolumeToRestore};
 use super::timings::ModeRun;
 use super::verify::HashTree;
 use super::workload::{self, VolumePlan};
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 use testenv::{Backend, ClusterConfig, TestCluster};
 
 /// The image the demo's pods (workload and data movers) use; kubesim runs this binary for it.

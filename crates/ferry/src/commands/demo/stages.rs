@@ -16,7 +16,7 @@ use super::restore_run::{Mode, ModeOutcome};
 use super::scenario::{self, BackedUp};
 use super::timeline::TimelineInput;
 use super::workload;
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {

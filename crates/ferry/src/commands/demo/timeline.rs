@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::timings::{ModeRun, RestoreTiming, RunKind, human_seconds};
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 
 /// What the picture shows.
 #[derive(Debug, Clone)]

@@ -155,7 +155,7 @@ pub async fn install_restore_prerequisites(
     let bsl_root = dir.join("bsl");
     let repo_dir = bsl_root
         .join("bucket/backups")
-        .join(ferry_controller::data_mover::REPOSITORY_DIR)
+        .join(ferry_mover::REPOSITORY_DIR)
         .join(APP);
     std::fs::create_dir_all(&repo_dir).unwrap();
     let backend = ferry_repo::backend::open(&repo_dir.to_string_lossy()).unwrap();

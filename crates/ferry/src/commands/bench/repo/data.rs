@@ -75,7 +75,7 @@ pub(super) struct DataSet {
 
 /// What the shape's data set holds, for the heading of its table.
 pub(super) fn describe(shape: Shape, set: &DataSet) -> String {
-    use ferry_repo::text::human_bytes;
+    use ferry_text::human_bytes;
     match shape {
         Shape::Small => format!(
             "{} files of 4-64 KiB, 500 to a directory, every other compressible",

@@ -19,7 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use ferry_config::{NodeAgentConfig, Strictness, from_configmap_data};
 use ferry_controller::crds::DataDownload;
-use ferry_controller::data_mover::{DataMoverResult, parse_termination_message};
+use ferry_controller::data_mover_exit::{DataMoverResult, parse_termination_message};
 use ferry_controller::expose::{
     FILESYSTEM_MOUNT_PATH, PodSettings, TERMINATION_MESSAGE_PATH, restore_pod_for,
 };
@@ -36,7 +36,7 @@ use crate::commands::demo::restore_run::VolumeToRestore;
 use crate::commands::demo::scenario::{BackedUp, IMAGE};
 use crate::commands::demo::timings::{ModeRun, RestoreTiming, RunKind};
 use crate::commands::demo::verify::HashTree;
-use ferry_repo::text::human_bytes;
+use ferry_text::human_bytes;
 
 /// The name of the ideal's column and run.
 pub(in crate::commands::bench) const NAME: &str = "data movers alone";

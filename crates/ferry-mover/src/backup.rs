@@ -13,16 +13,17 @@ use ferry_repo::snapshot::Snapshot;
 use ferry_repo::{RepoError, Repository};
 use kube::Api;
 
-use crate::crds::{BackupStorageLocation, DataUpload};
-use crate::data_mover::{
-    DataMoverError, DataMoverResult, ProgressReporter, VolumeMode, open_location_backend,
-    repository_password,
+use ferry_controller::crds::{
+    ASYNC_OPERATION_ID_LABEL, BACKUP_NAME_LABEL, BACKUP_UID_LABEL, BackupStorageLocation,
+    DataUpload,
 };
+use ferry_controller::data_mover_exit::DataMoverResult;
 
-/// Velero's labels on a DataUpload naming its backup.
-pub const BACKUP_NAME_LABEL: &str = "velero.io/backup-name";
-pub const BACKUP_UID_LABEL: &str = "velero.io/backup-uid";
-pub const ASYNC_OPERATION_ID_LABEL: &str = "velero.io/async-operation-id";
+use crate::VolumeMode;
+use crate::error::{DataMoverError, naming_password_source};
+use crate::location::{open_location_backend, repository_password};
+use crate::progress::ProgressReporter;
+
 /// Velero's uploader tags (pkg/uploader/types.go) with ferry's values.
 pub const REQUESTER_TAG: &str = "snapshot-requester";
 pub const REQUESTER: &str = "snapshot-data-upload";
@@ -167,12 +168,7 @@ pub async fn backup_data_upload(
     let repo = Repository::open_or_init(backend, &password, None, REPOSITORY_CREATION_WAIT)
         .await
         .map_err(|e| {
-            crate::data_mover::naming_password_source(
-                e,
-                ns,
-                options.password.as_deref(),
-                &options.password_secret,
-            )
+            naming_password_source(e, ns, options.password.as_deref(), &options.password_secret)
         })?;
     let (snapshots, _) = repo.snapshots_skipping_unreadable().await?;
     let parent = previous_snapshot(
@@ -241,7 +237,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::crds::DataUploadSpec;
+    use ferry_controller::crds::DataUploadSpec;
 
     fn snapshot(time: &str, tags: &[&str]) -> Snapshot {
         serde_json::from_value(json!({

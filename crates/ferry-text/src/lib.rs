@@ -1,5 +1,7 @@
-//! Cutting text to a byte budget. Slicing a `str` at a byte index panics when the index falls
-//! inside a multi-byte character, so every message that is shortened goes through here.
+//! How ferry writes for people, in one place for the repository, the controller, the data
+//! mover and the CLI (none of which should depend on another for it): byte sizes in binary
+//! units, and text cut to a byte budget. Slicing a `str` at a byte index panics when the index
+//! falls inside a multi-byte character, so every message that is shortened goes through here.
 
 /// The longest prefix of `s` that is at most `max_bytes` long and ends on a character
 /// boundary.

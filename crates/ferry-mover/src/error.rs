@@ -1,0 +1,54 @@
+//! Why a data mover failed: the error that ends up in its termination message.
+
+use crate::location::REPO_PASSWORD_KEY;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataMoverError {
+    #[error("DataDownload {0} not found")]
+    DataDownloadNotFound(String),
+    #[error(
+        "BackupStorageLocation {name} (named by DataDownload {dd} spec.backupStorageLocation) not found"
+    )]
+    LocationNotFound { name: String, dd: String },
+    #[error("BackupStorageLocation {name}: {message}")]
+    Location { name: String, message: String },
+    #[error("secret {secret}: {message}")]
+    Secret { secret: String, message: String },
+    #[error("{0}")]
+    Kube(String),
+    #[error(
+        "wrong password: no key in {location} opens with the password in secret {secret} (key {key}); \
+         put there the password the repository was created with"
+    )]
+    WrongSecretPassword {
+        location: String,
+        secret: String,
+        key: &'static str,
+    },
+    #[error(transparent)]
+    Repo(#[from] ferry_repo::RepoError),
+}
+
+/// The repository's own wrong-password message points at the CLI's `--password-file`; a
+/// data mover's password comes from a secret, which the message then names.
+pub(crate) fn naming_password_source(
+    err: ferry_repo::RepoError,
+    namespace: &str,
+    given: Option<&str>,
+    secret: &str,
+) -> DataMoverError {
+    match err {
+        ferry_repo::RepoError::WrongPassword { location } if given.is_none() => {
+            DataMoverError::WrongSecretPassword {
+                location,
+                secret: format!("{namespace}/{secret}"),
+                key: REPO_PASSWORD_KEY,
+            }
+        }
+        other => other.into(),
+    }
+}
+
+pub(crate) fn kube_err(what: &str, err: kube::Error) -> DataMoverError {
+    DataMoverError::Kube(format!("{what}: {err}"))
+}

@@ -1,0 +1,121 @@
+//! `ferry data-mover restore`, what runs inside a restore pod: read the DataDownload, open the
+//! repository of its BackupStorageLocation, restore the snapshot into the mounted volume (a
+//! directory tree or a raw block device) and report progress into `status.progress`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferry_controller::crds::{BackupStorageLocation, DataDownload};
+use ferry_controller::data_mover_exit::DataMoverResult;
+use ferry_repo::{Repository, RestoreOptions, RestoreTarget};
+use kube::Api;
+
+use crate::VolumeMode;
+use crate::error::{DataMoverError, kube_err, naming_password_source};
+use crate::location::{open_location_backend, repository_password};
+use crate::progress::ProgressReporter;
+
+#[derive(Debug, Clone)]
+pub struct DataMoverOptions {
+    pub namespace: String,
+    pub data_download: String,
+    pub volume_path: PathBuf,
+    pub volume_mode: VolumeMode,
+    /// Secret (in `namespace`) holding the repository password under `repository-password`.
+    pub password_secret: String,
+    /// A password given directly wins over the secret.
+    pub password: Option<String>,
+    /// How often progress goes into the DataDownload's status.
+    pub progress_interval: Duration,
+}
+
+/// Restores the DataDownload's snapshot into the volume. Progress goes into the DataDownload
+/// every `progress_interval`.
+pub async fn restore_data_download(
+    client: &kube::Client,
+    options: &DataMoverOptions,
+) -> Result<DataMoverResult, DataMoverError> {
+    let ns = &options.namespace;
+    let dd_id = format!("{ns}/{}", options.data_download);
+    let downloads: Api<DataDownload> = Api::namespaced(client.clone(), ns);
+    let dd = downloads
+        .get_opt(&options.data_download)
+        .await
+        .map_err(|e| kube_err(&format!("reading DataDownload {dd_id}"), e))?
+        .ok_or_else(|| DataMoverError::DataDownloadNotFound(dd_id.clone()))?;
+    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), ns);
+    let bsl_name = dd.spec.backup_storage_location.clone();
+    let bsl = locations
+        .get_opt(&bsl_name)
+        .await
+        .map_err(|e| kube_err(&format!("reading BackupStorageLocation {ns}/{bsl_name}"), e))?
+        .ok_or_else(|| DataMoverError::LocationNotFound {
+            name: format!("{ns}/{bsl_name}"),
+            dd: dd_id.clone(),
+        })?;
+    let backend = open_location_backend(client, ns, &bsl, &dd.spec.source_namespace).await?;
+    let password = repository_password(
+        client,
+        ns,
+        options.password.as_deref(),
+        &options.password_secret,
+    )
+    .await?;
+    let repo = Repository::open(backend, &password).await.map_err(|e| {
+        naming_password_source(e, ns, options.password.as_deref(), &options.password_secret)
+    })?;
+    let snapshot = repo.find_snapshot(&dd.spec.snapshot_id).await?;
+    tracing::info!(data_download = %dd_id, snapshot = %dd.spec.snapshot_id, location = %repo.location(), "restoring");
+
+    let reporter = ProgressReporter::start(
+        downloads.clone(),
+        &options.data_download,
+        options.progress_interval,
+    );
+    let target = match options.volume_mode {
+        VolumeMode::Filesystem => RestoreTarget::Directory {
+            path: options.volume_path.clone(),
+            subpath: None,
+        },
+        VolumeMode::Block => RestoreTarget::Device {
+            path: options.volume_path.clone(),
+        },
+    };
+    let result = repo
+        .restore(
+            &snapshot,
+            target,
+            RestoreOptions::default(),
+            reporter.callback(),
+        )
+        .await;
+    let summary = result?;
+    let total_bytes = summary.total_bytes;
+    reporter.finish(total_bytes).await;
+    Ok(DataMoverResult {
+        ok: true,
+        error: None,
+        snapshot_id: snapshot.id.to_hex(),
+        total_bytes,
+        bytes_done: total_bytes,
+        files: summary.files,
+        seconds: summary.seconds,
+        incremental_bytes: None,
+        kept: None,
+        warnings: summary
+            .warnings
+            .iter()
+            .take(MAX_WARNINGS)
+            .map(|w| {
+                let mut w = w.clone();
+                ferry_text::truncate(&mut w, WARNING_BYTES);
+                w
+            })
+            .collect(),
+    })
+}
+
+/// At most this many warnings, of at most this many bytes each, go into the termination
+/// message (the pod's log has them all): they share its 4,000 bytes with the error.
+const MAX_WARNINGS: usize = 5;
+const WARNING_BYTES: usize = 300;

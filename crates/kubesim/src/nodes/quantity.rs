@@ -1,44 +1,14 @@
-//! Parsing Kubernetes resource quantities (`10Gi`, `500m`, `1.5e3`) into numbers, enough for
-//! comparing sizes and summing requests. Kubernetes keeps exact decimals; kubesim uses f64,
-//! which is exact for every size a test uses (powers of two and small decimals).
-//! kubesim stands in for the API server, so it keeps this copy rather than use ferry-config's
-//! exact `parse_quantity` (ferry's one home for the rule), which kubesim does not depend on.
+//! Resource quantities (`10Gi`, `500m`, `1.5e3`) as numbers, enough for comparing sizes and
+//! summing requests. The grammar is ferry-config's `parse_quantity`, the API server's own, so
+//! kubesim accepts and refuses exactly what ferry and a real cluster do; kubesim then works in
+//! f64, which is exact for every size a test uses (powers of two and small decimals).
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// The value of a quantity in base units (bytes, cores); `None` if it does not parse.
 pub fn parse_quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    const SUFFIXES: [(&str, f64); 13] = [
-        ("Ki", 1024.0),
-        ("Mi", 1024.0 * 1024.0),
-        ("Gi", 1024.0 * 1024.0 * 1024.0),
-        ("Ti", 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("Pi", 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("Ei", 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-    ];
-    for (suffix, factor) in SUFFIXES {
-        if let Some(number) = text.strip_suffix(suffix) {
-            return number.parse::<f64>().ok().map(|n| n * factor);
-        }
-    }
-    for (suffix, factor) in [("P", 1e15), ("E", 1e18)] {
-        if let Some(number) = text.strip_suffix(suffix) {
-            return number.parse::<f64>().ok().map(|n| n * factor);
-        }
-    }
-    // Plain numbers and decimal exponents (`1e3`, `12E6`).
-    text.parse::<f64>().ok()
+    let quantity = ferry_config::parse_quantity(text.trim()).ok()?;
+    Some(quantity.nanos() as f64 / 1e9)
 }
 
 /// The value of an optional quantity, 0 when absent or malformed.

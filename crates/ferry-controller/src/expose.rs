@@ -43,6 +43,23 @@ pub const TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 pub use crate::data_mover_exit::{DATA_MOVER_CONTAINER, data_mover_error, termination_message};
 const VOLUME_NAME: &str = "restore-volume";
 
+/// Which way a data mover moves data. It names the PVC and pod the exposer makes ("restore
+/// PVC", "backup pod") in messages, which the two sides otherwise share word for word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Movement {
+    Restore,
+    Backup,
+}
+
+impl std::fmt::Display for Movement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Movement::Restore => "restore",
+            Movement::Backup => "backup",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExposeError {
     #[error(
@@ -53,10 +70,10 @@ pub enum ExposeError {
         "target PVC {0} has already been bound, abort: a DataDownload restores only into a new, unbound PVC"
     )]
     TargetAlreadyBound(String),
-    #[error("cannot create restore PVC: {0}")]
-    CreateRestorePvc(OpError),
-    #[error("cannot create restore pod: {0}")]
-    CreateRestorePod(OpError),
+    #[error("cannot create {0} PVC: {1}")]
+    CreatePvc(Movement, OpError),
+    #[error("cannot create {0} pod: {1}")]
+    CreatePod(Movement, OpError),
     #[error("restore pod {pod} is in abnormal state {phase}{detail}")]
     PodAbnormal {
         pod: String,
@@ -93,8 +110,8 @@ impl ExposeError {
     /// Whether the cluster call behind this error may succeed when retried.
     pub fn is_transient(&self) -> bool {
         match self {
-            ExposeError::CreateRestorePvc(e)
-            | ExposeError::CreateRestorePod(e)
+            ExposeError::CreatePvc(_, e)
+            | ExposeError::CreatePod(_, e)
             | ExposeError::GetTarget(e)
             | ExposeError::Cluster(e)
             | ExposeError::RetainPv { err: e, .. }
@@ -581,6 +598,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
     /// a provisioner (local volumes bound by the scheduler) needs the pod to bind at all.
     pub async fn expose(
         &self,
+        movement: Movement,
         pvc: &PersistentVolumeClaim,
         pod: &Pod,
     ) -> Result<ExposeState, ExposeError> {
@@ -592,7 +610,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                 self.cluster
                     .create_pvc(ns, pvc)
                     .await
-                    .map_err(ExposeError::CreateRestorePvc)?;
+                    .map_err(|err| ExposeError::CreatePvc(movement, err))?;
                 pvc.clone()
             }
         };
@@ -606,7 +624,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             && let Err(err) = self.cluster.create_pod(ns, pod).await
         {
             let _ = self.cluster.delete_pvc(ns, &name).await;
-            return Err(ExposeError::CreateRestorePod(err));
+            return Err(ExposeError::CreatePod(movement, err));
         }
         Ok(ExposeState::PodCreated)
     }

@@ -388,7 +388,7 @@ fn create_restore_pod_failure_is_reported_and_removes_the_restore_pvc() {
     let cluster = FakeCluster::default().fail_all("create pod");
     let exposer = new_exposer(cluster, NS);
     let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
-    let err = block_on(exposer.expose(&pvc, &pod)).unwrap_err();
+    let err = block_on(exposer.expose(Movement::Restore, &pvc, &pod)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot create restore pod: fake-create-pod-error"
@@ -401,12 +401,31 @@ fn create_restore_pvc_failure_is_reported_and_creates_no_pod() {
     let cluster = FakeCluster::default().fail_all("create pvc");
     let exposer = new_exposer(cluster, NS);
     let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
-    let err = block_on(exposer.expose(&pvc, &pod)).unwrap_err();
+    let err = block_on(exposer.expose(Movement::Restore, &pvc, &pod)).unwrap_err();
     assert_eq!(
         err.to_string(),
         "cannot create restore PVC: fake-create-pvc-error"
     );
     assert!(exposer.cluster.pod(NS, "fake-restore").is_none());
+}
+
+#[test]
+fn a_backup_s_expose_failure_names_the_backup_pvc_and_pod() {
+    for (fail, said) in [
+        (
+            "create pvc",
+            "cannot create backup PVC: fake-create-pvc-error",
+        ),
+        (
+            "create pod",
+            "cannot create backup pod: fake-create-pod-error",
+        ),
+    ] {
+        let exposer = new_exposer(FakeCluster::default().fail_all(fail), NS);
+        let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
+        let err = block_on(exposer.expose(Movement::Backup, &pvc, &pod)).unwrap_err();
+        assert_eq!(err.to_string(), said);
+    }
 }
 
 // ---- ferry's expose rules ----
@@ -574,8 +593,8 @@ fn restore_pod_takes_resources_priority_labels_and_annotations_from_the_config()
 fn expose_is_idempotent() {
     let exposer = new_exposer(FakeCluster::default(), NS);
     let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
-    block_on(exposer.expose(&pvc, &pod)).unwrap();
-    block_on(exposer.expose(&pvc, &pod)).unwrap();
+    block_on(exposer.expose(Movement::Restore, &pvc, &pod)).unwrap();
+    block_on(exposer.expose(Movement::Restore, &pvc, &pod)).unwrap();
     let calls = exposer.cluster.state.lock().unwrap().calls.clone();
     assert_eq!(calls["create pvc"], 1);
     assert_eq!(calls["create pod"], 1);
@@ -590,7 +609,7 @@ fn a_provisioned_restore_pvc_gets_its_pod_only_once_bound() {
     let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
     for _ in 0..2 {
         assert!(matches!(
-            block_on(exposer.expose(&pvc, &pod)).unwrap(),
+            block_on(exposer.expose(Movement::Restore, &pvc, &pod)).unwrap(),
             ExposeState::WaitingForVolume { .. }
         ));
         assert!(exposer.cluster.pvc(NS, "fake-restore").is_some());
@@ -601,7 +620,7 @@ fn a_provisioned_restore_pvc_gets_its_pod_only_once_bound() {
     }
     exposer.cluster.set_pvc_phase(NS, "fake-restore", "Bound");
     assert_eq!(
-        block_on(exposer.expose(&pvc, &pod)).unwrap(),
+        block_on(exposer.expose(Movement::Restore, &pvc, &pod)).unwrap(),
         ExposeState::PodCreated
     );
     assert!(exposer.cluster.pod(NS, "fake-restore").is_some());
@@ -615,7 +634,7 @@ fn a_class_without_provisioner_gets_its_pod_at_once() {
     let exposer = new_exposer(FakeCluster::default().with_class(local), NS);
     let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
     assert_eq!(
-        block_on(exposer.expose(&pvc, &pod)).unwrap(),
+        block_on(exposer.expose(Movement::Restore, &pvc, &pod)).unwrap(),
         ExposeState::PodCreated,
         "the scheduler binds local volumes, for a pod"
     );

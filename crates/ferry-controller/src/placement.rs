@@ -160,12 +160,12 @@ impl fmt::Display for Exclusions {
 pub enum PlacementError {
     /// Permanent until the cluster or the configuration changes.
     #[error(
-        "no node can run the restore: {0}; check node readiness, loadAffinity in the node-agent ConfigMap and the StorageClass's allowedTopologies"
+        "no node can run the data mover: {0}; check node readiness, loadAffinity in the node-agent ConfigMap and the StorageClass's allowedTopologies"
     )]
     NoEligibleNode(Exclusions),
     #[error("selected node {0} does not exist")]
     SelectedNodeMissing(String),
-    /// Wait: every eligible node already runs as many restores as its loadConcurrency allows.
+    /// Wait: every eligible node already runs as many data movers as its loadConcurrency allows.
     #[error("all {eligible} eligible node(s) are at their loadConcurrency limit")]
     AllBusy { eligible: usize },
     /// Wait: the selected node has no free slot.
@@ -192,8 +192,8 @@ impl PlacementError {
 /// The node's operating system label; the restore pod asks for `linux`.
 pub const OS_LABEL: &str = "kubernetes.io/os";
 
-/// Decides the node for one restore.
-pub fn choose_restore_node(input: &PlacementInput) -> Result<NodeChoice, PlacementError> {
+/// Decides the node for one data mover, restore or backup (their slots are shared).
+pub fn choose_node(input: &PlacementInput) -> Result<NodeChoice, PlacementError> {
     let load = |name: &str| input.in_flight.get(name).copied().unwrap_or(0);
     if let Some(selected) = &input.selected_node {
         // The workload's node is the only place the volume is usable; the scheduler already
@@ -309,7 +309,7 @@ mod tests {
     fn place_many(input: &mut PlacementInput, n: usize) -> Vec<Result<String, PlacementError>> {
         (0..n)
             .map(|_| {
-                let choice = choose_restore_node(input)?;
+                let choice = choose_node(input)?;
                 *input.in_flight.entry(choice.node.clone()).or_default() += 1;
                 Ok(choice.node)
             })
@@ -329,7 +329,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            choose_restore_node(&input).unwrap(),
+            choose_node(&input).unwrap(),
             NodeChoice {
                 node: "node-3".into(),
                 reason: ChoiceReason::SelectedNode
@@ -345,7 +345,7 @@ mod tests {
             ..Default::default()
         };
         input.in_flight.insert("node-2".into(), 1);
-        let err = choose_restore_node(&input).unwrap_err();
+        let err = choose_node(&input).unwrap_err();
         assert!(err.is_wait());
         assert_eq!(
             err,
@@ -367,7 +367,7 @@ mod tests {
             nodes,
             ..Default::default()
         };
-        assert_eq!(choose_restore_node(&input).unwrap().node, "node-4");
+        assert_eq!(choose_node(&input).unwrap().node, "node-4");
     }
 
     #[test]
@@ -378,7 +378,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            choose_restore_node(&input).unwrap_err(),
+            choose_node(&input).unwrap_err(),
             PlacementError::SelectedNodeMissing("gone".into())
         );
     }
@@ -389,7 +389,7 @@ mod tests {
             nodes: four_nodes(2),
             ..Default::default()
         };
-        assert_eq!(choose_restore_node(&input).unwrap().node, "node-1");
+        assert_eq!(choose_node(&input).unwrap().node, "node-1");
     }
 
     #[test]
@@ -403,7 +403,7 @@ mod tests {
         };
         // node-1: 0/1, node-2: 1/4 → node-1 is emptier.
         input.in_flight.insert("node-2".into(), 1);
-        assert_eq!(choose_restore_node(&input).unwrap().node, "node-1");
+        assert_eq!(choose_node(&input).unwrap().node, "node-1");
         // node-1 full → node-2 until its 4 slots are taken, then everyone waits.
         input.in_flight.insert("node-1".into(), 1);
         let placed = place_many(&mut input, 4);
@@ -480,7 +480,7 @@ mod tests {
             nodes,
             ..Default::default()
         };
-        assert_eq!(choose_restore_node(&input).unwrap().node, "node-4");
+        assert_eq!(choose_node(&input).unwrap().node, "node-4");
     }
 
     #[test]
@@ -504,7 +504,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let err = choose_restore_node(&input).unwrap_err();
+        let err = choose_node(&input).unwrap_err();
         assert_eq!(
             err,
             PlacementError::NoEligibleNode(Exclusions {
@@ -531,10 +531,10 @@ mod tests {
 
     #[test]
     fn no_nodes_at_all_is_no_eligible_node() {
-        let err = choose_restore_node(&PlacementInput::default()).unwrap_err();
+        let err = choose_node(&PlacementInput::default()).unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("no node can run the restore: 0 node(s);"),
+                .starts_with("no node can run the data mover: 0 node(s);"),
             "{err}"
         );
     }

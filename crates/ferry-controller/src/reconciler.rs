@@ -31,12 +31,12 @@ use crate::crds::{DataDownload, DataDownloadPhase, DataUpload};
 use crate::data_mover_exit::data_mover_failure;
 use crate::data_mover_exit::parse_termination_message;
 use crate::expose::{
-    ExposeState, PodSettings, RebindState, RestoreExposer, TargetState, check_target, hostname_of,
-    restore_pod_for, restore_pvc_for, termination_message, tolerations_for,
+    ExposeState, Movement, PodSettings, RebindState, RestoreExposer, TargetState, check_target,
+    hostname_of, restore_pod_for, restore_pvc_for, termination_message, tolerations_for,
 };
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
-use crate::placement::{NodeInfo, PlacementInput, TopologyTerm, choose_restore_node};
+use crate::placement::{NodeInfo, PlacementInput, TopologyTerm, choose_node};
 use crate::queue::{QueuedRestore, admit_new, slots_in_use};
 use crate::wakeups::{RecordedApi, Waker, WatchScope, Watches};
 use ferry_text::human_bytes;
@@ -716,7 +716,7 @@ impl Controller {
                 class_name.as_deref(),
                 class.as_ref(),
             );
-            let choice = match choose_restore_node(&input) {
+            let choice = match choose_node(&input) {
                 Ok(c) => c,
                 Err(err) => {
                     // Waiting for a free slot is queueing, not a failure to expose.
@@ -781,7 +781,7 @@ impl Controller {
                 } else if since(self.exposing_since(o, &pod).await?.as_ref())
                     > self.options.expose_timeout
                 {
-                    let why = self.diagnose(&o.name, Some(&pod)).await;
+                    let why = self.diagnose(Movement::Restore, &o.name, Some(&pod)).await;
                     self.fail(
                         o,
                         &format!(
@@ -863,12 +863,12 @@ impl Controller {
             .map(hostname_of)
             .unwrap_or_else(|| node.to_string());
         let pod = restore_pod_for(&o.dd, ns, &target, Some(&hostname), &self.config, &settings);
-        match self.exposer.expose(&pvc, &pod).await {
+        match self.exposer.expose(Movement::Restore, &pvc, &pod).await {
             Ok(ExposeState::PodCreated) => Ok(()),
             Ok(ExposeState::WaitingForVolume { since: created }) => {
                 // Exposing started with the restore PVC: its provisioning counts.
                 if since(created.as_ref()) > self.options.expose_timeout {
-                    let why = self.diagnose(&o.name, None).await;
+                    let why = self.diagnose(Movement::Restore, &o.name, None).await;
                     return self
                         .fail(
                             o,
@@ -1203,7 +1203,7 @@ impl Controller {
 
     /// Why the restore pod does not run: its scheduling condition, the restore PVC's state and
     /// the latest events about either.
-    async fn diagnose(&self, name: &str, pod: Option<&Pod>) -> String {
+    async fn diagnose(&self, movement: Movement, name: &str, pod: Option<&Pod>) -> String {
         let ns = &self.options.namespace;
         let mut parts = Vec::new();
         // The watch cache may lag the scheduler's condition by a moment; read it fresh.
@@ -1249,7 +1249,7 @@ impl Controller {
                 }
             }
             (None, None, None) => {
-                "no restore pod yet (it starts once its volume is provisioned)".into()
+                format!("no {movement} pod yet (it starts once its volume is provisioned)")
             }
         });
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.options.client.clone(), ns);
@@ -1260,7 +1260,7 @@ impl Controller {
                 .and_then(|s| s.phase.clone())
                 .unwrap_or_else(|| "Pending".into());
             if phase != "Bound" {
-                parts.push(format!("restore PVC {ns}/{name} is {phase}"));
+                parts.push(format!("{movement} PVC {ns}/{name} is {phase}"));
             }
         }
         let pvc_warning = self.last_warning(ns, "PersistentVolumeClaim", name).await;

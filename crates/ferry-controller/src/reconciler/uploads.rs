@@ -22,7 +22,7 @@ use crate::backup_deletion::{
 };
 use crate::crds::BACKUP_NAME_LABEL;
 use crate::crds::{BackupStorageLocation, DataUpload, DataUploadPhase};
-use crate::expose::{SELECTED_NODE_ANNOTATION, pod_abnormal};
+use crate::expose::{Movement, SELECTED_NODE_ANNOTATION, pod_abnormal};
 use crate::expose_snapshot::{
     BACKUP_DEVICE_PATH, BACKUP_MOUNT_PATH, SNAPSHOT_GROUP, backup_content_for, backup_pod_for,
     backup_pvc_for, backup_snapshot_for,
@@ -342,7 +342,7 @@ impl Controller {
         };
         let input =
             self.placement_input(nodes, slots, None, source_class.as_deref(), class.as_ref());
-        let choice = match choose_restore_node(&input) {
+        let choice = match choose_node(&input) {
             Ok(c) => c,
             Err(err) => {
                 if !err.is_wait() && waited > self.options.expose_timeout {
@@ -352,19 +352,13 @@ impl Controller {
                             &format!(
                                 "timed out after {} choosing a node: {}",
                                 human(self.options.expose_timeout),
-                                err.to_string().replace("restore", "backup")
+                                err
                             ),
                         )
                         .await;
                 }
                 return self
-                    .set_upload_message(
-                        o,
-                        &format!(
-                            "waiting for a node: {}",
-                            err.to_string().replace("restore", "backup")
-                        ),
-                    )
+                    .set_upload_message(o, &format!("waiting for a node: {}", err))
                     .await;
             }
         };
@@ -608,7 +602,7 @@ impl Controller {
         );
         // The restore side's expose: the pod only once a provisioned PVC is Bound, so the
         // scheduler and the PV controller never race on the claim (a Warning event each time).
-        match self.exposer.expose(&pvc, &pod).await {
+        match self.exposer.expose(Movement::Backup, &pvc, &pod).await {
             Ok(ExposeState::PodCreated) => Ok(()),
             Ok(ExposeState::WaitingForVolume { since: created }) => {
                 if since(created.as_ref()) > self.options.expose_timeout {
@@ -625,8 +619,7 @@ impl Controller {
             }
             Err(err) if err.is_transient() => Err(err.into()),
             Err(err) => {
-                let why = err.to_string().replace("restore ", "backup ");
-                self.upload_fail(o, &format!("cannot expose the snapshot: {why}"))
+                self.upload_fail(o, &format!("cannot expose the snapshot: {err}"))
                     .await
             }
         }
@@ -671,16 +664,13 @@ impl Controller {
     }
 
     /// Fails an upload whose backup PVC or pod did not come up within the expose timeout,
-    /// saying why (the restore side's diagnosis, in a backup's words).
+    /// saying why (the diagnosis the restore side uses).
     async fn upload_expose_timed_out(
         &self,
         o: &ObservedUpload,
         pod: Option<&Pod>,
     ) -> Result<(), StepError> {
-        let why = self
-            .diagnose(&o.name, pod)
-            .await
-            .replace("restore", "backup");
+        let why = self.diagnose(Movement::Backup, &o.name, pod).await;
         self.upload_fail(
             o,
             &format!(

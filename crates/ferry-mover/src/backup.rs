@@ -20,8 +20,8 @@ use ferry_controller::crds::{
 use ferry_controller::data_mover_exit::DataMoverResult;
 
 use crate::VolumeMode;
-use crate::error::{DataMoverError, naming_password_source};
-use crate::location::{open_location_backend, repository_password};
+use crate::error::DataMoverError;
+use crate::location::{naming_password_source, open_location_backend, repository_password};
 use crate::progress::ProgressReporter;
 
 /// Velero's uploader tags (pkg/uploader/types.go) with ferry's values.

@@ -1,7 +1,5 @@
 //! Why a data mover failed: the error that ends up in its termination message.
 
-use crate::location::REPO_PASSWORD_KEY;
-
 #[derive(Debug, thiserror::Error)]
 pub enum DataMoverError {
     #[error("DataDownload {0} not found")]
@@ -27,26 +25,6 @@ pub enum DataMoverError {
     },
     #[error(transparent)]
     Repo(#[from] ferry_repo::RepoError),
-}
-
-/// The repository's own wrong-password message points at the CLI's `--password-file`; a
-/// data mover's password comes from a secret, which the message then names.
-pub(crate) fn naming_password_source(
-    err: ferry_repo::RepoError,
-    namespace: &str,
-    given: Option<&str>,
-    secret: &str,
-) -> DataMoverError {
-    match err {
-        ferry_repo::RepoError::WrongPassword { location } if given.is_none() => {
-            DataMoverError::WrongSecretPassword {
-                location,
-                secret: format!("{namespace}/{secret}"),
-                key: REPO_PASSWORD_KEY,
-            }
-        }
-        other => other.into(),
-    }
 }
 
 pub(crate) fn kube_err(what: &str, err: kube::Error) -> DataMoverError {

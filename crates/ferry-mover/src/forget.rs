@@ -12,7 +12,8 @@ use ferry_repo::{Id, RepoError, Repository};
 use kube::Api;
 
 use crate::backup::{UPLOADER, UPLOADER_TAG, upload_repository_access};
-use crate::error::{DataMoverError, naming_password_source};
+use crate::error::DataMoverError;
+use crate::location::naming_password_source;
 
 /// How long the data mover waits for a repository lock held by a backup or another forget.
 pub const LOCK_WAIT: Duration = Duration::from_secs(120);

@@ -256,6 +256,26 @@ pub async fn repository_password(
     })
 }
 
+/// The repository's own wrong-password message points at the CLI's `--password-file`; a
+/// data mover's password comes from a secret, which the message then names.
+pub(crate) fn naming_password_source(
+    err: ferry_repo::RepoError,
+    namespace: &str,
+    given: Option<&str>,
+    secret: &str,
+) -> DataMoverError {
+    match err {
+        ferry_repo::RepoError::WrongPassword { location } if given.is_none() => {
+            DataMoverError::WrongSecretPassword {
+                location,
+                secret: format!("{namespace}/{secret}"),
+                key: REPO_PASSWORD_KEY,
+            }
+        }
+        other => other.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

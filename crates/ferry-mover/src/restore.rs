@@ -11,8 +11,8 @@ use ferry_repo::{Repository, RestoreOptions, RestoreTarget};
 use kube::Api;
 
 use crate::VolumeMode;
-use crate::error::{DataMoverError, kube_err, naming_password_source};
-use crate::location::{open_location_backend, repository_password};
+use crate::error::{DataMoverError, kube_err};
+use crate::location::{naming_password_source, open_location_backend, repository_password};
 use crate::progress::ProgressReporter;
 
 #[derive(Debug, Clone)]

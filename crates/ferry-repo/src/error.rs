@@ -80,7 +80,7 @@ pub enum RepoError {
     },
     /// A restore that restored everything it could; the summary lists what it could not.
     #[error("{}", crate::restore::report::incomplete_message(.0))]
-    Incomplete(Box<crate::restore::RestoreSummary>),
+    Incomplete(Box<crate::restore::report::RestoreSummary>),
     #[error("check found {0} error(s)")]
     CheckFailed(usize),
     #[error(transparent)]

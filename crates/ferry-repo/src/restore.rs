@@ -27,7 +27,7 @@ use std::time::Instant;
 use futures::StreamExt;
 
 pub use filter::{PatternError, RestoreFilter};
-pub use report::DamagedEntry;
+pub use report::{DamagedEntry, RestoreSummary};
 
 use crate::backend::{FileType, Handle, RangeData};
 use crate::crypto::Key;
@@ -98,35 +98,6 @@ pub struct RestoreProgress {
     pub bytes_done: u64,
     pub total_files: u64,
     pub files_done: u64,
-}
-
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct RestoreSummary {
-    /// Files restored (damaged ones not counted).
-    pub files: u64,
-    pub dirs: u64,
-    pub links: u64,
-    pub total_bytes: u64,
-    /// Bytes actually written (all-zero blobs are left as holes).
-    pub bytes_written: u64,
-    pub seconds: f64,
-    /// Files read back and found equal to the snapshot (with `verify`).
-    #[serde(skip_serializing_if = "is_zero_u64")]
-    pub verified_files: u64,
-    /// Entries not restored because their data is damaged or missing.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub damaged: Vec<DamagedEntry>,
-    /// Restored files that did not read back as the snapshot has them (with `verify`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub verify_failures: Vec<DamagedEntry>,
-    /// Things that lose no file data (an xattr the file system refuses, a device node that
-    /// cannot be made), one line per kind.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
-fn is_zero_u64(v: &u64) -> bool {
-    *v == 0
 }
 
 pub type ProgressFn = Arc<dyn Fn(&RestoreProgress) + Send + Sync>;

@@ -38,6 +38,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot as restic's `snapshots --json` prints it: its fields plus `id` and
+    /// `short_id`.
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("snapshot serializes");
+        v["id"] = self.id.to_hex().into();
+        v["short_id"] = self.id.short().into();
+        v
+    }
+
     /// Seconds since the epoch, for ordering.
     pub fn unix_time(&self) -> (i64, u32) {
         crate::tree::parse_time(&self.time).unwrap_or((0, 0))

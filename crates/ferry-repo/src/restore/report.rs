@@ -1,10 +1,37 @@
-//! What a restore reports besides its counts: the entries it could not restore (and why),
-//! files whose read-back did not match the snapshot, and warnings that lose no data.
+//! What a restore reports: its counts, the entries it could not restore (and why), files whose
+//! read-back did not match the snapshot, and warnings that lose no data.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::RestoreSummary;
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RestoreSummary {
+    /// Files restored (damaged ones not counted).
+    pub files: u64,
+    pub dirs: u64,
+    pub links: u64,
+    pub total_bytes: u64,
+    /// Bytes actually written (all-zero blobs are left as holes).
+    pub bytes_written: u64,
+    pub seconds: f64,
+    /// Files read back and found equal to the snapshot (with `verify`).
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub verified_files: u64,
+    /// Entries not restored because their data is damaged or missing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<DamagedEntry>,
+    /// Restored files that did not read back as the snapshot has them (with `verify`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verify_failures: Vec<DamagedEntry>,
+    /// Things that lose no file data (an xattr the file system refuses, a device node that
+    /// cannot be made), one line per kind.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
 
 /// An entry a restore could not restore, or restored wrong: where it belongs, and the pack and
 /// blob at fault when known.

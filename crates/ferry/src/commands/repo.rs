@@ -4,31 +4,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use ferry_repo::Repository;
 use ferry_repo::backup::{BackupOptions, BackupSource};
 use ferry_repo::restore::{RestoreOptions, RestoreTarget};
 
-use super::repo_access::{self, Purpose};
+use super::repo_access::{self, Purpose, RepoArgs, backend, open};
 use super::repo_progress::{self, Totals};
-
-/// Where the repository is and how to open it.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RepoArgs {
-    /// Repository location: a local path or `s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]`
-    /// (else RESTIC_REPOSITORY).
-    #[arg(short = 'r', long = "repo", env = "FERRY_REPOSITORY")]
-    pub repo: Option<String>,
-    /// File holding the repository password (else FERRY_PASSWORD, RESTIC_PASSWORD_FILE,
-    /// RESTIC_PASSWORD, or a prompt on a terminal).
-    #[arg(long, env = "FERRY_PASSWORD_FILE")]
-    pub password_file: Option<PathBuf>,
-    /// Print machine-readable JSON to stdout.
-    #[arg(long)]
-    pub json: bool,
-}
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RepoCommand {
@@ -171,34 +154,6 @@ pub struct CatArgs {
     pub what: String,
 }
 
-/// The location's backend, with an unsupported restic backend named as such.
-pub(crate) fn backend(location: &str) -> anyhow::Result<Arc<dyn ferry_repo::backend::Backend>> {
-    ferry_repo::backend::open(location).map_err(|e| match e {
-        ferry_repo::backend::BackendError::Unsupported { scheme } => anyhow::anyhow!(
-            "unsupported backend '{scheme}' in --repo {location}; ferry supports local paths \
-             (or local:PATH) and s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]"
-        ),
-        e => {
-            anyhow::Error::from(e).context(format!("cannot open repository location {location:?}"))
-        }
-    })
-}
-
-pub(crate) async fn open(args: &RepoArgs) -> anyhow::Result<Repository> {
-    let location = repo_access::location(args.repo.as_deref())?;
-    let backend = backend(&location)?;
-    let pw = repo_access::password(args.password_file.as_deref(), &location, Purpose::Open)?;
-    Ok(Repository::open(backend, &pw).await?)
-}
-
-/// A snapshot as `snapshots --json` shows it (restic's fields plus id and short_id).
-pub(crate) fn snapshot_json(s: &ferry_repo::Snapshot) -> serde_json::Value {
-    let mut v = serde_json::to_value(s).expect("snapshot serializes");
-    v["id"] = s.id.to_hex().into();
-    v["short_id"] = s.id.short().into();
-    v
-}
-
 fn split_snapshot(spec: &str) -> (&str, Option<&str>) {
     match spec.split_once(':') {
         Some((s, p)) => (s, Some(p)),
@@ -242,7 +197,8 @@ pub async fn run(cmd: RepoCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("warning: snapshot {id} is skipped: {e}");
             }
             if a.repo.json {
-                let v: Vec<serde_json::Value> = snaps.iter().map(snapshot_json).collect();
+                let v: Vec<serde_json::Value> =
+                    snaps.iter().map(ferry_repo::Snapshot::json).collect();
                 println!("{}", serde_json::Value::Array(v));
             } else {
                 println!(

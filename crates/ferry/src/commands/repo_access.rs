@@ -1,13 +1,53 @@
 //! Where the repository is and its password, from flags and the environment the way restic
 //! users expect: `RESTIC_REPOSITORY`, `RESTIC_PASSWORD_FILE` and `RESTIC_PASSWORD` work
 //! beside ferry's own names (a `FERRY_*` setting wins when both are set), and on a terminal
-//! a missing password is asked for without echo.
+//! a missing password is asked for without echo. [`RepoArgs`] are the flags every `ferry repo`
+//! command shares, and [`open`] opens the repository they name.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferry_repo::Repository;
 
 use anyhow::{Context, bail};
 use zeroize::Zeroizing;
+
+/// Where the repository is and how to open it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RepoArgs {
+    /// Repository location: a local path or `s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]`
+    /// (else RESTIC_REPOSITORY).
+    #[arg(short = 'r', long = "repo", env = "FERRY_REPOSITORY")]
+    pub repo: Option<String>,
+    /// File holding the repository password (else FERRY_PASSWORD, RESTIC_PASSWORD_FILE,
+    /// RESTIC_PASSWORD, or a prompt on a terminal).
+    #[arg(long, env = "FERRY_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Print machine-readable JSON to stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The location's backend, with an unsupported restic backend named as such.
+pub(crate) fn backend(location: &str) -> anyhow::Result<Arc<dyn ferry_repo::backend::Backend>> {
+    ferry_repo::backend::open(location).map_err(|e| match e {
+        ferry_repo::backend::BackendError::Unsupported { scheme } => anyhow::anyhow!(
+            "unsupported backend '{scheme}' in --repo {location}; ferry supports local paths \
+             (or local:PATH) and s3:http[s]://HOST[:PORT]/BUCKET[/PREFIX]"
+        ),
+        e => {
+            anyhow::Error::from(e).context(format!("cannot open repository location {location:?}"))
+        }
+    })
+}
+
+pub(crate) async fn open(args: &RepoArgs) -> anyhow::Result<Repository> {
+    let location = location(args.repo.as_deref())?;
+    let backend = backend(&location)?;
+    let pw = password(args.password_file.as_deref(), &location, Purpose::Open)?;
+    Ok(Repository::open(backend, &pw).await?)
+}
 
 /// Reads an environment variable; an empty value counts as unset (as restic treats it).
 fn env(name: &str) -> Option<String> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use ferry_repo::Id;
 use ferry_repo::forget::{GroupBy, Policy, Within};
 
-use super::repo::{RepoArgs, open, snapshot_json};
+use super::repo_access::{RepoArgs, open};
 
 #[derive(clap::Args, Debug)]
 pub struct ForgetArgs {
@@ -108,10 +108,10 @@ pub async fn run(a: ForgetArgs) -> anyhow::Result<ExitCode> {
                     "host": g.key.host,
                     "paths": g.key.paths,
                     "tags": g.key.tags,
-                    "keep": g.keep.iter().map(|(s, _)| snapshot_json(s)).collect::<Vec<_>>(),
-                    "remove": g.remove.iter().map(snapshot_json).collect::<Vec<_>>(),
+                    "keep": g.keep.iter().map(|(s, _)| s.json()).collect::<Vec<_>>(),
+                    "remove": g.remove.iter().map(ferry_repo::Snapshot::json).collect::<Vec<_>>(),
                     "reasons": g.keep.iter().map(|(s, why)| serde_json::json!({
-                        "snapshot": snapshot_json(s), "matches": why,
+                        "snapshot": s.json(), "matches": why,
                     })).collect::<Vec<_>>(),
                 }));
                 continue;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use ferry_repo::Repository;
 use ferry_repo::prune::{PruneOptions, PruneReport};
 
-use super::repo::{RepoArgs, open};
+use super::repo_access::{RepoArgs, open};
 use super::repo_progress::{self, Totals, human_bytes};
 
 #[derive(clap::Args, Debug)]

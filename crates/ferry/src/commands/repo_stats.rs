@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use ferry_repo::stats::StatsMode;
 
-use super::repo::{RepoArgs, open};
+use super::repo_access::{RepoArgs, open};
 use super::repo_progress::human_bytes;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::repo::{RepoArgs, open};
+use super::repo_access::{RepoArgs, open};
 
 #[derive(clap::Args, Debug)]
 pub struct UnlockArgs {

@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ferry_config::{NodeAgentConfig, Strictness, from_configmap_data};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, EventSource, Node, ObjectReference, PersistentVolumeClaim, Pod,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event as RecordedEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 use tokio::sync::watch;
@@ -269,6 +268,8 @@ struct Controller {
     poll_soon: std::sync::atomic::AtomicBool,
     leader: LeaderElector,
     watches: Arc<Watches>,
+    /// kube-runtime's recorder: events.k8s.io/v1 Events, a repeated one counted in a series.
+    recorder: Recorder,
     /// resourceVersion of the ConfigMap `config` was read from (None: read at startup).
     config_version: Option<String>,
     /// When the lease was last renewed; this replica acts only within `renew_deadline` of it.
@@ -312,6 +313,13 @@ impl Controller {
                 "dataupload",
             ),
             poll_soon: std::sync::atomic::AtomicBool::new(false),
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: format!("{}-controller", options.data_mover_name),
+                    instance: Some(options.identity.clone()),
+                },
+            ),
             watches,
             config_version: None,
             renewed_at: None,
@@ -1316,7 +1324,9 @@ impl Controller {
             })
     }
 
-    /// Records a Kubernetes Event on a DataDownload or DataUpload (best effort).
+    /// Records a Kubernetes Event on a DataDownload or DataUpload (best effort), through
+    /// kube-runtime's Recorder: `kubectl describe` and `kubectl get events` show it as any
+    /// controller's.
     async fn event<K: kube::Resource<DynamicType = ()>>(
         &self,
         object: &K,
@@ -1324,39 +1334,23 @@ impl Controller {
         reason: &str,
         message: &str,
     ) {
-        let ns = &self.options.namespace;
         let name = object.meta().name.clone().unwrap_or_default();
-        let stamp = k8s_openapi::jiff::Timestamp::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{name}.{:x}", stamp.as_nanosecond())),
-                namespace: Some(ns.clone()),
-                ..ObjectMeta::default()
+        let mut note = message.to_string();
+        // events.k8s.io/v1 refuses a note over 1 kB: a long diagnosis is cut, not lost (the
+        // object's status.message has it whole).
+        ferry_text::truncate(&mut note, EVENT_NOTE_BYTES);
+        let event = RecordedEvent {
+            type_: if type_ == "Warning" {
+                EventType::Warning
+            } else {
+                EventType::Normal
             },
-            involved_object: ObjectReference {
-                api_version: Some(K::api_version(&()).into_owned()),
-                kind: Some(K::kind(&()).into_owned()),
-                name: Some(name.clone()),
-                namespace: Some(ns.clone()),
-                uid: object.meta().uid.clone(),
-                ..ObjectReference::default()
-            },
-            reason: Some(reason.into()),
-            message: Some(message.into()),
-            type_: Some(type_.into()),
-            first_timestamp: Some(Time(stamp)),
-            last_timestamp: Some(Time(stamp)),
-            count: Some(1),
-            source: Some(EventSource {
-                component: Some(format!("{}-controller", self.options.data_mover_name)),
-                host: None,
-            }),
-            reporting_component: Some(format!("{}-controller", self.options.data_mover_name)),
-            reporting_instance: Some(self.options.identity.clone()),
-            ..Event::default()
+            reason: reason.into(),
+            note: Some(note),
+            action: event_action(reason).into(),
+            secondary: None,
         };
-        let events: Api<Event> = Api::namespaced(self.options.client.clone(), ns);
-        if let Err(err) = events.create(&PostParams::default(), &event).await {
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::debug!(error = %err, "cannot record event");
         }
         tracing::info!(kind = %K::kind(&()), name = %name, reason, message, "event");
@@ -1486,4 +1480,26 @@ fn pod_phase(pod: &Pod) -> String {
         .as_ref()
         .and_then(|s| s.phase.clone())
         .unwrap_or_else(|| "Pending".into())
+}
+
+/// The longest note events.k8s.io/v1 accepts.
+const EVENT_NOTE_BYTES: usize = 1024;
+
+/// The action an event's reason reports (events.k8s.io/v1 asks for both): what the
+/// controller did, or tried, to the DataDownload or DataUpload.
+fn event_action(reason: &str) -> &str {
+    match reason {
+        "Accepted" => "Accept",
+        "NodeChosen" => "Place",
+        "Prepared" => "Expose",
+        "InProgress" | "DataMoved" | "RestoredWithWarnings" => "MoveData",
+        "Completed" => "Complete",
+        "Canceling" | "Canceled" => "Cancel",
+        "Waiting" => "Wait",
+        "ForgettingSnapshot" | "SnapshotForgotten" | "SnapshotKept" | "ForgetFailed" => {
+            "ForgetSnapshot"
+        }
+        "Failed" => "Fail",
+        other => other,
+    }
 }

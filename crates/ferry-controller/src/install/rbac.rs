@@ -125,9 +125,11 @@ pub fn namespaced_role_rules() -> Vec<PolicyRule> {
             &["leases"],
             &["get", "create", "update"],
         ),
-        // Events on DataDownloads (core/v1, in this namespace); list: a restore that times out
+        // Events on DataDownloads and DataUploads (events.k8s.io/v1, in this namespace; patch:
+        // a repeated event is counted in its series); list (core/v1): a restore that times out
         // quotes the last Warning event on its pod or PVC.
-        rule("", &["events"], &["create", "list"]),
+        rule("events.k8s.io", &["events"], &["create", "patch"]),
+        rule("", &["events"], &["list"]),
     ]
 }
 

@@ -284,7 +284,9 @@ fn rbac_grants_what_the_controller_does_and_no_more() {
         ("", "pods", "watch"),
         ("", "configmaps", "watch"),
         ("coordination.k8s.io", "leases", "update"),
-        ("", "events", "create"),
+        ("events.k8s.io", "events", "create"),
+        ("events.k8s.io", "events", "patch"),
+        ("", "events", "list"),
         // The backup half: DataUploads stepped like DataDownloads, the location checked, the
         // backup snapshot created here.
         ("velero.io", "datauploads", "watch"),
@@ -362,7 +364,7 @@ fn rbac_grants_what_the_controller_does_and_no_more() {
         ("", "persistentvolumeclaims", "delete"),
         ("", "pods", "create"),
         ("", "configmaps", "get"),
-        ("", "events", "create"),
+        ("events.k8s.io", "events", "create"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "create"),
         ("velero.io", "backups", "get"),
         ("velero.io", "deletebackuprequests", "list"),

@@ -117,6 +117,29 @@ on_both_clusters! {
             let line = describe.lines().find(|l| l.starts_with(label)).unwrap();
             assert!(line.ends_with(" ago)"), "a time, with its age: {line}");
         }
+        // The controller's events, as kubectl shows them: written through kube-runtime's
+        // Recorder as events.k8s.io/v1 Events, read back here through core/v1.
+        for reason in ["Accepted", "NodeChosen", "Prepared", "DataMoved", "Completed"] {
+            assert!(
+                describe.lines().any(|l| l.split_whitespace().take(2).eq(["Normal", reason])),
+                "a Normal {reason} event in\n{describe}"
+            );
+        }
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(env.client.clone(), "velero");
+        let accepted = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str())
+                    && e.reason.as_deref() == Some("Accepted")
+            })
+            .expect("the Accepted event");
+        assert_eq!(accepted.reporting_controller.as_deref(), Some("ferry-controller"));
+        assert_eq!(accepted.action.as_deref(), Some("Accept"));
 
         // Without --size the PVC is sized from the snapshot; a restore no controller takes
         // says so, and --timeout ends the wait (the restore stays, for a controller to come).

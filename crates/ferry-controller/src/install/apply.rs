@@ -1,9 +1,12 @@
 //! Writing the rendered objects to a cluster, and removing them again.
 //!
-//! Apply is get-then-create-or-replace: an object that is missing is created, one whose
-//! fields already match is left alone (so a second install makes no write at all), one that
-//! drifted is replaced. Objects ferry did not create — a namespace or a Velero CRD that was
-//! already there — are never modified or deleted.
+//! Install is server-side apply under the field manager [`FIELD_MANAGER`], as `kubectl apply
+//! --server-side` does: the API server merges ferry's fields into the object and keeps fields
+//! that others own (a replica count an autoscaler set, an annotation another tool added). An
+//! apply that changes nothing is not written, so a second install leaves every
+//! resourceVersion as it was, and that is how "unchanged" is told from "configured". Objects
+//! ferry did not create — a namespace or a Velero CRD that was already there — are never
+//! modified or deleted.
 
 use std::fmt;
 
@@ -11,15 +14,17 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::drift::is_contained_in;
 use super::{CONTROLLER_NAME, DATA_MOVER_NAME, InstallOptions, Manifests};
 use crate::crds::all_crds;
 use crate::crds::definition::MANAGED_BY_LABEL;
+
+/// The field manager of ferry's install: the owner of the fields it applies.
+pub const FIELD_MANAGER: &str = "ferry-install";
 
 /// What happened to one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,26 +153,26 @@ where
         api.get_opt(&name)
             .await
             .map_err(api_error::<K>("read", &name, namespace.as_deref()))?;
-    let Some(existing) = existing else {
-        api.create(&PostParams::default(), desired)
-            .await
-            .map_err(api_error::<K>("create", &name, namespace.as_deref()))?;
-        return Ok(report(ApplyOutcome::Created));
-    };
-    if when_present == WhenPresent::ConvergeIfOurs && !is_ours(&existing) {
+    if let Some(existing) = &existing
+        && when_present == WhenPresent::ConvergeIfOurs
+        && !is_ours(existing)
+    {
         return Ok(report(ApplyOutcome::KeptExisting));
     }
-    let wanted = serde_json::to_value(desired).expect("Kubernetes objects serialize");
-    let stored = serde_json::to_value(&existing).expect("Kubernetes objects serialize");
-    if is_contained_in(&wanted, &stored) {
-        return Ok(report(ApplyOutcome::Unchanged));
-    }
-    let mut replacement = desired.clone();
-    replacement.meta_mut().resource_version = existing.meta().resource_version.clone();
-    api.replace(&name, &PostParams::default(), &replacement)
+    // Forced: fields another manager set before (an older ferry's create or replace) become
+    // ferry's where ferry renders them; `kubectl apply --server-side --force-conflicts` alike.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let applied = api
+        .patch(&name, &params, &Patch::Apply(desired))
         .await
-        .map_err(api_error::<K>("replace", &name, namespace.as_deref()))?;
-    Ok(report(ApplyOutcome::Updated))
+        .map_err(api_error::<K>("apply", &name, namespace.as_deref()))?;
+    Ok(report(match existing {
+        None => ApplyOutcome::Created,
+        Some(before) if before.resource_version() == applied.resource_version() => {
+            ApplyOutcome::Unchanged
+        }
+        Some(_) => ApplyOutcome::Updated,
+    }))
 }
 
 /// Applies every rendered object in order and reports what happened to each.

@@ -7,7 +7,6 @@
 
 pub mod apply;
 mod deployment;
-mod drift;
 mod names;
 mod rbac;
 

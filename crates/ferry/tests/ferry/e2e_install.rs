@@ -24,23 +24,31 @@ async fn installed_controller_deployment_runs_on_the_real_cluster_and_restores()
         json!({"restorePVC": {"ignoreDelayBinding": true}}),
     )
     .await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "install",
-            "--namespace",
-            NS,
-            "--node-agent-configmap",
-            CONFIGMAP,
-        ])
-        .env("KUBECONFIG", env.cluster.kubeconfig_path())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ferry install: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let install = |extra: &'static [&'static str]| {
+        let kubeconfig = env.cluster.kubeconfig_path();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+                .args([
+                    "install",
+                    "--namespace",
+                    NS,
+                    "--node-agent-configmap",
+                    CONFIGMAP,
+                ])
+                .args(extra)
+                .env("KUBECONFIG", kubeconfig)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "ferry install: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+    install(&[]).await;
 
     let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
@@ -102,6 +110,61 @@ async fn installed_controller_deployment_runs_on_the_real_cluster_and_restores()
         );
         assert_restored(&env, i).await;
     }
+    // The installed controller's role lets it record its events (events.k8s.io/v1).
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), NS);
+    let recorded = events.list(&ListParams::default()).await.unwrap().items;
+    assert!(
+        recorded
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Completed")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("dd-0")),
+        "a Completed event on dd-0 among {:?}",
+        recorded
+            .iter()
+            .map(|e| (&e.reason, &e.regarding))
+            .collect::<Vec<_>>()
+    );
+
+    // Server-side apply: installing again writes nothing, though the Deployment's controller
+    // has written its status and revision meanwhile; a field another manager owns (here an
+    // annotation, as another tool would add) survives an install that changes ferry's fields.
+    let again = install(&[]).await;
+    assert!(
+        again
+            .lines()
+            .all(|l| l.ends_with(" unchanged") || l.contains("not managed by ferry")),
+        "{again}"
+    );
+    let annotation = json!({"metadata": {"annotations": {"example.com/owner": "platform-team"}}});
+    deployments
+        .patch(
+            CONTROLLER_NAME,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&annotation),
+        )
+        .await
+        .unwrap();
+    let changed = install(&["--data-mover-name=ferry-two"]).await;
+    let configured: Vec<&str> = changed
+        .lines()
+        .filter(|l| l.ends_with(" configured"))
+        .collect();
+    assert_eq!(
+        configured,
+        ["deployment.apps/ferry-controller configured"],
+        "{changed}"
+    );
+    let deployment = deployments.get(CONTROLLER_NAME).await.unwrap();
+    assert_eq!(
+        deployment
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("example.com/owner"),
+        Some(&"platform-team".to_string()),
+        "another manager's annotation kept"
+    );
+
     // The controller goes with its Deployment (the garbage collector, then the kubelet); what
     // is left must be nothing of the restores.
     deployments

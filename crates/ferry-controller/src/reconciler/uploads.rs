@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 
+use super::intent::{Facts, Intent, Phase, next_intent};
 use super::*;
 use crate::backup_deletion::{
     BackupView, DeleteRequestView, FORGET_ANNOTATION, FORGET_FAILED_ANNOTATION, SNAPSHOT_FINALIZER,
@@ -207,34 +208,27 @@ impl Controller {
         slots: &mut BTreeMap<String, usize>,
         nodes: &[NodeInfo],
     ) -> Result<(), StepError> {
-        let phase = o.du.phase();
-        if o.du.metadata.deletion_timestamp.is_some() {
-            return self.upload_deleted(o).await;
-        }
-        if phase.is_terminal() {
-            return Ok(());
-        }
-        if phase != DataUploadPhase::New && !has_upload_finalizer(&o.du) {
-            self.patch_upload(
-                &o.name,
-                json!({ "metadata": { "finalizers": upload_finalizers(&o.du, true) } }),
-            )
-            .await?;
-            // The next pass goes on from the object holding it: a step ending the upload
-            // from this observation would write back the finalizer list without it.
-            return Ok(());
-        }
-        // Once the data is in the repository, the backup completes: a cancel then would throw
-        // away a finished snapshot.
-        let uploaded = annotation(&o.du, UPLOADED_ANNOTATION).is_some();
-        if o.du.spec.cancel == Some(true) && !uploaded {
-            return self.upload_cancel(o).await;
-        }
-        match phase {
-            DataUploadPhase::New => {
-                if !admitted.contains(&o.name) {
-                    return Ok(());
-                }
+        let facts = Facts {
+            phase: Phase::named(o.du.phase().as_str()),
+            deleting: o.du.metadata.deletion_timestamp.is_some(),
+            holds_finalizer: has_upload_finalizer(&o.du),
+            cancel_requested: o.du.spec.cancel == Some(true),
+            data_moved: annotation(&o.du, UPLOADED_ANNOTATION).is_some(),
+            admitted: admitted.contains(&o.name),
+        };
+        match next_intent(&facts) {
+            Intent::CleanUpDeleted => self.upload_deleted(o).await,
+            Intent::Wait => Ok(()),
+            Intent::AddFinalizer => {
+                self.patch_upload(
+                    &o.name,
+                    json!({ "metadata": { "finalizers": upload_finalizers(&o.du, true) } }),
+                )
+                .await?;
+                Ok(())
+            }
+            Intent::Cancel => self.upload_cancel(o).await,
+            Intent::Accept => {
                 self.patch_upload(
                     &o.name,
                     // Conditional on what was observed, as a DataDownload's acceptance.
@@ -256,11 +250,9 @@ impl Controller {
                 .await;
                 Ok(())
             }
-            DataUploadPhase::Accepted => self.upload_accepted(o, slots, nodes).await,
-            DataUploadPhase::Prepared => self.upload_prepared(o).await,
-            DataUploadPhase::InProgress => self.upload_in_progress(o).await,
-            DataUploadPhase::Canceling => self.upload_cancel(o).await,
-            _ => Ok(()),
+            Intent::Place => self.upload_accepted(o, slots, nodes).await,
+            Intent::Start => self.upload_prepared(o).await,
+            Intent::Follow => self.upload_in_progress(o).await,
         }
     }
 

@@ -1,0 +1,235 @@
+//! What a step writes beside its decisions: status and metadata patches, Events (through
+//! kube-runtime's Recorder), and the diagnosis of a restore or backup that does not come up.
+
+use super::*;
+
+impl Controller {
+    pub(super) async fn patch_meta(
+        &self,
+        name: &str,
+        meta: serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        let patch = json!({ "metadata": meta });
+        self.downloads
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+    }
+
+    pub(super) async fn set_message(&self, o: &Observed, message: &str) -> Result<(), StepError> {
+        let current = o.dd.status.as_ref().and_then(|s| s.message.as_deref());
+        if current != Some(message) {
+            self.patch_status(&o.name, json!({ "message": message }))
+                .await?;
+            self.event(&o.dd, "Normal", "Waiting", message).await;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn patch_status(
+        &self,
+        name: &str,
+        status: serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        let patch = json!({ "status": status });
+        self.downloads
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+    }
+
+    /// Why the restore pod does not run: its scheduling condition, the restore PVC's state and
+    /// the latest events about either.
+    pub(super) async fn diagnose(
+        &self,
+        movement: Movement,
+        name: &str,
+        pod: Option<&Pod>,
+    ) -> String {
+        let ns = &self.options.namespace;
+        let mut parts = Vec::new();
+        // The watch cache may lag the scheduler's condition by a moment; read it fresh.
+        let fresh = Api::<Pod>::namespaced(self.options.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten();
+        let pod = fresh.as_ref().or(pod);
+        let unscheduled = pod
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status != "True")
+            });
+        let pod_warning = self.last_warning(ns, "Pod", name).await;
+        // The scheduler's FailedScheduling event may be visible before its PodScheduled
+        // condition is: either says the pod is not scheduled.
+        let failed_scheduling = pod_warning.as_ref().filter(|w| {
+            w.reason == "FailedScheduling"
+                && pod.is_some_and(|p| p.spec.as_ref().is_none_or(|s| s.node_name.is_none()))
+        });
+        parts.push(match (pod, unscheduled, failed_scheduling) {
+            (_, Some(cond), _) => format!(
+                "pod {ns}/{name} not scheduled: {}",
+                cond.message
+                    .clone()
+                    .or(cond.reason.clone())
+                    .unwrap_or_default()
+            ),
+            (_, None, Some(event)) => format!("pod {ns}/{name} not scheduled: {}", event.message),
+            (Some(pod), None, None) => {
+                let bound_to = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                match bound_to {
+                    // Bound, yet not running: say where, and whether that node is Ready.
+                    Some(node) => format!(
+                        "pod {ns}/{name} is {} on node {node}{}",
+                        pod_phase(pod),
+                        self.node_readiness(node).await
+                    ),
+                    None => format!("pod {ns}/{name} is {}", pod_phase(pod)),
+                }
+            }
+            (None, None, None) => {
+                format!("no {movement} pod yet (it starts once its volume is provisioned)")
+            }
+        });
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.options.client.clone(), ns);
+        if let Ok(Some(pvc)) = pvcs.get_opt(name).await {
+            let phase = pvc
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Pending".into());
+            if phase != "Bound" {
+                parts.push(format!("{movement} PVC {ns}/{name} is {phase}"));
+            }
+        }
+        let pvc_warning = self.last_warning(ns, "PersistentVolumeClaim", name).await;
+        for (kind, warning) in [("Pod", pod_warning), ("PersistentVolumeClaim", pvc_warning)] {
+            if let Some(w) = warning {
+                parts.push(format!(
+                    "last event on {kind} {name}: {} {}",
+                    w.reason, w.message
+                ));
+            }
+        }
+        parts.join("; ")
+    }
+
+    /// " (NotReady)" (or the Ready condition's status when not True), or nothing when the node
+    /// is Ready or cannot be read.
+    pub(super) async fn node_readiness(&self, node: &str) -> String {
+        let Ok(Some(node)) = Api::<Node>::all(self.options.client.clone())
+            .get_opt(node)
+            .await
+        else {
+            return String::new();
+        };
+        let ready = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone());
+        match ready.as_deref() {
+            Some("True") => String::new(),
+            Some("False") => " (NotReady)".into(),
+            Some(other) => format!(" (Ready {other})"),
+            None => " (no Ready condition)".into(),
+        }
+    }
+
+    /// The latest Warning event about `kind` `ns/name`.
+    pub(super) async fn last_warning(&self, ns: &str, kind: &str, name: &str) -> Option<Warning> {
+        let events: Api<Event> = Api::namespaced(self.options.client.clone(), ns);
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .filter(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.involved_object.kind.as_deref() == Some(kind)
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .max_by_key(|e| e.last_timestamp.clone().map(|t| t.0))
+            .map(|e| Warning {
+                reason: e.reason.unwrap_or_default(),
+                message: e.message.unwrap_or_default(),
+            })
+    }
+
+    /// Records a Kubernetes Event on a DataDownload or DataUpload (best effort), through
+    /// kube-runtime's Recorder: `kubectl describe` and `kubectl get events` show it as any
+    /// controller's.
+    pub(super) async fn event<K: kube::Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        let name = object.meta().name.clone().unwrap_or_default();
+        let mut note = message.to_string();
+        // events.k8s.io/v1 refuses a note over 1 kB: a long diagnosis is cut, not lost (the
+        // object's status.message has it whole).
+        ferry_text::truncate(&mut note, EVENT_NOTE_BYTES);
+        let event = RecordedEvent {
+            type_: if type_ == "Warning" {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: event_action(reason).into(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::debug!(error = %err, "cannot record event");
+        }
+        tracing::info!(kind = %K::kind(&()), name = %name, reason, message, "event");
+    }
+}
+
+pub(super) fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub(super) fn since(t: Option<&Time>) -> Duration {
+    t.map(|t| {
+        let ms = k8s_openapi::jiff::Timestamp::now().as_millisecond() - t.0.as_millisecond();
+        Duration::from_millis(ms.max(0) as u64)
+    })
+    .unwrap_or_default()
+}
+
+pub(super) fn human(d: Duration) -> String {
+    crate::crds::format_go_duration(d)
+}
+
+/// A Warning event's reason and message, as diagnosis quotes them.
+pub(super) struct Warning {
+    pub(super) reason: String,
+    pub(super) message: String,
+}
+
+/// The longest note events.k8s.io/v1 accepts.
+pub(super) const EVENT_NOTE_BYTES: usize = 1024;
+/// The action an event's reason reports (events.k8s.io/v1 asks for both): what the
+/// controller did, or tried, to the DataDownload or DataUpload.
+pub(super) fn event_action(reason: &str) -> &str {
+    match reason {
+        "Accepted" => "Accept",
+        "NodeChosen" => "Place",
+        "Prepared" => "Expose",
+        "InProgress" | "DataMoved" | "RestoredWithWarnings" => "MoveData",
+        "Completed" => "Complete",
+        "Canceling" | "Canceled" => "Cancel",
+        "Waiting" => "Wait",
+        "ForgettingSnapshot" | "SnapshotForgotten" | "SnapshotKept" | "ForgetFailed" => {
+            "ForgetSnapshot"
+        }
+        "Failed" => "Fail",
+        other => other,
+    }
+}

@@ -1,8 +1,35 @@
 //! The DataDownload's steps, one per phase: accept, wait for the target and choose a node,
 //! expose the restore PVC and pod, follow the data mover, rebind, and cancel, fail or clean up.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use crate::cluster::RestoreCluster;
+use crate::crds::DataDownloadPhase;
+use crate::data_mover_exit::data_mover_failure;
+use crate::data_mover_exit::parse_termination_message;
+use crate::expose::{
+    ExposeState, Movement, PodSettings, RebindState, TargetState, check_target, hostname_of,
+    restore_pod_for, restore_pvc_for, termination_message, tolerations_for,
+};
+use crate::placement::{NodeInfo, PlacementInput, TopologyTerm, choose_node};
+use ferry_text::human_bytes;
+
+use super::controller::Controller;
+use super::effects::StepError;
+use super::effects::{human, now, since};
 use super::intent::{Facts, Intent, Phase, next_intent};
-use super::*;
+use super::view::DATA_MOVED_ANNOTATION;
+use super::view::{
+    Observed, data_moved, data_moved_at, has_finalizer, pod_phase, with_finalizer,
+    without_finalizer,
+};
 
 impl Controller {
     pub(super) async fn step(

@@ -1,7 +1,20 @@
 //! What a step writes beside its decisions: status and metadata patches, Events (through
 //! kube-runtime's Recorder), and the diagnosis of a restore or backup that does not come up.
 
-use super::*;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{Event, Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event as RecordedEvent, EventType};
+use serde_json::json;
+
+use crate::expose::Movement;
+
+use super::controller::Controller;
+use super::view::{Observed, pod_phase};
 
 impl Controller {
     pub(super) async fn patch_meta(
@@ -231,5 +244,32 @@ pub(super) fn event_action(reason: &str) -> &str {
         }
         "Failed" => "Fail",
         other => other,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StepError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Op(#[from] crate::cluster::OpError),
+    #[error(transparent)]
+    Expose(#[from] crate::expose::ExposeError),
+}
+
+impl StepError {
+    /// Logs a step's error on `kind` `name`; the next pass retries either way. A conditional
+    /// write refused because the object changed since it was observed (409 Conflict) is no
+    /// failure: the change wakes that pass.
+    pub(super) fn report(&self, kind: &str, name: &str) {
+        if matches!(self, StepError::Kube(kube::Error::Api(status)) if status.code == 409) {
+            tracing::debug!(
+                kind,
+                name,
+                "changed since observed; the next pass steps it again"
+            );
+        } else {
+            tracing::warn!(kind, name, error = %self, "step failed; retrying next pass");
+        }
     }
 }

@@ -14,16 +14,36 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use serde_json::json;
+
+use crate::cluster::RestoreCluster;
+use crate::crds::DataUpload;
+use crate::data_mover_exit::data_mover_failure;
+use crate::data_mover_exit::parse_termination_message;
+use crate::expose::{ExposeState, Movement, PodSettings, hostname_of, termination_message};
+use crate::placement::{NodeInfo, choose_node};
+use ferry_text::human_bytes;
+
+use super::controller::Controller;
+use super::effects::StepError;
+use super::effects::{human, now, since};
 use super::intent::{Facts, Intent, Phase, next_intent};
-use super::*;
+use super::view::{created_at, finalizers_with, holds_finalizer, pod_phase};
 use crate::backup_deletion::{
     BackupView, DeleteRequestView, FORGET_ANNOTATION, FORGET_FAILED_ANNOTATION, SNAPSHOT_FINALIZER,
     SnapshotFate, backup_resource, delete_request_resource, forget_pod_for, forget_pod_name,
     snapshot_fate,
 };
 use crate::crds::BACKUP_NAME_LABEL;
-use crate::crds::{BackupStorageLocation, DataUpload, DataUploadPhase};
-use crate::expose::{Movement, SELECTED_NODE_ANNOTATION, pod_abnormal};
+use crate::crds::{BackupStorageLocation, DataUploadPhase};
+use crate::expose::{SELECTED_NODE_ANNOTATION, pod_abnormal};
 use crate::expose_snapshot::{
     BACKUP_DEVICE_PATH, BACKUP_MOUNT_PATH, SNAPSHOT_GROUP, backup_content_for, backup_pod_for,
     backup_pvc_for, backup_snapshot_for,

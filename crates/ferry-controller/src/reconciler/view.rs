@@ -2,7 +2,27 @@
 //! store lags this controller's own writes), the nodes, and the facts read off an object
 //! (its finalizer, whether its data moved, when it was created).
 
-use super::*;
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Api;
+use kube::api::ListParams;
+
+use crate::crds::DataDownload;
+use crate::queue::QueuedRestore;
+use crate::wakeups::RecordedApi;
+
+use super::controller::Controller;
+
+/// Set on a DataDownload once its data mover finished successfully: rebind may proceed even
+/// after the restore pod is gone.
+pub const DATA_MOVED_ANNOTATION: &str = "ferry.io/data-moved";
+
+/// Held on a DataDownload from acceptance until it ends or its restore objects are removed:
+/// deleting an unfinished DataDownload (`kubectl delete datadownload`) cancels it and cleans
+/// up first, as Velero's finalizer does (owner references alone would leave a PV rebind had
+/// marked).
+pub const CLEANUP_FINALIZER: &str = "ferry.io/data-download-cleanup";
 
 impl Controller {
     /// The DataDownloads in the namespace: from the store, except those the store shows older

@@ -1,0 +1,61 @@
+//! One pass: observe every DataDownload and DataUpload of this data mover, admit from the
+//! prepare queue, count the node slots in use, and step each object once.
+
+use std::collections::BTreeMap;
+
+use crate::placement::NodeInfo;
+use crate::queue::{QueuedRestore, admit_new, slots_in_use};
+
+use super::controller::Controller;
+use super::view::{Observed, created, queued};
+
+impl Controller {
+    /// One reconcile pass over every DataDownload of this data mover.
+    pub(super) async fn pass(&mut self) -> Result<(), kube::Error> {
+        self.poll_soon
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.refresh_config().await;
+        let all = self.observe_downloads().await?;
+        let mut ours: Vec<Observed> = all
+            .into_iter()
+            .filter(|dd| dd.spec.is_for_data_mover(&self.options.data_mover_name))
+            .map(|dd| Observed {
+                name: dd.metadata.name.clone().unwrap_or_default(),
+                dd,
+            })
+            .collect();
+        ours.sort_by(|a, b| {
+            created(&a.dd)
+                .cmp(&created(&b.dd))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let mut phases: BTreeMap<String, u64> = BTreeMap::new();
+        for o in &ours {
+            *phases.entry(o.dd.phase().as_str().to_string()).or_default() += 1;
+        }
+        self.metrics.set_phases(phases);
+
+        let queue: Vec<QueuedRestore> = ours.iter().map(queued).collect();
+        let admitted = admit_new(&queue, self.config.prepare_queue_length());
+        let mut slots = slots_in_use(&queue);
+        let uploads = self.observe_uploads().await;
+        Self::count_upload_slots(&uploads, &mut slots);
+        let node_list = self.observe_nodes().await?;
+        let node_infos: Vec<NodeInfo> = node_list
+            .iter()
+            .map(|n| NodeInfo::from_node(n, &self.config))
+            .collect();
+
+        for o in &ours {
+            // A replica that lost the lease mid-pass stops writing at once.
+            if !self.leading() {
+                break;
+            }
+            if let Err(err) = self.step(o, &admitted, &mut slots, &node_infos).await {
+                err.report("DataDownload", &o.name);
+            }
+        }
+        self.upload_steps(&uploads, &mut slots, &node_infos).await;
+        Ok(())
+    }
+}

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::jiff;
 use serde_json::json;
 
 use crate::cluster::{OpError, RestoreCluster};
@@ -30,7 +31,7 @@ pub const ORIGINAL_RECLAIM_ANNOTATION: &str = "ferry.io/original-reclaim-policy"
 /// PV controller to look at the claim (RFC 3339). Removed once bound.
 pub const BIND_REQUESTED_ANNOTATION: &str = "ferry.io/bind-requested";
 /// How often a waiting target is touched again.
-const BIND_REQUEST_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+const BIND_REQUEST_INTERVAL: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// The provisioner of StorageClasses whose volumes exist beforehand (local volumes).
 pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
@@ -790,8 +791,10 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             // A change to the target makes it look now.
             if bound_to.is_none() && bind_request_due(&target) {
                 let patch = json!({ "metadata": { "annotations": {
-                    BIND_REQUESTED_ANNOTATION: chrono::Utc::now()
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    BIND_REQUESTED_ANNOTATION: jiff::Timestamp::now()
+                        .round(jiff::Unit::Millisecond)
+                        .unwrap_or_else(|_| jiff::Timestamp::now())
+                        .to_string(),
                 } } });
                 // Best effort: without it the resync binds the claim a little later (an
                 // RBAC from before this patch was needed, say).
@@ -1044,9 +1047,9 @@ fn bind_request_due(target: &PersistentVolumeClaim) -> bool {
         .annotations
         .as_ref()
         .and_then(|a| a.get(BIND_REQUESTED_ANNOTATION))
-        .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok());
+        .and_then(|v| v.parse::<jiff::Timestamp>().ok());
     match last {
         None => true,
-        Some(at) => chrono::Utc::now().signed_duration_since(at) >= BIND_REQUEST_INTERVAL,
+        Some(at) => jiff::Timestamp::now().duration_since(at) >= BIND_REQUEST_INTERVAL,
     }
 }

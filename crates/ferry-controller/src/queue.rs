@@ -15,7 +15,7 @@ pub struct QueuedRestore {
     /// The node holding its slot, once chosen (`status.node`).
     pub node: Option<String>,
     /// Creation time as RFC 3339 text or seconds; only the order matters.
-    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 impl QueuedRestore {
@@ -67,7 +67,7 @@ pub enum Stage {
 pub struct Waiting {
     pub name: String,
     pub stage: Stage,
-    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// The New objects that may be accepted now, oldest first (then by name): as many as the
@@ -108,14 +108,13 @@ pub fn admit_new(restores: &[QueuedRestore], prepare_queue_length: Option<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     fn restore(name: &str, phase: DataDownloadPhase, node: Option<&str>, t: i64) -> QueuedRestore {
         QueuedRestore {
             name: name.into(),
             phase,
             node: node.map(String::from),
-            created: Some(chrono::Utc.timestamp_opt(t, 0).unwrap()),
+            created: Some(k8s_openapi::jiff::Timestamp::from_second(t).unwrap()),
         }
     }
 
@@ -164,7 +163,7 @@ mod tests {
 
     #[test]
     fn uploads_and_restores_share_the_rule() {
-        let t = |s| Some(chrono::Utc.timestamp_opt(s, 0).unwrap());
+        let t = |s| Some(k8s_openapi::jiff::Timestamp::from_second(s).unwrap());
         let entries = vec![
             Waiting {
                 name: "u2".into(),

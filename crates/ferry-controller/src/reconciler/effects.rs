@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::{Event, Node, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
@@ -205,7 +204,11 @@ impl Controller {
 }
 
 pub(super) fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    let now = k8s_openapi::jiff::Timestamp::now();
+    // Whole seconds, as metav1.Time is written.
+    now.round(k8s_openapi::jiff::Unit::Second)
+        .unwrap_or(now)
+        .to_string()
 }
 
 pub(super) fn since(t: Option<&Time>) -> Duration {
@@ -271,5 +274,21 @@ impl StepError {
         } else {
             tracing::warn!(kind, name, error = %self, "step failed; retrying next pass");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_is_rfc3339_in_whole_seconds_as_kubernetes_writes_times() {
+        let text = now();
+        assert!(text.ends_with('Z') && !text.contains('.'), "{text}");
+        let parsed: k8s_openapi::jiff::Timestamp = text.parse().unwrap();
+        assert_eq!(parsed.subsec_nanosecond(), 0);
+        // metav1.Time reads it back.
+        let time: Time = serde_json::from_value(serde_json::json!(text)).unwrap();
+        assert_eq!(time.0, parsed);
     }
 }

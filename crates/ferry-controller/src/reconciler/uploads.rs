@@ -16,7 +16,6 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
@@ -1005,11 +1004,12 @@ impl Controller {
         let Some(pod) = self.backup_pod(&pod_name).await? else {
             // A failed forget is retried, not at once.
             let failed_at = annotation(&o.du, FORGET_FAILED_ANNOTATION)
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
             if let Some(at) = failed_at {
-                let waited = (Utc::now() - at.with_timezone(&Utc))
-                    .to_std()
-                    .unwrap_or_default();
+                let waited = std::time::Duration::try_from(
+                    k8s_openapi::jiff::Timestamp::now().duration_since(at),
+                )
+                .unwrap_or_default();
                 if waited < self.options.forget_retry {
                     self.poll_soon
                         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1033,9 +1033,9 @@ impl Controller {
         };
         // A failed pod already reported (the store may show it until its deletion arrives).
         let reported = annotation(&o.du, FORGET_FAILED_ANNOTATION)
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
             .zip(pod.metadata.creation_timestamp.as_ref())
-            .is_some_and(|(failed, created)| failed.timestamp() >= created.0.as_second());
+            .is_some_and(|(failed, created)| failed.as_second() >= created.0.as_second());
         if reported {
             delete_if_present(&pods, &pod_name).await?;
             return Ok(());

@@ -2,9 +2,9 @@
 //! store lags this controller's own writes), the nodes, and the facts read off an object
 //! (its finalizer, whether its data moved, when it was created).
 
-use chrono::Utc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::ListParams;
 
@@ -150,15 +150,13 @@ pub(super) fn queued(o: &Observed) -> QueuedRestore {
     }
 }
 
-pub(super) fn created(dd: &DataDownload) -> Option<chrono::DateTime<Utc>> {
+pub(super) fn created(dd: &DataDownload) -> Option<Timestamp> {
     created_at(&dd.metadata)
 }
 
 /// When the object was created (its order in the queue).
-pub(super) fn created_at(meta: &ObjectMeta) -> Option<chrono::DateTime<Utc>> {
-    meta.creation_timestamp
-        .as_ref()
-        .and_then(|t| chrono::DateTime::from_timestamp_millis(t.0.as_millisecond()))
+pub(super) fn created_at(meta: &ObjectMeta) -> Option<Timestamp> {
+    meta.creation_timestamp.as_ref().map(|t| t.0)
 }
 
 pub(super) fn pod_phase(pod: &Pod) -> String {

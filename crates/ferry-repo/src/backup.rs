@@ -673,14 +673,14 @@ impl Repository {
             }
             BackupSource::Stream { filename, .. } => (vec![format!("/{filename}")], None),
         };
-        let now = chrono::Utc::now();
+        let now = jiff::Timestamp::now();
         let parent = if options.no_parent {
             None
         } else if let Some(p) = options.parent.clone() {
             Some(p)
         } else {
             let (snaps, _) = self.snapshots_skipping_unreadable().await?;
-            latest_parent(snaps, &host, &paths, now.timestamp())
+            latest_parent(snaps, &host, &paths, now.as_second())
         };
         let known: HashSet<(BlobType, Id)> = index.iter().map(|(k, id, _)| (k, *id)).collect();
         let (up_tx, mut up_rx) = tokio::sync::mpsc::channel::<PackUpload>(1);
@@ -795,8 +795,7 @@ impl Repository {
                     }
                     BackupSource::Stream { reader, filename } => {
                         let (ids, size) = chunk_stream(reader, pol, &chunk_tx, saver)?;
-                        let now = chrono::Utc::now();
-                        let t = format_time(now.timestamp(), now.timestamp_subsec_nanos());
+                        let t = crate::tree::format_now();
                         let node = Node {
                             name: filename.into_bytes(),
                             kind: "file".into(),
@@ -850,7 +849,7 @@ impl Repository {
         self.invalidate_index().await;
         let snap = Snapshot {
             id: Id::default(),
-            time: format_time(now.timestamp(), now.timestamp_subsec_nanos()),
+            time: format_time(now.as_second(), now.subsec_nanosecond().max(0) as u32),
             parent: parent.as_ref().map(|p| p.id),
             tree: root,
             paths,

@@ -5,7 +5,8 @@
 //! left. Times are bucketed in the time zone each snapshot recorded, as restic does.
 //! Checked against `restic forget --dry-run --json` in the interop tests.
 
-use chrono::{DateTime, Datelike, Duration as ChronoDuration, FixedOffset, NaiveDate, Timelike};
+use jiff::tz::{Offset, TimeZone};
+use jiff::{SignedDuration, Span, Timestamp, Zoned};
 
 use crate::error::{RepoError, Result};
 use crate::snapshot::Snapshot;
@@ -56,17 +57,23 @@ impl Within {
 
     /// `t` moved back by this duration the way Go's `AddDate` then `Add` do it (a month
     /// past a short month's end rolls over into the next month, it is not clamped).
-    fn before(&self, t: DateTime<FixedOffset>) -> DateTime<FixedOffset> {
-        let months = t.year() * 12 + t.month0() as i32 - self.years * 12 - self.months;
+    fn before(&self, t: &Zoned) -> Zoned {
+        let months =
+            i32::from(t.year()) * 12 + i32::from(t.month()) - 1 - self.years * 12 - self.months;
         let (y, m0) = (months.div_euclid(12), months.rem_euclid(12));
-        let first = NaiveDate::from_ymd_opt(y, m0 as u32 + 1, 1).expect("valid month");
-        let date = first + ChronoDuration::days(t.day() as i64 - 1 - self.days as i64);
-        let naive = date.and_time(t.time());
-        let moved = naive
-            .and_local_timezone(*t.offset())
-            .single()
-            .expect("fixed offsets are unambiguous");
-        moved - ChronoDuration::hours(self.hours as i64)
+        // Far outside jiff's years (-9999..=9999) nothing is within anyway: clamp.
+        let y = y.clamp(-9999, 9999) as i16;
+        let first = jiff::civil::date(y, m0 as i8 + 1, 1);
+        let days = i64::from(t.day()) - 1 - i64::from(self.days);
+        let date = first.checked_add(Span::new().days(days)).unwrap_or(first);
+        // The snapshot's own offset is fixed: the civil time maps to one instant.
+        let moved = date
+            .to_datetime(t.time())
+            .to_zoned(t.time_zone().clone())
+            .unwrap_or_else(|_| t.clone());
+        moved
+            .checked_sub(SignedDuration::from_hours(i64::from(self.hours)))
+            .unwrap_or(moved)
     }
 }
 
@@ -174,13 +181,29 @@ pub struct GroupDecision {
     pub remove: Vec<Snapshot>,
 }
 
-fn time_of(s: &Snapshot) -> DateTime<FixedOffset> {
-    DateTime::parse_from_rfc3339(&s.time).unwrap_or_else(|_| {
-        let (secs, nanos) = s.unix_time();
-        DateTime::from_timestamp(secs, nanos)
-            .unwrap_or_default()
-            .fixed_offset()
-    })
+/// The snapshot's time in its own offset (the calendar buckets count days, weeks and months
+/// where the snapshot was taken, as restic does).
+fn time_of(s: &Snapshot) -> Zoned {
+    let (secs, nanos) = s.unix_time();
+    let at = Timestamp::new(secs, nanos.min(999_999_999) as i32).unwrap_or(Timestamp::UNIX_EPOCH);
+    let offset = rfc3339_offset(&s.time).unwrap_or(Offset::UTC);
+    at.to_zoned(TimeZone::fixed(offset))
+}
+
+/// The offset an RFC 3339 time ends with: `Z` or `±HH:MM`.
+fn rfc3339_offset(text: &str) -> Option<Offset> {
+    if text.ends_with(['Z', 'z']) {
+        return Some(Offset::UTC);
+    }
+    let tail = text.get(text.len().checked_sub(6)?..)?;
+    let sign = match tail.as_bytes()[0] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (h, m) = tail[1..].split_once(':')?;
+    let seconds = sign * (h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60);
+    Offset::from_seconds(seconds).ok()
 }
 
 /// Groups `snapshots` and applies `policy` to each group.
@@ -210,7 +233,7 @@ pub fn apply(snapshots: Vec<Snapshot>, group_by: GroupBy, policy: &Policy) -> Ve
         .collect()
 }
 
-type Bucket = (u32, fn(DateTime<FixedOffset>, usize) -> i64, &'static str);
+type Bucket = (u32, fn(&Zoned, usize) -> i64, &'static str);
 
 /// restic's policy over one group.
 pub fn apply_to_group(
@@ -230,32 +253,32 @@ pub fn apply_to_group(
         (
             policy.hourly,
             |t, _| {
-                t.year() as i64 * 1_000_000
-                    + t.month() as i64 * 10_000
-                    + t.day() as i64 * 100
-                    + t.hour() as i64
+                i64::from(t.year()) * 1_000_000
+                    + i64::from(t.month()) * 10_000
+                    + i64::from(t.day()) * 100
+                    + i64::from(t.hour())
             },
             "hourly snapshot",
         ),
         (
             policy.daily,
-            |t, _| t.year() as i64 * 10_000 + t.month() as i64 * 100 + t.day() as i64,
+            |t, _| i64::from(t.year()) * 10_000 + i64::from(t.month()) * 100 + i64::from(t.day()),
             "daily snapshot",
         ),
         (
             policy.weekly,
             |t, _| {
-                let w = t.iso_week();
-                w.year() as i64 * 100 + w.week() as i64
+                let w = t.date().iso_week_date();
+                i64::from(w.year()) * 100 + i64::from(w.week())
             },
             "weekly snapshot",
         ),
         (
             policy.monthly,
-            |t, _| t.year() as i64 * 100 + t.month() as i64,
+            |t, _| i64::from(t.year()) * 100 + i64::from(t.month()),
             "monthly snapshot",
         ),
-        (policy.yearly, |t, _| t.year() as i64, "yearly snapshot"),
+        (policy.yearly, |t, _| i64::from(t.year()), "yearly snapshot"),
     ];
     let mut counts: Vec<u32> = buckets.iter().map(|b| b.0).collect();
     let mut last: Vec<i64> = vec![-1; buckets.len()];
@@ -270,7 +293,7 @@ pub fn apply_to_group(
             }
         }
         if !policy.within.is_zero()
-            && let Some(newest) = newest
+            && let Some(newest) = &newest
             && t > policy.within.before(newest)
         {
             reasons.push(format!("within {}", policy.within));
@@ -279,7 +302,7 @@ pub fn apply_to_group(
             if counts[i] == 0 {
                 continue;
             }
-            let v = bucket(t, nr);
+            let v = bucket(&t, nr);
             if v != last[i] {
                 last[i] = v;
                 counts[i] -= 1;
@@ -378,12 +401,17 @@ mod tests {
 
     #[test]
     fn within_moves_months_as_go_does() {
-        let t = DateTime::parse_from_rfc3339("2025-03-31T12:00:00+02:00").unwrap();
+        let snap: Snapshot = serde_json::from_value(serde_json::json!({
+            "time": "2025-03-31T12:00:00+02:00", "tree": "0".repeat(64), "paths": ["/x"],
+        }))
+        .unwrap();
+        let t = time_of(&snap);
+        let rfc3339 = |z: Zoned| z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
         let w = Within::parse("1m").unwrap();
         // Go: March 31 minus one month is "February 31", which is March 3.
-        assert_eq!(w.before(t).to_rfc3339(), "2025-03-03T12:00:00+02:00");
+        assert_eq!(rfc3339(w.before(&t)), "2025-03-03T12:00:00+02:00");
         let w = Within::parse("1y2d3h").unwrap();
-        assert_eq!(w.before(t).to_rfc3339(), "2024-03-29T09:00:00+02:00");
+        assert_eq!(rfc3339(w.before(&t)), "2024-03-29T09:00:00+02:00");
         assert!(Within::parse("3w").is_err());
         assert!(Within::parse("12").is_err());
         assert_eq!(Within::parse("1y5m7d2h").unwrap().to_string(), "1y5m7d2h");

@@ -106,10 +106,9 @@ impl<'a> SnapshotWriter<'a> {
             self.repo.save_unpacked(FileType::Index, json).await?;
         }
         self.repo.invalidate_index().await;
-        let now = chrono::Utc::now();
         let mut snap = Snapshot {
             id: Id::default(),
-            time: crate::tree::format_time(now.timestamp(), now.timestamp_subsec_nanos()),
+            time: crate::tree::format_now(),
             parent: None,
             tree: root,
             paths: vec!["/handmade".into()],

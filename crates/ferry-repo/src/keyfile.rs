@@ -137,7 +137,9 @@ impl KeyFile {
         let sealed = user_key.seal(&plain);
         plain.zeroize();
         Ok(KeyFile {
-            created: chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, false),
+            created: jiff::Zoned::now()
+                .strftime("%Y-%m-%dT%H:%M:%S%.9f%:z")
+                .to_string(),
             username: crate::sys::username(),
             hostname: crate::sys::hostname(),
             kdf: "scrypt".into(),

@@ -12,7 +12,7 @@ use crate::backend::{BackendError, FileType, Handle};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::repository::Repository;
-use crate::tree::{format_time, parse_time};
+use crate::tree::parse_time;
 
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -36,9 +36,8 @@ pub struct LockFile {
 
 impl LockFile {
     fn new(exclusive: bool) -> LockFile {
-        let now = chrono::Utc::now();
         LockFile {
-            time: format_time(now.timestamp(), now.timestamp_subsec_nanos()),
+            time: crate::tree::format_now(),
             exclusive,
             hostname: crate::sys::hostname(),
             username: crate::sys::username(),
@@ -51,7 +50,7 @@ impl LockFile {
     /// restic's staleness rule.
     pub fn is_stale(&self) -> bool {
         let age = match parse_time(&self.time) {
-            Some((secs, _)) => chrono::Utc::now().timestamp() - secs,
+            Some((secs, _)) => jiff::Timestamp::now().as_second() - secs,
             None => return true,
         };
         if age > STALE_AFTER.as_secs() as i64 {

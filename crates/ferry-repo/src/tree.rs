@@ -62,18 +62,16 @@ pub fn unix_perm_from_go(mode: u32) -> u32 {
 /// Formats a Unix time as Go's RFC3339Nano in local time: trailing fractional zeros
 /// trimmed, `Z` for UTC.
 pub fn format_time(secs: i64, nanos: u32) -> String {
-    use chrono::TimeZone;
-    let dt = chrono::Local
-        .timestamp_opt(secs, nanos)
-        .single()
-        .unwrap_or_else(|| chrono::Local.timestamp_opt(0, 0).unwrap());
-    let mut s = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let at = jiff::Timestamp::new(secs, nanos.min(999_999_999) as i32)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let dt = at.to_zoned(jiff::tz::TimeZone::system());
+    let mut s = dt.strftime("%Y-%m-%dT%H:%M:%S").to_string();
     if nanos > 0 {
         let frac = format!("{nanos:09}");
         s.push('.');
         s.push_str(frac.trim_end_matches('0'));
     }
-    let off = dt.offset().local_minus_utc();
+    let off = dt.offset().seconds();
     if off == 0 {
         s.push('Z');
     } else {
@@ -86,8 +84,21 @@ pub fn format_time(secs: i64, nanos: u32) -> String {
 
 /// Parses an RFC 3339 time into Unix seconds and nanoseconds.
 pub fn parse_time(s: &str) -> Option<(i64, u32)> {
-    let dt = chrono::DateTime::parse_from_rfc3339(s).ok()?;
-    Some((dt.timestamp(), dt.timestamp_subsec_nanos()))
+    let at: jiff::Timestamp = s.parse().ok()?;
+    // jiff signs the fraction as the time; restic's order wants it counted forward from the
+    // second before (as Go's Unix() and Nanosecond() do).
+    let (secs, nanos) = (at.as_second(), at.subsec_nanosecond());
+    Some(if nanos < 0 {
+        (secs - 1, (nanos + 1_000_000_000) as u32)
+    } else {
+        (secs, nanos as u32)
+    })
+}
+
+/// The time now, as [`format_time`] writes it.
+pub fn format_now() -> String {
+    let now = jiff::Timestamp::now();
+    format_time(now.as_second(), now.subsec_nanosecond().max(0) as u32)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -11,9 +11,9 @@ use ferry_repo::RepoError;
 use ferry_repo::backend::FileType;
 
 fn lock_json(hostname: &str, pid: u32, age_secs: i64) -> Vec<u8> {
-    let time = chrono::Utc::now() - chrono::Duration::seconds(age_secs);
+    let time = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(age_secs);
     serde_json::to_vec(&serde_json::json!({
-        "time": time.to_rfc3339(),
+        "time": time.to_string(),
         "exclusive": true,
         "hostname": hostname,
         "username": "someone",

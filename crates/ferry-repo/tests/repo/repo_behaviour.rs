@@ -338,7 +338,7 @@ async fn locks_follow_restic_rules() {
 
     // A lock of a dead process on this host is stale and ignored.
     let dead = serde_json::json!({
-        "time": chrono::Utc::now().to_rfc3339(),
+        "time": jiff::Timestamp::now().to_string(),
         "exclusive": true,
         "hostname": ferry_repo::sys::hostname(),
         "username": "ghost",

@@ -266,8 +266,8 @@ pub fn pick_location(
 /// `<pvc>-<5 random characters>`, short enough to be a label value.
 fn generated_name(pvc: &str) -> String {
     let mut seed = u64::from(std::process::id())
-        ^ u64::from(chrono::Utc::now().timestamp_subsec_nanos()).rotate_left(20)
-        ^ chrono::Utc::now().timestamp() as u64;
+        ^ (k8s_openapi::jiff::Timestamp::now().subsec_nanosecond() as u64).rotate_left(20)
+        ^ k8s_openapi::jiff::Timestamp::now().as_second() as u64;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let suffix: String = (0..5)
         .map(|_| {

@@ -140,7 +140,7 @@ async fn create(client: kube::Client, args: CreateArgs) -> anyhow::Result<ExitCo
 
     let suffix = format!(
         "{:x}",
-        std::process::id() ^ chrono::Utc::now().timestamp_subsec_nanos()
+        std::process::id() ^ k8s_openapi::jiff::Timestamp::now().subsec_nanosecond() as u32
     );
     let name = format!("{pvc_name}-{}", &suffix[..suffix.len().min(5)]);
     let mut spec = json!({

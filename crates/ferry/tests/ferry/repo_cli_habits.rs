@@ -282,7 +282,7 @@ async fn unlock_removes_stale_locks_or_all_of_them() {
     let repo = ferry_repo::Repository::open(backend, PASSWORD)
         .await
         .unwrap();
-    let stale = serde_json::json!({"time": chrono::Utc::now().to_rfc3339(), "exclusive": false,
+    let stale = serde_json::json!({"time": k8s_openapi::jiff::Timestamp::now().to_string(), "exclusive": false,
         "hostname": ferry_repo::sys::hostname(), "username": "u", "pid": dead_pid,
         "uid": 0, "gid": 0});
     repo.save_unpacked(

@@ -303,12 +303,13 @@ pub fn json_path(obj: &Value, path: &str) -> Value {
 pub fn age(ts: &Value) -> String {
     let Some(t) = ts
         .as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .and_then(|s| s.parse::<k8s_openapi::jiff::Timestamp>().ok())
     else {
         return "<unknown>".to_string();
     };
-    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-        .num_seconds()
+    let secs = k8s_openapi::jiff::Timestamp::now()
+        .duration_since(t)
+        .as_secs()
         .max(0);
     let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
     if secs < 120 {

@@ -11,17 +11,16 @@ use std::time::Duration;
 use ferry_repo::backup::{BackupOptions, BackupSource};
 use ferry_repo::snapshot::Snapshot;
 use ferry_repo::{RepoError, Repository};
-use kube::Api;
 
 use ferry_controller::crds::{
-    ASYNC_OPERATION_ID_LABEL, BACKUP_NAME_LABEL, BACKUP_UID_LABEL, BackupStorageLocation,
-    DataUpload,
+    ASYNC_OPERATION_ID_LABEL, BACKUP_NAME_LABEL, BACKUP_UID_LABEL, DataUpload,
 };
 use ferry_controller::data_mover_exit::DataMoverResult;
 
 use crate::VolumeMode;
 use crate::error::DataMoverError;
 use crate::location::{naming_password_source, open_location_backend, repository_password};
+use crate::objects::{read_location, read_own};
 use crate::progress::ProgressReporter;
 
 /// Velero's uploader tags (pkg/uploader/types.go) with ferry's values.
@@ -116,20 +115,8 @@ pub(crate) async fn upload_repository_access(
     password: Option<&str>,
     password_secret: &str,
 ) -> Result<(std::sync::Arc<dyn ferry_repo::backend::Backend>, String), DataMoverError> {
-    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), ns);
-    let bsl_name = du.spec.backup_storage_location.clone();
-    let bsl = locations
-        .get_opt(&bsl_name)
-        .await
-        .map_err(|e| {
-            DataMoverError::Kube(format!(
-                "reading BackupStorageLocation {ns}/{bsl_name}: {e}"
-            ))
-        })?
-        .ok_or_else(|| DataMoverError::Location {
-            name: format!("{ns}/{bsl_name}"),
-            message: format!("not found (named by DataUpload {du_id} spec.backupStorageLocation)"),
-        })?;
+    let named_by = format!("DataUpload {du_id}");
+    let bsl = read_location(client, ns, &du.spec.backup_storage_location, &named_by).await?;
     let backend = open_location_backend(client, ns, &bsl, &du.spec.source_namespace).await?;
     let password = repository_password(client, ns, password, password_secret).await?;
     Ok((backend, password))
@@ -147,12 +134,7 @@ pub async fn backup_data_upload(
 ) -> Result<DataMoverResult, DataMoverError> {
     let ns = &options.namespace;
     let du_id = format!("{ns}/{}", options.data_upload);
-    let uploads: Api<DataUpload> = Api::namespaced(client.clone(), ns);
-    let du = uploads
-        .get_opt(&options.data_upload)
-        .await
-        .map_err(|e| DataMoverError::Kube(format!("reading DataUpload {du_id}: {e}")))?
-        .ok_or_else(|| DataMoverError::Kube(format!("DataUpload {du_id} not found")))?;
+    let (uploads, du) = read_own::<DataUpload>(client, ns, &options.data_upload).await?;
     let (backend, password) = upload_repository_access(
         client,
         ns,

@@ -2,12 +2,12 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataMoverError {
-    #[error("DataDownload {0} not found")]
-    DataDownloadNotFound(String),
+    #[error("{kind} {id} not found")]
+    NotFound { kind: String, id: String },
     #[error(
-        "BackupStorageLocation {name} (named by DataDownload {dd} spec.backupStorageLocation) not found"
+        "BackupStorageLocation {name} (named by {named_by} spec.backupStorageLocation) not found"
     )]
-    LocationNotFound { name: String, dd: String },
+    LocationNotFound { name: String, named_by: String },
     #[error("BackupStorageLocation {name}: {message}")]
     Location { name: String, message: String },
     #[error("secret {secret}: {message}")]

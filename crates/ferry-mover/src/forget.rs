@@ -9,11 +9,11 @@ use ferry_controller::crds::{BACKUP_NAME_LABEL, BACKUP_UID_LABEL, DataUpload};
 use ferry_controller::data_mover_exit::DataMoverResult;
 use ferry_repo::backend::FileType;
 use ferry_repo::{Id, RepoError, Repository};
-use kube::Api;
 
 use crate::backup::{UPLOADER, UPLOADER_TAG, upload_repository_access};
 use crate::error::DataMoverError;
 use crate::location::naming_password_source;
+use crate::objects::read_own;
 
 /// How long the data mover waits for a repository lock held by a backup or another forget.
 pub const LOCK_WAIT: Duration = Duration::from_secs(120);
@@ -39,12 +39,7 @@ pub async fn forget_data_upload_snapshot(
 ) -> Result<DataMoverResult, DataMoverError> {
     let ns = &options.namespace;
     let du_id = format!("{ns}/{}", options.data_upload);
-    let uploads: Api<DataUpload> = Api::namespaced(client.clone(), ns);
-    let du = uploads
-        .get_opt(&options.data_upload)
-        .await
-        .map_err(|e| DataMoverError::Kube(format!("reading DataUpload {du_id}: {e}")))?
-        .ok_or_else(|| DataMoverError::Kube(format!("DataUpload {du_id} not found")))?;
+    let (_, du) = read_own::<DataUpload>(client, ns, &options.data_upload).await?;
     let snapshot_id = du
         .status
         .as_ref()

@@ -12,6 +12,7 @@ pub mod backup;
 pub mod error;
 pub mod forget;
 pub mod location;
+mod objects;
 pub mod progress;
 pub mod restore;
 

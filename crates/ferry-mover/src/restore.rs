@@ -5,14 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferry_controller::crds::{BackupStorageLocation, DataDownload};
+use ferry_controller::crds::DataDownload;
 use ferry_controller::data_mover_exit::DataMoverResult;
 use ferry_repo::{Repository, RestoreOptions, RestoreTarget};
-use kube::Api;
 
 use crate::VolumeMode;
-use crate::error::{DataMoverError, kube_err};
+use crate::error::DataMoverError;
 use crate::location::{naming_password_source, open_location_backend, repository_password};
+use crate::objects::{read_location, read_own};
 use crate::progress::ProgressReporter;
 
 #[derive(Debug, Clone)]
@@ -37,22 +37,9 @@ pub async fn restore_data_download(
 ) -> Result<DataMoverResult, DataMoverError> {
     let ns = &options.namespace;
     let dd_id = format!("{ns}/{}", options.data_download);
-    let downloads: Api<DataDownload> = Api::namespaced(client.clone(), ns);
-    let dd = downloads
-        .get_opt(&options.data_download)
-        .await
-        .map_err(|e| kube_err(&format!("reading DataDownload {dd_id}"), e))?
-        .ok_or_else(|| DataMoverError::DataDownloadNotFound(dd_id.clone()))?;
-    let locations: Api<BackupStorageLocation> = Api::namespaced(client.clone(), ns);
-    let bsl_name = dd.spec.backup_storage_location.clone();
-    let bsl = locations
-        .get_opt(&bsl_name)
-        .await
-        .map_err(|e| kube_err(&format!("reading BackupStorageLocation {ns}/{bsl_name}"), e))?
-        .ok_or_else(|| DataMoverError::LocationNotFound {
-            name: format!("{ns}/{bsl_name}"),
-            dd: dd_id.clone(),
-        })?;
+    let (downloads, dd) = read_own::<DataDownload>(client, ns, &options.data_download).await?;
+    let named_by = format!("DataDownload {dd_id}");
+    let bsl = read_location(client, ns, &dd.spec.backup_storage_location, &named_by).await?;
     let backend = open_location_backend(client, ns, &bsl, &dd.spec.source_namespace).await?;
     let password = repository_password(
         client,

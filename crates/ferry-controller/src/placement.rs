@@ -27,16 +27,22 @@ pub struct NodeInfo {
     pub concurrency: usize,
 }
 
+/// The status of a node's Ready condition ("True", "False", "Unknown"), `None` without one.
+pub fn ready_status(node: &Node) -> Option<&str> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
+}
+
 impl NodeInfo {
     /// Reads a Node object; its concurrency comes from the node-agent configuration.
     pub fn from_node(node: &Node, config: &NodeAgentConfig) -> NodeInfo {
         let labels = node.metadata.labels.clone().unwrap_or_default();
-        let ready = node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .is_some_and(|c| c.status == "True");
+        let ready = ready_status(node) == Some("True");
         let spec = node.spec.as_ref();
         let unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         let blocking_taints = spec

@@ -290,12 +290,7 @@ fn changed<K: Resource>(new: &K, old: Option<&K>) -> bool {
 /// The parts of a node placement reads: labels, taints, schedulability, readiness.
 fn placement_view(node: &Node) -> impl PartialEq + use<> {
     let spec = node.spec.clone().unwrap_or_default();
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.status.clone());
+    let ready = crate::placement::ready_status(node).map(str::to_string);
     (
         node.metadata.labels.clone(),
         spec.taints,

@@ -57,42 +57,17 @@ impl Controller {
             }
             Intent::Cancel => self.cancel(o).await,
             Intent::Accept => {
-                // Conditional on the observed resourceVersion: the finalizer list is written
-                // whole, and a DataDownload changed since (canceled, or another finalizer
-                // added) is stepped again from what it is now.
-                let patch = json!({
-                    "metadata": {
-                        "finalizers": with_finalizer(&o.dd),
-                        "resourceVersion": o.dd.metadata.resource_version,
-                    },
-                    "status": self.accepted_status(),
-                });
+                let patch = self.acceptance(with_finalizer(&o.dd), &o.dd.metadata);
                 self.downloads
                     .patch(&o.name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
-                self.event(
-                    &o.dd,
-                    "Normal",
-                    "Accepted",
-                    &format!("accepted by {}", self.options.identity),
-                )
-                .await;
+                self.record_accepted(&o.dd).await;
                 Ok(())
             }
             Intent::Place => self.accepted(o, slots, nodes).await,
             Intent::Start => self.prepared(o).await,
             Intent::Follow => self.in_progress(o).await,
         }
-    }
-
-    /// The status of an object this replica accepts (DataDownload or DataUpload).
-    pub(super) fn accepted_status(&self) -> serde_json::Value {
-        json!({
-            "phase": "Accepted",
-            "acceptedByNode": self.options.identity,
-            "acceptedTimestamp": now(),
-            "message": null,
-        })
     }
 
     /// What placement weighs for a volume of StorageClass `class_name`: the nodes, the slots

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, PersistentVolumeClaim, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event as RecordedEvent, EventType};
@@ -138,13 +138,7 @@ impl Controller {
         else {
             return String::new();
         };
-        let ready = node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-            .map(|c| c.status.clone());
-        match ready.as_deref() {
+        match crate::placement::ready_status(&node) {
             Some("True") => String::new(),
             Some("False") => " (NotReady)".into(),
             Some(other) => format!(" (Ready {other})"),
@@ -170,6 +164,34 @@ impl Controller {
             })
     }
 
+    /// The merge patch that accepts a DataDownload or DataUpload: its finalizer list with
+    /// ferry's, and the Accepted status. Conditional on the observed resourceVersion: the
+    /// finalizer list is written whole, and an object changed since (canceled, or another
+    /// finalizer added) is stepped again from what it is now.
+    pub(super) fn acceptance(
+        &self,
+        finalizers: Vec<String>,
+        observed: &ObjectMeta,
+    ) -> serde_json::Value {
+        json!({
+            "metadata": {
+                "finalizers": finalizers,
+                "resourceVersion": observed.resource_version,
+            },
+            "status": {
+                "phase": "Accepted",
+                "acceptedByNode": self.options.identity,
+                "acceptedTimestamp": now(),
+                "message": null,
+            },
+        })
+    }
+
+    pub(super) async fn record_accepted<K: kube::Resource<DynamicType = ()>>(&self, object: &K) {
+        let message = format!("accepted by {}", self.options.identity);
+        self.event(object, "Normal", "Accepted", &message).await;
+    }
+
     /// Records a Kubernetes Event on a DataDownload or DataUpload (best effort), through
     /// kube-runtime's Recorder: `kubectl describe` and `kubectl get events` show it as any
     /// controller's.
@@ -181,25 +203,30 @@ impl Controller {
         message: &str,
     ) {
         let name = object.meta().name.clone().unwrap_or_default();
-        let mut note = message.to_string();
-        // events.k8s.io/v1 refuses a note over 1 kB: a long diagnosis is cut, not lost (the
-        // object's status.message has it whole).
-        ferry_text::truncate(&mut note, EVENT_NOTE_BYTES);
-        let event = RecordedEvent {
-            type_: if type_ == "Warning" {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note),
-            action: event_action(reason).into(),
-            secondary: None,
-        };
+        let event = recorded_event(type_, reason, message);
         if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
             tracing::debug!(error = %err, "cannot record event");
         }
         tracing::info!(kind = %K::kind(&()), name = %name, reason, message, "event");
+    }
+}
+
+/// The Event recorded for `reason` with `message` as its note. events.k8s.io/v1 refuses a
+/// note over 1 kB: a long diagnosis is cut, not lost (the object's status.message has it
+/// whole).
+fn recorded_event(type_: &str, reason: &str, message: &str) -> RecordedEvent {
+    let mut note = message.to_string();
+    ferry_text::truncate(&mut note, EVENT_NOTE_BYTES);
+    RecordedEvent {
+        type_: if type_ == "Warning" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: event_action(reason).into(),
+        secondary: None,
     }
 }
 
@@ -230,10 +257,10 @@ pub(super) struct Warning {
 }
 
 /// The longest note events.k8s.io/v1 accepts.
-pub(super) const EVENT_NOTE_BYTES: usize = 1024;
+const EVENT_NOTE_BYTES: usize = 1024;
 /// The action an event's reason reports (events.k8s.io/v1 asks for both): what the
 /// controller did, or tried, to the DataDownload or DataUpload.
-pub(super) fn event_action(reason: &str) -> &str {
+fn event_action(reason: &str) -> &str {
     match reason {
         "Accepted" => "Accept",
         "NodeChosen" => "Place",
@@ -280,6 +307,24 @@ impl StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_carry_an_action_and_a_note_the_api_accepts() {
+        let accepted = recorded_event("Normal", "Accepted", "accepted by ferry-0");
+        assert_eq!(accepted.type_, EventType::Normal);
+        assert_eq!(accepted.action, "Accept");
+        assert_eq!(accepted.note.as_deref(), Some("accepted by ferry-0"));
+        // A long diagnosis of multi-byte text: cut to 1 kB on a character boundary.
+        let failed = recorded_event("Warning", "Failed", &"é".repeat(1000));
+        assert_eq!(failed.type_, EventType::Warning);
+        assert_eq!(failed.action, "Fail");
+        assert_eq!(failed.note.unwrap(), "é".repeat(EVENT_NOTE_BYTES / 2));
+        // A reason without an action of its own is its own action.
+        assert_eq!(
+            recorded_event("Normal", "Rebinding", "").action,
+            "Rebinding"
+        );
+    }
 
     #[test]
     fn now_is_rfc3339_in_whole_seconds_as_kubernetes_writes_times() {

@@ -248,25 +248,9 @@ impl Controller {
             }
             Intent::Cancel => self.upload_cancel(o).await,
             Intent::Accept => {
-                self.patch_upload(
-                    &o.name,
-                    // Conditional on what was observed, as a DataDownload's acceptance.
-                    json!({
-                        "metadata": {
-                            "finalizers": upload_finalizers(&o.du, true),
-                            "resourceVersion": o.du.metadata.resource_version,
-                        },
-                        "status": self.accepted_status(),
-                    }),
-                )
-                .await?;
-                self.event(
-                    &o.du,
-                    "Normal",
-                    "Accepted",
-                    &format!("accepted by {}", self.options.identity),
-                )
-                .await;
+                let patch = self.acceptance(upload_finalizers(&o.du, true), &o.du.metadata);
+                self.patch_upload(&o.name, patch).await?;
+                self.record_accepted(&o.du).await;
                 Ok(())
             }
             Intent::Place => self.upload_accepted(o, slots, nodes).await,
@@ -1001,10 +985,11 @@ impl Controller {
         let ns = &self.options.namespace;
         let pod_name = forget_pod_name(&o.name);
         let pods: Api<Pod> = Api::namespaced(self.options.client.clone(), ns);
+        // When the last forget pod failed, if one did.
+        let failed_at = annotation(&o.du, FORGET_FAILED_ANNOTATION)
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
         let Some(pod) = self.backup_pod(&pod_name).await? else {
             // A failed forget is retried, not at once.
-            let failed_at = annotation(&o.du, FORGET_FAILED_ANNOTATION)
-                .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
             if let Some(at) = failed_at {
                 let waited = std::time::Duration::try_from(
                     k8s_openapi::jiff::Timestamp::now().duration_since(at),
@@ -1032,8 +1017,7 @@ impl Controller {
             return Ok(());
         };
         // A failed pod already reported (the store may show it until its deletion arrives).
-        let reported = annotation(&o.du, FORGET_FAILED_ANNOTATION)
-            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        let reported = failed_at
             .zip(pod.metadata.creation_timestamp.as_ref())
             .is_some_and(|(failed, created)| failed.as_second() >= created.0.as_second());
         if reported {

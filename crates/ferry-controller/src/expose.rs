@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 
 use ferry_config::{EffectiveConfig, NodeAgentConfig};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, Node, PersistentVolume, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeDevice,
-    VolumeMount,
+    Capabilities, Container, Node, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ResourceRequirements, SeccompProfile,
+    SecurityContext, Toleration, Volume, VolumeDevice, VolumeMount,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -21,17 +20,15 @@ use serde_json::json;
 
 use crate::cluster::{OpError, RestoreCluster};
 use crate::crds::DataDownload;
+use crate::rebind::{
+    self, RebindLost, RebindStep, RebindView, RestoreSide, has_label, reclaim_policy,
+};
 
 /// Set by the scheduler on a WaitForFirstConsumer PVC once its consumer pod has a node.
 pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
 pub use crate::crds::DATA_DOWNLOAD_LABEL;
-/// The restore PV's reclaim policy before rebind set it to Retain.
-pub const ORIGINAL_RECLAIM_ANNOTATION: &str = "ferry.io/original-reclaim-policy";
-/// On a target PVC while the PV reserved for it waits to be bound: when ferry last asked the
-/// PV controller to look at the claim (RFC 3339). Removed once bound.
-pub const BIND_REQUESTED_ANNOTATION: &str = "ferry.io/bind-requested";
-/// How often a waiting target is touched again.
-const BIND_REQUEST_INTERVAL: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
+pub use crate::rebind::{BIND_REQUESTED_ANNOTATION, ORIGINAL_RECLAIM_ANNOTATION};
+/// The label the kubelet gives a node: its host name.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// The provisioner of StorageClasses whose volumes exist beforehand (local volumes).
 pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
@@ -125,6 +122,15 @@ impl ExposeError {
             | ExposeError::PodAbnormal { .. }
             | ExposeError::RestorePvcNotBound(_)
             | ExposeError::RestorePvMissing(_) => false,
+        }
+    }
+}
+
+impl From<RebindLost> for ExposeError {
+    fn from(lost: RebindLost) -> Self {
+        match lost {
+            RebindLost::RestorePvcNotBound(pvc) => ExposeError::RestorePvcNotBound(pvc),
+            RebindLost::RestorePvMissing(dd) => ExposeError::RestorePvMissing(dd),
         }
     }
 }
@@ -662,231 +668,172 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         Ok(pod)
     }
 
-    /// One pass of rebind: restore PV → Retain, remove the restore pod, remove the restore
-    /// PVC and wait until it is gone, point the PV at the target PVC (with the labels its
-    /// selector asks for), wait until the target is bound, restore the reclaim policy.
-    ///
-    /// Why this order is safe: the restore PVC is deleted only after the API server accepted
-    /// Retain, so every version of the PV that says Released also says Retain. The PV
-    /// controller writes Released with the resourceVersion it read (a stale view of the PV
-    /// conflicts and is read again), and provisioners delete only a PV whose phase is
-    /// Released and whose policy is Delete in the same version; the policy goes back only
-    /// once the PV is Bound to the target.
-    ///
-    /// Why not reserve the PV for the target first: the restore PVC would then be a bound
-    /// claim whose PV names another claim, and the PV controller marks it Lost (Warning
-    /// events ClaimMisbound/ClaimLost, "Data on the volume is lost!") when its deletion
-    /// updates it. A successful restore leaves no Warning.
+    /// One pass of rebind: look at the cluster, ask [`rebind::next_step`] what follows, do
+    /// it. Deleting the restore pod is looked past at once (a pod without volumes to unmount
+    /// is gone by then); every other step waits for the next pass.
     pub async fn rebind(
         &self,
         dd_name: &str,
         target_ns: &str,
         target_name: &str,
     ) -> Result<RebindState, ExposeError> {
+        let mut pod_deleted = false;
+        loop {
+            let view = self
+                .observe_rebind(dd_name, target_ns, target_name, pod_deleted)
+                .await?;
+            match rebind::next_step(&view, &self.namespace)? {
+                RebindStep::DeleteRestorePod if !pod_deleted => {
+                    self.cluster
+                        .delete_pod(&self.namespace, dd_name)
+                        .await
+                        .map_err(|err| ExposeError::DeletePod {
+                            pod: dd_name.to_string(),
+                            err,
+                        })?;
+                    pod_deleted = true;
+                }
+                step => return self.act(step, dd_name, &view.target).await,
+            }
+        }
+    }
+
+    /// What rebind needs to see, read in the order its steps go.
+    async fn observe_rebind(
+        &self,
+        dd_name: &str,
+        target_ns: &str,
+        target_name: &str,
+        pod_deleted: bool,
+    ) -> Result<RebindView, ExposeError> {
         let ns = &self.namespace;
-        let target_id = format!("{target_ns}/{target_name}");
         let target = self
             .cluster
             .get_pvc(target_ns, target_name)
             .await
             .map_err(ExposeError::GetTarget)?
             .ok_or_else(|| {
-                ExposeError::GetTarget(OpError::permanent(format!("PVC {target_id} not found")))
+                ExposeError::GetTarget(OpError::permanent(format!(
+                    "PVC {target_ns}/{target_name} not found"
+                )))
             })?;
-
-        if let Some(restore_pvc) = self.cluster.get_pvc(ns, dd_name).await? {
-            let pv_name = restore_pvc
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_name.clone())
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| ExposeError::RestorePvcNotBound(format!("{ns}/{dd_name}")))?;
-            let pv = self
-                .cluster
-                .get_pv(&pv_name)
-                .await?
-                .ok_or_else(|| ExposeError::RestorePvMissing(dd_name.to_string()))?;
-            // 1. Keep the PV whatever happens to its claims.
-            if !has_label(&pv, dd_name) {
-                let original = pv
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.persistent_volume_reclaim_policy.clone())
-                    .unwrap_or_else(|| "Delete".to_string());
-                let patch = json!({
-                    "metadata": {
-                        "labels": { DATA_DOWNLOAD_LABEL: dd_name },
-                        "annotations": { ORIGINAL_RECLAIM_ANNOTATION: original },
-                    },
-                    "spec": { "persistentVolumeReclaimPolicy": "Retain" },
-                });
-                self.cluster
-                    .patch_pv(&pv_name, &patch)
-                    .await
-                    .map_err(|err| ExposeError::RetainPv {
-                        pv: pv_name.clone(),
-                        err,
-                    })?;
-                return Ok(RebindState::Waiting(format!("PV {pv_name} to be retained")));
-            }
-            // 2. Remove the restore pod (it mounts the volume).
-            self.cluster
-                .delete_pod(ns, dd_name)
-                .await
-                .map_err(|err| ExposeError::DeletePod {
-                    pod: dd_name.to_string(),
-                    err,
-                })?;
-            if self.cluster.get_pod(ns, dd_name).await?.is_some() {
-                return Ok(RebindState::Waiting(format!(
-                    "restore pod {ns}/{dd_name} to be deleted"
-                )));
-            }
-            // 3. Remove the restore PVC; the PV stays (Retain, marked with the DataDownload).
-            self.cluster
-                .delete_pvc(ns, dd_name)
-                .await
-                .map_err(|err| ExposeError::DeletePvc {
-                    pvc: dd_name.to_string(),
-                    err,
-                })?;
-            return Ok(RebindState::Waiting(format!(
-                "restore PVC {ns}/{dd_name} to be deleted"
-            )));
-        }
-
-        // Done already? The target is bound to a PV we no longer mark.
-        let bound_to = target
-            .spec
-            .as_ref()
-            .and_then(|s| s.volume_name.clone())
-            .filter(|v| !v.is_empty());
-        let marked = self.cluster.list_pvs(DATA_DOWNLOAD_LABEL, dd_name).await?;
-        let pv = match marked.into_iter().next() {
-            Some(pv) => pv,
-            None => {
-                return match bound_to {
-                    Some(pv) if pvc_phase(&target) == "Bound" => Ok(RebindState::Done { pv }),
-                    _ => Err(ExposeError::RestorePvMissing(dd_name.to_string())),
-                };
-            }
+        let mut view = RebindView {
+            dd_name: dd_name.to_string(),
+            target,
+            restore: None,
+            marked_pv: None,
+            now: jiff::Timestamp::now(),
         };
-        let pv_name = pv.metadata.name.clone().unwrap_or_default();
-        // 4. Reserve the PV for the target, now that no claim is bound to it.
-        if !points_at(&pv, target_ns, target_name) {
-            self.hand_to_target(&pv_name, &target, &target_id).await?;
-            return Ok(RebindState::Waiting(format!(
-                "target PVC {target_id} to bind to PV {pv_name}"
-            )));
+        if let Some(pvc) = self.cluster.get_pvc(ns, dd_name).await? {
+            let pv = match pvc.spec.as_ref().and_then(|s| s.volume_name.as_deref()) {
+                Some(pv) if !pv.is_empty() => self.cluster.get_pv(pv).await?,
+                _ => None,
+            };
+            let pod = self.cluster.get_pod(ns, dd_name).await?;
+            view.restore = Some(RestoreSide {
+                pvc,
+                pv,
+                pod,
+                pod_deleted,
+            });
+        } else {
+            view.marked_pv = self
+                .cluster
+                .list_pvs(DATA_DOWNLOAD_LABEL, dd_name)
+                .await?
+                .into_iter()
+                .next();
         }
-
-        // 5. Wait until both sides are bound.
-        let pv_bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-        if bound_to.as_deref() != Some(pv_name.as_str())
-            || pvc_phase(&target) != "Bound"
-            || !pv_bound
-        {
-            // The PV controller binds a claim to the PV reserved for it only when it looks at
-            // the claim: when the claim changes, or at its periodic resync (15 s by default).
-            // A change to the target makes it look now.
-            if bound_to.is_none() && bind_request_due(&target) {
-                let patch = json!({ "metadata": { "annotations": {
-                    BIND_REQUESTED_ANNOTATION: jiff::Timestamp::now()
-                        .round(jiff::Unit::Millisecond)
-                        .unwrap_or_else(|_| jiff::Timestamp::now())
-                        .to_string(),
-                } } });
-                // Best effort: without it the resync binds the claim a little later (an
-                // RBAC from before this patch was needed, say).
-                if let Err(err) = self.cluster.patch_pvc(target_ns, target_name, &patch).await {
-                    tracing::warn!(target = %target_id, error = %err, "cannot annotate the target PVC to have it bound at once");
-                }
-            }
-            return Ok(RebindState::Waiting(format!(
-                "target PVC {target_id} and PV {pv_name} to be Bound (PVC {}, PV {})",
-                pvc_phase(&target),
-                pv.status
-                    .as_ref()
-                    .and_then(|s| s.phase.clone())
-                    .unwrap_or_default()
-            )));
-        }
-
-        // 6. Give the PV its reclaim policy back and drop ferry's marks.
-        if has_annotation(&target.metadata, BIND_REQUESTED_ANNOTATION) {
-            let patch =
-                json!({ "metadata": { "annotations": { BIND_REQUESTED_ANNOTATION: null } } });
-            match self.cluster.patch_pvc(target_ns, target_name, &patch).await {
-                Ok(()) => {}
-                Err(err) if err.transient => return Err(ExposeError::Cluster(err)),
-                Err(err) => {
-                    tracing::warn!(target = %target_id, error = %err, "cannot remove ferry's annotation from the target PVC");
-                }
-            }
-        }
-        let original = pv
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ORIGINAL_RECLAIM_ANNOTATION).cloned())
-            .unwrap_or_else(|| "Delete".to_string());
-        let patch = json!({
-            "metadata": {
-                "labels": { DATA_DOWNLOAD_LABEL: null },
-                "annotations": { ORIGINAL_RECLAIM_ANNOTATION: null },
-            },
-            "spec": { "persistentVolumeReclaimPolicy": original },
-        });
-        self.cluster
-            .patch_pv(&pv_name, &patch)
-            .await
-            .map_err(|err| ExposeError::ResetReclaim {
-                pv: pv_name.clone(),
-                err,
-            })?;
-        Ok(RebindState::Done { pv: pv_name })
+        Ok(view)
     }
 
-    /// Points the PV's claimRef at the target PVC (no uid: the PV controller binds it and
-    /// fills it in), with the labels the target's selector asks for.
-    async fn hand_to_target(
+    /// Does one rebind step; says where rebind stands after it.
+    async fn act(
         &self,
-        pv_name: &str,
+        step: RebindStep,
+        dd_name: &str,
         target: &PersistentVolumeClaim,
-        target_id: &str,
-    ) -> Result<(), ExposeError> {
-        let selector_labels = target
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.as_ref())
-            .and_then(|s| s.match_labels.clone())
-            .unwrap_or_default();
-        let mut labels = serde_json::Map::new();
-        for (k, v) in selector_labels {
-            labels.insert(k, json!(v));
+    ) -> Result<RebindState, ExposeError> {
+        let ns = &self.namespace;
+        let target_ns = target.metadata.namespace.as_deref().unwrap_or_default();
+        let target_name = target.metadata.name.as_deref().unwrap_or_default();
+        let target_id = format!("{target_ns}/{target_name}");
+        match step {
+            RebindStep::RetainPv { pv, patch } => {
+                self.cluster
+                    .patch_pv(&pv, &patch)
+                    .await
+                    .map_err(|err| ExposeError::RetainPv {
+                        pv: pv.clone(),
+                        err,
+                    })?;
+                Ok(RebindState::Waiting(format!("PV {pv} to be retained")))
+            }
+            RebindStep::DeleteRestorePod => Ok(RebindState::Waiting(format!(
+                "restore pod {ns}/{dd_name} to be deleted"
+            ))),
+            RebindStep::DeleteRestorePvc => {
+                self.cluster.delete_pvc(ns, dd_name).await.map_err(|err| {
+                    ExposeError::DeletePvc {
+                        pvc: dd_name.to_string(),
+                        err,
+                    }
+                })?;
+                Ok(RebindState::Waiting(format!(
+                    "restore PVC {ns}/{dd_name} to be deleted"
+                )))
+            }
+            RebindStep::HandToTarget { pv, patch } => {
+                self.cluster
+                    .patch_pv(&pv, &patch)
+                    .await
+                    .map_err(|err| ExposeError::RebindPv {
+                        pv: pv.clone(),
+                        target: target_id.clone(),
+                        err,
+                    })?;
+                Ok(RebindState::Waiting(format!(
+                    "target PVC {target_id} to bind to PV {pv}"
+                )))
+            }
+            RebindStep::Wait { why, touch_target } => {
+                // Best effort: without it the resync binds the claim a little later (an
+                // RBAC from before this patch was needed, say).
+                if let Some(patch) = touch_target
+                    && let Err(err) = self.cluster.patch_pvc(target_ns, target_name, &patch).await
+                {
+                    tracing::warn!(target = %target_id, error = %err, "cannot annotate the target PVC to have it bound at once");
+                }
+                Ok(RebindState::Waiting(why))
+            }
+            RebindStep::Finish {
+                pv,
+                patch,
+                untouch_target,
+            } => {
+                if let Some(untouch) = untouch_target {
+                    match self
+                        .cluster
+                        .patch_pvc(target_ns, target_name, &untouch)
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(err) if err.transient => return Err(ExposeError::Cluster(err)),
+                        Err(err) => {
+                            tracing::warn!(target = %target_id, error = %err, "cannot remove ferry's annotation from the target PVC");
+                        }
+                    }
+                }
+                self.cluster.patch_pv(&pv, &patch).await.map_err(|err| {
+                    ExposeError::ResetReclaim {
+                        pv: pv.clone(),
+                        err,
+                    }
+                })?;
+                Ok(RebindState::Done { pv })
+            }
+            RebindStep::Done { pv } => Ok(RebindState::Done { pv }),
         }
-        let patch = json!({
-            "metadata": {
-                "labels": labels,
-                "annotations": { "pv.kubernetes.io/bound-by-controller": null },
-            },
-            "spec": { "claimRef": {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "namespace": target.metadata.namespace,
-                "name": target.metadata.name,
-                "uid": null,
-                "resourceVersion": null,
-            }},
-        });
-        self.cluster
-            .patch_pv(pv_name, &patch)
-            .await
-            .map_err(|err| ExposeError::RebindPv {
-                pv: pv_name.to_string(),
-                target: target_id.to_string(),
-                err,
-            })
     }
 
     /// Removes what the restore created: pod, PVC, and a PV rebind had retained but not yet
@@ -998,31 +945,6 @@ pub fn pod_abnormal(pod: &Pod) -> Option<(String, String)> {
     })
 }
 
-/// Whether the PV's claimRef names `namespace/name`.
-fn points_at(pv: &PersistentVolume, namespace: &str, name: &str) -> bool {
-    pv.spec
-        .as_ref()
-        .and_then(|s| s.claim_ref.as_ref())
-        .is_some_and(|c| {
-            c.namespace.as_deref() == Some(namespace) && c.name.as_deref() == Some(name)
-        })
-}
-
-fn reclaim_policy(pv: &PersistentVolume) -> &str {
-    pv.spec
-        .as_ref()
-        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
-        .unwrap_or("Delete")
-}
-
-fn has_label(pv: &PersistentVolume, dd_name: &str) -> bool {
-    pv.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(DATA_DOWNLOAD_LABEL))
-        .is_some_and(|v| v == dd_name)
-}
-
 fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
     pvc.status
         .as_ref()
@@ -1033,23 +955,3 @@ fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
 #[cfg(test)]
 #[path = "expose_tests.rs"]
 mod tests;
-
-fn has_annotation(meta: &ObjectMeta, key: &str) -> bool {
-    meta.annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(key))
-}
-
-/// Whether a target waiting for its PV should be touched: never yet, or not lately.
-fn bind_request_due(target: &PersistentVolumeClaim) -> bool {
-    let last = target
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(BIND_REQUESTED_ANNOTATION))
-        .and_then(|v| v.parse::<jiff::Timestamp>().ok());
-    match last {
-        None => true,
-        Some(at) => jiff::Timestamp::now().duration_since(at) >= BIND_REQUEST_INTERVAL,
-    }
-}

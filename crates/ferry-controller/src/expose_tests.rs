@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{
-    ObjectReference, PersistentVolumeClaimStatus, PersistentVolumeSpec, PersistentVolumeStatus,
-    PodStatus, VolumeResourceRequirements,
+    ObjectReference, PersistentVolume, PersistentVolumeClaimStatus, PersistentVolumeSpec,
+    PersistentVolumeStatus, PodStatus, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 

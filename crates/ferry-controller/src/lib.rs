@@ -14,6 +14,7 @@ pub mod leader;
 pub mod metrics;
 pub mod placement;
 pub mod queue;
+pub mod rebind;
 pub mod reconciler;
 pub mod spec_checks;
 pub mod wakeups;

@@ -1,0 +1,288 @@
+//! Rebind, decided apart from done: what one look at the cluster shows ([`RebindView`]), the
+//! one step that follows from it ([`next_step`], pure and table-tested), and the patches those
+//! steps write. [`crate::expose::RestoreExposer::rebind`] looks, asks, and acts.
+//!
+//! The path, one step a pass, each keyed on what the cluster shows so that repeating one (after
+//! a restart) is harmless: the restore PV gets Retain and ferry's label (so it outlives its
+//! claim), the restore pod and then the restore PVC go, the PV's claimRef is pointed at the
+//! target PVC, the PV controller binds the two, and the PV gets its reclaim policy back.
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+
+use crate::crds::DATA_DOWNLOAD_LABEL;
+
+/// The restore PV's reclaim policy before rebind set it to Retain.
+pub const ORIGINAL_RECLAIM_ANNOTATION: &str = "ferry.io/original-reclaim-policy";
+/// On a target PVC while the PV reserved for it waits to be bound: when ferry last asked the
+/// PV controller to look at the claim (RFC 3339), so that it looks now rather than at its
+/// next resync. Removed once bound.
+pub const BIND_REQUESTED_ANNOTATION: &str = "ferry.io/bind-requested";
+/// How often a waiting target is touched again.
+const BIND_REQUEST_INTERVAL: SignedDuration = SignedDuration::from_secs(2);
+
+/// What one pass of rebind sees.
+#[derive(Debug, Clone)]
+pub struct RebindView {
+    /// The DataDownload's name: the restore PVC, the restore pod and ferry's PV label.
+    pub dd_name: String,
+    pub target: PersistentVolumeClaim,
+    /// The restore PVC, its PV and its pod, while the restore PVC exists.
+    pub restore: Option<RestoreSide>,
+    /// Once the restore PVC is gone: the PV that ferry's label marks as this restore's.
+    pub marked_pv: Option<PersistentVolume>,
+    pub now: Timestamp,
+}
+
+/// The restore's own objects, in ferry's namespace.
+#[derive(Debug, Clone)]
+pub struct RestoreSide {
+    pub pvc: PersistentVolumeClaim,
+    /// The PV the restore PVC is bound to (None: not bound, or the PV is gone).
+    pub pv: Option<PersistentVolume>,
+    pub pod: Option<Pod>,
+    /// The pod was deleted in this pass already (a fake or a slow API may still list it).
+    pub pod_deleted: bool,
+}
+
+/// The one thing rebind does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RebindStep {
+    /// Mark the PV with ferry's label and set Retain, keeping its policy in an annotation.
+    RetainPv { pv: String, patch: Value },
+    /// Remove the restore pod (it mounts the volume); look again at once.
+    DeleteRestorePod,
+    /// Remove the restore PVC; its PV stays (Retain).
+    DeleteRestorePvc,
+    /// Point the free PV's claimRef at the target.
+    HandToTarget { pv: String, patch: Value },
+    /// Wait for the cluster; with `touch_target`, annotate the target first so that the PV
+    /// controller looks at it now.
+    Wait {
+        why: String,
+        touch_target: Option<Value>,
+    },
+    /// Both sides are bound: give the PV its policy back and drop ferry's marks.
+    Finish {
+        pv: String,
+        patch: Value,
+        untouch_target: Option<Value>,
+    },
+    /// Nothing left to do.
+    Done { pv: String },
+}
+
+/// What the cluster shows that no step can mend: the restore's volume is lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebindLost {
+    /// The restore PVC (`namespace/name`) has no volume.
+    RestorePvcNotBound(String),
+    /// Neither the restore PVC's PV nor a PV with ferry's label (DataDownload name).
+    RestorePvMissing(String),
+}
+
+/// The step that follows from what the cluster shows.
+pub fn next_step(view: &RebindView, namespace: &str) -> Result<RebindStep, RebindLost> {
+    let dd_name = view.dd_name.as_str();
+    if let Some(restore) = &view.restore {
+        let pv_name = bound_volume(&restore.pvc)
+            .ok_or_else(|| RebindLost::RestorePvcNotBound(format!("{namespace}/{dd_name}")))?;
+        let pv = restore
+            .pv
+            .as_ref()
+            .ok_or_else(|| RebindLost::RestorePvMissing(dd_name.to_string()))?;
+        if !has_label(pv, dd_name) {
+            return Ok(RebindStep::RetainPv {
+                pv: pv_name,
+                patch: retain_patch(pv, dd_name),
+            });
+        }
+        return Ok(match &restore.pod {
+            Some(pod) if restore.pod_deleted || pod.metadata.deletion_timestamp.is_some() => {
+                RebindStep::Wait {
+                    why: format!("restore pod {namespace}/{dd_name} to be deleted"),
+                    touch_target: None,
+                }
+            }
+            Some(_) => RebindStep::DeleteRestorePod,
+            None => RebindStep::DeleteRestorePvc,
+        });
+    }
+
+    let target = &view.target;
+    let target_id = format!(
+        "{}/{}",
+        target.metadata.namespace.as_deref().unwrap_or_default(),
+        target.metadata.name.as_deref().unwrap_or_default()
+    );
+    let bound_to = bound_volume(target);
+    let Some(pv) = &view.marked_pv else {
+        // Done already: the target is bound to a PV that ferry no longer marks.
+        return match bound_to {
+            Some(pv) if pvc_phase(target) == "Bound" => Ok(RebindStep::Done { pv }),
+            _ => Err(RebindLost::RestorePvMissing(dd_name.to_string())),
+        };
+    };
+    let pv_name = pv.metadata.name.clone().unwrap_or_default();
+    if !points_at(pv, target) {
+        return Ok(RebindStep::HandToTarget {
+            patch: hand_to_target_patch(target),
+            pv: pv_name,
+        });
+    }
+    let pv_phase = pv
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_default();
+    if bound_to.as_deref() != Some(pv_name.as_str())
+        || pvc_phase(target) != "Bound"
+        || pv_phase != "Bound"
+    {
+        // The PV controller binds a claim to the PV reserved for it only when it looks at
+        // the claim: when the claim changes, or at its periodic resync (15 s by default).
+        // A change to the target makes it look now.
+        let touch_target = (bound_to.is_none() && bind_request_due(target, view.now)).then(|| {
+            json!({ "metadata": { "annotations": {
+                BIND_REQUESTED_ANNOTATION: view.now.round(k8s_openapi::jiff::Unit::Millisecond)
+                    .unwrap_or(view.now).to_string(),
+            } } })
+        });
+        return Ok(RebindStep::Wait {
+            why: format!(
+                "target PVC {target_id} and PV {pv_name} to be Bound (PVC {}, PV {pv_phase})",
+                pvc_phase(target),
+            ),
+            touch_target,
+        });
+    }
+    let untouch_target = has_annotation(target, BIND_REQUESTED_ANNOTATION)
+        .then(|| json!({ "metadata": { "annotations": { BIND_REQUESTED_ANNOTATION: null } } }));
+    Ok(RebindStep::Finish {
+        patch: reset_patch(pv),
+        pv: pv_name,
+        untouch_target,
+    })
+}
+
+/// Keep the PV whatever happens to its claims: Retain, its policy kept, ferry's label on it.
+fn retain_patch(pv: &PersistentVolume, dd_name: &str) -> Value {
+    let original = reclaim_policy(pv);
+    json!({
+        "metadata": {
+            "labels": { DATA_DOWNLOAD_LABEL: dd_name },
+            "annotations": { ORIGINAL_RECLAIM_ANNOTATION: original },
+        },
+        "spec": { "persistentVolumeReclaimPolicy": "Retain" },
+    })
+}
+
+/// The PV's claimRef pointed at the target PVC (no uid: the PV controller binds it and fills
+/// it in), with the labels the target's selector asks for.
+fn hand_to_target_patch(target: &PersistentVolumeClaim) -> Value {
+    let labels: serde_json::Map<String, Value> = target
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .and_then(|s| s.match_labels.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    json!({
+        "metadata": {
+            "labels": labels,
+            "annotations": { "pv.kubernetes.io/bound-by-controller": null },
+        },
+        "spec": { "claimRef": {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": target.metadata.namespace,
+            "name": target.metadata.name,
+            "uid": null,
+            "resourceVersion": null,
+        }},
+    })
+}
+
+/// The PV's own reclaim policy back, ferry's label and annotation gone.
+fn reset_patch(pv: &PersistentVolume) -> Value {
+    let original = pv
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ORIGINAL_RECLAIM_ANNOTATION).cloned())
+        .unwrap_or_else(|| "Delete".to_string());
+    json!({
+        "metadata": {
+            "labels": { DATA_DOWNLOAD_LABEL: null },
+            "annotations": { ORIGINAL_RECLAIM_ANNOTATION: null },
+        },
+        "spec": { "persistentVolumeReclaimPolicy": original },
+    })
+}
+
+/// The PV a claim is bound to, if any.
+fn bound_volume(pvc: &PersistentVolumeClaim) -> Option<String> {
+    pvc.spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the PV's claimRef names the target.
+fn points_at(pv: &PersistentVolume, target: &PersistentVolumeClaim) -> bool {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.claim_ref.as_ref())
+        .is_some_and(|c| c.namespace == target.metadata.namespace && c.name == target.metadata.name)
+}
+
+pub(crate) fn reclaim_policy(pv: &PersistentVolume) -> &str {
+    pv.spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+        .unwrap_or("Delete")
+}
+
+/// Whether ferry's label marks the PV as this restore's.
+pub(crate) fn has_label(pv: &PersistentVolume, dd_name: &str) -> bool {
+    pv.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(DATA_DOWNLOAD_LABEL))
+        .is_some_and(|v| v == dd_name)
+}
+
+fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
+    pvc.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Pending".to_string())
+}
+
+fn has_annotation(pvc: &PersistentVolumeClaim, key: &str) -> bool {
+    pvc.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(key))
+}
+
+/// Whether a target waiting for its PV should be touched: never yet, or not lately.
+fn bind_request_due(target: &PersistentVolumeClaim, now: Timestamp) -> bool {
+    let last = target
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(BIND_REQUESTED_ANNOTATION))
+        .and_then(|v| v.parse::<Timestamp>().ok());
+    match last {
+        None => true,
+        Some(at) => now.duration_since(at) >= BIND_REQUEST_INTERVAL,
+    }
+}
+
+#[cfg(test)]
+#[path = "rebind_tests.rs"]
+mod tests;

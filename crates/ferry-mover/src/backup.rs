@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ferry_repo::RepoError;
 use ferry_repo::backup::{BackupOptions, BackupSource};
 use ferry_repo::snapshot::Snapshot;
-use ferry_repo::{RepoError, Repository};
 
 use ferry_controller::crds::{
     ASYNC_OPERATION_ID_LABEL, BACKUP_NAME_LABEL, BACKUP_UID_LABEL, DataUpload,
@@ -19,7 +19,7 @@ use ferry_controller::data_mover_exit::DataMoverResult;
 
 use crate::VolumeMode;
 use crate::error::DataMoverError;
-use crate::location::{naming_password_source, open_location_backend, repository_password};
+use crate::location::{PasswordSource, open_location_backend};
 use crate::objects::{read_location, read_own};
 use crate::progress::ProgressReporter;
 
@@ -38,8 +38,7 @@ pub struct BackupMoverOptions {
     pub data_upload: String,
     pub volume_path: PathBuf,
     pub volume_mode: VolumeMode,
-    pub password_secret: String,
-    pub password: Option<String>,
+    pub password: PasswordSource,
     pub progress_interval: Duration,
 }
 
@@ -105,21 +104,16 @@ pub fn previous_snapshot(
 }
 
 /// The backend of the repository a DataUpload's snapshot lives in (its location's, for its
-/// source namespace) and the repository password: what the backup and the forget of a
-/// DataUpload both open.
-pub(crate) async fn upload_repository_access(
+/// source namespace): what the backup and the forget of a DataUpload both open.
+pub(crate) async fn upload_repository(
     client: &kube::Client,
     ns: &str,
     du: &DataUpload,
     du_id: &str,
-    password: Option<&str>,
-    password_secret: &str,
-) -> Result<(std::sync::Arc<dyn ferry_repo::backend::Backend>, String), DataMoverError> {
+) -> Result<std::sync::Arc<dyn ferry_repo::backend::Backend>, DataMoverError> {
     let named_by = format!("DataUpload {du_id}");
     let bsl = read_location(client, ns, &du.spec.backup_storage_location, &named_by).await?;
-    let backend = open_location_backend(client, ns, &bsl, &du.spec.source_namespace).await?;
-    let password = repository_password(client, ns, password, password_secret).await?;
-    Ok((backend, password))
+    open_location_backend(client, ns, &bsl, &du.spec.source_namespace).await
 }
 
 /// How long a data mover waits for another one that is creating the repository (deriving
@@ -135,23 +129,14 @@ pub async fn backup_data_upload(
     let ns = &options.namespace;
     let du_id = format!("{ns}/{}", options.data_upload);
     let (uploads, du) = read_own::<DataUpload>(client, ns, &options.data_upload).await?;
-    let (backend, password) = upload_repository_access(
-        client,
-        ns,
-        &du,
-        &du_id,
-        options.password.as_deref(),
-        &options.password_secret,
-    )
-    .await?;
+    let backend = upload_repository(client, ns, &du, &du_id).await?;
     // The first backup of a namespace creates its repository, as Velero's repository
     // ensurer does. Velero makes one DataUpload per volume and their data movers run at
     // once, on different nodes: exactly one creates the repository, the others wait for it.
-    let repo = Repository::open_or_init(backend, &password, None, REPOSITORY_CREATION_WAIT)
-        .await
-        .map_err(|e| {
-            naming_password_source(e, ns, options.password.as_deref(), &options.password_secret)
-        })?;
+    let repo = options
+        .password
+        .open_repository(client, ns, backend, Some(REPOSITORY_CREATION_WAIT))
+        .await?;
     let (snapshots, _) = repo.snapshots_skipping_unreadable().await?;
     let parent = previous_snapshot(
         snapshots,

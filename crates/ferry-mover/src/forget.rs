@@ -10,9 +10,9 @@ use ferry_controller::data_mover_exit::DataMoverResult;
 use ferry_repo::backend::FileType;
 use ferry_repo::{Id, RepoError, Repository};
 
-use crate::backup::{UPLOADER, UPLOADER_TAG, upload_repository_access};
+use crate::backup::{UPLOADER, UPLOADER_TAG, upload_repository};
 use crate::error::DataMoverError;
-use crate::location::naming_password_source;
+use crate::location::PasswordSource;
 use crate::objects::read_own;
 
 /// How long the data mover waits for a repository lock held by a backup or another forget.
@@ -23,8 +23,7 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(120);
 pub struct ForgetOptions {
     pub namespace: String,
     pub data_upload: String,
-    pub password_secret: String,
-    pub password: Option<String>,
+    pub password: PasswordSource,
     pub lock_wait: Duration,
 }
 
@@ -51,20 +50,13 @@ pub async fn forget_data_upload_snapshot(
             "DataUpload {du_id} snapshotID {snapshot_id:?} is not a snapshot id"
         ))
     })?;
-    let (backend, password) = upload_repository_access(
-        client,
-        ns,
-        &du,
-        &du_id,
-        options.password.as_deref(),
-        &options.password_secret,
-    )
-    .await?;
+    let backend = upload_repository(client, ns, &du, &du_id).await?;
     // A missing repository is an error, not "nothing to forget": the location may be
     // misconfigured, and the snapshot must not be given up on that.
-    let repo = Repository::open(backend, &password).await.map_err(|e| {
-        naming_password_source(e, ns, options.password.as_deref(), &options.password_secret)
-    })?;
+    let repo = options
+        .password
+        .open_repository(client, ns, backend, None)
+        .await?;
     let done = |kept: Option<String>| DataMoverResult {
         ok: true,
         snapshot_id: snapshot_id.clone(),

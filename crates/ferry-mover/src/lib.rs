@@ -24,7 +24,7 @@ pub use ferry_controller::data_mover_exit::{
     DataMoverResult, parse_termination_message, write_termination_message,
 };
 pub use forget::{ForgetOptions, LOCK_WAIT, forget_data_upload_snapshot};
-pub use location::{REPO_PASSWORD_SECRET, REPOSITORY_DIR};
+pub use location::{PasswordSource, REPO_PASSWORD_SECRET, REPOSITORY_DIR};
 pub use restore::{DataMoverOptions, restore_data_download};
 
 /// How the data mover writes the volume.

@@ -5,14 +5,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_controller::crds::{BackupStorageLocation, BackupStorageLocationSpec};
+use ferry_repo::Repository;
 use ferry_repo::backend::Backend;
 use ferry_repo::backend::local::LocalBackend;
 use ferry_repo::backend::retry::RetryingBackend;
 use ferry_repo::backend::s3::{S3Backend, S3Config};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use zeroize::Zeroizing;
 
 use crate::error::{DataMoverError, kube_err};
 
@@ -238,41 +241,64 @@ pub async fn open_location_backend(
     }
 }
 
-/// The repository password: given on the command line, else the secret's
-/// `repository-password` (a trailing newline, as `kubectl create secret --from-file` keeps
-/// it, is not part of it).
-pub async fn repository_password(
-    client: &kube::Client,
-    namespace: &str,
-    given: Option<&str>,
-    secret: &str,
-) -> Result<String, DataMoverError> {
-    Ok(match given {
-        Some(p) => p.to_string(),
-        None => secret_value(client, namespace, secret, REPO_PASSWORD_KEY)
-            .await?
-            .trim_end_matches(['\n', '\r'])
-            .to_string(),
-    })
+/// Where a data mover's repository password comes from: given on its command line, else
+/// Velero's secret (in the data mover's namespace) under `repository-password`.
+#[derive(Debug, Clone)]
+pub struct PasswordSource {
+    /// The secret's name.
+    pub secret: String,
+    /// A password given directly wins over the secret.
+    pub given: Option<String>,
 }
 
-/// The repository's own wrong-password message points at the CLI's `--password-file`; a
-/// data mover's password comes from a secret, which the message then names.
-pub(crate) fn naming_password_source(
-    err: ferry_repo::RepoError,
-    namespace: &str,
-    given: Option<&str>,
-    secret: &str,
-) -> DataMoverError {
-    match err {
-        ferry_repo::RepoError::WrongPassword { location } if given.is_none() => {
-            DataMoverError::WrongSecretPassword {
-                location,
-                secret: format!("{namespace}/{secret}"),
-                key: REPO_PASSWORD_KEY,
+impl PasswordSource {
+    /// The password (a trailing newline, as `kubectl create secret --from-file` keeps it, is
+    /// not part of it).
+    pub async fn read(
+        &self,
+        client: &kube::Client,
+        namespace: &str,
+    ) -> Result<Zeroizing<String>, DataMoverError> {
+        Ok(Zeroizing::new(match &self.given {
+            Some(p) => p.clone(),
+            None => secret_value(client, namespace, &self.secret, REPO_PASSWORD_KEY)
+                .await?
+                .trim_end_matches(['\n', '\r'])
+                .to_string(),
+        }))
+    }
+
+    /// Opens the repository behind `backend` with this password. With `create_wait`, a
+    /// repository that does not exist yet is created (and one that another data mover is
+    /// creating is waited for that long), as Velero's repository ensurer does.
+    pub async fn open_repository(
+        &self,
+        client: &kube::Client,
+        namespace: &str,
+        backend: Arc<dyn Backend>,
+        create_wait: Option<Duration>,
+    ) -> Result<Repository, DataMoverError> {
+        let password = self.read(client, namespace).await?;
+        let opened = match create_wait {
+            Some(wait) => Repository::open_or_init(backend, &password, None, wait).await,
+            None => Repository::open(backend, &password).await,
+        };
+        opened.map_err(|err| self.named_in(err, namespace))
+    }
+
+    /// The repository's own wrong-password message points at the CLI's `--password-file`; a
+    /// data mover's password comes from a secret, which the message then names.
+    fn named_in(&self, err: ferry_repo::RepoError, namespace: &str) -> DataMoverError {
+        match err {
+            ferry_repo::RepoError::WrongPassword { location } if self.given.is_none() => {
+                DataMoverError::WrongSecretPassword {
+                    location,
+                    secret: format!("{namespace}/{}", self.secret),
+                    key: REPO_PASSWORD_KEY,
+                }
             }
+            other => other.into(),
         }
-        other => other.into(),
     }
 }
 

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use ferry_controller::crds::DataDownload;
 use ferry_controller::data_mover_exit::DataMoverResult;
-use ferry_repo::{Repository, RestoreOptions, RestoreTarget};
+use ferry_repo::{RestoreOptions, RestoreTarget};
 
 use crate::VolumeMode;
 use crate::error::DataMoverError;
-use crate::location::{naming_password_source, open_location_backend, repository_password};
+use crate::location::{PasswordSource, open_location_backend};
 use crate::objects::{read_location, read_own};
 use crate::progress::ProgressReporter;
 
@@ -21,10 +21,7 @@ pub struct DataMoverOptions {
     pub data_download: String,
     pub volume_path: PathBuf,
     pub volume_mode: VolumeMode,
-    /// Secret (in `namespace`) holding the repository password under `repository-password`.
-    pub password_secret: String,
-    /// A password given directly wins over the secret.
-    pub password: Option<String>,
+    pub password: PasswordSource,
     /// How often progress goes into the DataDownload's status.
     pub progress_interval: Duration,
 }
@@ -41,16 +38,10 @@ pub async fn restore_data_download(
     let named_by = format!("DataDownload {dd_id}");
     let bsl = read_location(client, ns, &dd.spec.backup_storage_location, &named_by).await?;
     let backend = open_location_backend(client, ns, &bsl, &dd.spec.source_namespace).await?;
-    let password = repository_password(
-        client,
-        ns,
-        options.password.as_deref(),
-        &options.password_secret,
-    )
-    .await?;
-    let repo = Repository::open(backend, &password).await.map_err(|e| {
-        naming_password_source(e, ns, options.password.as_deref(), &options.password_secret)
-    })?;
+    let repo = options
+        .password
+        .open_repository(client, ns, backend, None)
+        .await?;
     let snapshot = repo.find_snapshot(&dd.spec.snapshot_id).await?;
     tracing::info!(data_download = %dd_id, snapshot = %dd.spec.snapshot_id, location = %repo.location(), "restoring");
 

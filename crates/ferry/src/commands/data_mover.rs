@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use ferry_mover::{
     BackupMoverOptions, DataMoverOptions, DataMoverResult, ForgetOptions, LOCK_WAIT,
-    REPO_PASSWORD_SECRET, VolumeMode, backup_data_upload, forget_data_upload_snapshot,
-    restore_data_download, write_termination_message,
+    PasswordSource, REPO_PASSWORD_SECRET, VolumeMode, backup_data_upload,
+    forget_data_upload_snapshot, restore_data_download, write_termination_message,
 };
 
 #[derive(clap::Subcommand, Debug)]
@@ -120,8 +120,10 @@ async fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let options = ForgetOptions {
         namespace: args.namespace.clone(),
         data_upload: args.data_upload.clone(),
-        password_secret: args.password_secret.clone(),
-        password: args.password.clone(),
+        password: PasswordSource {
+            secret: args.password_secret.clone(),
+            given: args.password.clone(),
+        },
         lock_wait: LOCK_WAIT,
     };
     let outcome = match kube::Client::try_default().await {
@@ -140,8 +142,10 @@ async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         data_upload: args.data_upload.clone(),
         volume_path: m.volume_path.clone(),
         volume_mode: m.volume_mode(),
-        password_secret: m.password_secret.clone(),
-        password: m.password.clone(),
+        password: PasswordSource {
+            secret: m.password_secret.clone(),
+            given: m.password.clone(),
+        },
         progress_interval: m.progress_interval(),
     };
     let outcome = match kube::Client::try_default().await {
@@ -160,8 +164,10 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         data_download: args.data_download.clone(),
         volume_path: m.volume_path.clone(),
         volume_mode: m.volume_mode(),
-        password_secret: m.password_secret.clone(),
-        password: m.password.clone(),
+        password: PasswordSource {
+            secret: m.password_secret.clone(),
+            given: m.password.clone(),
+        },
         progress_interval: m.progress_interval(),
     };
     let outcome = match kube::Client::try_default().await {

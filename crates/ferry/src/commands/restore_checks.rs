@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use ferry_controller::crds::BackupStorageLocation;
 use ferry_mover::location::{
-    RepositoryLocation, open_location_backend, repository_location, repository_password,
+    PasswordSource, RepositoryLocation, open_location_backend, repository_location,
 };
 use ferry_repo::Repository;
 use ferry_repo::stats::StatsMode;
@@ -87,7 +87,12 @@ pub async fn check(client: &kube::Client, r: &Request<'_>) -> anyhow::Result<Che
             }
         );
     };
-    let password = repository_password(client, r.namespace, None, r.password_secret)
+    let password = PasswordSource {
+        secret: r.password_secret.to_string(),
+        given: None,
+    };
+    let password = password
+        .read(client, r.namespace)
         .await
         .context("reading the repository password the controller uses")?;
     if !r.open_repository {

@@ -7,6 +7,7 @@ pub mod backup_deletion;
 pub mod cluster;
 pub mod crds;
 pub mod data_mover_exit;
+pub mod events;
 pub mod expose;
 pub mod expose_snapshot;
 pub mod install;

@@ -150,18 +150,10 @@ impl Controller {
     pub(super) async fn last_warning(&self, ns: &str, kind: &str, name: &str) -> Option<Warning> {
         let events: Api<Event> = Api::namespaced(self.options.client.clone(), ns);
         let list = events.list(&ListParams::default()).await.ok()?;
-        list.items
-            .into_iter()
-            .filter(|e| {
-                e.involved_object.name.as_deref() == Some(name)
-                    && e.involved_object.kind.as_deref() == Some(kind)
-                    && e.type_.as_deref() == Some("Warning")
-            })
-            .max_by_key(|e| e.last_timestamp.clone().map(|t| t.0))
-            .map(|e| Warning {
-                reason: e.reason.unwrap_or_default(),
-                message: e.message.unwrap_or_default(),
-            })
+        crate::events::latest_warning(&list.items, kind, name).map(|e| Warning {
+            reason: e.reason.clone().unwrap_or_default(),
+            message: e.message.clone().unwrap_or_default(),
+        })
     }
 
     /// The merge patch that accepts a DataDownload or DataUpload: its finalizer list with

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ferry_controller::events::event_time;
 use k8s_openapi::api::core::v1::Event;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, ListParams};
@@ -193,15 +194,6 @@ pub async fn events_for(
         .collect();
     events.sort_by_key(event_time);
     Ok(events)
-}
-
-fn event_time(e: &Event) -> Option<k8s_openapi::jiff::Timestamp> {
-    e.last_timestamp
-        .as_ref()
-        .or(e.first_timestamp.as_ref())
-        .map(|t| t.0)
-        .or_else(|| e.event_time.as_ref().map(|t| t.0))
-        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 /// The `Events:` block of `describe`, as kubectl prints it (the last ten).

@@ -188,9 +188,20 @@ fn crd_status(crd: &mut Value) {
             stored.push(v);
         }
     }
+    // A condition that was True already keeps its transition time: restamping it would
+    // make every write a change (a second `ferry install` would report "configured").
+    let previous = crd["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let condition = |type_: &str, reason: &str, message: &str| {
+        let since = previous
+            .iter()
+            .find(|c| c["type"] == type_ && c["status"] == "True")
+            .map(|c| c["lastTransitionTime"].clone())
+            .unwrap_or_else(|| json!(now));
         json!({
-            "type": type_, "status": "True", "lastTransitionTime": now,
+            "type": type_, "status": "True", "lastTransitionTime": since,
             "reason": reason, "message": message,
         })
     };

@@ -292,6 +292,50 @@ async fn custom_resources_are_served_once_their_crd_exists() {
 }
 
 #[tokio::test]
+async fn reapplying_a_crd_unchanged_later_writes_nothing() {
+    let (server, client) = start().await;
+    let crd = widget_crd("Namespaced", "widgets", "Widget");
+    install_crd(&client, &crd).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let before = crds.get("widgets.example.com").await.unwrap();
+    // The conditions' transition times are whole seconds: a write in a later second that
+    // restamped them would be a change.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let params = PatchParams::apply("test").force();
+    let after = crds
+        .patch("widgets.example.com", &params, &Patch::Apply(&crd))
+        .await
+        .unwrap();
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "an apply that changes nothing is not written"
+    );
+    // A real change is written, and the conditions keep their transition times.
+    let mut changed = crd.clone();
+    changed.spec.names.short_names = Some(vec!["wd".into()]);
+    let after = crds
+        .patch("widgets.example.com", &params, &Patch::Apply(&changed))
+        .await
+        .unwrap();
+    assert_ne!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    let times = |c: &CustomResourceDefinition| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.last_transition_time)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(times(&after), times(&before));
+    assert_eq!(times(&after).len(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn cluster_scoped_custom_resources_work() {
     let (server, client) = start().await;
     install_crd(&client, &widget_crd("Cluster", "gadgets", "Gadget")).await;

@@ -425,7 +425,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
          start-up = the same step for a set of one 4 KiB file (its backup into the same repository, made \
          before the data set's; its restore from there; the untar of its tar), w/o start-up = size / (wall - start-up); the restores rotate which tool goes first; \
          CPU = user+system of the process; each step starts after sync with {}; targets: {}; \
-         restic {} with --compression auto, ferry zstd level 3; {}",
+         restic {} with --compression auto, ferry zstd level {}; {}",
         if bench.whole_cache {
             "the whole page cache dropped"
         } else {
@@ -442,6 +442,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
             ),
         },
         tool_version("restic"),
+        ferry_repo::compression::LEVEL,
         if bench.rustic {
             format!("rustic {}", tool_version("rustic"))
         } else {

@@ -129,8 +129,8 @@ async fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let outcome = match kube::Client::try_default().await {
         Ok(client) => forget_data_upload_snapshot(&client, &options)
             .await
-            .map_err(anyhow::Error::from),
-        Err(err) => Err(anyhow::Error::from(err).context("cannot reach the Kubernetes API")),
+            .map_err(Into::into),
+        Err(err) => Err(unreachable_api(err)),
     };
     finish(outcome, &args.termination_message_path)
 }
@@ -151,8 +151,8 @@ async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let outcome = match kube::Client::try_default().await {
         Ok(client) => backup_data_upload(&client, &options)
             .await
-            .map_err(anyhow::Error::from),
-        Err(err) => Err(anyhow::Error::from(err).context("cannot reach the Kubernetes API")),
+            .map_err(Into::into),
+        Err(err) => Err(unreachable_api(err)),
     };
     finish(outcome, &m.termination_message_path)
 }
@@ -173,10 +173,14 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
     let outcome = match kube::Client::try_default().await {
         Ok(client) => restore_data_download(&client, &options)
             .await
-            .map_err(anyhow::Error::from),
-        Err(err) => Err(anyhow::Error::from(err).context("cannot reach the Kubernetes API")),
+            .map_err(Into::into),
+        Err(err) => Err(unreachable_api(err)),
     };
     finish(outcome, &m.termination_message_path)
+}
+
+fn unreachable_api(err: kube::Error) -> anyhow::Error {
+    anyhow::Error::from(err).context("cannot reach the Kubernetes API")
 }
 
 /// Writes the termination message for the controller and prints the outcome.

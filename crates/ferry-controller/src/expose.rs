@@ -21,7 +21,8 @@ use serde_json::json;
 use crate::cluster::{OpError, RestoreCluster};
 use crate::crds::DataDownload;
 use crate::rebind::{
-    self, RebindLost, RebindStep, RebindView, RestoreSide, has_label, reclaim_policy,
+    self, RebindLost, RebindStep, RebindView, RestoreSide, bound_volume, has_label, pvc_phase,
+    reclaim_policy,
 };
 
 /// Set by the scheduler on a WaitForFirstConsumer PVC once its consumer pod has a node.
@@ -157,12 +158,7 @@ pub fn check_target(
     ignore_delay_binding: bool,
 ) -> Result<TargetState, ExposeError> {
     let target = target.ok_or_else(|| ExposeError::TargetNotFound(target_name.to_string()))?;
-    if target
-        .spec
-        .as_ref()
-        .and_then(|s| s.volume_name.as_deref())
-        .is_some_and(|v| !v.is_empty())
-    {
+    if bound_volume(target).is_some() {
         return Err(ExposeError::TargetAlreadyBound(target_name.to_string()));
     }
     let selected_node = target
@@ -669,31 +665,25 @@ impl<C: RestoreCluster> RestoreExposer<C> {
     }
 
     /// One pass of rebind: look at the cluster, ask [`rebind::next_step`] what follows, do
-    /// it. Deleting the restore pod is looked past at once (a pod without volumes to unmount
-    /// is gone by then); every other step waits for the next pass.
+    /// it. After deleting the restore pod only the pod is looked at again, and the pass goes
+    /// on if it is gone (a pod without volumes to unmount is gone by then); every other step
+    /// waits for the next pass.
     pub async fn rebind(
         &self,
         dd_name: &str,
         target_ns: &str,
         target_name: &str,
     ) -> Result<RebindState, ExposeError> {
-        let mut pod_deleted = false;
+        let mut view = self.observe_rebind(dd_name, target_ns, target_name).await?;
         loop {
-            let view = self
-                .observe_rebind(dd_name, target_ns, target_name, pod_deleted)
-                .await?;
-            match rebind::next_step(&view, &self.namespace)? {
-                RebindStep::DeleteRestorePod if !pod_deleted => {
-                    self.cluster
-                        .delete_pod(&self.namespace, dd_name)
-                        .await
-                        .map_err(|err| ExposeError::DeletePod {
-                            pod: dd_name.to_string(),
-                            err,
-                        })?;
-                    pod_deleted = true;
-                }
-                step => return self.act(step, dd_name, &view.target).await,
+            let step = rebind::next_step(&view, &self.namespace)?;
+            if let Some(state) = self.act(step, dd_name, &view.target).await? {
+                return Ok(state);
+            }
+            // The pod was deleted: next_step sees that and does not ask for it again.
+            if let Some(restore) = view.restore.as_mut() {
+                restore.pod = self.cluster.get_pod(&self.namespace, dd_name).await?;
+                restore.pod_deleted = true;
             }
         }
     }
@@ -704,7 +694,6 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         dd_name: &str,
         target_ns: &str,
         target_name: &str,
-        pod_deleted: bool,
     ) -> Result<RebindView, ExposeError> {
         let ns = &self.namespace;
         let target = self
@@ -725,16 +714,16 @@ impl<C: RestoreCluster> RestoreExposer<C> {
             now: jiff::Timestamp::now(),
         };
         if let Some(pvc) = self.cluster.get_pvc(ns, dd_name).await? {
-            let pv = match pvc.spec.as_ref().and_then(|s| s.volume_name.as_deref()) {
-                Some(pv) if !pv.is_empty() => self.cluster.get_pv(pv).await?,
-                _ => None,
+            let pv = match bound_volume(&pvc) {
+                Some(pv) => self.cluster.get_pv(&pv).await?,
+                None => None,
             };
             let pod = self.cluster.get_pod(ns, dd_name).await?;
             view.restore = Some(RestoreSide {
                 pvc,
                 pv,
                 pod,
-                pod_deleted,
+                pod_deleted: false,
             });
         } else {
             view.marked_pv = self
@@ -747,18 +736,19 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         Ok(view)
     }
 
-    /// Does one rebind step; says where rebind stands after it.
+    /// Does one rebind step; says where rebind stands after it, or None when the pass is to
+    /// look at the restore pod again (it was just deleted).
     async fn act(
         &self,
         step: RebindStep,
         dd_name: &str,
         target: &PersistentVolumeClaim,
-    ) -> Result<RebindState, ExposeError> {
+    ) -> Result<Option<RebindState>, ExposeError> {
         let ns = &self.namespace;
         let target_ns = target.metadata.namespace.as_deref().unwrap_or_default();
         let target_name = target.metadata.name.as_deref().unwrap_or_default();
         let target_id = format!("{target_ns}/{target_name}");
-        match step {
+        let state = match step {
             RebindStep::RetainPv { pv, patch } => {
                 self.cluster
                     .patch_pv(&pv, &patch)
@@ -767,11 +757,17 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         pv: pv.clone(),
                         err,
                     })?;
-                Ok(RebindState::Waiting(format!("PV {pv} to be retained")))
+                RebindState::Waiting(format!("PV {pv} to be retained"))
             }
-            RebindStep::DeleteRestorePod => Ok(RebindState::Waiting(format!(
-                "restore pod {ns}/{dd_name} to be deleted"
-            ))),
+            RebindStep::DeleteRestorePod => {
+                self.cluster.delete_pod(ns, dd_name).await.map_err(|err| {
+                    ExposeError::DeletePod {
+                        pod: dd_name.to_string(),
+                        err,
+                    }
+                })?;
+                return Ok(None);
+            }
             RebindStep::DeleteRestorePvc => {
                 self.cluster.delete_pvc(ns, dd_name).await.map_err(|err| {
                     ExposeError::DeletePvc {
@@ -779,9 +775,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         err,
                     }
                 })?;
-                Ok(RebindState::Waiting(format!(
-                    "restore PVC {ns}/{dd_name} to be deleted"
-                )))
+                RebindState::Waiting(format!("restore PVC {ns}/{dd_name} to be deleted"))
             }
             RebindStep::HandToTarget { pv, patch } => {
                 self.cluster
@@ -792,9 +786,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         target: target_id.clone(),
                         err,
                     })?;
-                Ok(RebindState::Waiting(format!(
-                    "target PVC {target_id} to bind to PV {pv}"
-                )))
+                RebindState::Waiting(format!("target PVC {target_id} to bind to PV {pv}"))
             }
             RebindStep::Wait { why, touch_target } => {
                 // Best effort: without it the resync binds the claim a little later (an
@@ -804,7 +796,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                 {
                     tracing::warn!(target = %target_id, error = %err, "cannot annotate the target PVC to have it bound at once");
                 }
-                Ok(RebindState::Waiting(why))
+                RebindState::Waiting(why)
             }
             RebindStep::Finish {
                 pv,
@@ -830,10 +822,11 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         err,
                     }
                 })?;
-                Ok(RebindState::Done { pv })
+                RebindState::Done { pv }
             }
-            RebindStep::Done { pv } => Ok(RebindState::Done { pv }),
-        }
+            RebindStep::Done { pv } => RebindState::Done { pv },
+        };
+        Ok(Some(state))
     }
 
     /// Removes what the restore created: pod, PVC, and a PV rebind had retained but not yet
@@ -844,11 +837,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         // A restore PV of a StorageClass that retains volumes would outlive its claim
         // (Released, forever): as Velero, it gets Delete before the claim goes.
         if let Some(pvc) = self.cluster.get_pvc(ns, dd_name).await?
-            && let Some(pv_name) = pvc
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_name.clone())
-                .filter(|v| !v.is_empty())
+            && let Some(pv_name) = bound_volume(&pvc)
             && let Some(pv) = self.cluster.get_pv(&pv_name).await?
             && reclaim_policy(&pv) != "Delete"
             && !has_label(&pv, dd_name)
@@ -943,13 +932,6 @@ pub fn pod_abnormal(pod: &Pod) -> Option<(String, String)> {
             message.map(|m| format!(": {m}")).unwrap_or_default(),
         )
     })
-}
-
-fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
-    pvc.status
-        .as_ref()
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_else(|| "Pending".to_string())
 }
 
 #[cfg(test)]

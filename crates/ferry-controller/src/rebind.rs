@@ -6,6 +6,17 @@
 //! a restart) is harmless: the restore PV gets Retain and ferry's label (so it outlives its
 //! claim), the restore pod and then the restore PVC go, the PV's claimRef is pointed at the
 //! target PVC, the PV controller binds the two, and the PV gets its reclaim policy back.
+//!
+//! Why this order is safe: the restore PVC is deleted only after the API server accepted
+//! Retain, so every version of the PV that says Released also says Retain. The PV controller
+//! writes Released with the resourceVersion it read (a stale view of the PV conflicts and is
+//! read again), and provisioners delete only a PV whose phase is Released and whose policy is
+//! Delete in the same version; the policy goes back only once the PV is Bound to the target.
+//!
+//! Why not reserve the PV for the target first: the restore PVC would then be a bound claim
+//! whose PV names another claim, and the PV controller marks it Lost (Warning events
+//! ClaimMisbound/ClaimLost, "Data on the volume is lost!") when its deletion updates it. A
+//! successful restore leaves no Warning.
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -42,7 +53,7 @@ pub struct RestoreSide {
     /// The PV the restore PVC is bound to (None: not bound, or the PV is gone).
     pub pv: Option<PersistentVolume>,
     pub pod: Option<Pod>,
-    /// The pod was deleted in this pass already (a fake or a slow API may still list it).
+    /// The pod was deleted in this pass already (a slow API may still list it).
     pub pod_deleted: bool,
 }
 
@@ -51,7 +62,7 @@ pub struct RestoreSide {
 pub enum RebindStep {
     /// Mark the PV with ferry's label and set Retain, keeping its policy in an annotation.
     RetainPv { pv: String, patch: Value },
-    /// Remove the restore pod (it mounts the volume); look again at once.
+    /// Remove the restore pod (it mounts the volume); look at the pod again at once.
     DeleteRestorePod,
     /// Remove the restore PVC; its PV stays (Retain).
     DeleteRestorePvc,
@@ -224,7 +235,7 @@ fn reset_patch(pv: &PersistentVolume) -> Value {
 }
 
 /// The PV a claim is bound to, if any.
-fn bound_volume(pvc: &PersistentVolumeClaim) -> Option<String> {
+pub(crate) fn bound_volume(pvc: &PersistentVolumeClaim) -> Option<String> {
     pvc.spec
         .as_ref()
         .and_then(|s| s.volume_name.clone())
@@ -255,7 +266,8 @@ pub(crate) fn has_label(pv: &PersistentVolume, dd_name: &str) -> bool {
         .is_some_and(|v| v == dd_name)
 }
 
-fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
+/// A claim's phase; Pending before the API server wrote one.
+pub(crate) fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
     pvc.status
         .as_ref()
         .and_then(|s| s.phase.clone())

@@ -96,6 +96,13 @@ pub struct MoverArgs {
 }
 
 impl MoverArgs {
+    fn password_source(&self) -> PasswordSource {
+        PasswordSource {
+            secret: self.password_secret.clone(),
+            given: self.password.clone(),
+        }
+    }
+
     fn volume_mode(&self) -> VolumeMode {
         match self.volume_mode {
             VolumeModeArg::Filesystem => VolumeMode::Filesystem,
@@ -142,10 +149,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
         data_upload: args.data_upload.clone(),
         volume_path: m.volume_path.clone(),
         volume_mode: m.volume_mode(),
-        password: PasswordSource {
-            secret: m.password_secret.clone(),
-            given: m.password.clone(),
-        },
+        password: m.password_source(),
         progress_interval: m.progress_interval(),
     };
     let outcome = match kube::Client::try_default().await {
@@ -164,10 +168,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<ExitCode> {
         data_download: args.data_download.clone(),
         volume_path: m.volume_path.clone(),
         volume_mode: m.volume_mode(),
-        password: PasswordSource {
-            secret: m.password_secret.clone(),
-            given: m.password.clone(),
-        },
+        password: m.password_source(),
         progress_interval: m.progress_interval(),
     };
     let outcome = match kube::Client::try_default().await {

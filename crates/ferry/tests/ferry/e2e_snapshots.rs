@@ -228,6 +228,29 @@ on_both_clusters! {
         let stored: Vec<_> = std::fs::read_dir(data_dir.join("snapshots")).unwrap().collect();
         assert!(stored.is_empty(), "snapshot data left behind: {stored:?}");
 
+        // Snapshots deleted as soon as they are made (before, while or after their content
+        // is made, as a failed backup deletes its snapshot) leave no content behind.
+        // Each is deleted while later ones are made, so the controller meets them at every
+        // step of their binding.
+        let names: Vec<String> = (0..24).map(|i| format!("short-lived-{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            create(&app_snapshots, json!({
+                "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+                "metadata": {"name": name, "namespace": "app"},
+                "spec": {"source": {"persistentVolumeClaimName": "data"}},
+            })).await;
+            if i >= 3 {
+                app_snapshots.delete(&names[i - 3], &DeleteParams::default()).await.unwrap();
+            }
+        }
+        for name in &names[names.len() - 3..] {
+            app_snapshots.delete(name, &DeleteParams::default()).await.unwrap();
+        }
+        gone(&app_snapshots, "the short-lived snapshots deleted").await;
+        gone(&contents(&client), "the short-lived snapshots' contents deleted").await;
+        let stored: Vec<_> = std::fs::read_dir(data_dir.join("snapshots")).unwrap().collect();
+        assert!(stored.is_empty(), "snapshot data left behind: {stored:?}");
+
         // Snapshots that cannot be taken say why.
         create(&app_snapshots, json!({
             "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",

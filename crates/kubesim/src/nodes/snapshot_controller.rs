@@ -8,10 +8,12 @@
 //! - binds a VolumeSnapshot of a pre-provisioned content whose `volumeSnapshotRef` names it
 //!   (setting the ref's uid when missing);
 //! - copies the bound content's status to the snapshot (`readyToUse`, `restoreSize` as a
-//!   quantity, `creationTime`, `error`) and keeps the finalizers
-//!   (`volumesnapshot-as-source-protection`, `volumesnapshot-bound-protection` on snapshots,
-//!   `volumesnapshotcontent-bound-protection` on bound contents);
-//! - deletes a snapshot: marks its content `volumesnapshot-being-deleted` (the driver's
+//!   quantity, `creationTime`, `error`) and keeps the finalizers: on every snapshot
+//!   `volumesnapshot-as-source-protection`, set before its content is made, and
+//!   `volumesnapshot-bound-protection` once bound to a content of policy Delete;
+//!   `volumesnapshotcontent-bound-protection` on bound contents;
+//! - deletes a snapshot: marks its content (named by its status, or for a snapshot of a
+//!   claim by the fixed `snapcontent-<uid>`) `volumesnapshot-being-deleted` (the driver's
 //!   sidecar then lets it go), deletes the content when its policy is Delete and waits for
 //!   it to be gone, then removes the snapshot's finalizers.
 //!
@@ -67,6 +69,14 @@ fn now() -> String {
         .round(k8s_openapi::jiff::Unit::Second)
         .map(|t| t.to_string())
         .unwrap_or_default()
+}
+
+/// The name the controller gives the content it makes for a snapshot of a claim.
+fn dynamic_content_name(snapshot: &VolumeSnapshot) -> String {
+    format!(
+        "snapcontent-{}",
+        snapshot.metadata.uid.as_deref().unwrap_or_default()
+    )
 }
 
 fn has(meta: &ObjectMeta, finalizer: &str) -> bool {
@@ -158,10 +168,19 @@ impl SnapshotController {
         if snapshot.metadata.deletion_timestamp.is_some() {
             return self.delete_snapshot(snapshot, watch).await;
         }
-        let Some(content_name) = snapshot.bound_content_name() else {
-            return self.bind(snapshot, watch, cache).await;
-        };
-        let wanted = [SNAPSHOT_SOURCE_FINALIZER, SNAPSHOT_BOUND_FINALIZER];
+        // The finalizers come first, before any content is made: a snapshot deleted while
+        // its content is being created waits for the deletion to find that content.
+        let bound_content = snapshot
+            .bound_content_name()
+            .and_then(|n| watch.content(n))
+            .filter(|c| c.bound_to(snapshot));
+        let mut wanted = vec![SNAPSHOT_SOURCE_FINALIZER];
+        if bound_content
+            .as_ref()
+            .is_some_and(|c| c.spec.deletion_policy == "Delete")
+        {
+            wanted.push(SNAPSHOT_BOUND_FINALIZER);
+        }
         if wanted.iter().any(|f| !has(&snapshot.metadata, f)) {
             let mut finalizers = snapshot.metadata.finalizers.clone().unwrap_or_default();
             for f in wanted {
@@ -182,6 +201,9 @@ impl SnapshotController {
                 .await?;
             return Ok(());
         }
+        let Some(content_name) = snapshot.bound_content_name() else {
+            return self.bind(snapshot, watch, cache).await;
+        };
         let Some(content) = watch.content(content_name) else {
             return Ok(());
         };
@@ -380,7 +402,7 @@ impl SnapshotController {
             }
         };
         let class_name = class.metadata.name.clone().unwrap_or_default();
-        let content_name = format!("snapcontent-{uid}");
+        let content_name = dynamic_content_name(snapshot);
         let content = serde_json::json!({
             "apiVersion": "snapshot.storage.k8s.io/v1",
             "kind": "VolumeSnapshotContent",
@@ -418,10 +440,27 @@ impl SnapshotController {
         snapshot: &VolumeSnapshot,
         watch: &SnapshotWatch,
     ) -> anyhow::Result<()> {
-        let content = snapshot
-            .bound_content_name()
-            .and_then(|n| watch.content(n))
-            .filter(|c| c.bound_to(snapshot));
+        // A dynamic snapshot's content may exist before the snapshot's status names it (the
+        // snapshot deleted right after its content was made): it is found by its fixed name.
+        let content_name = match snapshot.bound_content_name() {
+            Some(name) => Some(name.to_string()),
+            None => snapshot
+                .spec
+                .source
+                .persistent_volume_claim_name
+                .as_ref()
+                .map(|_| dynamic_content_name(snapshot)),
+        };
+        // The watch may not have shown a content this controller made a moment ago: ask the
+        // server before letting the snapshot go without it.
+        let content = match content_name {
+            Some(name) => match watch.content(&name) {
+                Some(content) => Some(content),
+                None => self.contents().get_opt(&name).await?.map(Arc::new),
+            },
+            None => None,
+        }
+        .filter(|c| c.bound_to(snapshot));
         if let Some(content) = content {
             let annotated = content
                 .metadata

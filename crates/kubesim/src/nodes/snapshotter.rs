@@ -5,7 +5,8 @@
 //!
 //! - a dynamic content (`source.volumeHandle`) not ready yet: take the snapshot (a copy of
 //!   the volume, see [`snapshot_data`]) and set `status` (`snapshotHandle`, `readyToUse`,
-//!   `restoreSize` = the source PV's capacity, `creationTime`);
+//!   `restoreSize` = the source PV's capacity, `creationTime`); a content gone before that
+//!   status could be written (deleted before it was protected) has its new snapshot deleted;
 //! - a pre-provisioned content (`source.snapshotHandle`) not ready yet: check the snapshot
 //!   exists and set the same status from its record;
 //! - a content being deleted that the snapshot-controller marked `volumesnapshot-being-deleted`
@@ -159,6 +160,7 @@ impl Snapshotter {
         if content.metadata.deletion_timestamp.is_some() || content.is_ready() {
             return Ok(());
         }
+        let taken_here = content.spec.source.volume_handle.is_some();
         let result = if let Some(volume_handle) = &content.spec.source.volume_handle {
             self.take(content, volume_handle, cache).await
         } else if let Some(handle) = &content.spec.source.snapshot_handle {
@@ -174,12 +176,26 @@ impl Snapshotter {
         };
         match result {
             Ok((handle, record)) => {
-                api.patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&ready_status(&handle, &record)),
-                )
-                .await?;
+                match api
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&ready_status(&handle, &record)),
+                    )
+                    .await
+                {
+                    Ok(_) => {}
+                    // The content went while its snapshot was taken (deleted before it was
+                    // protected): nothing names the new snapshot, so it goes too.
+                    Err(kube::Error::Api(e)) if e.code == 404 && taken_here => {
+                        let data_dir = self.data_dir.clone();
+                        tokio::task::spawn_blocking(move || {
+                            snapshot_data::delete(&data_dir, &handle)
+                        })
+                        .await??;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(error) => {
                 let message = format!("Failed to check and update snapshot content: {error:#}");

@@ -573,6 +573,17 @@ pub enum RebindState {
     Done { pv: String },
 }
 
+/// At most this many rebind steps in one pass (the whole path is six; a cluster that keeps
+/// showing a stale object cannot hold a pass for long).
+const MAX_REBIND_STEPS_PER_PASS: usize = 8;
+
+/// What this pass of rebind has deleted already (a slow API may still show it unchanged).
+#[derive(Debug, Default)]
+struct Deleted {
+    pod: bool,
+    pvc: bool,
+}
+
 /// Creates, inspects, rebinds and removes a restore's objects.
 pub struct RestoreExposer<C> {
     pub cluster: C,
@@ -665,27 +676,37 @@ impl<C: RestoreCluster> RestoreExposer<C> {
     }
 
     /// One pass of rebind: look at the cluster, ask [`rebind::next_step`] what follows, do
-    /// it. After deleting the restore pod only the pod is looked at again, and the pass goes
-    /// on if it is gone (a pod without volumes to unmount is gone by then); every other step
-    /// waits for the next pass.
+    /// it, and look again while the step needed no other controller's answer (the next look
+    /// reads ferry's own writes): retaining the PV, deleting the restore pod and PVC and
+    /// handing the PV to the target follow one another in one pass; waiting for the pod and
+    /// claim to go, or for the PV controller to bind the target, ends it.
     pub async fn rebind(
         &self,
         dd_name: &str,
         target_ns: &str,
         target_name: &str,
     ) -> Result<RebindState, ExposeError> {
-        let mut view = self.observe_rebind(dd_name, target_ns, target_name).await?;
-        loop {
+        let mut deleted = Deleted::default();
+        for _ in 0..MAX_REBIND_STEPS_PER_PASS {
+            let mut view = self.observe_rebind(dd_name, target_ns, target_name).await?;
+            if let Some(restore) = view.restore.as_mut() {
+                restore.pod_deleted = deleted.pod;
+                restore.pvc_deleted = deleted.pvc;
+            }
             let step = rebind::next_step(&view, &self.namespace)?;
+            match &step {
+                RebindStep::DeleteRestorePod => deleted.pod = true,
+                RebindStep::DeleteRestorePvc => deleted.pvc = true,
+                _ => {}
+            }
             if let Some(state) = self.act(step, dd_name, &view.target).await? {
                 return Ok(state);
             }
-            // The pod was deleted: next_step sees that and does not ask for it again.
-            if let Some(restore) = view.restore.as_mut() {
-                restore.pod = self.cluster.get_pod(&self.namespace, dd_name).await?;
-                restore.pod_deleted = true;
-            }
         }
+        Ok(RebindState::Waiting(format!(
+            "rebind of restore {}/{dd_name} to go on in the next pass",
+            self.namespace
+        )))
     }
 
     /// What rebind needs to see, read in the order its steps go.
@@ -724,6 +745,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                 pv,
                 pod,
                 pod_deleted: false,
+                pvc_deleted: false,
             });
         } else {
             view.marked_pv = self
@@ -736,8 +758,8 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         Ok(view)
     }
 
-    /// Does one rebind step; says where rebind stands after it, or None when the pass is to
-    /// look at the restore pod again (it was just deleted).
+    /// Does one rebind step; says where rebind stands after it, or None when the pass goes on
+    /// to the next step (this one needed no other controller's answer).
     async fn act(
         &self,
         step: RebindStep,
@@ -757,7 +779,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         pv: pv.clone(),
                         err,
                     })?;
-                RebindState::Waiting(format!("PV {pv} to be retained"))
+                return Ok(None);
             }
             RebindStep::DeleteRestorePod => {
                 self.cluster.delete_pod(ns, dd_name).await.map_err(|err| {
@@ -775,7 +797,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         err,
                     }
                 })?;
-                RebindState::Waiting(format!("restore PVC {ns}/{dd_name} to be deleted"))
+                return Ok(None);
             }
             RebindStep::HandToTarget { pv, patch } => {
                 self.cluster
@@ -786,7 +808,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                         target: target_id.clone(),
                         err,
                     })?;
-                RebindState::Waiting(format!("target PVC {target_id} to bind to PV {pv}"))
+                return Ok(None);
             }
             RebindStep::Wait { why, touch_target } => {
                 // Best effort: without it the resync binds the claim a little later (an

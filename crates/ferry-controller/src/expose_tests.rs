@@ -21,6 +21,8 @@ struct State {
     pvs: BTreeMap<String, PersistentVolume>,
     classes: BTreeMap<String, StorageClass>,
     calls: HashMap<String, usize>,
+    /// Every write, in order; a deleted claim with what its PV's policy was at that moment.
+    writes: Vec<String>,
 }
 
 /// An in-memory cluster; `fail("patch pv", n)` makes the n-th such call (1-based) fail,
@@ -77,6 +79,9 @@ impl FakeCluster {
     fn check(&self, op: &str) -> OpResult<()> {
         let n = {
             let mut state = self.state.lock().unwrap();
+            if !op.starts_with("get") && !op.starts_with("list") {
+                state.writes.push(op.into());
+            }
             let n = state.calls.entry(op.into()).or_default();
             *n += 1;
             *n
@@ -111,6 +116,9 @@ impl FakeCluster {
     }
     fn pv(&self, name: &str) -> Option<PersistentVolume> {
         self.state.lock().unwrap().pvs.get(name).cloned()
+    }
+    fn writes(&self) -> Vec<String> {
+        self.state.lock().unwrap().writes.clone()
     }
     /// What the PV controller would do: bind the target PVC to the PV pointing at it.
     fn bind(&self, pv_name: &str) {
@@ -165,11 +173,17 @@ impl RestoreCluster for FakeCluster {
     }
     async fn delete_pvc(&self, ns: &str, name: &str) -> OpResult<()> {
         self.check("delete pvc")?;
-        self.state
-            .lock()
-            .unwrap()
-            .pvcs
-            .remove(&(ns.into(), name.into()));
+        let mut state = self.state.lock().unwrap();
+        let pvc = state.pvcs.remove(&(ns.into(), name.into()));
+        if let Some(pv) = pvc
+            .and_then(|c| c.spec?.volume_name)
+            .and_then(|v| state.pvs.get(&v))
+        {
+            let policy = reclaim_policy(pv).to_string();
+            state
+                .writes
+                .push(format!("(claim {name} deleted while its PV is {policy})"));
+        }
         Ok(())
     }
     async fn patch_pvc(&self, ns: &str, name: &str, patch: &serde_json::Value) -> OpResult<()> {
@@ -766,17 +780,18 @@ fn rebind_retain_pv_fail() {
 #[test]
 fn rebind_delete_restore_pod_fail() {
     let exposer = new_exposer(rebind_cluster().fail_all("delete pod"), NS);
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
         "cannot delete restore pod fake-restore: fake-delete-pod-error"
     );
+    // The PV was retained first, and the claim is left.
+    assert_eq!(exposer.cluster.writes(), ["patch pv", "delete pod"]);
+    assert!(exposer.cluster.pvc(NS, "fake-restore").is_some());
 }
 
 #[test]
 fn rebind_delete_restore_pvc_fail() {
     let exposer = new_exposer(rebind_cluster().fail_all("delete pvc"), NS);
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
         "cannot delete restore PVC fake-restore: fake-delete-pvc-error"
@@ -786,8 +801,6 @@ fn rebind_delete_restore_pvc_fail() {
 #[test]
 fn rebind_pv_to_target_fail() {
     let exposer = new_exposer(rebind_cluster().fail("patch pv", 2), NS);
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
         "cannot rebind PV fake-restore-pv to target PVC fake-ns/fake-target-pvc: fake-patch-pv-error"
@@ -797,8 +810,6 @@ fn rebind_pv_to_target_fail() {
 #[test]
 fn rebind_reset_reclaim_policy_fail() {
     let exposer = new_exposer(rebind_cluster().fail("patch pv", 3), NS);
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     exposer.cluster.bind("fake-restore-pv");
     assert_eq!(
@@ -810,9 +821,6 @@ fn rebind_reset_reclaim_policy_fail() {
 #[test]
 fn rebind_waits_until_the_pv_is_bound() {
     let exposer = new_exposer(rebind_cluster(), NS);
-    rebind(&exposer).unwrap();
-    rebind(&exposer).unwrap();
-    rebind(&exposer).unwrap();
     for _ in 0..3 {
         let RebindState::Waiting(why) = rebind(&exposer).unwrap() else {
             panic!("must wait for binding");
@@ -835,16 +843,14 @@ fn bind_requested(exposer: &RestoreExposer<FakeCluster>) -> Option<String> {
 #[test]
 fn a_waiting_target_is_touched_now_and_then_and_left_clean() {
     let exposer = new_exposer(rebind_cluster(), NS);
-    for _ in 0..3 {
-        rebind(&exposer).unwrap();
-    }
-    assert_eq!(
-        bind_requested(&exposer),
-        None,
-        "not before the PV is reserved and free"
-    );
     rebind(&exposer).unwrap();
     let first = bind_requested(&exposer).expect("touched while waiting");
+    let writes = exposer.cluster.writes();
+    assert_eq!(
+        writes.iter().position(|w| w == "patch pvc"),
+        Some(writes.len() - 1),
+        "not before the PV is reserved and free: {writes:?}"
+    );
     rebind(&exposer).unwrap();
     assert_eq!(
         bind_requested(&exposer),
@@ -878,26 +884,30 @@ fn a_target_that_cannot_be_touched_still_completes() {
 #[test]
 fn rebind_happy_path_leaves_nothing_behind() {
     let exposer = new_exposer(rebind_cluster(), NS);
-    // 1: retain; nothing deleted yet.
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
-    assert!(
-        exposer.cluster.pod(NS, "fake-restore").is_some(),
-        "nothing deleted before Retain shows"
+    // One pass goes as far as it can without the PV controller: it waits for the binding.
+    let RebindState::Waiting(why) = rebind(&exposer).unwrap() else {
+        panic!("must wait for the binding");
+    };
+    assert!(why.contains("to be Bound"), "{why}");
+    // The PV is retained before anything is deleted; the pod goes, then the restore PVC,
+    // while the PV still names it: the restore PVC is never a bound claim whose PV names
+    // another claim (the PV controller would mark it Lost, with Warning events). Only then
+    // is the PV reserved for the target, and the target touched so that the PV controller
+    // looks at it now.
+    assert_eq!(
+        exposer.cluster.writes(),
+        [
+            "patch pv",
+            "delete pod",
+            "delete pvc",
+            "(claim fake-restore deleted while its PV is Retain)",
+            "patch pv",
+            "patch pvc",
+        ]
     );
-    let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
-    assert_eq!(policy(&pv), Some("Retain"));
-    // 2: the pod goes, then the restore PVC, while the PV still names it: the restore PVC
-    // is never a bound claim whose PV names another claim (the PV controller would mark it
-    // Lost, with Warning events).
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
     assert!(exposer.cluster.pod(NS, "fake-restore").is_none());
     assert!(exposer.cluster.pvc(NS, "fake-restore").is_none());
-    let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
-    let claim = pv.spec.as_ref().unwrap().claim_ref.clone().unwrap();
-    assert_eq!(claim.name.as_deref(), Some("fake-restore"));
-    // 3: only then is the PV reserved for the target (claimRef without uid, the selector's
-    // labels), still Retain.
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    // Reserved for the target: claimRef without uid, the selector's labels, still Retain.
     let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
     let claim = pv.spec.as_ref().unwrap().claim_ref.clone().unwrap();
     assert_eq!(claim.namespace.as_deref(), Some("fake-ns"));
@@ -908,8 +918,6 @@ fn rebind_happy_path_leaves_nothing_behind() {
         "fake-ns.fake-target-pvc.abcde"
     );
     assert_eq!(policy(&pv), Some("Retain"));
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
-    // Waiting for the PV controller, the target is touched so that it looks at it now.
     let target = exposer.cluster.pvc("fake-ns", "fake-target-pvc").unwrap();
     assert!(
         target
@@ -921,7 +929,7 @@ fn rebind_happy_path_leaves_nothing_behind() {
         "{:?}",
         target.metadata.annotations
     );
-    // 4: bound → reclaim policy restored, marks removed.
+    // Bound → reclaim policy restored, marks removed.
     exposer.cluster.bind("fake-restore-pv");
     assert_eq!(
         rebind(&exposer).unwrap(),
@@ -944,7 +952,7 @@ fn rebind_happy_path_leaves_nothing_behind() {
             .as_ref()
             .is_none_or(|a| a.is_empty())
     );
-    // 5: repeated after a restart: still done, nothing changes.
+    // Repeated after a restart: still done, nothing changes.
     assert_eq!(
         rebind(&exposer).unwrap(),
         RebindState::Done {

@@ -2,10 +2,12 @@
 //! one step that follows from it ([`next_step`], pure and table-tested), and the patches those
 //! steps write. [`crate::expose::RestoreExposer::rebind`] looks, asks, and acts.
 //!
-//! The path, one step a pass, each keyed on what the cluster shows so that repeating one (after
-//! a restart) is harmless: the restore PV gets Retain and ferry's label (so it outlives its
-//! claim), the restore pod and then the restore PVC go, the PV's claimRef is pointed at the
-//! target PVC, the PV controller binds the two, and the PV gets its reclaim policy back.
+//! The path, each step keyed on what the cluster shows so that repeating one (after a restart)
+//! is harmless: the restore PV gets Retain and ferry's label (so it outlives its claim), the
+//! restore pod and then the restore PVC are deleted (the claim's protection keeps it until
+//! the pod is gone), the PV's claimRef is pointed at the target PVC, the PV controller binds
+//! the two, and the PV gets its reclaim policy back. One pass goes through the steps until one
+//! must wait for another controller: the pod and claim to go, the target to be bound.
 //!
 //! Why this order is safe: the restore PVC is deleted only after the API server accepted
 //! Retain, so every version of the PV that says Released also says Retain. The PV controller
@@ -55,6 +57,8 @@ pub struct RestoreSide {
     pub pod: Option<Pod>,
     /// The pod was deleted in this pass already (a slow API may still list it).
     pub pod_deleted: bool,
+    /// The restore PVC was deleted in this pass already.
+    pub pvc_deleted: bool,
 }
 
 /// The one thing rebind does next.
@@ -62,9 +66,9 @@ pub struct RestoreSide {
 pub enum RebindStep {
     /// Mark the PV with ferry's label and set Retain, keeping its policy in an annotation.
     RetainPv { pv: String, patch: Value },
-    /// Remove the restore pod (it mounts the volume); look at the pod again at once.
+    /// Remove the restore pod (it mounts the volume).
     DeleteRestorePod,
-    /// Remove the restore PVC; its PV stays (Retain).
+    /// Remove the restore PVC (gone once its pod is); its PV stays (Retain).
     DeleteRestorePvc,
     /// Point the free PV's claimRef at the target.
     HandToTarget { pv: String, patch: Value },
@@ -109,15 +113,26 @@ pub fn next_step(view: &RebindView, namespace: &str) -> Result<RebindStep, Rebin
                 patch: retain_patch(pv, dd_name),
             });
         }
-        return Ok(match &restore.pod {
-            Some(pod) if restore.pod_deleted || pod.metadata.deletion_timestamp.is_some() => {
-                RebindStep::Wait {
-                    why: format!("restore pod {namespace}/{dd_name} to be deleted"),
-                    touch_target: None,
-                }
-            }
-            Some(_) => RebindStep::DeleteRestorePod,
-            None => RebindStep::DeleteRestorePvc,
+        let pod_going = restore
+            .pod
+            .as_ref()
+            .map(|pod| restore.pod_deleted || pod.metadata.deletion_timestamp.is_some());
+        if pod_going == Some(false) {
+            return Ok(RebindStep::DeleteRestorePod);
+        }
+        // The claim may be deleted while its pod is still going: its protection finalizer
+        // keeps it until the pod is gone, and the PV is retained already.
+        let pvc_going = restore.pvc_deleted || restore.pvc.metadata.deletion_timestamp.is_some();
+        if !pvc_going {
+            return Ok(RebindStep::DeleteRestorePvc);
+        }
+        let why = match pod_going {
+            Some(_) => format!("restore pod and PVC {namespace}/{dd_name} to be deleted"),
+            None => format!("restore PVC {namespace}/{dd_name} to be deleted"),
+        };
+        return Ok(RebindStep::Wait {
+            why,
+            touch_target: None,
         });
     }
 

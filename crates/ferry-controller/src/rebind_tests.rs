@@ -106,6 +106,7 @@ fn restoring(volume: Option<&str>, pv: Option<PersistentVolume>, pod: Option<Pod
             pv,
             pod,
             pod_deleted: false,
+            pvc_deleted: false,
         }),
         marked_pv: None,
         now: now(),
@@ -178,18 +179,42 @@ fn then_the_pod_goes_before_the_restore_pvc() {
 }
 
 #[test]
-fn a_pod_on_its_way_out_is_waited_for_not_deleted_again() {
+fn a_pod_on_its_way_out_is_not_deleted_again_and_its_claim_follows() {
     let retained = || Some(pv("Retain", true, Some((NS, DD)), "Bound"));
     let terminating = restoring(Some(PV), retained(), Some(pod(true)));
     let mut deleted_this_pass = restoring(Some(PV), retained(), Some(pod(false)));
     deleted_this_pass.restore.as_mut().unwrap().pod_deleted = true;
-    for view in [terminating, deleted_this_pass] {
-        let RebindStep::Wait { why, touch_target } = step(&view) else {
-            panic!("must wait for the pod");
-        };
-        assert_eq!(why, format!("restore pod {NS}/{DD} to be deleted"));
-        assert_eq!(touch_target, None);
+    for mut view in [terminating, deleted_this_pass] {
+        assert_eq!(step(&view), RebindStep::DeleteRestorePvc);
+        // Then both are waited for, whether the claim shows its deletion yet or not.
+        for shown in [false, true] {
+            let restore = view.restore.as_mut().unwrap();
+            restore.pvc_deleted = !shown;
+            restore.pvc.metadata.deletion_timestamp = shown.then(|| Time(now()));
+            let RebindStep::Wait { why, touch_target } = step(&view) else {
+                panic!("must wait for the pod and claim");
+            };
+            assert_eq!(why, format!("restore pod and PVC {NS}/{DD} to be deleted"));
+            assert_eq!(touch_target, None);
+        }
     }
+}
+
+#[test]
+fn a_claim_on_its_way_out_is_waited_for_not_deleted_again() {
+    let retained = || Some(pv("Retain", true, Some((NS, DD)), "Bound"));
+    let mut view = restoring(Some(PV), retained(), None);
+    view.restore
+        .as_mut()
+        .unwrap()
+        .pvc
+        .metadata
+        .deletion_timestamp = Some(Time(now()));
+    let RebindStep::Wait { why, touch_target } = step(&view) else {
+        panic!("must wait for the claim");
+    };
+    assert_eq!(why, format!("restore PVC {NS}/{DD} to be deleted"));
+    assert_eq!(touch_target, None);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The waiting line in front of the exposer: `prepareQueueLength` caps how many DataDownloads
 //! are being exposed at once (Accepted or Prepared), `loadConcurrency` caps data movements per
-//! node (a node is taken from the moment the restore's node is chosen until it finishes), and
-//! everything else waits in creation order. Pure: the reconciler feeds it what it observed.
+//! node (a node is taken from the moment the restore's node is chosen until its data has
+//! moved: rebinding uses no node), and everything else waits in creation order. Pure: the reconciler feeds it what it observed.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +16,8 @@ pub struct QueuedRestore {
     pub node: Option<String>,
     /// Creation time as RFC 3339 text or seconds; only the order matters.
     pub created: Option<k8s_openapi::jiff::Timestamp>,
+    /// The restore pod has moved the data (`ferry.io/data-moved`): only rebind is left.
+    pub data_moved: bool,
 }
 
 impl QueuedRestore {
@@ -27,9 +29,11 @@ impl QueuedRestore {
         )
     }
 
-    /// Holds a data-movement slot on its node.
+    /// Holds a data-movement slot on its node: from node choice until the data has moved
+    /// (the rebind after it runs no pod on the node).
     pub fn holds_slot(&self) -> bool {
         self.node.is_some()
+            && !self.data_moved
             && matches!(
                 self.phase,
                 DataDownloadPhase::Accepted
@@ -115,6 +119,7 @@ mod tests {
             phase,
             node: node.map(String::from),
             created: Some(k8s_openapi::jiff::Timestamp::from_second(t).unwrap()),
+            data_moved: false,
         }
     }
 
@@ -145,7 +150,7 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_held_from_node_choice_until_the_end() {
+    fn slots_are_held_from_node_choice_until_the_data_has_moved() {
         let all = vec![
             restore("a", DataDownloadPhase::Accepted, None, 1),
             restore("b", DataDownloadPhase::Accepted, Some("n1"), 2),
@@ -154,6 +159,11 @@ mod tests {
             restore("e", DataDownloadPhase::Canceling, Some("n2"), 5),
             restore("f", DataDownloadPhase::Completed, Some("n2"), 6),
             restore("g", DataDownloadPhase::Failed, Some("n1"), 7),
+            // Rebinding: the data mover is done with the node.
+            QueuedRestore {
+                data_moved: true,
+                ..restore("h", DataDownloadPhase::InProgress, Some("n1"), 8)
+            },
         ];
         assert_eq!(
             slots_in_use(&all),

@@ -147,6 +147,7 @@ pub(super) fn queued(o: &Observed) -> QueuedRestore {
         phase: o.dd.phase(),
         node: o.dd.status.as_ref().and_then(|s| s.node.clone()),
         created: created(&o.dd),
+        data_moved: data_moved(&o.dd),
     }
 }
 

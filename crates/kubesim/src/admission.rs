@@ -1,6 +1,7 @@
 //! What the real API server's registry strategies and default admission plugins do to an
 //! object on create: reset status where the status is the system's to write, fill in the
-//! defaults kube-apiserver fills in (a subset, see below), and derive CRD status.
+//! defaults kube-apiserver fills in (a subset, see below), protect claims and volumes in use
+//! (StorageObjectInUseProtection), and derive CRD status.
 
 use serde_json::{Map, Value, json};
 
@@ -63,12 +64,14 @@ pub fn on_create(
                 spec.insert("storageClassName".into(), json!(class));
             }
             obj["status"] = json!({ "phase": "Pending" });
+            protect(obj, "kubernetes.io/pvc-protection");
         }
         ("", "persistentvolumes") => {
             let spec = obj_mut(obj, "spec");
             default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
             default(spec, "volumeMode", json!("Filesystem"));
             obj["status"] = json!({ "phase": "Pending" });
+            protect(obj, "kubernetes.io/pv-protection");
         }
         ("", "secrets") => default(
             obj.as_object_mut().expect("object"),
@@ -82,6 +85,19 @@ pub fn on_create(
         }
         ("apiextensions.k8s.io", "customresourcedefinitions") => crd_status(obj),
         _ => {}
+    }
+}
+
+/// The StorageObjectInUseProtection admission plugin: a claim, or a volume, gets the finalizer
+/// that keeps it while a pod uses it, or while it is bound (the volume controller removes it).
+fn protect(obj: &mut Value, finalizer: &str) {
+    let meta = obj_mut(obj, "metadata");
+    if !meta.get("finalizers").is_some_and(Value::is_array) {
+        meta.insert("finalizers".into(), json!([]));
+    }
+    let finalizers = meta["finalizers"].as_array_mut().expect("array");
+    if !finalizers.iter().any(|f| f == finalizer) {
+        finalizers.push(json!(finalizer));
     }
 }
 

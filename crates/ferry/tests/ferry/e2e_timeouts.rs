@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use ferry_controller::crds::DataDownloadPhase;
 use ferry_controller::start_controller;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -72,7 +72,7 @@ on_both_clusters! {
 }
 
 on_both_clusters! {
-    /// A rebind that cannot finish (here: the restore pod cannot go away, held by a
+    /// A rebind that cannot finish (here: the restore PVC cannot go away, held by a
     /// finalizer) fails after spec.operationTimeout, saying what it still waits for.
     async fn e2e_rebind_that_cannot_finish_times_out_with_a_diagnosis(backend: Backend) {
         let env = env(backend, 1, 0, json!({"restorePVC": {"ignoreDelayBinding": true}})).await;
@@ -84,9 +84,13 @@ on_both_clusters! {
         options.resync_interval = Duration::from_secs(1);
         let ctl = start_controller(options).await.unwrap();
         env.movers.wait_started("dd-0", 60).await;
-        let pods: Api<Pod> = Api::namespaced(env.client.clone(), NS);
-        let hold = json!({"metadata": {"finalizers": ["e2e.ferry.io/hold"]}});
-        pods.patch("dd-0", &PatchParams::default(), &Patch::Merge(&hold))
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.client.clone(), NS);
+        let claim = claims.get("dd-0").await.unwrap();
+        let mut finalizers = claim.metadata.finalizers.unwrap_or_default();
+        finalizers.push("e2e.ferry.io/hold".into());
+        let hold = json!({"metadata": {"finalizers": finalizers}});
+        claims
+            .patch("dd-0", &PatchParams::default(), &Patch::Merge(&hold))
             .await
             .unwrap();
         env.movers.release("dd-0");
@@ -97,13 +101,22 @@ on_both_clusters! {
         let message = status.message.unwrap();
         assert!(
             message.contains("rebind timed out after 2s (spec.operationTimeout)")
-                && message.contains("restore pod velero/dd-0 to be deleted"),
+                && message.contains("PVC velero/dd-0 to be deleted"),
             "{message}"
         );
         assert!(status.completion_timestamp.is_some());
-        // Let the pod go; the failed restore leaves nothing behind.
-        let release = json!({"metadata": {"finalizers": null}});
-        pods.patch("dd-0", &PatchParams::default(), &Patch::Merge(&release))
+        // Let the claim go; the failed restore leaves nothing behind.
+        let claim = claims.get("dd-0").await.unwrap();
+        let kept: Vec<String> = claim
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f != "e2e.ferry.io/hold")
+            .collect();
+        let release = json!({"metadata": {"finalizers": kept}});
+        claims
+            .patch("dd-0", &PatchParams::default(), &Patch::Merge(&release))
             .await
             .unwrap();
         assert_target_unbound(&env, "pvc-0").await;

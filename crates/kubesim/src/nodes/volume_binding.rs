@@ -199,9 +199,8 @@ pub fn decide_claim_indexed(
 }
 
 pub fn decide_volume(pv: &PersistentVolume, snapshot: &ClusterSnapshot) -> VolumeDecision {
-    if pv.metadata.deletion_timestamp.is_some() {
-        return VolumeDecision::Nothing;
-    }
+    // A volume being deleted is synced too: held by pv-protection while Bound, it must be
+    // seen Released (and reclaimed) once its claim is gone.
     let phase = pv_phase(pv);
     let set_phase = |wanted: &str| {
         if phase == wanted {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::bootstrap::{HOSTNAME_LABEL, PROVISIONER, ZONE_LABEL};
 use super::cache::{Changes, ClusterCache, ClusterSnapshot, ObjectKey, PvIndex, SnapshotGuard};
 use super::events::{EventRecorder, object_reference};
-use super::scheduling::{is_terminal, pod_claim_names};
+use super::scheduling::pod_claim_names;
 use super::snapshot_data;
 use super::snapshotter::claim_snapshot_handle;
 use super::volume_binding::{
@@ -117,7 +117,7 @@ fn targets(
             volumes.insert(name.to_string());
         }
     }
-    // A pod's start or end changes whether its claims are in use (pvc-protection); a
+    // A pod's scheduling or deletion changes whether its claims are in use (pvc-protection); a
     // deleted pod's claims are unknown, so every claim being deleted is looked at.
     let mut pod_gone = false;
     for key in &changes.pods {
@@ -222,7 +222,8 @@ fn plan(
     }
     for pv in &volumes {
         if pv.metadata.deletion_timestamp.is_some() {
-            if has_finalizer(&pv.metadata, PV_PROTECTION) && pv_phase(pv) != "Bound" {
+            let protected = has_finalizer(&pv.metadata, PV_PROTECTION);
+            if protected && pv_phase(pv) != "Bound" {
                 consider(
                     uid_of(pv.as_ref()),
                     pv.metadata.resource_version.as_ref(),
@@ -230,7 +231,11 @@ fn plan(
                     Work::RemoveVolumeFinalizer(pv.clone()),
                 );
             }
-            continue;
+            // A protected Bound volume is still synced (its claim may be gone: Released,
+            // then unprotected), as the PV controller syncs volumes being deleted.
+            if !protected || pv_phase(pv) != "Bound" {
+                continue;
+            }
         }
         let decision = decide_volume(pv, snapshot);
         if decision != VolumeDecision::Nothing {
@@ -750,10 +755,8 @@ impl VolumeController {
                         .and_then(|s| s.claim_ref.as_ref())
                         .and_then(|r| r.uid.clone())
                 };
-                if policy(&fresh) != policy(pv)
-                    || claim_uid(&fresh) != claim_uid(pv)
-                    || fresh.metadata.deletion_timestamp.is_some()
-                {
+                // A volume being deleted already (held by pv-protection) is reclaimed too.
+                if policy(&fresh) != policy(pv) || claim_uid(&fresh) != claim_uid(pv) {
                     return Ok(());
                 }
                 if pv_phase(pv) != "Released" {
@@ -811,12 +814,21 @@ fn without(
         .collect()
 }
 
-/// Claims used by pods that are not finished (pvc-protection keeps those).
+/// Claims that pvc-protection keeps: used by a pod scheduled to a node, whatever its phase
+/// (a finished pod holds its claims until it is deleted), unless the kubelet is done with it
+/// or it was force-deleted (deleting, with a grace period of 0).
 fn claims_in_use(snapshot: &ClusterSnapshot) -> HashSet<(String, String)> {
     snapshot
         .pods
         .iter()
-        .filter(|p| !is_terminal(p))
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_some_and(|n| !n.is_empty())
+                && !(p.metadata.deletion_timestamp.is_some()
+                    && p.metadata.deletion_grace_period_seconds == Some(0))
+        })
         .flat_map(|p| {
             let namespace = namespace_of(p.as_ref()).to_string();
             pod_claim_names(p)

@@ -513,7 +513,35 @@ pub async fn assert_no_leftovers(env: &Env) {
             .items
             .into_iter()
             .filter(|pv| !is_settled_target_pv(pv))
-            .map(|pv| pv.metadata.name.unwrap_or_default())
+            .map(|pv| {
+                format!(
+                    "{} ({}, {}, claim {}, finalizers {:?}{})",
+                    pv.metadata.name.as_deref().unwrap_or_default(),
+                    pv.status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .unwrap_or("no phase"),
+                    pv.spec
+                        .as_ref()
+                        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+                        .unwrap_or("no policy"),
+                    pv.spec
+                        .as_ref()
+                        .and_then(|s| s.claim_ref.as_ref())
+                        .map(|c| format!(
+                            "{}/{}",
+                            c.namespace.as_deref().unwrap_or_default(),
+                            c.name.as_deref().unwrap_or_default()
+                        ))
+                        .unwrap_or_default(),
+                    pv.metadata.finalizers.unwrap_or_default(),
+                    if pv.metadata.deletion_timestamp.is_some() {
+                        ", deleting"
+                    } else {
+                        ""
+                    },
+                )
+            })
             .collect();
         if p.is_empty() && c.is_empty() && stray.is_empty() {
             return;

@@ -30,6 +30,19 @@ fn packs(env: &Env) -> Vec<(std::path::PathBuf, u64)> {
     out
 }
 
+/// The Warning events about `dd` once one of them satisfies `wanted` (the controller records
+/// an event after the status change that a test waits for: it may arrive a moment later).
+async fn warning_event_where(env: &Env, dd: &str, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let warnings = warning_events(env, dd).await;
+        if warnings.iter().any(|w| wanted(w)) || tokio::time::Instant::now() > deadline {
+            return warnings;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn warning_events(env: &Env, dd: &str) -> Vec<String> {
     Api::<Event>::namespaced(env.client.clone(), NS)
         .list(&ListParams::default())
@@ -72,13 +85,9 @@ on_both_clusters! {
             message.contains("damaged") && message.contains(&pack_id),
             "the message names the damaged pack {pack_id}: {message}"
         );
-        let warnings = warning_events(&env, "dd-0").await;
-        assert!(
-            warnings
-                .iter()
-                .any(|w| w.starts_with("Failed") && w.contains(&pack_id)),
-            "{warnings:?}"
-        );
+        let named = |w: &str| w.starts_with("Failed") && w.contains(&pack_id);
+        let warnings = warning_event_where(&env, "dd-0", named).await;
+        assert!(warnings.iter().any(|w| named(w)), "{warnings:?}");
         assert_target_unbound(&env, "pvc-0").await;
         assert_no_leftovers(&env).await;
         assert_eq!(env.movers.starts_of("dd-0"), 1);
@@ -168,7 +177,7 @@ on_both_clusters! {
         );
         for (dd, pvc) in [("dd-0", "pvc-0"), ("dd-1", "pvc-1")] {
             assert_target_unbound(&env, pvc).await;
-            assert!(!warning_events(&env, dd).await.is_empty());
+            assert!(!warning_event_where(&env, dd, |_| true).await.is_empty());
         }
         assert_no_leftovers(&env).await;
         assert_eq!(env.movers.starts_of("dd-0"), 0, "no data mover ever ran");

@@ -21,8 +21,8 @@ use serde_json::json;
 use crate::cluster::{OpError, RestoreCluster};
 use crate::crds::DataDownload;
 use crate::rebind::{
-    self, RebindLost, RebindStep, RebindView, RestoreSide, bound_volume, has_label, pvc_phase,
-    reclaim_policy,
+    self, DeletedThisPass, RebindLost, RebindStep, RebindView, RestoreSide, bound_volume,
+    has_label, pvc_phase, reclaim_policy,
 };
 
 /// Set by the scheduler on a WaitForFirstConsumer PVC once its consumer pod has a node.
@@ -577,13 +577,6 @@ pub enum RebindState {
 /// showing a stale object cannot hold a pass for long).
 const MAX_REBIND_STEPS_PER_PASS: usize = 8;
 
-/// What this pass of rebind has deleted already (a slow API may still show it unchanged).
-#[derive(Debug, Default)]
-struct Deleted {
-    pod: bool,
-    pvc: bool,
-}
-
 /// Creates, inspects, rebinds and removes a restore's objects.
 pub struct RestoreExposer<C> {
     pub cluster: C,
@@ -686,19 +679,13 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         target_ns: &str,
         target_name: &str,
     ) -> Result<RebindState, ExposeError> {
-        let mut deleted = Deleted::default();
+        let mut deleted = DeletedThisPass::default();
         for _ in 0..MAX_REBIND_STEPS_PER_PASS {
-            let mut view = self.observe_rebind(dd_name, target_ns, target_name).await?;
-            if let Some(restore) = view.restore.as_mut() {
-                restore.pod_deleted = deleted.pod;
-                restore.pvc_deleted = deleted.pvc;
-            }
+            let view = self
+                .observe_rebind(dd_name, target_ns, target_name, deleted)
+                .await?;
             let step = rebind::next_step(&view, &self.namespace)?;
-            match &step {
-                RebindStep::DeleteRestorePod => deleted.pod = true,
-                RebindStep::DeleteRestorePvc => deleted.pvc = true,
-                _ => {}
-            }
+            deleted.note(&step);
             if let Some(state) = self.act(step, dd_name, &view.target).await? {
                 return Ok(state);
             }
@@ -715,6 +702,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         dd_name: &str,
         target_ns: &str,
         target_name: &str,
+        deleted: DeletedThisPass,
     ) -> Result<RebindView, ExposeError> {
         let ns = &self.namespace;
         let target = self
@@ -744,8 +732,7 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                 pvc,
                 pv,
                 pod,
-                pod_deleted: false,
-                pvc_deleted: false,
+                deleted,
             });
         } else {
             view.marked_pv = self

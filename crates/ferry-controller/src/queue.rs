@@ -1,7 +1,8 @@
 //! The waiting line in front of the exposer: `prepareQueueLength` caps how many DataDownloads
 //! are being exposed at once (Accepted or Prepared), `loadConcurrency` caps data movements per
 //! node (a node is taken from the moment the restore's node is chosen until its data has
-//! moved: rebinding uses no node), and everything else waits in creation order. Pure: the reconciler feeds it what it observed.
+//! moved: rebinding uses no node), and everything else waits in creation order. Pure: the
+//! reconciler feeds it what it observed.
 
 use std::collections::BTreeMap;
 

@@ -55,10 +55,26 @@ pub struct RestoreSide {
     /// The PV the restore PVC is bound to (None: not bound, or the PV is gone).
     pub pv: Option<PersistentVolume>,
     pub pod: Option<Pod>,
-    /// The pod was deleted in this pass already (a slow API may still list it).
-    pub pod_deleted: bool,
-    /// The restore PVC was deleted in this pass already.
-    pub pvc_deleted: bool,
+    /// What this pass deleted already (a slow API may still show it unchanged).
+    pub deleted: DeletedThisPass,
+}
+
+/// The restore's objects that this pass of rebind has deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeletedThisPass {
+    pub pod: bool,
+    pub pvc: bool,
+}
+
+impl DeletedThisPass {
+    /// Remembers what `step` deletes.
+    pub fn note(&mut self, step: &RebindStep) {
+        match step {
+            RebindStep::DeleteRestorePod => self.pod = true,
+            RebindStep::DeleteRestorePvc => self.pvc = true,
+            _ => {}
+        }
+    }
 }
 
 /// The one thing rebind does next.
@@ -116,13 +132,13 @@ pub fn next_step(view: &RebindView, namespace: &str) -> Result<RebindStep, Rebin
         let pod_going = restore
             .pod
             .as_ref()
-            .map(|pod| restore.pod_deleted || pod.metadata.deletion_timestamp.is_some());
+            .map(|pod| restore.deleted.pod || pod.metadata.deletion_timestamp.is_some());
         if pod_going == Some(false) {
             return Ok(RebindStep::DeleteRestorePod);
         }
         // The claim may be deleted while its pod is still going: its protection finalizer
         // keeps it until the pod is gone, and the PV is retained already.
-        let pvc_going = restore.pvc_deleted || restore.pvc.metadata.deletion_timestamp.is_some();
+        let pvc_going = restore.deleted.pvc || restore.pvc.metadata.deletion_timestamp.is_some();
         if !pvc_going {
             return Ok(RebindStep::DeleteRestorePvc);
         }

@@ -105,8 +105,7 @@ fn restoring(volume: Option<&str>, pv: Option<PersistentVolume>, pod: Option<Pod
             ),
             pv,
             pod,
-            pod_deleted: false,
-            pvc_deleted: false,
+            deleted: DeletedThisPass::default(),
         }),
         marked_pv: None,
         now: now(),
@@ -126,6 +125,14 @@ fn handing(target: PersistentVolumeClaim, marked: Option<PersistentVolume>) -> R
 
 fn step(view: &RebindView) -> RebindStep {
     next_step(view, NS).unwrap()
+}
+
+/// What a waiting step waits for, and its touch of the target.
+fn wait(view: &RebindView) -> (String, Option<Value>) {
+    match step(view) {
+        RebindStep::Wait { why, touch_target } => (why, touch_target),
+        other => panic!("must wait, not {other:?}"),
+    }
 }
 
 #[test]
@@ -183,17 +190,15 @@ fn a_pod_on_its_way_out_is_not_deleted_again_and_its_claim_follows() {
     let retained = || Some(pv("Retain", true, Some((NS, DD)), "Bound"));
     let terminating = restoring(Some(PV), retained(), Some(pod(true)));
     let mut deleted_this_pass = restoring(Some(PV), retained(), Some(pod(false)));
-    deleted_this_pass.restore.as_mut().unwrap().pod_deleted = true;
+    deleted_this_pass.restore.as_mut().unwrap().deleted.pod = true;
     for mut view in [terminating, deleted_this_pass] {
         assert_eq!(step(&view), RebindStep::DeleteRestorePvc);
         // Then both are waited for, whether the claim shows its deletion yet or not.
         for shown in [false, true] {
             let restore = view.restore.as_mut().unwrap();
-            restore.pvc_deleted = !shown;
+            restore.deleted.pvc = !shown;
             restore.pvc.metadata.deletion_timestamp = shown.then(|| Time(now()));
-            let RebindStep::Wait { why, touch_target } = step(&view) else {
-                panic!("must wait for the pod and claim");
-            };
+            let (why, touch_target) = wait(&view);
             assert_eq!(why, format!("restore pod and PVC {NS}/{DD} to be deleted"));
             assert_eq!(touch_target, None);
         }
@@ -210,9 +215,7 @@ fn a_claim_on_its_way_out_is_waited_for_not_deleted_again() {
         .pvc
         .metadata
         .deletion_timestamp = Some(Time(now()));
-    let RebindStep::Wait { why, touch_target } = step(&view) else {
-        panic!("must wait for the claim");
-    };
+    let (why, touch_target) = wait(&view);
     assert_eq!(why, format!("restore PVC {NS}/{DD} to be deleted"));
     assert_eq!(touch_target, None);
 }
@@ -260,9 +263,7 @@ fn a_target_waiting_for_its_pv_is_touched_at_most_every_two_seconds() {
         // Bound on its side already: the PV controller is at work, nothing to touch.
         (pvc("app", "data", Some(PV), "Pending"), false),
     ] {
-        let RebindStep::Wait { why, touch_target } = step(&handing(target, reserved())) else {
-            panic!("must wait for binding");
-        };
+        let (why, touch_target) = wait(&handing(target, reserved()));
         assert!(
             why.contains("to be Bound (PVC Pending, PV Available)"),
             "{why}"

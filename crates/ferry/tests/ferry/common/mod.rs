@@ -495,6 +495,37 @@ pub fn pv_node(pv: &PersistentVolume) -> String {
         .clone()
 }
 
+/// A PV as a leftover report names it: phase, policy, claim, finalizers, deletion.
+fn describe_pv(pv: &PersistentVolume) -> String {
+    let spec = pv.spec.as_ref();
+    let claim = spec
+        .and_then(|s| s.claim_ref.as_ref())
+        .map(|c| {
+            format!(
+                "{}/{}",
+                c.namespace.as_deref().unwrap_or_default(),
+                c.name.as_deref().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{} ({}, {}, claim {claim}, finalizers {:?}{})",
+        pv.metadata.name.as_deref().unwrap_or_default(),
+        pv.status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("no phase"),
+        spec.and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+            .unwrap_or("no policy"),
+        pv.metadata.finalizers.as_deref().unwrap_or_default(),
+        if pv.metadata.deletion_timestamp.is_some() {
+            ", deleting"
+        } else {
+            ""
+        },
+    )
+}
+
 /// Nothing of the restores is left: no pod or PVC in ferry's namespace, and every PV is Bound
 /// to a PVC of the application namespace, with the Delete policy and no mark of ferry's (no
 /// Released, Available or retained restore PV).
@@ -513,35 +544,7 @@ pub async fn assert_no_leftovers(env: &Env) {
             .items
             .into_iter()
             .filter(|pv| !is_settled_target_pv(pv))
-            .map(|pv| {
-                format!(
-                    "{} ({}, {}, claim {}, finalizers {:?}{})",
-                    pv.metadata.name.as_deref().unwrap_or_default(),
-                    pv.status
-                        .as_ref()
-                        .and_then(|s| s.phase.as_deref())
-                        .unwrap_or("no phase"),
-                    pv.spec
-                        .as_ref()
-                        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
-                        .unwrap_or("no policy"),
-                    pv.spec
-                        .as_ref()
-                        .and_then(|s| s.claim_ref.as_ref())
-                        .map(|c| format!(
-                            "{}/{}",
-                            c.namespace.as_deref().unwrap_or_default(),
-                            c.name.as_deref().unwrap_or_default()
-                        ))
-                        .unwrap_or_default(),
-                    pv.metadata.finalizers.unwrap_or_default(),
-                    if pv.metadata.deletion_timestamp.is_some() {
-                        ", deleting"
-                    } else {
-                        ""
-                    },
-                )
-            })
+            .map(|pv| describe_pv(&pv))
             .collect();
         if p.is_empty() && c.is_empty() && stray.is_empty() {
             return;

@@ -141,6 +141,55 @@ async fn immediate_claim_binds_without_consumer_and_reclaim_delete_removes_the_v
     t.cluster.stop().await;
 }
 
+/// StorageObjectInUseProtection: a claim and its PV carry their protection finalizers; a
+/// deleted claim stays while a pod names it, even a finished one, and goes with its PV once
+/// the pod is deleted.
+#[tokio::test]
+async fn a_claim_is_kept_while_a_pod_names_it_even_a_finished_one() {
+    let t = start(1, 0).await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(t.client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(t.client.clone(), "default");
+    let pvs: Api<PersistentVolume> = Api::all(t.client.clone());
+    create(&claims, &claim("kept", "64Mi", Some("immediate"))).await;
+    let bound = bound_claim(&claims, "kept").await;
+    let pv_name = bound.spec.clone().unwrap().volume_name.unwrap();
+    let finalizers = |f: Option<Vec<String>>| f.unwrap_or_default();
+    assert_eq!(
+        finalizers(bound.metadata.finalizers),
+        ["kubernetes.io/pvc-protection"]
+    );
+    let pv = pvs.get(&pv_name).await.unwrap();
+    assert_eq!(
+        finalizers(pv.metadata.finalizers),
+        ["kubernetes.io/pv-protection"]
+    );
+
+    create(&pods, &pod("done", &["kept"], Some(vec!["true"]))).await;
+    eventually("pod succeeded", || async {
+        (pods.get("done").await.ok()?.status?.phase.as_deref() == Some("Succeeded")).then_some(())
+    })
+    .await;
+    claims
+        .delete("kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let held = claims.get("kept").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert_eq!(pv_phase(&pvs, &pv_name).await.as_deref(), Some("Bound"));
+
+    pods.delete("done", &DeleteParams::default()).await.unwrap();
+    eventually("claim gone", || async {
+        claims.get_opt("kept").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually("PV gone", || async {
+        pvs.get_opt(&pv_name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    t.cluster.stop().await;
+}
+
 #[tokio::test]
 async fn retain_keeps_a_released_volume_and_claim_ref_rebinds_it_to_a_new_claim() {
     let t = start(2, 0).await;

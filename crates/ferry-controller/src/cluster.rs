@@ -4,7 +4,9 @@
 //!
 //! [`KubeCluster::cached`] serves reads from the controller's watch stores
 //! ([`crate::wakeups::Watches`]) and goes to the API server only while a store is not synced
-//! or does not yet show a write this controller made (read-your-own-writes).
+//! or does not yet show a write this controller made (read-your-own-writes). A store's
+//! "absent" is believed only for the objects ferry alone creates: pods and PVCs in its own
+//! namespace.
 
 use std::sync::Arc;
 
@@ -118,16 +120,27 @@ pub trait RestoreCluster: Send + Sync {
 pub struct KubeCluster {
     client: kube::Client,
     watches: Option<Arc<Watches>>,
+    /// ferry's namespace: its restore and backup pods and PVCs, which nobody else creates.
+    own_namespace: String,
 }
 
 impl KubeCluster {
     /// Reads come from `watches`' stores where they are synced and up to date with this
-    /// cluster's own writes.
-    pub fn cached(client: kube::Client, watches: Arc<Watches>) -> Self {
+    /// cluster's own writes; `own_namespace` is ferry's namespace.
+    pub fn cached(client: kube::Client, watches: Arc<Watches>, own_namespace: &str) -> Self {
         Self {
             client,
             watches: Some(watches),
+            own_namespace: own_namespace.to_string(),
         }
+    }
+
+    /// Whether a synced store's "absent" for `kind` `ns/name` is the truth: the object is
+    /// one ferry alone creates (in its own namespace), and ferry wrote nothing to it that the
+    /// store has not shown yet. This spares the API server a GET per exposing restore per
+    /// pass while the restore PVC waits for its volume and the pod is not made yet.
+    fn absence_known(&self, w: &Watches, kind: &'static str, ns: &str, name: &str) -> bool {
+        ns == self.own_namespace && w.own_writes.caught_up::<Pod>(kind, ns, name, None)
     }
 
     /// The store's copy of `ns/name`, or None when the API server must be asked (store not
@@ -148,10 +161,12 @@ impl KubeCluster {
         } else {
             ObjectRef::new(name).within(ns)
         };
-        // Absence is not trusted: an object created by someone else moments ago (a target PVC
-        // created just before its DataDownload) may not have reached the store yet, and "not
-        // found" fails a restore. Only objects the store holds are served from it.
-        let cached = store(w).get(&key)?;
+        // Absence of someone else's object is not trusted: one created moments ago (a target
+        // PVC created just before its DataDownload) may not have reached the store yet, and
+        // "not found" fails a restore.
+        let Some(cached) = store(w).get(&key) else {
+            return self.absence_known(w, kind, ns, name).then_some(None);
+        };
         w.own_writes
             .caught_up(kind, ns, name, Some(cached.as_ref()))
             .then(|| Some((*cached).clone()))
@@ -207,7 +222,19 @@ impl RestoreCluster for KubeCluster {
         Ok(())
     }
     async fn get_pod(&self, ns: &str, name: &str) -> OpResult<Option<Pod>> {
-        if let Some(hit) = self.cached_get("pod", |w| &w.pods, ns, name) {
+        // Restore and backup pods are watched apart (by their labels); a pod absent from
+        // one store may be in the other, and the backup pods' store may not be synced.
+        let backup_pod = self.watches.as_ref().and_then(|w| {
+            w.backup_pods_synced()
+                .then(|| self.cached_get("pod", |w| &w.backup_pods, ns, name))
+                .flatten()
+        });
+        if let Some(Some(pod)) = backup_pod {
+            return Ok(Some(pod));
+        }
+        if let Some(hit) = self.cached_get("pod", |w| &w.pods, ns, name)
+            && (hit.is_some() || backup_pod.is_some())
+        {
             return Ok(hit);
         }
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);

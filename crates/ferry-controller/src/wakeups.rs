@@ -231,6 +231,11 @@ impl Watches {
     pub fn uploads_synced(&self) -> bool {
         is_ready(&self.uploads) && is_ready(&self.backup_pods)
     }
+
+    /// Whether the backup pods' store holds a complete list (it does without DataUploads).
+    pub fn backup_pods_synced(&self) -> bool {
+        is_ready(&self.backup_pods)
+    }
 }
 
 /// Which DataDownloads are unfinished, to tell whether a PVC, PV or node change matters.

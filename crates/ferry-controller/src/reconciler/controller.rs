@@ -59,7 +59,7 @@ impl Controller {
         ));
         Self {
             exposer: RestoreExposer::new(
-                KubeCluster::cached(client.clone(), watches.clone()),
+                KubeCluster::cached(client.clone(), watches.clone(), &options.namespace),
                 &options.namespace,
             ),
             downloads: RecordedApi::new(

@@ -409,6 +409,23 @@ async fn the_real_authorizer_refuses_nothing_ferry_asks_during_restores() {
         "the real authorizer refused:\n{}",
         refused.join("\n")
     );
+    // Its own restore pods and PVCs are made by nobody else: a synced watch that does not
+    // show one is the truth, and asking the API server again is a request per pass wasted.
+    let asked_for_absent: Vec<String> = of(&controller_user)
+        .iter()
+        .filter(|e| {
+            e.verb == "get"
+                && e.code == 404
+                && e.namespace.as_deref() == Some(NS)
+                && matches!(e.resource.as_str(), "pods" | "persistentvolumeclaims")
+        })
+        .map(|e| e.uri.clone())
+        .collect();
+    assert!(
+        asked_for_absent.is_empty(),
+        "the controller asked the API server for its own objects that its watches showed absent:\n{}",
+        asked_for_absent.join("\n")
+    );
     eprintln!(
         "real control plane: controller {} requests for {VOLUMES} restores ({:.1} per restore), \
          data mover pods {}",

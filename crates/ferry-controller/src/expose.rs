@@ -567,8 +567,12 @@ pub enum ExposeState {
 /// Where rebind stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RebindState {
-    /// Waiting for the cluster (PVC deletion, binding); the text says for what.
+    /// Waiting for the cluster (the restore pod and PVC to go); the text says for what.
     Waiting(String),
+    /// Waiting for the PV controller to bind the target to the PV handed to it. It may have
+    /// looked at the claim before it saw the PV, and then nothing ferry watches changes
+    /// until its resync: the caller should look again (and touch the target) soon.
+    WaitingForBinding(String),
     /// The target PVC is bound to the restored PV and its reclaim policy is back.
     Done { pv: String },
 }
@@ -797,7 +801,11 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                     })?;
                 return Ok(None);
             }
-            RebindStep::Wait { why, touch_target } => {
+            RebindStep::Wait {
+                why,
+                touch_target,
+                binding,
+            } => {
                 // Best effort: without it the resync binds the claim a little later (an
                 // RBAC from before this patch was needed, say).
                 if let Some(patch) = touch_target
@@ -805,7 +813,11 @@ impl<C: RestoreCluster> RestoreExposer<C> {
                 {
                     tracing::warn!(target = %target_id, error = %err, "cannot annotate the target PVC to have it bound at once");
                 }
-                RebindState::Waiting(why)
+                if binding {
+                    RebindState::WaitingForBinding(why)
+                } else {
+                    RebindState::Waiting(why)
+                }
             }
             RebindStep::Finish {
                 pv,
@@ -860,18 +872,18 @@ impl<C: RestoreCluster> RestoreExposer<C> {
         }
         self.cluster.delete_pvc(ns, dd_name).await?;
         for pv in self.cluster.list_pvs(DATA_DOWNLOAD_LABEL, dd_name).await? {
-            // Handed over only once the PV controller bound it to the target (claimRef
-            // with the target's uid); a PV merely reserved for the target is ours to remove.
-            let bound = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
-                && pv
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.claim_ref.as_ref())
-                    .is_some_and(|c| {
-                        c.namespace.as_deref() != Some(ns.as_str())
-                            && c.uid.as_deref().is_some_and(|u| !u.is_empty())
-                    });
-            if !bound {
+            // Handed over once bound to the target from its side (claimRef with the target's
+            // uid): the PV controller binds the claim to it whatever happens to the restore,
+            // and the data is the workload's. A PV not yet handed over is ours to remove.
+            let handed_over = pv
+                .spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .is_some_and(|c| {
+                    c.namespace.as_deref() != Some(ns.as_str())
+                        && c.uid.as_deref().is_some_and(|u| !u.is_empty())
+                });
+            if !handed_over {
                 let pv_name = pv.metadata.name.clone().unwrap_or_default();
                 // Rebind made it Retain: with Delete, removing the PV also removes its
                 // volume (a CSI provisioner deletes the storage of a PV deleted with Delete).

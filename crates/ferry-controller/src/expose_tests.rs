@@ -296,6 +296,7 @@ fn target_pvc(volume_mode: &str) -> PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some("fake-target-pvc".into()),
             namespace: Some("fake-ns".into()),
+            uid: Some("fake-target-uid".into()),
             ..Default::default()
         },
         spec: Some(PersistentVolumeClaimSpec {
@@ -810,7 +811,10 @@ fn rebind_pv_to_target_fail() {
 #[test]
 fn rebind_reset_reclaim_policy_fail() {
     let exposer = new_exposer(rebind_cluster().fail("patch pv", 3), NS);
-    assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+    assert!(matches!(
+        rebind(&exposer).unwrap(),
+        RebindState::WaitingForBinding(_)
+    ));
     exposer.cluster.bind("fake-restore-pv");
     assert_eq!(
         rebind(&exposer).unwrap_err().to_string(),
@@ -822,7 +826,7 @@ fn rebind_reset_reclaim_policy_fail() {
 fn rebind_waits_until_the_pv_is_bound() {
     let exposer = new_exposer(rebind_cluster(), NS);
     for _ in 0..3 {
-        let RebindState::Waiting(why) = rebind(&exposer).unwrap() else {
+        let RebindState::WaitingForBinding(why) = rebind(&exposer).unwrap() else {
             panic!("must wait for binding");
         };
         assert!(why.contains("to be Bound"), "{why}");
@@ -872,7 +876,10 @@ fn a_waiting_target_is_touched_now_and_then_and_left_clean() {
 fn a_target_that_cannot_be_touched_still_completes() {
     let exposer = new_exposer(rebind_cluster().fail_all("patch pvc"), NS);
     for _ in 0..5 {
-        assert!(matches!(rebind(&exposer).unwrap(), RebindState::Waiting(_)));
+        assert!(matches!(
+            rebind(&exposer).unwrap(),
+            RebindState::WaitingForBinding(_)
+        ));
     }
     exposer.cluster.bind("fake-restore-pv");
     assert!(matches!(
@@ -885,7 +892,7 @@ fn a_target_that_cannot_be_touched_still_completes() {
 fn rebind_happy_path_leaves_nothing_behind() {
     let exposer = new_exposer(rebind_cluster(), NS);
     // One pass goes as far as it can without the PV controller: it waits for the binding.
-    let RebindState::Waiting(why) = rebind(&exposer).unwrap() else {
+    let RebindState::WaitingForBinding(why) = rebind(&exposer).unwrap() else {
         panic!("must wait for the binding");
     };
     assert!(why.contains("to be Bound"), "{why}");
@@ -907,12 +914,13 @@ fn rebind_happy_path_leaves_nothing_behind() {
     );
     assert!(exposer.cluster.pod(NS, "fake-restore").is_none());
     assert!(exposer.cluster.pvc(NS, "fake-restore").is_none());
-    // Reserved for the target: claimRef without uid, the selector's labels, still Retain.
+    // Bound to the target from the PV's side (claimRef with its uid), the selector's labels,
+    // still Retain.
     let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
     let claim = pv.spec.as_ref().unwrap().claim_ref.clone().unwrap();
     assert_eq!(claim.namespace.as_deref(), Some("fake-ns"));
     assert_eq!(claim.name.as_deref(), Some("fake-target-pvc"));
-    assert_eq!(claim.uid, None);
+    assert_eq!(claim.uid.as_deref(), Some("fake-target-uid"));
     assert_eq!(
         pv.metadata.labels.as_ref().unwrap()["velero.io/dynamic-pv-restore"],
         "fake-ns.fake-target-pvc.abcde"
@@ -963,13 +971,26 @@ fn rebind_happy_path_leaves_nothing_behind() {
 
 #[test]
 fn cleanup_removes_pod_pvc_and_a_retained_pv() {
-    let exposer = new_exposer(rebind_cluster(), NS);
-    // Interrupted mid-rebind: PV retained, marked and reserved for the target (which the
-    // fake cluster's PV still shows as "Bound", with no uid), pod gone.
-    rebind(&exposer).unwrap();
-    rebind(&exposer).unwrap();
+    // Interrupted mid-rebind: PV retained and marked, pod and restore PVC deleted, the
+    // hand-over to the target failed.
+    let exposer = new_exposer(rebind_cluster().fail("patch pv", 2), NS);
+    rebind(&exposer).unwrap_err();
+    let pv = exposer.cluster.pv("fake-restore-pv").unwrap();
+    assert_eq!(policy(&pv), Some("Retain"));
     assert!(block_on(exposer.cleanup("fake-restore")).unwrap());
     assert!(exposer.cluster.pv("fake-restore-pv").is_none());
+}
+
+#[test]
+fn cleanup_leaves_a_pv_handed_to_the_target() {
+    // Interrupted once the PV was bound to the target from its side: the PV controller binds
+    // the target to it whatever happens to the restore, so the data stays.
+    let exposer = new_exposer(rebind_cluster(), NS);
+    rebind(&exposer).unwrap();
+    assert!(block_on(exposer.cleanup("fake-restore")).unwrap());
+    let pv = exposer.cluster.pv("fake-restore-pv").expect("kept");
+    let claim = pv.spec.unwrap().claim_ref.unwrap();
+    assert_eq!(claim.name.as_deref(), Some("fake-target-pvc"));
 }
 
 fn new_exposer<C: RestoreCluster>(cluster: C, namespace: &str) -> RestoreExposer<C> {

@@ -89,10 +89,12 @@ pub enum RebindStep {
     /// Point the free PV's claimRef at the target.
     HandToTarget { pv: String, patch: Value },
     /// Wait for the cluster; with `touch_target`, annotate the target first so that the PV
-    /// controller looks at it now.
+    /// controller looks at it now. `binding`: the wait is for the PV controller's binding,
+    /// which no change ferry watches need announce (so look again at the touch interval).
     Wait {
         why: String,
         touch_target: Option<Value>,
+        binding: bool,
     },
     /// Both sides are bound: give the PV its policy back and drop ferry's marks.
     Finish {
@@ -149,6 +151,7 @@ pub fn next_step(view: &RebindView, namespace: &str) -> Result<RebindStep, Rebin
         return Ok(RebindStep::Wait {
             why,
             touch_target: None,
+            binding: false,
         });
     }
 
@@ -197,6 +200,7 @@ pub fn next_step(view: &RebindView, namespace: &str) -> Result<RebindStep, Rebin
                 pvc_phase(target),
             ),
             touch_target,
+            binding: true,
         });
     }
     let untouch_target = has_annotation(target, BIND_REQUESTED_ANNOTATION)
@@ -242,7 +246,11 @@ fn hand_to_target_patch(target: &PersistentVolumeClaim) -> Value {
             "kind": "PersistentVolumeClaim",
             "namespace": target.metadata.namespace,
             "name": target.metadata.name,
-            "uid": null,
+            // With the claim's uid the PV is bound to it from its side, as a provisioner
+            // leaves a new PV, and the PV controller syncs the claim as soon as it sees the
+            // PV; without it the PV is only reserved (Available), and the claim is synced only
+            // when it changes or at the PV controller's resync.
+            "uid": target.metadata.uid,
             "resourceVersion": null,
         }},
     })

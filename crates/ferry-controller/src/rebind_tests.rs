@@ -23,6 +23,7 @@ fn pvc(ns: &str, name: &str, volume: Option<&str>, phase: &str) -> PersistentVol
         metadata: ObjectMeta {
             namespace: Some(ns.into()),
             name: Some(name.into()),
+            uid: Some(format!("uid-of-{ns}-{name}")),
             ..Default::default()
         },
         spec: Some(PersistentVolumeClaimSpec {
@@ -127,10 +128,15 @@ fn step(view: &RebindView) -> RebindStep {
     next_step(view, NS).unwrap()
 }
 
-/// What a waiting step waits for, and its touch of the target.
-fn wait(view: &RebindView) -> (String, Option<Value>) {
+/// What a waiting step waits for, its touch of the target, and whether it waits for the
+/// PV controller's binding.
+fn wait(view: &RebindView) -> (String, Option<Value>, bool) {
     match step(view) {
-        RebindStep::Wait { why, touch_target } => (why, touch_target),
+        RebindStep::Wait {
+            why,
+            touch_target,
+            binding,
+        } => (why, touch_target, binding),
         other => panic!("must wait, not {other:?}"),
     }
 }
@@ -198,9 +204,10 @@ fn a_pod_on_its_way_out_is_not_deleted_again_and_its_claim_follows() {
             let restore = view.restore.as_mut().unwrap();
             restore.deleted.pvc = !shown;
             restore.pvc.metadata.deletion_timestamp = shown.then(|| Time(now()));
-            let (why, touch_target) = wait(&view);
+            let (why, touch_target, binding) = wait(&view);
             assert_eq!(why, format!("restore pod and PVC {NS}/{DD} to be deleted"));
             assert_eq!(touch_target, None);
+            assert!(!binding, "deletions are seen by the watches");
         }
     }
 }
@@ -215,9 +222,10 @@ fn a_claim_on_its_way_out_is_waited_for_not_deleted_again() {
         .pvc
         .metadata
         .deletion_timestamp = Some(Time(now()));
-    let (why, touch_target) = wait(&view);
+    let (why, touch_target, binding) = wait(&view);
     assert_eq!(why, format!("restore PVC {NS}/{DD} to be deleted"));
     assert_eq!(touch_target, None);
+    assert!(!binding, "a deletion is seen by the watches");
 }
 
 #[test]
@@ -238,12 +246,15 @@ fn a_free_pv_is_handed_to_the_target_with_the_labels_its_selector_asks_for() {
         (&claim["namespace"], &claim["name"]),
         (&json!("app"), &json!("data"))
     );
-    assert!(claim["uid"].is_null(), "the PV controller fills in the uid");
+    assert_eq!(
+        claim["uid"], "uid-of-app-data",
+        "bound from the PV's side, so that the PV controller syncs the claim at once"
+    );
     assert_eq!(patch["metadata"]["labels"]["tier"], "db");
 }
 
 #[test]
-fn a_target_waiting_for_its_pv_is_touched_at_most_every_two_seconds() {
+fn a_target_waiting_for_its_pv_is_touched_at_most_every_two_seconds_and_looked_at_again() {
     let reserved = || Some(pv("Retain", true, Some(("app", "data")), "Available"));
     let at = |ago: i64| (now() - SignedDuration::from_millis(ago)).to_string();
     for (target, touched) in [
@@ -263,11 +274,14 @@ fn a_target_waiting_for_its_pv_is_touched_at_most_every_two_seconds() {
         // Bound on its side already: the PV controller is at work, nothing to touch.
         (pvc("app", "data", Some(PV), "Pending"), false),
     ] {
-        let (why, touch_target) = wait(&handing(target, reserved()));
+        let (why, touch_target, binding) = wait(&handing(target, reserved()));
         assert!(
             why.contains("to be Bound (PVC Pending, PV Available)"),
             "{why}"
         );
+        // Touched or not, the next look must come soon: the PV controller may not act on
+        // what it saw, and then no watched change follows.
+        assert!(binding, "{why}");
         assert_eq!(touch_target.is_some(), touched, "{why}");
         if let Some(patch) = touch_target {
             assert_eq!(

@@ -231,7 +231,9 @@ impl Controller {
                         &format!("restore pod {ns}/{} is running on node {node}", o.name),
                     )
                     .await;
-                    Ok(())
+                    // Nothing else is waited for between the two phases: going on in this
+                    // pass spares every restore a pass (a wake-up and the pass's reads).
+                    self.start_moving(o, &node).await
                 } else if since(self.exposing_since(o, &pod).await?.as_ref())
                     > self.options.expose_timeout
                 {
@@ -378,6 +380,11 @@ impl Controller {
             .as_ref()
             .and_then(|s| s.node_name.clone())
             .unwrap_or_default();
+        self.start_moving(o, &node).await
+    }
+
+    /// Prepared → InProgress: the data mover in the restore pod on `node` moves the data.
+    async fn start_moving(&self, o: &Observed, node: &str) -> Result<(), StepError> {
         self.patch_status(
             &o.name,
             json!({ "phase": "InProgress", "startTimestamp": now() }),
@@ -471,36 +478,14 @@ impl Controller {
             .rebind(&o.name, &spec.namespace, &spec.pvc)
             .await
         {
-            Ok(RebindState::Waiting(why)) => {
-                tracing::debug!(data_download = %o.name, %why, "rebinding");
-                // Rebind waits for the cluster (deletions, the PV controller's binding): a
-                // resource wait, bounded by spec.operationTimeout as Velero bounds it.
-                let limit = o.dd.spec.operation_timeout_duration().unwrap_or_default();
-                if let Some(moved) = data_moved_at(&o.dd)
-                    && !limit.is_zero()
-                    && since(Some(&moved)) > limit
-                {
-                    let events = self
-                        .last_warning(&spec.namespace, "PersistentVolumeClaim", &spec.pvc)
-                        .await
-                        .map(|w| {
-                            format!(
-                                "; last event on target PVC {}/{}: {} {}",
-                                spec.namespace, spec.pvc, w.reason, w.message
-                            )
-                        })
-                        .unwrap_or_default();
-                    return self
-                        .fail(
-                            o,
-                            &format!(
-                                "rebind timed out after {} (spec.operationTimeout): still waiting for {why}{events}",
-                                human(limit)
-                            ),
-                        )
-                        .await;
-                }
-                Ok(())
+            Ok(RebindState::Waiting(why)) => self.rebind_waiting(o, &why).await,
+            Ok(RebindState::WaitingForBinding(why)) => {
+                // The PV controller may have looked at the target before it saw the PV handed
+                // to it, and no change ferry watches need follow: look again (and touch the
+                // target again) within the touch interval, not at the next resync.
+                self.poll_soon
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.rebind_waiting(o, &why).await
             }
             Ok(RebindState::Done { pv }) => {
                 let status = o.dd.status.clone().unwrap_or_default();
@@ -538,6 +523,39 @@ impl Controller {
             Err(err) if err.is_transient() => Err(err.into()),
             Err(err) => self.fail(o, &format!("rebind failed: {err}")).await,
         }
+    }
+
+    /// A rebind waiting for the cluster (deletions, the PV controller's binding): a resource
+    /// wait, bounded by spec.operationTimeout as Velero bounds it.
+    async fn rebind_waiting(&self, o: &Observed, why: &str) -> Result<(), StepError> {
+        let spec = &o.dd.spec.target_volume;
+        tracing::debug!(data_download = %o.name, %why, "rebinding");
+        let limit = o.dd.spec.operation_timeout_duration().unwrap_or_default();
+        if let Some(moved) = data_moved_at(&o.dd)
+            && !limit.is_zero()
+            && since(Some(&moved)) > limit
+        {
+            let events = self
+                .last_warning(&spec.namespace, "PersistentVolumeClaim", &spec.pvc)
+                .await
+                .map(|w| {
+                    format!(
+                        "; last event on target PVC {}/{}: {} {}",
+                        spec.namespace, spec.pvc, w.reason, w.message
+                    )
+                })
+                .unwrap_or_default();
+            return self
+                .fail(
+                    o,
+                    &format!(
+                        "rebind timed out after {} (spec.operationTimeout): still waiting for {why}{events}",
+                        human(limit)
+                    ),
+                )
+                .await;
+        }
+        Ok(())
     }
 
     pub(super) async fn cancel(&self, o: &Observed) -> Result<(), StepError> {

@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use futures::StreamExt;
+
+use crate::crds::DataDownloadPhase;
 use crate::placement::NodeInfo;
 use crate::queue::{QueuedRestore, admit_new, slots_in_use};
 
@@ -46,16 +49,53 @@ impl Controller {
             .map(|n| NodeInfo::from_node(n, &self.config))
             .collect();
 
-        for o in &ours {
-            // A replica that lost the lease mid-pass stops writing at once.
-            if !self.leading() {
-                break;
+        // Node choices take slots, so they are made one after another, oldest first. Every
+        // other step touches its own restore's objects alone: those run side by side, so
+        // that one restore's API round trips do not hold up the others' (a pass with many
+        // restores rebinding or starting took a second and more, one after another).
+        let (placing, others): (Vec<&Observed>, Vec<&Observed>) =
+            ours.iter().partition(|o| chooses_node(o));
+        let this = &*self;
+        let place = async {
+            for o in placing {
+                // A replica that lost the lease mid-pass stops writing at once.
+                if !this.leading() {
+                    break;
+                }
+                if let Err(err) = this.step(o, &admitted, &mut slots, &node_infos).await {
+                    err.report("DataDownload", &o.name);
+                }
             }
-            if let Err(err) = self.step(o, &admitted, &mut slots, &node_infos).await {
-                err.report("DataDownload", &o.name);
-            }
+        };
+        let mut alone = Vec::with_capacity(others.len());
+        for o in others {
+            alone.push(this.step_alone(o, &admitted, &node_infos));
         }
+        let rest = futures::stream::iter(alone)
+            .buffer_unordered(STEPS_AT_ONCE)
+            .collect::<Vec<()>>();
+        futures::join!(place, rest);
         self.upload_steps(&uploads, &mut slots, &node_infos).await;
         Ok(())
     }
+
+    /// The step of a restore that chooses no node, and so never reads or takes a slot.
+    async fn step_alone(&self, o: &Observed, admitted: &[String], nodes: &[NodeInfo]) {
+        // A replica that lost the lease mid-pass stops writing at once.
+        if !self.leading() {
+            return;
+        }
+        if let Err(err) = self.step(o, admitted, &mut BTreeMap::new(), nodes).await {
+            err.report("DataDownload", &o.name);
+        }
+    }
+}
+
+/// How many restores' steps (other than node choices) a pass runs at once.
+const STEPS_AT_ONCE: usize = 8;
+
+/// Whether this restore's step may choose a node (and so take a slot): Accepted, no node yet.
+fn chooses_node(o: &Observed) -> bool {
+    o.dd.phase() == DataDownloadPhase::Accepted
+        && o.dd.status.as_ref().and_then(|s| s.node.as_ref()).is_none()
 }

@@ -76,6 +76,13 @@ impl FakeCluster {
             ..Default::default()
         });
     }
+    fn set_pv_phase(&self, name: &str, phase: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.pvs.get_mut(name).unwrap().status = Some(PersistentVolumeStatus {
+            phase: Some(phase.into()),
+            ..Default::default()
+        });
+    }
     fn check(&self, op: &str) -> OpResult<()> {
         let n = {
             let mut state = self.state.lock().unwrap();
@@ -987,6 +994,9 @@ fn cleanup_leaves_a_pv_handed_to_the_target() {
     // the target to it whatever happens to the restore, so the data stays.
     let exposer = new_exposer(rebind_cluster(), NS);
     rebind(&exposer).unwrap();
+    // Still Released, as a real PV is until the PV controller binds the target: the claimRef
+    // with the target's uid, not the phase, says it is handed over.
+    exposer.cluster.set_pv_phase("fake-restore-pv", "Released");
     assert!(block_on(exposer.cleanup("fake-restore")).unwrap());
     let pv = exposer.cluster.pv("fake-restore-pv").expect("kept");
     let claim = pv.spec.unwrap().claim_ref.unwrap();

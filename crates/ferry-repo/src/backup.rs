@@ -261,6 +261,44 @@ struct ChunkJob {
     reply: cb::Sender<Result<Id>>,
 }
 
+/// File threads. More than CPUs: on small files a file thread mostly waits for the disk
+/// (open, read, on a cold cache), and reading eight files at once keeps the device's queue
+/// full. Measured on Go's source tree (11,478 files, 156 MiB, caches dropped, 2 CPUs): 2
+/// threads 1.50–1.72 s, 8 threads 1.19–1.27 s, restic 2.36–3.19 s.
+const FILE_THREADS: usize = 8;
+
+/// Turns for chunking large files: each holds up to [`chunk_stream`]'s bytes in flight, so
+/// their number, not the number of file threads, bounds the memory a backup takes.
+struct LargeFiles {
+    give: cb::Sender<()>,
+    take: cb::Receiver<()>,
+}
+
+/// A turn, given back when dropped.
+struct LargeFileTurn<'a>(&'a LargeFiles);
+
+impl LargeFiles {
+    fn new(turns: usize) -> Self {
+        let (give, take) = cb::bounded(turns);
+        for _ in 0..turns {
+            let _ = give.send(());
+        }
+        LargeFiles { give, take }
+    }
+
+    fn take(&self) -> LargeFileTurn<'_> {
+        // The sender lives in self: recv cannot fail while self does.
+        let _ = self.take.recv();
+        LargeFileTurn(self)
+    }
+}
+
+impl Drop for LargeFileTurn<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.give.send(());
+    }
+}
+
 /// A file on its way to a file thread.
 struct FileJob {
     path: PathBuf,
@@ -327,9 +365,11 @@ fn save_file(
     pol: Pol,
     chunks: &cb::Sender<ChunkJob>,
     saver: &Saver,
+    large: &LargeFiles,
 ) -> Result<Vec<Id>> {
     let size = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
     if size >= crate::chunker::MIN_SIZE as u64 {
+        let _turn = large.take();
         // The chunker reads big blocks itself: no BufReader (it would only add a copy).
         return chunk_stream(f, pol, chunks, saver).map(|(ids, _)| ids);
     }
@@ -754,6 +794,8 @@ impl Repository {
             let saver = &*s2;
             let (chunk_tx, chunk_rx) = cb::bounded::<ChunkJob>(workers * 2);
             let (file_tx, file_rx) = cb::unbounded::<FileJob>();
+            // As many large files chunked at once as before there were file threads.
+            let large = &LargeFiles::new(workers.max(2));
             std::thread::scope(|scope| {
                 for _ in 0..workers {
                     let rx = chunk_rx.clone();
@@ -764,14 +806,14 @@ impl Repository {
                         }
                     });
                 }
-                for _ in 0..workers.max(2) {
+                for _ in 0..FILE_THREADS.max(workers) {
                     let rx = file_rx.clone();
                     let ctx = chunk_tx.clone();
                     scope.spawn(move || {
                         for job in rx {
                             let r = std::fs::File::open(&job.path)
                                 .map_err(|e| RepoError::io(&job.path, e))
-                                .and_then(|f| save_file(f, pol, &ctx, saver))
+                                .and_then(|f| save_file(f, pol, &ctx, saver, large))
                                 .map_err(|e| match e {
                                     RepoError::Invalid(m) => {
                                         RepoError::Invalid(format!("{}: {m}", job.path.display()))
@@ -878,5 +920,24 @@ impl Repository {
             total_bytes_processed: c.bytes_done.load(Ordering::Relaxed),
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LargeFiles;
+
+    #[test]
+    fn large_files_are_chunked_a_bounded_number_at_once() {
+        let large = LargeFiles::new(2);
+        let first = large.take();
+        let second = large.take();
+        assert!(large.take.is_empty(), "no third turn while two are out");
+        drop(first);
+        assert_eq!(large.take.len(), 1, "a turn comes back when dropped");
+        let third = large.take();
+        assert!(large.take.is_empty());
+        drop((second, third));
+        assert_eq!(large.take.len(), 2);
     }
 }

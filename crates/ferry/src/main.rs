@@ -1,6 +1,7 @@
 //! `ferry`: the command line. It parses, wires the library crates together and prints;
 //! the logic lives in the library crates.
 
+mod allocator;
 mod commands;
 
 use std::process::ExitCode;
@@ -85,6 +86,7 @@ fn init_tracing(filter: &str, format: LogFormat) {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_large_buffers_out_of_arenas();
     let cli = Cli::parse();
     init_tracing(&cli.log, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

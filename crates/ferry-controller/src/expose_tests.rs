@@ -649,6 +649,68 @@ fn a_provisioned_restore_pvc_gets_its_pod_only_once_bound() {
     assert_eq!(exposer.cluster.state.lock().unwrap().calls["create pvc"], 1);
 }
 
+fn provisioner_named_on(pvc: &PersistentVolumeClaim) -> Vec<Option<String>> {
+    STORAGE_PROVISIONER_ANNOTATIONS
+        .iter()
+        .map(|k| pvc.metadata.annotations.as_ref()?.get(*k).cloned())
+        .collect()
+}
+
+#[test]
+fn a_restore_pvc_for_a_chosen_node_names_its_provisioner_at_creation() {
+    let exposer = new_exposer(
+        FakeCluster::default().with_class(class("WaitForFirstConsumer")),
+        NS,
+    );
+    let (pvc, pod) = exposed_objects("Filesystem", Some("node-1"));
+    block_on(exposer.expose(Movement::Restore, &pvc, &pod)).unwrap();
+    let created = exposer.cluster.pvc(NS, "fake-restore").unwrap();
+    assert_eq!(
+        provisioner_named_on(&created),
+        vec![Some("hostpath.kubesim.io".to_string()); 2],
+        "the PV controller would write both; it writes nothing when they are there"
+    );
+    assert_eq!(
+        created.metadata.annotations.as_ref().unwrap()[SELECTED_NODE_ANNOTATION],
+        "node-1"
+    );
+}
+
+#[test]
+fn the_provisioner_is_left_to_the_pv_controller_where_it_may_choose_otherwise() {
+    let (with_node, _) = exposed_objects("Filesystem", Some("node-1"));
+    let (without_node, _) = exposed_objects("Filesystem", None);
+    let wffc = class("WaitForFirstConsumer");
+    let mut in_tree = wffc.clone();
+    in_tree.provisioner = "kubernetes.io/aws-ebs".into();
+    let mut local = wffc.clone();
+    local.provisioner = NO_PROVISIONER.into();
+    let cases = [
+        (
+            &with_node,
+            Some(class("Immediate")),
+            "an Immediate claim may bind an existing PV",
+        ),
+        (
+            &with_node,
+            Some(in_tree),
+            "an in-tree plugin may be migrated to a CSI driver",
+        ),
+        (&with_node, Some(local), "nothing provisions local volumes"),
+        (&with_node, None, "no class, no provisioner"),
+        (
+            &without_node,
+            Some(wffc),
+            "no node selected: the PV controller waits for a consumer",
+        ),
+    ];
+    for (pvc, class, why) in cases {
+        let named = with_provisioner_named(pvc, class.as_ref());
+        assert_eq!(provisioner_named_on(&named), vec![None, None], "{why}");
+        assert_eq!(&named, pvc, "{why}");
+    }
+}
+
 #[test]
 fn a_class_without_provisioner_gets_its_pod_at_once() {
     let mut local = class("WaitForFirstConsumer");
@@ -852,25 +914,19 @@ fn bind_requested(exposer: &RestoreExposer<FakeCluster>) -> Option<String> {
 }
 
 #[test]
-fn a_waiting_target_is_touched_now_and_then_and_left_clean() {
+fn a_target_still_waiting_2_s_after_the_hand_over_is_touched_and_left_clean() {
     let exposer = new_exposer(rebind_cluster(), NS);
     rebind(&exposer).unwrap();
-    let first = bind_requested(&exposer).expect("touched while waiting");
-    let writes = exposer.cluster.writes();
-    assert_eq!(
-        writes.iter().position(|w| w == "patch pvc"),
-        Some(writes.len() - 1),
-        "not before the PV is reserved and free: {writes:?}"
-    );
     rebind(&exposer).unwrap();
     assert_eq!(
         bind_requested(&exposer),
-        Some(first.clone()),
-        "not again within 2 s"
+        None,
+        "not within 2 s of the hand-over"
     );
     std::thread::sleep(std::time::Duration::from_millis(2100));
     rebind(&exposer).unwrap();
-    assert_ne!(bind_requested(&exposer), Some(first), "again after 2 s");
+    assert!(bind_requested(&exposer).is_some(), "touched after 2 s");
+    assert_eq!(exposer.cluster.writes().last().unwrap(), "patch pvc");
     exposer.cluster.bind("fake-restore-pv");
     assert!(matches!(
         rebind(&exposer).unwrap(),
@@ -906,8 +962,8 @@ fn rebind_happy_path_leaves_nothing_behind() {
     // The PV is retained before anything is deleted; the pod goes, then the restore PVC,
     // while the PV still names it: the restore PVC is never a bound claim whose PV names
     // another claim (the PV controller would mark it Lost, with Warning events). Only then
-    // is the PV reserved for the target, and the target touched so that the PV controller
-    // looks at it now.
+    // is the PV handed to the target. The target is not touched: given the claim's uid, the
+    // PV controller binds it as soon as it sees the PV (a touch now would only race with it).
     assert_eq!(
         exposer.cluster.writes(),
         [
@@ -916,7 +972,6 @@ fn rebind_happy_path_leaves_nothing_behind() {
             "delete pvc",
             "(claim fake-restore deleted while its PV is Retain)",
             "patch pv",
-            "patch pvc",
         ]
     );
     assert!(exposer.cluster.pod(NS, "fake-restore").is_none());
@@ -933,17 +988,15 @@ fn rebind_happy_path_leaves_nothing_behind() {
         "fake-ns.fake-target-pvc.abcde"
     );
     assert_eq!(policy(&pv), Some("Retain"));
-    let target = exposer.cluster.pvc("fake-ns", "fake-target-pvc").unwrap();
     assert!(
-        target
-            .metadata
+        pv.metadata
             .annotations
             .as_ref()
             .unwrap()
-            .contains_key(BIND_REQUESTED_ANNOTATION),
-        "{:?}",
-        target.metadata.annotations
+            .contains_key(HANDED_OVER_ANNOTATION),
+        "the hand-over's time, from which a touch of the target becomes due"
     );
+    assert_eq!(bind_requested(&exposer), None);
     // Bound → reclaim policy restored, marks removed.
     exposer.cluster.bind("fake-restore-pv");
     assert_eq!(

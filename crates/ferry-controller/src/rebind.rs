@@ -21,6 +21,7 @@
 //! successful restore leaves no Warning.
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
@@ -32,7 +33,11 @@ pub const ORIGINAL_RECLAIM_ANNOTATION: &str = "ferry.io/original-reclaim-policy"
 /// PV controller to look at the claim (RFC 3339), so that it looks now rather than at its
 /// next resync. Removed once bound.
 pub const BIND_REQUESTED_ANNOTATION: &str = "ferry.io/bind-requested";
-/// How often a waiting target is touched again.
+/// On the restore PV from its hand-over to the target until the target is bound: when
+/// ferry pointed it at the target (RFC 3339). The PV controller binds a claim whose PV names
+/// its uid as soon as it sees the PV, so the target is touched only once this is a while ago.
+pub const HANDED_OVER_ANNOTATION: &str = "ferry.io/handed-over";
+/// How long after the hand-over, and then how often, a waiting target is touched.
 const BIND_REQUEST_INTERVAL: SignedDuration = SignedDuration::from_secs(2);
 
 /// What one pass of rebind sees.
@@ -172,7 +177,7 @@ pub fn next_step(view: &RebindView, namespace: &str) -> Result<RebindStep, Rebin
     let pv_name = pv.metadata.name.clone().unwrap_or_default();
     if !points_at(pv, target) {
         return Ok(RebindStep::HandToTarget {
-            patch: hand_to_target_patch(target),
+            patch: hand_to_target_patch(target, view.now),
             pv: pv_name,
         });
     }
@@ -188,12 +193,12 @@ pub fn next_step(view: &RebindView, namespace: &str) -> Result<RebindStep, Rebin
         // The PV controller binds a claim to the PV reserved for it only when it looks at
         // the claim: when the claim changes, or at its periodic resync (15 s by default).
         // A change to the target makes it look now.
-        let touch_target = (bound_to.is_none() && bind_request_due(target, view.now)).then(|| {
-            json!({ "metadata": { "annotations": {
-                BIND_REQUESTED_ANNOTATION: view.now.round(k8s_openapi::jiff::Unit::Millisecond)
-                    .unwrap_or(view.now).to_string(),
+        let touch_target =
+            (bound_to.is_none() && bind_request_due(target, pv, view.now)).then(|| {
+                json!({ "metadata": { "annotations": {
+                BIND_REQUESTED_ANNOTATION: rfc3339_millis(view.now),
             } } })
-        });
+            });
         return Ok(RebindStep::Wait {
             why: format!(
                 "target PVC {target_id} and PV {pv_name} to be Bound (PVC {}, PV {pv_phase})",
@@ -224,9 +229,9 @@ fn retain_patch(pv: &PersistentVolume, dd_name: &str) -> Value {
     })
 }
 
-/// The PV's claimRef pointed at the target PVC (no uid: the PV controller binds it and fills
-/// it in), with the labels the target's selector asks for.
-fn hand_to_target_patch(target: &PersistentVolumeClaim) -> Value {
+/// The PV's claimRef pointed at the target PVC, with the labels the target's selector asks
+/// for and the time of the hand-over.
+fn hand_to_target_patch(target: &PersistentVolumeClaim, now: Timestamp) -> Value {
     let labels: serde_json::Map<String, Value> = target
         .spec
         .as_ref()
@@ -239,7 +244,10 @@ fn hand_to_target_patch(target: &PersistentVolumeClaim) -> Value {
     json!({
         "metadata": {
             "labels": labels,
-            "annotations": { "pv.kubernetes.io/bound-by-controller": null },
+            "annotations": {
+                "pv.kubernetes.io/bound-by-controller": null,
+                HANDED_OVER_ANNOTATION: rfc3339_millis(now),
+            },
         },
         "spec": { "claimRef": {
             "apiVersion": "v1",
@@ -267,7 +275,7 @@ fn reset_patch(pv: &PersistentVolume) -> Value {
     json!({
         "metadata": {
             "labels": { DATA_DOWNLOAD_LABEL: null },
-            "annotations": { ORIGINAL_RECLAIM_ANNOTATION: null },
+            "annotations": { ORIGINAL_RECLAIM_ANNOTATION: null, HANDED_OVER_ANNOTATION: null },
         },
         "spec": { "persistentVolumeReclaimPolicy": original },
     })
@@ -320,18 +328,26 @@ fn has_annotation(pvc: &PersistentVolumeClaim, key: &str) -> bool {
         .is_some_and(|a| a.contains_key(key))
 }
 
-/// Whether a target waiting for its PV should be touched: never yet, or not lately.
-fn bind_request_due(target: &PersistentVolumeClaim, now: Timestamp) -> bool {
-    let last = target
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(BIND_REQUESTED_ANNOTATION))
-        .and_then(|v| v.parse::<Timestamp>().ok());
-    match last {
-        None => true,
-        Some(at) => now.duration_since(at) >= BIND_REQUEST_INTERVAL,
-    }
+/// Whether a target waiting for its PV should be touched: the hand-over and the last touch
+/// (if any) are a while ago. A time that cannot be read counts as long ago.
+fn bind_request_due(target: &PersistentVolumeClaim, pv: &PersistentVolume, now: Timestamp) -> bool {
+    let long_ago = |at: Option<&String>| {
+        at.and_then(|v| v.parse::<Timestamp>().ok())
+            .is_none_or(|at| now.duration_since(at) >= BIND_REQUEST_INTERVAL)
+    };
+    long_ago(annotation(&pv.metadata, HANDED_OVER_ANNOTATION))
+        && long_ago(annotation(&target.metadata, BIND_REQUESTED_ANNOTATION))
+}
+
+fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a String> {
+    meta.annotations.as_ref().and_then(|a| a.get(key))
+}
+
+/// A time as ferry writes it in annotations: RFC 3339 to the millisecond.
+fn rfc3339_millis(t: Timestamp) -> String {
+    t.round(k8s_openapi::jiff::Unit::Millisecond)
+        .unwrap_or(t)
+        .to_string()
 }
 
 #[cfg(test)]

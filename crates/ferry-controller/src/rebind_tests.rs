@@ -255,8 +255,21 @@ fn a_free_pv_is_handed_to_the_target_with_the_labels_its_selector_asks_for() {
 
 #[test]
 fn a_target_waiting_for_its_pv_is_touched_at_most_every_two_seconds_and_looked_at_again() {
-    let reserved = || Some(pv("Retain", true, Some(("app", "data")), "Available"));
     let at = |ago: i64| (now() - SignedDuration::from_millis(ago)).to_string();
+    let handed_over = |ago: &str| {
+        let mut pv = pv("Retain", true, Some(("app", "data")), "Available");
+        pv.metadata.annotations = Some(BTreeMap::from([(
+            HANDED_OVER_ANNOTATION.to_string(),
+            ago.to_string(),
+        )]));
+        Some(pv)
+    };
+    // Handed over just now: the PV controller, which binds the claim its PV names by uid
+    // as soon as it sees the PV, is given time before ferry touches the claim.
+    let (why, touch_target, binding) = wait(&handing(target(), handed_over(&at(300))));
+    assert_eq!(touch_target, None, "{why}");
+    assert!(binding, "looked at again soon: {why}");
+    let reserved = || handed_over(&at(2_000));
     for (target, touched) in [
         (target(), true),
         (
@@ -274,20 +287,22 @@ fn a_target_waiting_for_its_pv_is_touched_at_most_every_two_seconds_and_looked_a
         // Bound on its side already: the PV controller is at work, nothing to touch.
         (pvc("app", "data", Some(PV), "Pending"), false),
     ] {
-        let (why, touch_target, binding) = wait(&handing(target, reserved()));
-        assert!(
-            why.contains("to be Bound (PVC Pending, PV Available)"),
-            "{why}"
-        );
-        // Touched or not, the next look must come soon: the PV controller may not act on
-        // what it saw, and then no watched change follows.
-        assert!(binding, "{why}");
-        assert_eq!(touch_target.is_some(), touched, "{why}");
-        if let Some(patch) = touch_target {
-            assert_eq!(
-                patch["metadata"]["annotations"][BIND_REQUESTED_ANNOTATION],
-                now().to_string()
+        for marked in [reserved(), handed_over("not a time")] {
+            let (why, touch_target, binding) = wait(&handing(target.clone(), marked));
+            assert!(
+                why.contains("to be Bound (PVC Pending, PV Available)"),
+                "{why}"
             );
+            // Touched or not, the next look must come soon: the PV controller may not act on
+            // what it saw, and then no watched change follows.
+            assert!(binding, "{why}");
+            assert_eq!(touch_target.is_some(), touched, "{why}");
+            if let Some(patch) = touch_target {
+                assert_eq!(
+                    patch["metadata"]["annotations"][BIND_REQUESTED_ANNOTATION],
+                    now().to_string()
+                );
+            }
         }
     }
 }

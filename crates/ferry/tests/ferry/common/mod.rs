@@ -44,9 +44,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferry_controller::crds::{DataDownload, DataDownloadPhase, DataDownloadSpec, TargetVolumeSpec};
-use ferry_controller::expose::{
-    DATA_DOWNLOAD_LABEL, ORIGINAL_RECLAIM_ANNOTATION, SELECTED_NODE_ANNOTATION,
-};
+use ferry_controller::expose::{DATA_DOWNLOAD_LABEL, SELECTED_NODE_ANNOTATION};
 use ferry_controller::install::{CONTROLLER_NAME, DATA_MOVER_NAME, InstallOptions, render};
 use ferry_controller::{ControllerHandle, ControllerOptions, start_controller};
 use ferry_repo::Repository;
@@ -472,7 +470,7 @@ fn has_ferry_marks(pv: &PersistentVolume) -> bool {
             .metadata
             .annotations
             .as_ref()
-            .is_some_and(|a| a.contains_key(ORIGINAL_RECLAIM_ANNOTATION))
+            .is_some_and(|a| a.keys().any(|k| k.starts_with("ferry.io/")))
 }
 
 pub fn pv_node(pv: &PersistentVolume) -> String {

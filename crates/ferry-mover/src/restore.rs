@@ -63,11 +63,18 @@ pub async fn restore_data_download(
         .restore(
             &snapshot,
             target,
-            RestoreOptions::default(),
+            // Completed hands the volume to its workload (and tells Velero the data is
+            // back): the data must then survive a crash of the node, not only sit in its
+            // page cache.
+            RestoreOptions {
+                flush: true,
+                ..Default::default()
+            },
             reporter.callback(),
         )
         .await;
     let summary = result?;
+    tracing::info!(data_download = %dd_id, seconds = summary.seconds, flush_seconds = summary.flush_seconds, "restored");
     let total_bytes = summary.total_bytes;
     reporter.finish(total_bytes).await;
     Ok(DataMoverResult {

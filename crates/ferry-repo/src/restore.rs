@@ -73,6 +73,10 @@ pub struct RestoreOptions {
     /// Files of several blobs kept open between writes; beyond this, a file is reopened for
     /// each write (bounds descriptors when many large files are restored at once).
     pub open_files: usize,
+    /// Flush the restored tree to stable storage before returning (`syncfs` of the target's
+    /// file system; a device is always fsynced). Without it the data may still sit in the
+    /// page cache when the restore reports success, as after `tar -x` or `restic restore`.
+    pub flush: bool,
 }
 
 impl Default for RestoreOptions {
@@ -88,6 +92,7 @@ impl Default for RestoreOptions {
             verify: false,
             no_lock: false,
             open_files: 256,
+            flush: false,
         }
     }
 }
@@ -336,8 +341,20 @@ impl Repository {
             }
             RestoreTarget::Device { path } => run.restore_device(snapshot, &path).await?,
         }
+        let flush_seconds = match (&run.target, run.opts.flush) {
+            (Some(target), true) => {
+                let flushing = Instant::now();
+                target
+                    .sync_file_system()
+                    .map_err(|e| RepoError::io(target.display(Path::new("")), e))?;
+                tracing::debug!(took = ?flushing.elapsed(), "restore: flushed");
+                Some(flushing.elapsed().as_secs_f64())
+            }
+            _ => None,
+        };
         (run.progress)(&run.done);
         let mut summary = run.summary;
+        summary.flush_seconds = flush_seconds;
         summary.seconds = started.elapsed().as_secs_f64();
         summary.total_bytes = run.done.total_bytes;
         summary.warnings = run.warnings.list();

@@ -14,6 +14,10 @@ pub struct RestoreSummary {
     /// Bytes actually written (all-zero blobs are left as holes).
     pub bytes_written: u64,
     pub seconds: f64,
+    /// How long flushing the restored tree to stable storage took (with `flush`), within
+    /// `seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_seconds: Option<f64>,
     /// Files read back and found equal to the snapshot (with `verify`).
     #[serde(skip_serializing_if = "is_zero_u64")]
     pub verified_files: u64,

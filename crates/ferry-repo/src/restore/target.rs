@@ -136,6 +136,12 @@ impl TargetDir {
         self.open_beneath(rel, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
     }
 
+    /// Writes everything dirty on the target's file system to stable storage (`syncfs`): the
+    /// restored files' data, their metadata and the directories, in one call.
+    pub(crate) fn sync_file_system(&self) -> io::Result<()> {
+        Ok(rfs::syncfs(&self.root)?)
+    }
+
     /// Opens an existing regular file below the root for reading.
     pub(crate) fn open_read(&self, rel: &Path) -> io::Result<File> {
         Ok(File::from(self.open_beneath(

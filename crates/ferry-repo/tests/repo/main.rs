@@ -13,6 +13,7 @@ mod restic_interop;
 mod restic_maintenance;
 mod restore_damage;
 mod restore_filters;
+mod restore_flush;
 mod restore_safety;
 mod s3_backend;
 mod s3_faults;

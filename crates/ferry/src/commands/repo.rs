@@ -100,6 +100,10 @@ pub struct RestoreArgs {
     /// Read every restored file back and compare it with the snapshot.
     #[arg(long)]
     pub verify: bool,
+    /// Flush the restored files to stable storage before exiting (syncfs of the target's
+    /// file system), so that success means they survive a crash. The data mover always does.
+    #[arg(long)]
+    pub flush: bool,
     /// Take no lock: for read-only repositories (a read-only mount, a full file system).
     #[arg(long)]
     pub no_lock: bool,
@@ -273,6 +277,7 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         fetch_concurrency: a.concurrency,
         filter: ferry_repo::RestoreFilter::new(&a.include, &a.exclude)?,
         verify: a.verify,
+        flush: a.flush,
         no_lock: a.no_lock,
         ..Default::default()
     };
@@ -308,6 +313,9 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         );
         if a.verify {
             println!("verified {} files", summary.verified_files);
+        }
+        if let Some(s) = summary.flush_seconds {
+            println!("flushed to stable storage in {s:.2}s");
         }
     }
     for w in &summary.warnings {

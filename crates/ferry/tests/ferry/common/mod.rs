@@ -10,6 +10,7 @@
 pub mod backups;
 pub mod gate;
 pub mod movers;
+pub mod page_cache;
 pub mod trees;
 
 pub use testenv::Backend;
@@ -435,6 +436,11 @@ pub async fn assert_restored(env: &Env, i: usize) -> PersistentVolume {
         let got = std::fs::read(path.join(&name))
             .unwrap_or_else(|e| panic!("{name} in {}: {e}", path.display()));
         assert!(got == data, "pvc-{i}/{name} differs");
+        assert_eq!(
+            page_cache::unwritten_pages(&path.join(&name)),
+            0,
+            "pvc-{i}/{name}: the data mover reported the data back before it was on disk"
+        );
     }
     assert_eq!(
         spec.persistent_volume_reclaim_policy.as_deref(),

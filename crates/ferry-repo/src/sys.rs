@@ -89,3 +89,44 @@ pub fn process_exists(pid: u32) -> bool {
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
+
+/// `struct cachestat_range` and `struct cachestat` of `<linux/mman.h>`.
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// A file's pages in the page cache, and of those the ones not yet on stable storage (dirty
+/// or being written), from the kernel's `cachestat` (Linux 6.5): what a flushed restore must
+/// leave at zero, as its tests check.
+pub fn page_cache_of(file: &std::fs::File) -> std::io::Result<(u64, u64)> {
+    use std::os::fd::AsRawFd;
+    const SYS_CACHESTAT: libc::c_long = 451;
+    let range = CachestatRange { off: 0, len: 0 };
+    let mut stat = Cachestat::default();
+    // SAFETY: both structs are #[repr(C)] as the kernel defines them and outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd() as libc::c_uint,
+            &range as *const CachestatRange,
+            &mut stat as *mut Cachestat,
+            0 as libc::c_uint,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((stat.nr_cache, stat.nr_dirty + stat.nr_writeback))
+}

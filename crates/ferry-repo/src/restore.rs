@@ -10,16 +10,16 @@
 //! a temporary name and renamed when complete, so a killed restore never leaves a file of
 //! full size with wrong content under its real name.
 
+mod batch;
 mod filter;
 pub(crate) mod report;
 mod target;
 mod verify;
+mod write;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,20 +28,23 @@ use std::time::Instant;
 use futures::StreamExt;
 
 pub use filter::{PatternError, RestoreFilter};
-pub use report::{DamagedEntry, RestoreSummary};
+pub use report::{DamagedEntry, ProgressFn, RestoreProgress, RestoreSummary};
 
 use crate::backend::{FileType, Handle, RangeData};
-use crate::crypto::Key;
 use crate::error::{RepoError, Result};
 use crate::fsmeta;
 use crate::id::Id;
-use crate::index::{BlobLocation, MasterIndex};
+use crate::index::MasterIndex;
 use crate::pack::BlobType;
 use crate::repository::{Repository, decode_blob_to};
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Node};
+use batch::{
+    BlobTarget, Fault, FileTarget, PlannedBlob, RangeJob, Scratch, Segment, Shared, WRITE_BATCH,
+};
 use report::Warnings;
 use target::TargetDir;
+use write::{Wait, finish_one, is_zero, write_segments};
 
 /// Where a snapshot goes.
 #[derive(Debug, Clone)]
@@ -98,135 +101,10 @@ impl Default for RestoreOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct RestoreProgress {
-    pub total_bytes: u64,
-    pub bytes_done: u64,
-    pub total_files: u64,
-    pub files_done: u64,
-}
-
-pub type ProgressFn = Arc<dyn Fn(&RestoreProgress) + Send + Sync>;
-
 /// Range reads never span more than this.
 const MAX_RANGE: u64 = 8 << 20;
 /// A gap larger than this between needed blobs of one pack starts a new range.
 const MAX_GAP: u64 = 1 << 20;
-
-/// Why a file could not be restored.
-#[derive(Debug, Clone)]
-struct Fault {
-    pack: Option<Id>,
-    blob: Option<Id>,
-    reason: String,
-}
-
-struct FileTarget {
-    /// Relative to the target directory; for a device, its absolute path.
-    rel: PathBuf,
-    node: Node,
-    device: bool,
-    /// Blobs in the file's content (its writes).
-    blobs: u32,
-    /// The content's length (the index's blob lengths added up): the file's size.
-    len: u64,
-    /// The name a file of several blobs has until it is complete.
-    tmp: Option<PathBuf>,
-    remaining: AtomicU32,
-    /// Whether this restore created the file (so removes it if the restore fails first).
-    created: AtomicBool,
-    /// Set by the first blob that fails; the file is then removed, not finished.
-    damaged: OnceLock<Fault>,
-    /// The file, open while blobs remain, and the right to write
-    /// it: one writer per file at a time. Two workers writing one file only contend on the
-    /// kernel's inode lock (spinning on it), so the second one decodes its range meanwhile.
-    /// At most [`RestoreOptions::open_files`] files stay open between writes.
-    open: Mutex<Option<std::fs::File>>,
-}
-
-/// Decoded plaintext a worker may hold back while the files it goes to are being written by
-/// other workers; beyond this it waits for them.
-const WRITE_BATCH: usize = 8 << 20;
-
-#[derive(Clone, Copy)]
-struct BlobTarget {
-    file: u32,
-    offset: u64,
-}
-
-struct PlannedBlob {
-    id: Id,
-    loc: BlobLocation,
-    targets: Vec<BlobTarget>,
-}
-
-struct RangeJob {
-    pack: Id,
-    start: u64,
-    end: u64,
-    blobs: Vec<PlannedBlob>,
-}
-
-struct Shared {
-    key: Key,
-    files: Vec<FileTarget>,
-    target: Option<Arc<TargetDir>>,
-    warnings: Arc<Warnings>,
-    progress: ProgressFn,
-    total: Mutex<RestoreProgress>,
-    bytes_done: AtomicU64,
-    bytes_written: AtomicU64,
-    files_done: AtomicU64,
-    /// A fatal error (the target cannot be written): stop fetching.
-    failed: AtomicBool,
-    last_report: Mutex<Instant>,
-    /// Decoding buffers, one set per busy worker, reused across ranges.
-    scratch: Mutex<Vec<Scratch>>,
-    /// Files whose descriptor is kept open between writes, and how many may be.
-    open_files: AtomicUsize,
-    keep_open: usize,
-    /// The restore ends with a flush: start each large write's writeback at once (see
-    /// [`Coalesce::flush`]). A device target always has it.
-    start_writeback: bool,
-    /// Range buffers, at most one per fetch in flight, reused: allocating (and freeing)
-    /// megabytes per range costs page faults and lets the allocator's heaps grow.
-    buffers: Mutex<Vec<Vec<u8>>>,
-}
-
-impl Shared {
-    fn report(&self, force: bool) {
-        {
-            let mut last = self.last_report.lock().unwrap();
-            if !force && last.elapsed().as_millis() < 100 {
-                return;
-            }
-            *last = Instant::now();
-        }
-        let mut p = self.total.lock().unwrap().clone();
-        p.bytes_done += self.bytes_done.load(Ordering::Relaxed);
-        p.files_done += self.files_done.load(Ordering::Relaxed);
-        (self.progress)(&p);
-    }
-
-    fn display(&self, rel: &Path) -> PathBuf {
-        match &self.target {
-            Some(t) => t.display(rel),
-            None => rel.to_path_buf(),
-        }
-    }
-
-    fn target(&self) -> Result<&TargetDir> {
-        self.target
-            .as_deref()
-            .ok_or_else(|| RepoError::Invalid("restore: no target directory".into()))
-    }
-}
-
-fn is_zero(b: &[u8]) -> bool {
-    // Word-at-a-time check; fast enough to be free next to decryption.
-    let (pre, mid, post) = unsafe { b.align_to::<u128>() };
-    pre.iter().all(|&x| x == 0) && mid.iter().all(|&x| x == 0) && post.iter().all(|&x| x == 0)
-}
 
 /// A directory whose tree is still to be loaded.
 struct DirToWalk {
@@ -1036,27 +914,6 @@ fn process_range(shared: &Shared, job: &RangeJob, data: RangeData) -> Result<()>
     r
 }
 
-/// A worker's buffers: decrypted (still compressed) blobs, the decoded plaintext of up to
-/// [`WRITE_BATCH`] bytes, and where each piece of it goes. Both buffers keep their length
-/// (the largest seen), so they are never zeroed again.
-#[derive(Default)]
-struct Scratch {
-    decrypted: Vec<u8>,
-    plain: Vec<u8>,
-    writes: Vec<Segment>,
-}
-
-/// One blob's plaintext (`plain[start..end]` of the worker's buffer) at `offset` of a file.
-#[derive(Clone, Copy)]
-struct Segment {
-    file: u32,
-    offset: u64,
-    start: usize,
-    end: usize,
-    /// The whole blob is zeros.
-    zero: bool,
-}
-
 /// Marks every file that needs `b` as damaged (and finishes its share of the file).
 fn fault_blob(shared: &Shared, pack: Id, b: &PlannedBlob, reason: String) {
     tracing::warn!(%pack, blob = %b.id, %reason, "damaged blob");
@@ -1120,247 +977,4 @@ fn process_blobs(shared: &Shared, job: &RangeJob, data: &[u8], s: &mut Scratch) 
         }
     }
     write_segments(shared, &s.plain[..used], &mut s.writes, Wait::Yes)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    /// Wait for each file's lock.
-    Yes,
-    /// Skip (and keep) the segments of a file another worker is writing.
-    No,
-}
-
-/// Writes the gathered segments file by file, in offset order, and removes the written ones.
-fn write_segments(
-    shared: &Shared,
-    plain: &[u8],
-    writes: &mut Vec<Segment>,
-    wait: Wait,
-) -> Result<()> {
-    writes.sort_unstable_by_key(|w| (w.file, w.offset));
-    let mut kept = 0;
-    let mut at = 0;
-    while at < writes.len() {
-        let file = writes[at].file;
-        let end = at + writes[at..].iter().take_while(|w| w.file == file).count();
-        let f = &shared.files[file as usize];
-        let mut open = match f.open.try_lock() {
-            Ok(open) => open,
-            Err(std::sync::TryLockError::WouldBlock) if wait == Wait::No => {
-                writes.copy_within(at..end, kept);
-                kept += end - at;
-                at = end;
-                continue;
-            }
-            Err(std::sync::TryLockError::WouldBlock) => f.open.lock().unwrap(),
-            Err(std::sync::TryLockError::Poisoned(p)) => panic!("{p}"),
-        };
-        write_file(shared, f, &mut open, plain, &writes[at..end])?;
-        if open.is_some() && shared.open_files.load(Ordering::Relaxed) > shared.keep_open {
-            *open = None;
-            shared.open_files.fetch_sub(1, Ordering::Relaxed);
-        }
-        at = end;
-    }
-    writes.truncate(kept);
-    Ok(())
-}
-
-/// Holes are punched at this granularity: all-zero pieces of a blob are not written.
-const SPARSE_PIECE: usize = 64 * 1024;
-
-/// Opens the file blobs go to: a device as it is; any other file created by its first
-/// write (a file of several blobs under its temporary name), then reopened if it had to
-/// be closed between writes. Called with the file's lock held.
-fn open_for_write(shared: &Shared, f: &FileTarget) -> Result<std::fs::File> {
-    let io = |e| RepoError::io(shared.display(&f.rel), e);
-    if f.device {
-        return std::fs::OpenOptions::new()
-            .write(true)
-            .read(true)
-            .open(&f.rel)
-            .map_err(io);
-    }
-    let target = shared.target()?;
-    let name = f.tmp.as_ref().unwrap_or(&f.rel);
-    if f.created.load(Ordering::Acquire) {
-        return target.open_write(name).map_err(io);
-    }
-    let file = target.create_file(name).map_err(io)?;
-    // Marks the file as ours: removed if the restore fails before it is complete.
-    f.created.store(true, Ordering::Release);
-    Ok(file)
-}
-
-/// Positional writes that merge pieces following each other in the file and in the buffer.
-struct Coalesce<'a> {
-    file: &'a std::fs::File,
-    plain: &'a [u8],
-    /// (file offset, buffer range) not yet written.
-    pending: Option<(u64, std::ops::Range<usize>)>,
-    written: u64,
-    start_writeback: bool,
-}
-
-/// Writes at least this long have their writeback started at once when the restore will be
-/// flushed; smaller ones are left to the final flush (a syscall per small file would cost
-/// more than it overlaps).
-const WRITEBACK_AT_ONCE: usize = 256 << 10;
-
-impl Coalesce<'_> {
-    fn add(&mut self, offset: u64, piece: std::ops::Range<usize>) -> std::io::Result<()> {
-        if let Some((at, run)) = &mut self.pending
-            && *at + run.len() as u64 == offset
-            && run.end == piece.start
-        {
-            run.end = piece.end;
-            return Ok(());
-        }
-        self.flush()?;
-        self.pending = Some((offset, piece));
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if let Some((at, run)) = self.pending.take() {
-            self.written += run.len() as u64;
-            let len = run.len();
-            self.file.write_all_at(&self.plain[run], at)?;
-            if self.start_writeback && len >= WRITEBACK_AT_ONCE {
-                // The disk writes these pages while the workers decode the next ones, so
-                // the final flush finds little left to wait for. Only a hint: an error
-                // here would come back from the flush.
-                // SAFETY: a plain syscall on a descriptor this struct borrows.
-                unsafe {
-                    libc::sync_file_range(
-                        self.file.as_raw_fd(),
-                        at as libc::off64_t,
-                        len as libc::off64_t,
-                        libc::SYNC_FILE_RANGE_WRITE,
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Writes one file's segments (its lock held), then counts each as one of its blobs done.
-fn write_file(
-    shared: &Shared,
-    f: &FileTarget,
-    open: &mut Option<std::fs::File>,
-    plain: &[u8],
-    segments: &[Segment],
-) -> Result<()> {
-    if f.damaged.get().is_some() {
-        // Another blob of this file is bad: the file will be removed, skip the writes.
-        for _ in segments {
-            finish_one(shared, f, open)?;
-        }
-        return Ok(());
-    }
-    let io = |e| RepoError::io(shared.display(&f.rel), e);
-    if open.is_none() {
-        *open = Some(open_for_write(shared, f)?);
-        shared.open_files.fetch_add(1, Ordering::Relaxed);
-    }
-    let file = open.as_ref().expect("just opened");
-    let mut out = Coalesce {
-        file,
-        plain,
-        pending: None,
-        written: 0,
-        // A device is fsynced at its end in any case.
-        start_writeback: shared.start_writeback || f.device,
-    };
-    let mut written_end = 0u64;
-    let mut device_zeros = Vec::new();
-    for s in segments {
-        // Write the non-zero pieces; a zero piece is skipped where the target already reads
-        // back zeros (always true for a file we created; checked by reading for a device).
-        let mut pos = s.start;
-        while pos < s.end {
-            let end = (pos + SPARSE_PIECE).min(s.end);
-            let piece = &plain[pos..end];
-            let at = s.offset + (pos - s.start) as u64;
-            let mut needs_write = zero_needs_write(s.zero, piece);
-            if !needs_write && f.device {
-                device_zeros.resize(piece.len(), 0);
-                let n = file.read_at(&mut device_zeros, at).map_err(io)?;
-                needs_write = n < piece.len() || !is_zero(&device_zeros);
-            }
-            if needs_write {
-                out.add(at, pos..end).map_err(io)?;
-                written_end = written_end.max(at + piece.len() as u64);
-            }
-            pos = end;
-        }
-    }
-    out.flush().map_err(io)?;
-    if f.blobs == 1 && !f.device && written_end < f.len {
-        // Trailing zeros were skipped: the size comes from a hole.
-        file.set_len(f.len).map_err(io)?;
-    }
-    shared
-        .bytes_written
-        .fetch_add(out.written, Ordering::Relaxed);
-    let done: usize = segments.iter().map(|s| s.end - s.start).sum();
-    shared.bytes_done.fetch_add(done as u64, Ordering::Relaxed);
-    for _ in segments {
-        finish_one(shared, f, open)?;
-    }
-    Ok(())
-}
-
-/// Counts one of the file's blobs as done (its lock held). The last one finishes the file:
-/// its size and metadata, then its real name, and closes it; or, when a blob was damaged,
-/// removes what was written.
-fn finish_one(shared: &Shared, f: &FileTarget, open: &mut Option<std::fs::File>) -> Result<()> {
-    if f.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
-        return Ok(());
-    }
-    let file = open.take();
-    if file.is_some() {
-        shared.open_files.fetch_sub(1, Ordering::Relaxed);
-    }
-    let display = shared.display(&f.rel);
-    let io = |e| RepoError::io(&display, e);
-    if f.damaged.get().is_some() {
-        if !f.device
-            && f.created.load(Ordering::Acquire)
-            && let Some(target) = &shared.target
-        {
-            let _ = target.remove_file(f.tmp.as_ref().unwrap_or(&f.rel));
-        }
-        return Ok(());
-    }
-    let Some(file) = file else {
-        return Err(RepoError::Invalid(format!(
-            "{}: restore finished a file without writing it",
-            display.display()
-        )));
-    };
-    if f.device {
-        file.sync_all().map_err(io)?;
-    } else {
-        if f.tmp.is_some() {
-            file.set_len(f.len).map_err(io)?;
-        }
-        fsmeta::apply_to_fd(&file, &f.node, &display, &shared.warnings).map_err(io)?;
-        if let Some(tmp) = &f.tmp {
-            let target = shared.target()?;
-            if let Err(e) = target.rename(tmp, &f.rel) {
-                let _ = target.remove_file(tmp);
-                return Err(io(e));
-            }
-        }
-    }
-    shared.files_done.fetch_add(1, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Whether a piece must be written: not when the whole blob is zero, else when it has data.
-fn zero_needs_write(blob_is_zero: bool, piece: &[u8]) -> bool {
-    !blob_is_zero && !is_zero(piece)
 }

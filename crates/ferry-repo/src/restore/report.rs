@@ -2,7 +2,7 @@
 //! read-back did not match the snapshot, and warnings that lose no data.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RestoreSummary {
@@ -145,3 +145,14 @@ impl Warnings {
         out
     }
 }
+
+/// How far a restore has come, as its progress callback is told.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreProgress {
+    pub total_bytes: u64,
+    pub bytes_done: u64,
+    pub total_files: u64,
+    pub files_done: u64,
+}
+
+pub type ProgressFn = Arc<dyn Fn(&RestoreProgress) + Send + Sync>;

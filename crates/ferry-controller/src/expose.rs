@@ -657,8 +657,14 @@ impl<C: RestoreCluster> RestoreExposer<C> {
     ) -> Result<ExposeState, ExposeError> {
         let ns = &self.namespace;
         let name = pvc.metadata.name.clone().unwrap_or_default();
-        let class = self.class_of(pvc).await?;
-        let current = match self.cluster.get_pvc(ns, &name).await? {
+        let existing = self.cluster.get_pvc(ns, &name).await?;
+        // The class matters only until the claim is Bound: for naming its provisioner when it
+        // is created, and for knowing whether its volume comes without a pod.
+        let class = match &existing {
+            Some(current) if pvc_phase(current) == "Bound" => None,
+            _ => self.class_of(pvc).await?,
+        };
+        let current = match existing {
             Some(current) => current,
             None => {
                 let pvc = with_provisioner_named(pvc, class.as_ref());

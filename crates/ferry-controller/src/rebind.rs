@@ -322,10 +322,7 @@ pub(crate) fn pvc_phase(pvc: &PersistentVolumeClaim) -> String {
 }
 
 fn has_annotation(pvc: &PersistentVolumeClaim, key: &str) -> bool {
-    pvc.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(key))
+    annotation(&pvc.metadata, key).is_some()
 }
 
 /// Whether a target waiting for its PV should be touched: the hand-over and the last touch

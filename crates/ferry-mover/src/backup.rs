@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_repo::RepoError;
-use ferry_repo::backup::{BackupOptions, BackupSource};
+use ferry_repo::backup::{BackupOptions, BackupSource, DirectReader};
 use ferry_repo::snapshot::Snapshot;
 
 use ferry_controller::crds::{
@@ -158,7 +158,7 @@ pub async fn backup_data_upload(
                 .map_err(|e| RepoError::io(&options.volume_path, e))?;
             reporter.set_total(device_size(&file));
             BackupSource::Stream {
-                reader: Box::new(file),
+                reader: Box::new(DirectReader::new(file)),
                 filename: format!("{}.img", du.spec.source_pvc),
             }
         }

@@ -28,6 +28,9 @@ use crate::snapshot::Snapshot;
 use crate::targets::{Layout, LayoutEntry};
 use crate::tree::{Node, Tree, format_time, go_mode_from_unix, parse_time};
 
+mod direct_read;
+pub use direct_read::DirectReader;
+
 /// What to back up.
 pub enum BackupSource {
     /// Files and directories as `restic backup PATH…` stores them (see [`crate::targets`]):
@@ -371,7 +374,7 @@ fn save_file(
     if size >= crate::chunker::MIN_SIZE as u64 {
         let _turn = large.take();
         // The chunker reads big blocks itself: no BufReader (it would only add a copy).
-        return chunk_stream(f, pol, chunks, saver).map(|(ids, _)| ids);
+        return chunk_stream(DirectReader::new(f), pol, chunks, saver).map(|(ids, _)| ids);
     }
     let mut data = Vec::with_capacity(size as usize + 1);
     f.read_to_end(&mut data)

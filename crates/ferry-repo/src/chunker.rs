@@ -311,7 +311,8 @@ pub struct Chunker<R> {
     reader: R,
     pol: Pol,
     tables: Arc<Tables>,
-    buf: Box<[u8]>,
+    /// Page-aligned so that a reader opened with `O_DIRECT` can read straight into it.
+    buf: crate::sys::PageAligned,
     /// Unconsumed bytes are `buf[bpos..bmax]`.
     bpos: usize,
     bmax: usize,
@@ -339,7 +340,7 @@ impl<R: Read> Chunker<R> {
             reader,
             pol,
             tables: Tables::for_polynomial(pol),
-            buf: vec![0u8; READ_BUFFER_SIZE].into_boxed_slice(),
+            buf: crate::sys::PageAligned::zeroed(READ_BUFFER_SIZE),
             bpos: 0,
             bmax: 0,
             eof: false,

@@ -130,3 +130,49 @@ pub fn page_cache_of(file: &std::fs::File) -> std::io::Result<(u64, u64)> {
     }
     Ok((stat.nr_cache, stat.nr_dirty + stat.nr_writeback))
 }
+
+/// The alignment `O_DIRECT` wants of memory, file offsets and lengths: a page satisfies every
+/// logical block size in use (512 and 4096 bytes).
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// A zeroed buffer whose first byte is page-aligned, as `O_DIRECT` reads and writes want it.
+/// It over-allocates by a page and starts where the page boundary falls (no unsafe code: the
+/// heap block does not move when the buffer does).
+pub struct PageAligned {
+    storage: Box<[u8]>,
+    start: usize,
+    len: usize,
+}
+
+impl PageAligned {
+    pub fn zeroed(len: usize) -> Self {
+        let storage = vec![0u8; len + DIRECT_ALIGN].into_boxed_slice();
+        let start = storage.as_ptr().align_offset(DIRECT_ALIGN);
+        PageAligned {
+            storage,
+            start,
+            len,
+        }
+    }
+}
+
+impl std::ops::Deref for PageAligned {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for PageAligned {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl std::fmt::Debug for PageAligned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageAligned")
+            .field("len", &self.len)
+            .finish()
+    }
+}

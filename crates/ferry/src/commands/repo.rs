@@ -351,7 +351,7 @@ async fn backup(a: BackupArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "volume".into())
         };
         BackupSource::Stream {
-            reader: Box::new(f),
+            reader: Box::new(ferry_repo::backup::DirectReader::new(f)),
             filename,
         }
     } else {

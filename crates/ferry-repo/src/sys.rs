@@ -135,6 +135,19 @@ pub fn page_cache_of(file: &std::fs::File) -> std::io::Result<(u64, u64)> {
 /// logical block size in use (512 and 4096 bytes).
 pub const DIRECT_ALIGN: usize = 4096;
 
+/// Turns `O_DIRECT` on or off for an open file (it is a file status flag: `fcntl` changes
+/// it on the open file, for reads and writes from then on).
+pub fn set_direct(file: &std::fs::File, on: bool) -> std::io::Result<()> {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    let flags = fcntl_getfl(file)?;
+    let flags = if on {
+        flags | OFlags::DIRECT
+    } else {
+        flags - OFlags::DIRECT
+    };
+    Ok(fcntl_setfl(file, flags)?)
+}
+
 /// A zeroed buffer whose first byte is page-aligned, as `O_DIRECT` reads and writes want it.
 /// It over-allocates by a page and starts where the page boundary falls (no unsafe code: the
 /// heap block does not move when the buffer does).

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Backend, BackendError, FileType, Handle, RangeData};
+use crate::sys::{DIRECT_ALIGN, PageAligned, set_direct};
 
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
@@ -315,15 +316,12 @@ fn write_temporary(path: &Path, data: &[u8]) -> Result<PathBuf, BackendError> {
 
 /// Files at least this big (packs) are written with `O_DIRECT`.
 const DIRECT_MIN: usize = 1 << 20;
-/// `O_DIRECT` wants the memory, the file offset and the length aligned; a page satisfies
-/// every block size in use.
-const DIRECT_ALIGN: usize = 4096;
 /// How much is copied into the aligned buffer and written at a time.
 const DIRECT_PIECE: usize = 4 << 20;
 
 thread_local! {
-    /// Room for one aligned piece (plus the slack to align it), kept per thread.
-    static DIRECT_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Room for one aligned piece, kept per thread.
+    static DIRECT_BUFFER: std::cell::RefCell<Option<PageAligned>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Writes `data` to the new, empty file `f`. A big file's page-aligned bulk bypasses the
@@ -333,20 +331,12 @@ thread_local! {
 /// The tail, and everything on file systems without `O_DIRECT`, is written normally. The
 /// caller's `sync_data` makes either durable.
 fn write_maybe_direct(f: &mut std::fs::File, data: &[u8]) -> std::io::Result<()> {
-    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
     let bulk = data.len() / DIRECT_ALIGN * DIRECT_ALIGN;
     let mut done = 0;
-    let flags = fcntl_getfl(&*f).ok();
-    if let Some(flags) = flags.filter(|_| data.len() >= DIRECT_MIN)
-        && fcntl_setfl(&*f, flags | OFlags::DIRECT).is_ok()
-    {
+    if data.len() >= DIRECT_MIN && set_direct(f, true).is_ok() {
         let result = DIRECT_BUFFER.with(|b| {
             let mut b = b.borrow_mut();
-            if b.len() < DIRECT_PIECE + DIRECT_ALIGN {
-                *b = vec![0u8; DIRECT_PIECE + DIRECT_ALIGN];
-            }
-            let at = b.as_ptr().align_offset(DIRECT_ALIGN);
-            let aligned = &mut b[at..at + DIRECT_PIECE];
+            let aligned = b.get_or_insert_with(|| PageAligned::zeroed(DIRECT_PIECE));
             while done < bulk {
                 let n = (bulk - done).min(DIRECT_PIECE);
                 aligned[..n].copy_from_slice(&data[done..done + n]);
@@ -372,7 +362,7 @@ fn write_maybe_direct(f: &mut std::fs::File, data: &[u8]) -> std::io::Result<()>
             Ok(())
         });
         // Back to buffered writes for the unaligned tail (or after a refusal).
-        fcntl_setfl(&*f, flags)?;
+        set_direct(f, false)?;
         if let Err(e) = result
             && e.raw_os_error() != Some(libc::EINVAL)
         {

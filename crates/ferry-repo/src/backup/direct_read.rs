@@ -14,10 +14,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 
+use crate::sys::{PageAligned, page_cache_of, set_direct};
 use crossbeam_channel as cb;
-use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
-
-use crate::sys::{PageAligned, page_cache_of};
 
 /// How much a read-ahead thread reads at a time, and how many pieces it may have read ahead.
 const PIECE: usize = 1 << 20;
@@ -176,16 +174,6 @@ fn read_ahead(
             Ok(()) => {}
         }
     }
-}
-
-fn set_direct(file: &File, on: bool) -> io::Result<()> {
-    let flags = fcntl_getfl(file)?;
-    let flags = if on {
-        flags | OFlags::DIRECT
-    } else {
-        flags - OFlags::DIRECT
-    };
-    Ok(fcntl_setfl(file, flags)?)
 }
 
 impl Read for DirectReader {

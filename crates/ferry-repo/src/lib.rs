@@ -38,6 +38,7 @@ pub use error::{RepoError, Result};
 pub use id::Id;
 pub use repository::Repository;
 pub use restore::{
-    DamagedEntry, RestoreFilter, RestoreOptions, RestoreProgress, RestoreSummary, RestoreTarget,
+    DamagedEntry, DirectWrites, RestoreFilter, RestoreOptions, RestoreProgress, RestoreSummary,
+    RestoreTarget,
 };
 pub use snapshot::Snapshot;

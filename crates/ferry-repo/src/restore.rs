@@ -44,7 +44,7 @@ use batch::{
 };
 use report::Warnings;
 use target::TargetDir;
-use write::{Wait, finish_one, is_zero, write_segments};
+use write::{Wait, direct_padding, finish_one, is_zero, write_segments};
 
 /// Where a snapshot goes.
 #[derive(Debug, Clone)]
@@ -81,6 +81,21 @@ pub struct RestoreOptions {
     /// file system; a device is always fsynced). Without it the data may still sit in the
     /// page cache when the restore reports success, as after `tar -x` or `restic restore`.
     pub flush: bool,
+    /// Whether long runs of large files are written past the page cache (`O_DIRECT`).
+    pub direct_writes: DirectWrites,
+}
+
+/// When a restore writes the page-aligned middle of long runs (large files) with `O_DIRECT`.
+/// Direct writes spare the kernel's page-cache copy and keep the node's cache for its
+/// workloads, but each waits for the device: a restore that ends with a flush waits for it
+/// anyway, one that does not would wait where the page cache would have let it go on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DirectWrites {
+    /// When the restore ends with a flush (`flush`, the data mover) or writes a device.
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 impl Default for RestoreOptions {
@@ -97,6 +112,7 @@ impl Default for RestoreOptions {
             no_lock: false,
             open_files: 256,
             flush: false,
+            direct_writes: DirectWrites::Auto,
         }
     }
 }
@@ -594,6 +610,11 @@ impl Run<'_> {
         if !files.is_empty() {
             let planned = Instant::now();
             let jobs = plan_ranges(&mut files, &self.index);
+            let direct_writes = match self.opts.direct_writes {
+                DirectWrites::Always => true,
+                DirectWrites::Never => false,
+                DirectWrites::Auto => self.opts.flush || files.iter().any(|f| f.device),
+            };
             tracing::debug!(files = files.len(), ranges = jobs.len(), took = ?planned.elapsed(), "restore: batch planned");
             let batch = Arc::new(Shared {
                 key: self.repo.key().clone(),
@@ -611,6 +632,7 @@ impl Run<'_> {
                 open_files: AtomicUsize::new(0),
                 keep_open: self.opts.open_files,
                 start_writeback: self.opts.flush,
+                direct_writes: AtomicBool::new(direct_writes),
                 buffers: Mutex::new(Vec::new()),
             });
             let executed = Instant::now();
@@ -940,13 +962,16 @@ fn process_blobs(shared: &Shared, job: &RangeJob, data: &[u8], s: &mut Scratch) 
     s.writes.clear();
     for b in &job.blobs {
         let len = b.loc.plain_len() as usize;
-        if used > 0 && used + len > WRITE_BATCH {
+        let direct = shared.direct_writes.load(Ordering::Relaxed);
+        let first = b.targets.first().map_or(0, |t| t.offset);
+        let mut pad = direct_padding(direct, used, first, len);
+        if used > 0 && used + pad + len > WRITE_BATCH {
             write_segments(shared, &s.plain[..used], &mut s.writes, Wait::Yes)?;
             used = 0;
+            pad = direct_padding(direct, used, first, len);
         }
-        if s.plain.len() < used + len {
-            s.plain.resize(used + len, 0);
-        }
+        used += pad;
+        s.plain.grow(used + len, used);
         let at = (b.loc.offset as u64 - job.start) as usize;
         let sealed = &data[at..at + b.loc.length as usize];
         let out = &mut s.plain[used..used + len];

@@ -167,6 +167,24 @@ impl PageAligned {
             len,
         }
     }
+
+    /// Makes the buffer at least `len` long, keeping its first `keep` bytes (a larger buffer,
+    /// page-aligned as well, with those bytes copied over).
+    pub fn grow(&mut self, len: usize, keep: usize) {
+        if len <= self.len {
+            return;
+        }
+        let keep = keep.min(self.len);
+        let mut bigger = PageAligned::zeroed(len);
+        bigger[..keep].copy_from_slice(&self[..keep]);
+        *self = bigger;
+    }
+}
+
+impl Default for PageAligned {
+    fn default() -> Self {
+        PageAligned::zeroed(0)
+    }
 }
 
 impl std::ops::Deref for PageAligned {

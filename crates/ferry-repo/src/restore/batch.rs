@@ -91,6 +91,9 @@ pub(super) struct Shared {
     /// The restore ends with a flush: start each large write's writeback at once (see
     /// [`Coalesce::flush`]). A device target always has it.
     pub(super) start_writeback: bool,
+    /// Write the page-aligned middle of long runs with `O_DIRECT` (see
+    /// [`super::write::Coalesce`]); cleared when the target's file system refuses it.
+    pub(super) direct_writes: AtomicBool,
     /// Range buffers, at most one per fetch in flight, reused: allocating (and freeing)
     /// megabytes per range costs page faults and lets the allocator's heaps grow.
     pub(super) buffers: Mutex<Vec<Vec<u8>>>,
@@ -127,11 +130,12 @@ impl Shared {
 
 /// A worker's buffers: decrypted (still compressed) blobs, the decoded plaintext of up to
 /// [`WRITE_BATCH`] bytes, and where each piece of it goes. Both buffers keep their length
-/// (the largest seen), so they are never zeroed again.
+/// (the largest seen), so they are never zeroed again. The plaintext buffer is page-aligned,
+/// so that a blob placed at its file offset's position within a page can be written directly.
 #[derive(Default)]
 pub(super) struct Scratch {
     pub(super) decrypted: Vec<u8>,
-    pub(super) plain: Vec<u8>,
+    pub(super) plain: crate::sys::PageAligned,
     pub(super) writes: Vec<Segment>,
 }
 

@@ -104,9 +104,31 @@ pub struct RestoreArgs {
     /// file system), so that success means they survive a crash. The data mover always does.
     #[arg(long)]
     pub flush: bool,
+    /// Write large files past the page cache (O_DIRECT): spares the kernel's copy and keeps
+    /// the cache for other work, but each write waits for the disk. `auto` does it when the
+    /// restore ends with a flush (--flush, the data mover) or writes a device.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = DirectWritesArg::Auto)]
+    pub direct_writes: DirectWritesArg,
     /// Take no lock: for read-only repositories (a read-only mount, a full file system).
     #[arg(long)]
     pub no_lock: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DirectWritesArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<DirectWritesArg> for ferry_repo::DirectWrites {
+    fn from(a: DirectWritesArg) -> Self {
+        match a {
+            DirectWritesArg::Auto => ferry_repo::DirectWrites::Auto,
+            DirectWritesArg::Always => ferry_repo::DirectWrites::Always,
+            DirectWritesArg::Never => ferry_repo::DirectWrites::Never,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -278,6 +300,7 @@ async fn restore(a: RestoreArgs) -> anyhow::Result<ExitCode> {
         filter: ferry_repo::RestoreFilter::new(&a.include, &a.exclude)?,
         verify: a.verify,
         flush: a.flush,
+        direct_writes: a.direct_writes.into(),
         no_lock: a.no_lock,
         ..Default::default()
     };

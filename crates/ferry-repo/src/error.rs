@@ -79,8 +79,8 @@ pub enum RepoError {
         problem: String,
     },
     /// A restore that restored everything it could; the summary lists what it could not.
-    #[error("{}", crate::restore::report::incomplete_message(.0))]
-    Incomplete(Box<crate::restore::report::RestoreSummary>),
+    #[error("{}", crate::restore_report::incomplete_message(.0))]
+    Incomplete(Box<crate::restore_report::RestoreSummary>),
     #[error("check found {0} error(s)")]
     CheckFailed(usize),
     #[error(transparent)]

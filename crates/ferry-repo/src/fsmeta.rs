@@ -9,7 +9,7 @@ use std::path::Path;
 
 use rustix::fs::{self as rfs, AtFlags, Gid, Mode, Timespec, Timestamps, Uid};
 
-use crate::restore::report::Warnings;
+use crate::restore_report::Warnings;
 use crate::tree::{ExtendedAttribute, Node, parse_time, unix_perm_from_go};
 
 fn timespec(s: &str) -> Timespec {

@@ -25,6 +25,7 @@ pub mod pack;
 pub mod prune;
 pub mod repository;
 pub mod restore;
+mod restore_report;
 pub mod snapshot;
 pub mod stats;
 pub mod sys;

@@ -12,7 +12,6 @@
 
 mod batch;
 mod filter;
-pub(crate) mod report;
 mod target;
 mod verify;
 mod write;
@@ -27,8 +26,8 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
+pub use crate::restore_report::{DamagedEntry, ProgressFn, RestoreProgress, RestoreSummary};
 pub use filter::{PatternError, RestoreFilter};
-pub use report::{DamagedEntry, ProgressFn, RestoreProgress, RestoreSummary};
 
 use crate::backend::{FileType, Handle, RangeData};
 use crate::error::{RepoError, Result};
@@ -37,12 +36,12 @@ use crate::id::Id;
 use crate::index::MasterIndex;
 use crate::pack::BlobType;
 use crate::repository::{Repository, decode_blob_to};
+use crate::restore_report::Warnings;
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Node};
 use batch::{
     BlobTarget, Fault, FileTarget, PlannedBlob, RangeJob, Scratch, Segment, Shared, WRITE_BATCH,
 };
-use report::Warnings;
 use target::TargetDir;
 use write::{Wait, direct_padding, finish_one, is_zero, write_segments};
 

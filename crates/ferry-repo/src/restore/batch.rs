@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use super::report::Warnings;
-use super::report::{ProgressFn, RestoreProgress};
 use super::target::TargetDir;
 use crate::crypto::Key;
 use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::index::BlobLocation;
+use crate::restore_report::Warnings;
+use crate::restore_report::{ProgressFn, RestoreProgress};
 use crate::tree::Node;
 
 /// Why a file could not be restored.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::report::DamagedEntry;
 use super::target::TargetDir;
 use crate::id::Id;
+use crate::restore_report::DamagedEntry;
 
 /// A restored file and the content it must have.
 pub(crate) struct ToVerify {

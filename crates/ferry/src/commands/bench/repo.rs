@@ -175,7 +175,7 @@ impl Bench {
                 c.arg("-xf").arg(&tar).arg("-C").arg(&out);
                 (c, vec![&tar])
             }
-            Restorer::Ferry | Restorer::FerryRestic => {
+            Restorer::Ferry | Restorer::FerryRestic | Restorer::FerryResticFlush => {
                 let repo = if who == Restorer::Ferry {
                     &repos.ferry
                 } else {
@@ -187,6 +187,9 @@ impl Bench {
                     .arg(snap)
                     .arg("--target")
                     .arg(&out);
+                if who == Restorer::FerryResticFlush {
+                    c.arg("--flush");
+                }
                 (c, vec![repo])
             }
             Restorer::Restic => {
@@ -247,6 +250,7 @@ impl Bench {
             Restorer::Tar,
             Restorer::Ferry,
             Restorer::FerryRestic,
+            Restorer::FerryResticFlush,
             Restorer::Restic,
         ];
         if self.rustic {
@@ -337,8 +341,9 @@ impl Bench {
                 tar: step(0),
                 ferry: step(1),
                 ferry_restic: step(2),
-                restic: step(3),
-                rustic: self.rustic.then(|| step(4)),
+                ferry_restic_flush: step(3),
+                restic: step(4),
+                rustic: self.rustic.then(|| step(5)),
             },
             repo_bytes: (tree::du(&last.restic), tree::du(&last.ferry)),
             files: set.files,
@@ -420,7 +425,7 @@ pub(super) fn bench_repo(a: BenchRepoArgs) -> anyhow::Result<ExitCode> {
     }
     println!();
     println!(
-        "measured: wall = process start to exit (restored files are not fsynced by any tool; \
+        "measured: wall = process start to exit (restored files are not fsynced by any tool but `ferry restore --flush`, which flushes them as the data mover does; \
          restic and ferry fsync the repository files they write); +flush adds syncfs of the output file system after exit; \
          start-up = the same step for a set of one 4 KiB file (its backup into the same repository, made \
          before the data set's; its restore from there; the untar of its tar), w/o start-up = size / (wall - start-up); the restores rotate which tool goes first; \

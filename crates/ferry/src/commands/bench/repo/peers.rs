@@ -13,6 +13,8 @@ pub(super) enum Restorer {
     Ferry,
     /// ferry restoring the repository restic wrote.
     FerryRestic,
+    /// The same with `--flush`, as the data mover restores (and so with direct writes).
+    FerryResticFlush,
     Restic,
     /// rustic restoring the repository restic wrote.
     Rustic,
@@ -24,6 +26,7 @@ impl Restorer {
             Restorer::Tar => "tar -x",
             Restorer::Ferry => "ferry restore",
             Restorer::FerryRestic => "ferry restore (restic's repository)",
+            Restorer::FerryResticFlush => "ferry restore --flush (restic's repository)",
             Restorer::Restic => "restic restore",
             Restorer::Rustic => "rustic restore (restic's repository)",
         }
@@ -34,6 +37,7 @@ impl Restorer {
             Restorer::Tar => "tar",
             Restorer::Ferry => "ferry",
             Restorer::FerryRestic => "ferry-rr",
+            Restorer::FerryResticFlush => "ferry-rr-flush",
             Restorer::Restic => "restic",
             Restorer::Rustic => "rustic",
         }

@@ -118,10 +118,12 @@ async fn a_flushed_restore_writes_large_files_past_the_page_cache() {
     let direct = restore("direct", DirectWrites::Auto).await;
     for ((cached, unwritten), len) in direct.into_iter().zip([12u64 << 20, (5 << 20) + 1234]) {
         assert_eq!(unwritten, 0, "dirty pages after a flushed restore");
-        // Only the pages a blob boundary (or the file's end) cuts: two per blob at most,
-        // and blobs are at least 512 KiB.
+        // Only the pages a blob boundary (or the file's end) cuts, two per blob at most
+        // (blobs are at least 512 KiB), and the file's last blob, which may be shorter than
+        // that and then is not worth a direct write (128 pages at most). The chunker's
+        // polynomial is the repository's own, so the boundaries differ from run to run.
         assert!(
-            cached <= 2 * len.div_ceil(512 << 10),
+            cached <= 2 * len.div_ceil(512 << 10) + 128,
             "{cached} of {} pages in the page cache after direct writes",
             pages(len)
         );

@@ -98,8 +98,8 @@ pub(super) struct Coalesce<'a> {
     pub(super) pending: Option<(u64, std::ops::Range<usize>)>,
     pub(super) written: u64,
     pub(super) start_writeback: bool,
-    /// Direct writes allowed; cleared (for the whole restore) when the file system refuses.
-    pub(super) direct: Option<&'a AtomicBool>,
+    /// Direct writes on; cleared (for the whole restore) when the file system refuses.
+    pub(super) direct: &'a AtomicBool,
 }
 
 /// Writes at least this long have their writeback started at once when the restore will be
@@ -159,8 +159,7 @@ impl Coalesce<'_> {
         at: u64,
         run: &std::ops::Range<usize>,
     ) -> Option<(u64, std::ops::Range<usize>)> {
-        let direct = self.direct?;
-        if !direct.load(Ordering::Relaxed) {
+        if !self.direct.load(Ordering::Relaxed) {
             return None;
         }
         let page = DIRECT_ALIGN as u64;
@@ -193,9 +192,7 @@ impl Coalesce<'_> {
     /// The file system (or this write's alignment) refuses `O_DIRECT`: write through the
     /// page cache, and do so from now on.
     fn refuse_direct(&mut self, at: u64, range: std::ops::Range<usize>) -> std::io::Result<()> {
-        if let Some(direct) = self.direct
-            && direct.swap(false, Ordering::Relaxed)
-        {
+        if self.direct.swap(false, Ordering::Relaxed) {
             tracing::debug!(
                 "restore: the target refuses O_DIRECT writes; writing through the page cache"
             );
@@ -255,7 +252,7 @@ pub(super) fn write_file(
         written: 0,
         // A device is fsynced at its end in any case.
         start_writeback: shared.start_writeback || f.device,
-        direct: Some(&shared.direct_writes),
+        direct: &shared.direct_writes,
     };
     let mut written_end = 0u64;
     let mut device_zeros = Vec::new();
@@ -367,24 +364,32 @@ mod tests {
         (0..len).map(|i| (i * 31 + i / 4099) as u8).collect()
     }
 
+    fn coalesce<'a>(
+        file: &'a std::fs::File,
+        plain: &'a [u8],
+        direct: &'a AtomicBool,
+    ) -> Coalesce<'a> {
+        Coalesce {
+            file,
+            plain,
+            pending: None,
+            written: 0,
+            start_writeback: false,
+            direct,
+        }
+    }
+
     /// Writes `bytes` at file offset `at` from a page-aligned buffer, where they start at
     /// `at`'s position within a page (as the workers place long blobs), then returns the file
     /// and how many of its pages are in the page cache.
-    fn write_run(direct: Option<&AtomicBool>, at: u64, bytes: &[u8]) -> (Vec<u8>, u64) {
+    fn write_run(direct: &AtomicBool, at: u64, bytes: &[u8]) -> (Vec<u8>, u64) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let file = std::fs::File::create(&path).unwrap();
         let start = direct_padding(true, 0, at, bytes.len());
         let mut plain = PageAligned::zeroed(start + bytes.len());
         plain[start..].copy_from_slice(bytes);
-        let mut out = Coalesce {
-            file: &file,
-            plain: &plain,
-            pending: None,
-            written: 0,
-            start_writeback: false,
-            direct,
-        };
+        let mut out = coalesce(&file, &plain, direct);
         out.add(at, start..start + bytes.len()).unwrap();
         out.flush().unwrap();
         assert_eq!(out.written, bytes.len() as u64);
@@ -414,14 +419,14 @@ mod tests {
         let bytes = pattern((2 << 20) + 5000);
         let at = 3 * 4096 + 100;
         let on = AtomicBool::new(true);
-        let (content, cached) = write_run(Some(&on), at, &bytes);
+        let (content, cached) = write_run(&on, at, &bytes);
         assert_eq!(&content[at as usize..], &bytes[..]);
         assert!(content[..at as usize].iter().all(|&b| b == 0));
         // The page holding the run's first 3,996 bytes and the one holding its last ones.
         assert_eq!(cached, 2, "pages in the page cache after a direct write");
         assert!(on.load(Ordering::Relaxed), "direct writes still on");
 
-        let (content, cached) = write_run(None, at, &bytes);
+        let (content, cached) = write_run(&AtomicBool::new(false), at, &bytes);
         assert_eq!(&content[at as usize..], &bytes[..]);
         assert!(
             cached >= 512,
@@ -438,14 +443,7 @@ mod tests {
         let mut plain = PageAligned::zeroed(bytes.len());
         plain.copy_from_slice(&bytes);
         let on = AtomicBool::new(true);
-        let mut out = Coalesce {
-            file: &file,
-            plain: &plain,
-            pending: None,
-            written: 0,
-            start_writeback: false,
-            direct: Some(&on),
-        };
+        let mut out = coalesce(&file, &plain, &on);
         // An offset off the file system's block size: the kernel refuses it (EINVAL).
         out.write_direct(7, 0..bytes.len()).unwrap();
         assert!(!on.load(Ordering::Relaxed), "direct writes turned off");

@@ -8,6 +8,7 @@ use crate::common;
 use std::path::Path;
 
 use common::*;
+use ferry_repo::Repository;
 use ferry_repo::backup::{BackupOptions, BackupSource};
 use ferry_repo::restore::{DirectWrites, RestoreOptions};
 
@@ -18,6 +19,19 @@ fn page_cache(path: &Path) -> (u64, u64) {
         .unwrap_or_else(|e| panic!("cachestat {}: {e}", path.display()))
 }
 
+/// A new repository at `dir` holding one backup of `src`.
+async fn backed_up(src: &Path, dir: &Path) -> Repository {
+    let repo = init_repo(dir).await;
+    repo.backup(
+        BackupSource::Contents(src.to_path_buf()),
+        BackupOptions::default(),
+        no_progress(),
+    )
+    .await
+    .unwrap();
+    repo
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flushed_restore_leaves_no_dirty_page_and_says_how_long_it_took() {
     let t = tempfile::tempdir().unwrap();
@@ -26,14 +40,7 @@ async fn a_flushed_restore_leaves_no_dirty_page_and_says_how_long_it_took() {
     for i in 0..6u64 {
         std::fs::write(src.join(format!("d/f{i}")), random_bytes(i, 3 << 20)).unwrap();
     }
-    let repo = init_repo(&t.path().join("repo")).await;
-    repo.backup(
-        BackupSource::Contents(src.clone()),
-        BackupOptions::default(),
-        no_progress(),
-    )
-    .await
-    .unwrap();
+    let repo = backed_up(&src, &t.path().join("repo")).await;
 
     let plain = t.path().join("plain");
     let summary = restore_latest(&repo, &plain).await.unwrap();
@@ -81,14 +88,7 @@ async fn a_flushed_restore_writes_large_files_past_the_page_cache() {
     std::fs::write(src.join("big"), random_bytes(1, 12 << 20)).unwrap();
     std::fs::write(src.join("odd"), random_bytes(2, (5 << 20) + 1234)).unwrap();
     std::fs::write(src.join("small"), random_bytes(3, 10_000)).unwrap();
-    let repo = init_repo(&t.path().join("repo")).await;
-    repo.backup(
-        BackupSource::Contents(src.clone()),
-        BackupOptions::default(),
-        no_progress(),
-    )
-    .await
-    .unwrap();
+    let repo = backed_up(&src, &t.path().join("repo")).await;
 
     // Pages in the cache (and of those unwritten) per large file, restored with `direct`.
     let restore = |name: &str, direct_writes: DirectWrites| {

@@ -14,6 +14,7 @@ mod intent;
 mod options;
 mod pass;
 mod runtime;
+mod upload_memo;
 mod uploads;
 mod view;
 

@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::wakeups::{RecordedApi, Waker, WatchScope, Watches};
 
 use super::options::ControllerOptions;
+use super::upload_memo::UploadMemo;
 
 pub(super) struct Controller {
     pub(super) options: ControllerOptions,
@@ -28,6 +29,9 @@ pub(super) struct Controller {
     /// Set by a step that waits for something no watch reports (a VolumeSnapshot, a
     /// deletion): the next pass comes after a second instead of the resync interval.
     pub(super) poll_soon: std::sync::atomic::AtomicBool,
+    /// What each DataUpload's last steps found, so that a pass reads again only what may
+    /// have changed.
+    pub(super) upload_memo: UploadMemo,
     pub(super) leader: LeaderElector,
     pub(super) watches: Arc<Watches>,
     /// kube-runtime's recorder: events.k8s.io/v1 Events, a repeated one counted in a series.
@@ -73,6 +77,7 @@ impl Controller {
                 "dataupload",
             ),
             poll_soon: std::sync::atomic::AtomicBool::new(false),
+            upload_memo: UploadMemo::default(),
             recorder: Recorder::new(
                 client.clone(),
                 Reporter {

@@ -139,6 +139,21 @@ where
     }
 }
 
+/// Deletes `name` unless it is gone or being deleted already (deleting a terminating object
+/// again changes nothing and costs a request). Returns whether it was there.
+async fn delete_unless_deleting<K>(api: &Api<K>, name: &str) -> Result<bool, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(obj) = api.get_opt(name).await? else {
+        return Ok(false);
+    };
+    if obj.meta().deletion_timestamp.is_none() {
+        delete_if_present(api, name).await?;
+    }
+    Ok(true)
+}
+
 impl Controller {
     /// The DataUploads of this data mover, oldest first: from the store once it is synced
     /// (unless the store is behind a write of this controller), else from the API server. A
@@ -210,6 +225,8 @@ impl Controller {
             })
             .collect();
         let admitted = admit(entries, self.config.prepare_queue_length());
+        self.upload_memo
+            .keep_only(uploads.iter().map(|o| o.name.as_str()));
         for o in uploads {
             if !self.leading() {
                 break;
@@ -235,7 +252,22 @@ impl Controller {
             data_moved: annotation(&o.du, UPLOADED_ANNOTATION).is_some(),
             admitted: admitted.contains(&o.name),
         };
-        match next_intent(&facts) {
+        let intent = next_intent(&facts);
+        let paced = matches!(
+            intent,
+            Intent::Place | Intent::Follow | Intent::Cancel | Intent::CleanUpDeleted
+        );
+        if paced {
+            // A step that waits for an unwatched object runs again when the DataUpload changes
+            // or its poll is due, not on every pass.
+            if !self.upload_memo.due(&o.du) {
+                self.poll_soon
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(());
+            }
+            self.upload_memo.moved_on(&o.du);
+        }
+        match intent {
             Intent::CleanUpDeleted => self.upload_deleted(o).await,
             Intent::Wait => Ok(()),
             Intent::AddFinalizer => {
@@ -276,15 +308,18 @@ impl Controller {
         }
         // Checked first: without a location the data has nowhere to go.
         let location = &o.du.spec.backup_storage_location;
-        let locations: Api<BackupStorageLocation> =
-            Api::namespaced(self.options.client.clone(), ns);
-        if locations.get_opt(location).await?.is_none() {
-            return self
-                .upload_fail(
-                    o,
-                    &format!("BackupStorageLocation {ns}/{location} not found"),
-                )
-                .await;
+        if !self.upload_memo.location_found(&o.du) {
+            let locations: Api<BackupStorageLocation> =
+                Api::namespaced(self.options.client.clone(), ns);
+            if locations.get_opt(location).await?.is_none() {
+                return self
+                    .upload_fail(
+                        o,
+                        &format!("BackupStorageLocation {ns}/{location} not found"),
+                    )
+                    .await;
+            }
+            self.upload_memo.found_location(&o.du);
         }
         if o.du.spec.snapshot_type != crate::crds::SNAPSHOT_TYPE_CSI
             || o.du.spec.csi_snapshot.is_none()
@@ -299,7 +334,7 @@ impl Controller {
                 )
                 .await;
         }
-        let restore_size = match self.take_over_snapshot(o).await {
+        let restore_size = match self.taken_over_snapshot(o).await {
             Ok(SnapshotState::Ready { restore_size }) => restore_size,
             Ok(SnapshotState::Waiting(why)) => {
                 let limit = self.options.prepare_timeout;
@@ -316,6 +351,7 @@ impl Controller {
                 }
                 self.poll_soon
                     .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.upload_memo.wait(&o.du);
                 return self
                     .set_upload_message(o, &format!("waiting for {why}"))
                     .await;
@@ -374,6 +410,19 @@ impl Controller {
         )
         .await;
         self.expose_upload(o, &choice.node, restore_size).await
+    }
+
+    /// The take-over as [`Self::take_over_snapshot`] does it, or its result once done: a
+    /// backup snapshot once ready stays so.
+    async fn taken_over_snapshot(&self, o: &ObservedUpload) -> Result<SnapshotState, TakeOver> {
+        if let Some(restore_size) = self.upload_memo.taken_over(&o.du) {
+            return Ok(SnapshotState::Ready { restore_size });
+        }
+        let state = self.take_over_snapshot(o).await?;
+        if let SnapshotState::Ready { restore_size } = &state {
+            self.upload_memo.took_over(&o.du, restore_size.clone());
+        }
+        Ok(state)
     }
 
     /// Velero's take-over of the snapshot's data, step by step and idempotent: retain the
@@ -627,7 +676,7 @@ impl Controller {
             Some(pod) => pod,
             None => {
                 // Exposed on a previous pass that stopped half-way: finish it.
-                let restore_size = match self.take_over_snapshot(o).await {
+                let restore_size = match self.taken_over_snapshot(o).await {
                     Ok(SnapshotState::Ready { restore_size }) => restore_size,
                     Ok(SnapshotState::Waiting(_)) => return Ok(()),
                     Err(TakeOver::Step(err)) => return Err(err),
@@ -1151,31 +1200,26 @@ impl Controller {
             &snapshot_resource(),
         );
         let Some(content_name) = annotation(&o.du, SOURCE_CONTENT_ANNOTATION) else {
-            if csi.volume_snapshot.is_empty() {
+            if csi.volume_snapshot.is_empty()
+                || !delete_unless_deleting(&source_snapshots, &csi.volume_snapshot).await?
+            {
                 return Ok(true);
             }
-            delete_if_present(&source_snapshots, &csi.volume_snapshot).await?;
             return Ok(source_snapshots
                 .get_opt(&csi.volume_snapshot)
                 .await?
                 .is_none());
         };
         let contents = Api::<DynamicObject>::all_with(client.clone(), &content_resource());
-        if source_snapshots
-            .get_opt(&csi.volume_snapshot)
-            .await?
-            .is_some()
-        {
-            delete_if_present(&source_snapshots, &csi.volume_snapshot).await?;
+        if delete_unless_deleting(&source_snapshots, &csi.volume_snapshot).await? {
             // The content goes once the snapshot is gone (its controller must see that first).
             self.poll_soon
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(false);
         }
-        if contents.get_opt(content_name).await?.is_none() {
+        if !delete_unless_deleting(&contents, content_name).await? {
             return Ok(true);
         }
-        delete_if_present(&contents, content_name).await?;
         Ok(contents.get_opt(content_name).await?.is_none())
     }
 
@@ -1190,13 +1234,22 @@ impl Controller {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
         let snapshots =
             Api::<DynamicObject>::namespaced_with(client.clone(), ns, &snapshot_resource());
-        delete_if_present(&pods, name).await?;
-        if let Some(pvc) = pvcs.get_opt(name).await?
-            && let Some(pv_name) = pvc
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_name.clone())
-                .filter(|v| !v.is_empty())
+        // What is being deleted already is only looked at again, not deleted again.
+        let pod = self.backup_pod(name).await?;
+        if pod
+            .as_ref()
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            delete_if_present(&pods, name).await?;
+        }
+        let pvc = pvcs.get_opt(name).await?;
+        let pvc_to_delete = pvc
+            .as_ref()
+            .filter(|p| p.metadata.deletion_timestamp.is_none());
+        if let Some(pv_name) = pvc_to_delete
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.volume_name.clone())
+            .filter(|v| !v.is_empty())
         {
             let pvs: Api<PersistentVolume> = Api::all(client.clone());
             if let Some(pv) = pvs.get_opt(&pv_name).await?
@@ -1214,17 +1267,21 @@ impl Controller {
                 .await?;
             }
         }
-        delete_if_present(&pvcs, name).await?;
-        delete_if_present(&snapshots, name).await?;
+        if pvc_to_delete.is_some() {
+            delete_if_present(&pvcs, name).await?;
+        }
+        let snapshot_was_there = delete_unless_deleting(&snapshots, name).await?;
         let source_gone = self.release_source(o).await?;
-        let gone = pods.get_opt(name).await?.is_none()
-            && pvcs.get_opt(name).await?.is_none()
-            && snapshots.get_opt(name).await?.is_none()
-            && source_gone;
+        // Only what was there is looked at again (it may have gone at once).
+        let gone = source_gone
+            && (pod.is_none() || pods.get_opt(name).await?.is_none())
+            && (pvc.is_none() || pvcs.get_opt(name).await?.is_none())
+            && (!snapshot_was_there || snapshots.get_opt(name).await?.is_none());
         if !gone {
-            // Deletions of PVCs and snapshots wake no pass: look again soon.
+            // Deletions of snapshots wake no pass: look again soon, but not on every pass.
             self.poll_soon
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.upload_memo.wait(&o.du);
         }
         Ok(gone)
     }

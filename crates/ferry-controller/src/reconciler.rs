@@ -15,6 +15,7 @@ mod options;
 mod pass;
 mod runtime;
 mod upload_memo;
+mod upload_snapshots;
 mod uploads;
 mod view;
 

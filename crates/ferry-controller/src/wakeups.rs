@@ -1,7 +1,8 @@
 //! What wakes the controller: watches (kube-runtime watchers feeding reflector stores) on
 //! everything a restore waits for — the DataDownloads in the namespace, the restore pods and
 //! PVCs (by label), the target PVCs and PVs, the nodes, the StorageClasses and the node-agent
-//! ConfigMap. A relevant change wakes a pass at once; wakes that arrive while a pass runs
+//! ConfigMap; for backups the DataUploads, the backup pods, and the VolumeSnapshots and their
+//! contents. A relevant change wakes a pass at once; wakes that arrive while a pass runs
 //! are coalesced into one next pass. The stores also serve the reads of a pass, so a pass
 //! costs no API reads unless a store is behind the controller's own writes (see
 //! [`OwnWrites`]).
@@ -15,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Resource;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
@@ -70,6 +71,12 @@ pub struct Watches {
     /// DataUpload CRD must not slow restores down); see [`Watches::uploads_synced`].
     pub uploads: Store<DataUpload>,
     pub backup_pods: Store<Pod>,
+    /// VolumeSnapshots (cluster-wide: a backup's source is in its workload's namespace) and
+    /// VolumeSnapshotContents. Not part of [`Watches::uploads_synced`] either: without the
+    /// snapshot CRDs, or with RBAC from before ferry watched them, these never sync and
+    /// backups read snapshots from the API server (see [`Watches::snapshots_synced`]).
+    pub snapshots: Store<DynamicObject>,
+    pub snapshot_contents: Store<DynamicObject>,
     pub pods: Store<Pod>,
     pub pvcs: Store<PersistentVolumeClaim>,
     pub pvs: Store<PersistentVolume>,
@@ -122,6 +129,26 @@ impl Watches {
             "pods",
             &waker,
             |pod: &Pod, old: Option<&Pod>| changed(pod, old),
+        );
+        let backing_up = BackingUp {
+            uploads: uploads.clone(),
+            data_mover_name: scope.data_mover_name.clone(),
+        };
+        let b = backing_up.clone();
+        let (snapshots, snapshots_task) = watch_dynamic(
+            &client,
+            crate::expose_snapshot::snapshot_resource(),
+            "volumesnapshots",
+            &waker,
+            move |vs, old| changed(vs, old) && b.any(),
+        );
+        let b = backing_up;
+        let (snapshot_contents, contents_task) = watch_dynamic(
+            &client,
+            crate::expose_snapshot::content_resource(),
+            "volumesnapshotcontents",
+            &waker,
+            move |vsc, old| changed(vsc, old) && b.any(),
         );
         let active = Active {
             downloads: downloads.clone(),
@@ -200,10 +227,14 @@ impl Watches {
 
         tasks.push(uploads_task);
         tasks.push(backup_pods_task);
+        tasks.push(snapshots_task);
+        tasks.push(contents_task);
         Watches {
             downloads,
             uploads,
             backup_pods,
+            snapshots,
+            snapshot_contents,
             pods,
             pvcs,
             pvs,
@@ -232,9 +263,31 @@ impl Watches {
         is_ready(&self.uploads) && is_ready(&self.backup_pods)
     }
 
+    /// Whether the VolumeSnapshot and VolumeSnapshotContent stores hold a complete list.
+    pub fn snapshots_synced(&self) -> bool {
+        is_ready(&self.snapshots) && is_ready(&self.snapshot_contents)
+    }
+
     /// Whether the backup pods' store holds a complete list (it does without DataUploads).
     pub fn backup_pods_synced(&self) -> bool {
         is_ready(&self.backup_pods)
+    }
+}
+
+/// Whether a DataUpload of this data mover is unfinished, to tell whether a snapshot change
+/// matters.
+#[derive(Clone)]
+struct BackingUp {
+    uploads: Store<DataUpload>,
+    data_mover_name: String,
+}
+
+impl BackingUp {
+    fn any(&self) -> bool {
+        self.uploads.state().iter().any(|du| {
+            du.spec.is_for_data_mover(&self.data_mover_name)
+                && (!du.phase().is_terminal() || du.metadata.deletion_timestamp.is_some())
+        })
     }
 }
 
@@ -348,10 +401,63 @@ where
     (reader, task)
 }
 
+/// A watch of objects kube-rs knows only at run time (the snapshot CRDs), as [`watch`]. The
+/// CRDs may be missing and the RBAC of an older install may not allow the watch: then the
+/// store never fills, said once, and the watch keeps retrying with backoff.
+fn watch_dynamic(
+    client: &kube::Client,
+    resource: ApiResource,
+    source: &'static str,
+    waker: &Waker,
+    relevant: impl Fn(&DynamicObject, Option<&DynamicObject>) -> bool + Send + 'static,
+) -> (Store<DynamicObject>, JoinHandle<()>) {
+    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+    let dt = resource.clone();
+    let mut writer = reflector::store::Writer::new(resource);
+    let reader = writer.as_reader();
+    let store = reader.clone();
+    let waker = waker.clone();
+    let task = tokio::spawn(async move {
+        let mut events = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut said = false;
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(e) => e,
+                Err(err) if !said => {
+                    said = true;
+                    tracing::info!(resource = source, error = %err, "cannot watch; backups read them from the API server while the watch retries");
+                    continue;
+                }
+                Err(err) => {
+                    tracing::debug!(resource = source, error = %err, "watch failed; retrying with backoff");
+                    continue;
+                }
+            };
+            let wake = match &event {
+                Event::Apply(obj) => {
+                    let old = store.get(&ObjectRef::from_obj_with(obj, dt.clone()));
+                    relevant(obj, old.as_deref())
+                }
+                Event::Delete(obj) => relevant(obj, None),
+                Event::InitDone => true,
+                Event::Init | Event::InitApply(_) => false,
+            };
+            writer.apply_watcher_event(&event);
+            if wake {
+                waker.wake(source);
+            }
+        }
+    });
+    (reader, task)
+}
+
 /// Whether `store` holds its first complete list, without waiting for it.
 fn is_ready<K>(store: &Store<K>) -> bool
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     store
         .wait_until_ready()

@@ -64,20 +64,20 @@ pub fn cluster_role_rules() -> Vec<PolicyRule> {
             &["storageclasses"],
             &["get", "list", "watch"],
         ),
-        // Backups: a DataUpload's VolumeSnapshot (in the workload's namespace) is waited on,
-        // then deleted once its data is taken over; the backup snapshot in ferry's namespace
-        // is read and deleted in cleanup (created by the namespaced rule).
+        // Backups: a DataUpload's VolumeSnapshot (in the workload's namespace) is waited on
+        // (from a watch), then deleted once its data is taken over; the backup snapshot in
+        // ferry's namespace is read and deleted in cleanup (created by the namespaced rule).
         rule(
             "snapshot.storage.k8s.io",
             &["volumesnapshots"],
-            &["get", "delete"],
+            &["get", "list", "watch", "delete"],
         ),
         // The take-over: the source content is retained (patch) and deleted, the backup
         // content created with its snapshot handle (contents are cluster-scoped).
         rule(
             "snapshot.storage.k8s.io",
             &["volumesnapshotcontents"],
-            &["get", "create", "patch", "delete"],
+            &["get", "list", "watch", "create", "patch", "delete"],
         ),
     ]
 }

@@ -12,7 +12,7 @@
 
 use k8s_openapi::api::core::v1::PersistentVolume;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+use kube::api::{DeleteParams, DynamicObject};
 
 use std::collections::BTreeMap;
 
@@ -34,6 +34,7 @@ use super::controller::Controller;
 use super::effects::StepError;
 use super::effects::{human, now, since};
 use super::intent::{Facts, Intent, Phase, next_intent};
+use super::upload_snapshots::SnapshotKind;
 use super::view::{created_at, finalizers_with, holds_finalizer, pod_phase};
 use crate::backup_deletion::{
     BackupView, DeleteRequestView, FORGET_ANNOTATION, FORGET_FAILED_ANNOTATION, SNAPSHOT_FINALIZER,
@@ -44,8 +45,8 @@ use crate::crds::BACKUP_NAME_LABEL;
 use crate::crds::{BackupStorageLocation, DataUploadPhase};
 use crate::expose::{SELECTED_NODE_ANNOTATION, pod_abnormal};
 use crate::expose_snapshot::{
-    BACKUP_DEVICE_PATH, BACKUP_MOUNT_PATH, SNAPSHOT_GROUP, backup_content_for, backup_pod_for,
-    backup_pvc_for, backup_snapshot_for,
+    BACKUP_DEVICE_PATH, BACKUP_MOUNT_PATH, backup_content_for, backup_pod_for, backup_pvc_for,
+    backup_snapshot_for,
 };
 use crate::queue::{Stage, Waiting, admit};
 
@@ -89,20 +90,6 @@ enum SnapshotState {
     Ready { restore_size: Option<Quantity> },
 }
 
-fn snapshot_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(SNAPSHOT_GROUP, "v1", "VolumeSnapshot"),
-        "volumesnapshots",
-    )
-}
-
-fn content_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(SNAPSHOT_GROUP, "v1", "VolumeSnapshotContent"),
-        "volumesnapshotcontents",
-    )
-}
-
 fn to_json(obj: &DynamicObject) -> serde_json::Value {
     serde_json::to_value(obj).unwrap_or_default()
 }
@@ -137,21 +124,6 @@ where
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(err) => Err(err),
     }
-}
-
-/// Deletes `name` unless it is gone or being deleted already (deleting a terminating object
-/// again changes nothing and costs a request). Returns whether it was there.
-async fn delete_unless_deleting<K>(api: &Api<K>, name: &str) -> Result<bool, kube::Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let Some(obj) = api.get_opt(name).await? else {
-        return Ok(false);
-    };
-    if obj.meta().deletion_timestamp.is_none() {
-        delete_if_present(api, name).await?;
-    }
-    Ok(true)
 }
 
 impl Controller {
@@ -429,30 +401,28 @@ impl Controller {
     /// source content, create the backup snapshot and its pre-provisioned content, delete the
     /// source snapshot and content.
     async fn take_over_snapshot(&self, o: &ObservedUpload) -> Result<SnapshotState, TakeOver> {
-        let client = &self.options.client;
         let ns = &self.options.namespace;
         let csi = o.du.spec.csi_snapshot.clone().unwrap_or_default();
         let source_ns = &o.du.spec.source_namespace;
         let source_id = format!("{source_ns}/{}", csi.volume_snapshot);
-        let snapshots =
-            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &snapshot_resource());
-        let source_snapshots =
-            Api::<DynamicObject>::namespaced_with(client.clone(), source_ns, &snapshot_resource());
-        let contents = Api::<DynamicObject>::all_with(client.clone(), &content_resource());
-
-        let source = source_snapshots
-            .get_opt(&csi.volume_snapshot)
-            .await
-            .map_err(TakeOver::kube)?
-            .map(|s| to_json(&s));
-        let backup = snapshots
-            .get_opt(&o.name)
+        let backup = self
+            .read_snapshot_object(SnapshotKind::Snapshot, ns, &o.name)
             .await
             .map_err(TakeOver::kube)?
             .map(|s| to_json(&s));
 
         let Some(backup) = backup else {
-            // Not taken over yet: the source snapshot must be ready.
+            // Not taken over yet: the source snapshot must be ready. Its absence fails the
+            // backup, so a store that may lag behind its creation is not the last word.
+            let source = self
+                .read_snapshot_object_or_api(
+                    SnapshotKind::Snapshot,
+                    source_ns,
+                    &csi.volume_snapshot,
+                )
+                .await
+                .map_err(TakeOver::kube)?
+                .map(|s| to_json(&s));
             let Some(source) = source else {
                 return Err(TakeOver::Fail(format!(
                     "VolumeSnapshot {source_id} not found"
@@ -476,8 +446,8 @@ impl Controller {
                     "VolumeSnapshot {source_id} to be bound to a content"
                 )));
             };
-            let Some(content) = contents
-                .get_opt(&content_name)
+            let Some(content) = self
+                .read_snapshot_object_or_api(SnapshotKind::Content, "", &content_name)
                 .await
                 .map_err(TakeOver::kube)?
                 .map(|c| to_json(&c))
@@ -503,25 +473,24 @@ impl Controller {
             }
             // 1. The data outlives the source snapshot's deletion.
             if content["spec"]["deletionPolicy"].as_str() != Some("Retain") {
-                contents
-                    .patch(
-                        &content_name,
-                        &PatchParams::default(),
-                        &Patch::Merge(json!({ "spec": { "deletionPolicy": "Retain" } })),
-                    )
-                    .await
-                    .map_err(TakeOver::kube)?;
+                self.patch_snapshot_object(
+                    SnapshotKind::Content,
+                    &content_name,
+                    json!({ "spec": { "deletionPolicy": "Retain" } }),
+                )
+                .await
+                .map_err(TakeOver::kube)?;
             }
             // 2. The backup snapshot (its content comes next, bound to its uid).
             let mut vs = backup_snapshot_for(&o.du, ns, &source);
             vs["metadata"]["ownerReferences"] = json!([crate::expose::owner_reference(&o.du)]);
-            snapshots
-                .create(
-                    &PostParams::default(),
-                    &from_json(vs).map_err(TakeOver::kube)?,
-                )
-                .await
-                .map_err(TakeOver::kube)?;
+            self.create_snapshot_object(
+                SnapshotKind::Snapshot,
+                ns,
+                &from_json(vs).map_err(TakeOver::kube)?,
+            )
+            .await
+            .map_err(TakeOver::kube)?;
             return Ok(SnapshotState::Waiting(format!(
                 "the backup VolumeSnapshot {ns}/{} to be bound",
                 o.name
@@ -530,8 +499,8 @@ impl Controller {
 
         let source_content = annotation(&o.du, SOURCE_CONTENT_ANNOTATION).map(str::to_string);
         // 3. The backup content, with the source content's handle.
-        if contents
-            .get_opt(&o.name)
+        if self
+            .read_snapshot_object(SnapshotKind::Content, "", &o.name)
             .await
             .map_err(TakeOver::kube)?
             .is_none()
@@ -542,8 +511,8 @@ impl Controller {
                     o.name
                 )));
             };
-            let Some(content) = contents
-                .get_opt(&content_name)
+            let Some(content) = self
+                .read_snapshot_object_or_api(SnapshotKind::Content, "", &content_name)
                 .await
                 .map_err(TakeOver::kube)?
                 .map(|c| to_json(&c))
@@ -554,13 +523,13 @@ impl Controller {
             };
             let uid = backup["metadata"]["uid"].as_str().unwrap_or_default();
             let vsc = backup_content_for(&o.du, ns, &content, uid);
-            contents
-                .create(
-                    &PostParams::default(),
-                    &from_json(vsc).map_err(TakeOver::kube)?,
-                )
-                .await
-                .map_err(TakeOver::kube)?;
+            self.create_snapshot_object(
+                SnapshotKind::Content,
+                "",
+                &from_json(vsc).map_err(TakeOver::kube)?,
+            )
+            .await
+            .map_err(TakeOver::kube)?;
         }
         // 4. The source snapshot and content go (the retained data stays).
         self.release_source(o).await.map_err(TakeOver::kube)?;
@@ -1192,35 +1161,26 @@ impl Controller {
     /// canceled or failed while New or waiting for its snapshot) only the snapshot is deleted;
     /// its content follows its class's deletion policy. Returns whether they are gone.
     async fn release_source(&self, o: &ObservedUpload) -> Result<bool, kube::Error> {
-        let client = &self.options.client;
         let csi = o.du.spec.csi_snapshot.clone().unwrap_or_default();
-        let source_snapshots = Api::<DynamicObject>::namespaced_with(
-            client.clone(),
-            &o.du.spec.source_namespace,
-            &snapshot_resource(),
-        );
+        let source_ns = o.du.spec.source_namespace.as_str();
         let Some(content_name) = annotation(&o.du, SOURCE_CONTENT_ANNOTATION) else {
-            if csi.volume_snapshot.is_empty()
-                || !delete_unless_deleting(&source_snapshots, &csi.volume_snapshot).await?
-            {
-                return Ok(true);
-            }
-            return Ok(source_snapshots
-                .get_opt(&csi.volume_snapshot)
-                .await?
-                .is_none());
+            return Ok(csi.volume_snapshot.is_empty()
+                || !self
+                    .delete_snapshot_object(SnapshotKind::Snapshot, source_ns, &csi.volume_snapshot)
+                    .await?);
         };
-        let contents = Api::<DynamicObject>::all_with(client.clone(), &content_resource());
-        if delete_unless_deleting(&source_snapshots, &csi.volume_snapshot).await? {
+        if self
+            .delete_snapshot_object(SnapshotKind::Snapshot, source_ns, &csi.volume_snapshot)
+            .await?
+        {
             // The content goes once the snapshot is gone (its controller must see that first).
             self.poll_soon
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(false);
         }
-        if !delete_unless_deleting(&contents, content_name).await? {
-            return Ok(true);
-        }
-        Ok(contents.get_opt(content_name).await?.is_none())
+        Ok(!self
+            .delete_snapshot_object(SnapshotKind::Content, "", content_name)
+            .await?)
     }
 
     /// Removes the backup pod, PVC (its PV deleted with it, whatever the class's reclaim
@@ -1232,8 +1192,6 @@ impl Controller {
         let ns = &self.options.namespace;
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-        let snapshots =
-            Api::<DynamicObject>::namespaced_with(client.clone(), ns, &snapshot_resource());
         // What is being deleted already is only looked at again, not deleted again.
         let pod = self.backup_pod(name).await?;
         if pod
@@ -1242,7 +1200,7 @@ impl Controller {
         {
             delete_if_present(&pods, name).await?;
         }
-        let pvc = pvcs.get_opt(name).await?;
+        let pvc = self.exposer.cluster.get_pvc(ns, name).await?;
         let pvc_to_delete = pvc
             .as_ref()
             .filter(|p| p.metadata.deletion_timestamp.is_none());
@@ -1270,13 +1228,19 @@ impl Controller {
         if pvc_to_delete.is_some() {
             delete_if_present(&pvcs, name).await?;
         }
-        let snapshot_was_there = delete_unless_deleting(&snapshots, name).await?;
+        let snapshot_was_there = self
+            .delete_snapshot_object(SnapshotKind::Snapshot, ns, name)
+            .await?;
         let source_gone = self.release_source(o).await?;
         // Only what was there is looked at again (it may have gone at once).
         let gone = source_gone
             && (pod.is_none() || pods.get_opt(name).await?.is_none())
-            && (pvc.is_none() || pvcs.get_opt(name).await?.is_none())
-            && (!snapshot_was_there || snapshots.get_opt(name).await?.is_none());
+            && (pvc.is_none() || self.exposer.cluster.get_pvc(ns, name).await?.is_none())
+            && (!snapshot_was_there
+                || self
+                    .read_snapshot_object(SnapshotKind::Snapshot, ns, name)
+                    .await?
+                    .is_none());
         if !gone {
             // Deletions of snapshots wake no pass: look again soon, but not on every pass.
             self.poll_soon

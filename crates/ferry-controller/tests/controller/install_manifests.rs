@@ -303,11 +303,15 @@ fn rbac_grants_what_the_controller_does_and_no_more() {
             "namespace: {verb} {group}/{resource}"
         );
     }
-    // Cluster-wide for backups: the source snapshot waited on and deleted after the take-over,
-    // contents retained, created and deleted.
+    // Cluster-wide for backups: the source snapshot waited on (watched) and deleted after the
+    // take-over, contents watched, retained, created and deleted.
     for (group, resource, verb) in [
         ("snapshot.storage.k8s.io", "volumesnapshots", "get"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "list"),
+        ("snapshot.storage.k8s.io", "volumesnapshots", "watch"),
         ("snapshot.storage.k8s.io", "volumesnapshots", "delete"),
+        ("snapshot.storage.k8s.io", "volumesnapshotcontents", "list"),
+        ("snapshot.storage.k8s.io", "volumesnapshotcontents", "watch"),
         (
             "snapshot.storage.k8s.io",
             "volumesnapshotcontents",

@@ -36,6 +36,11 @@ impl AuditLog {
         }
     }
 
+    /// The same log from its present end: only requests made from now on.
+    pub fn from_here(&self) -> AuditLog {
+        AuditLog::from_now(&self.path)
+    }
+
     /// Every completed request since this log was opened.
     pub fn events(&self) -> anyhow::Result<Vec<AuditEvent>> {
         let mut file = std::fs::File::open(&self.path)?;

@@ -225,6 +225,37 @@ impl TestCluster {
         })
     }
 
+    /// Waits until the control plane's own controllers (kube-controller-manager's, each under
+    /// its service account in kube-system) have made no request for `quiet`, at most `limit`;
+    /// returns how long it waited. Their clients are rate-limited (20 requests a second by
+    /// default): work a test or benchmark left them, such as deleting volumes, delays whatever
+    /// comes next until it is done. On kubesim at once: its controllers run unthrottled.
+    pub async fn settle(&self, quiet: Duration, limit: Duration) -> anyhow::Result<Duration> {
+        let started = std::time::Instant::now();
+        let Inner::Real { audit, .. } = &self.inner else {
+            return Ok(Duration::ZERO);
+        };
+        let log = audit.from_here();
+        let mut seen = 0;
+        let mut last_change = started;
+        loop {
+            let now = std::time::Instant::now();
+            let count = log
+                .events()?
+                .iter()
+                .filter(|e| e.user.starts_with("system:serviceaccount:kube-system:"))
+                .count();
+            if count != seen {
+                seen = count;
+                last_change = now;
+            }
+            if now - last_change >= quiet || now - started >= limit {
+                return Ok(now - started);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The API server's URL.
     pub fn url(&self) -> String {
         match &self.inner {

@@ -73,7 +73,21 @@ fn log_colours() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// The filter as given, with kube-rs's own line for each failed HTTP request left out unless
+/// the filter names `kube_client`: that line (an ERROR for a 5xx answer or a refused
+/// connection) says neither the request nor what ferry was doing, which ferry's own report of
+/// the failure says; and while a control plane starts, its readiness probe fails a dozen times
+/// by design.
+fn effective_log_filter(filter: &str) -> String {
+    if filter.contains("kube_client") {
+        filter.to_string()
+    } else {
+        format!("{filter},kube_client::client::builder=off")
+    }
+}
+
 fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = effective_log_filter(filter);
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
@@ -174,6 +188,21 @@ fn error_text(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kube_clients_request_failures_are_off_unless_asked_for() {
+        assert_eq!(
+            effective_log_filter("warn"),
+            "warn,kube_client::client::builder=off"
+        );
+        assert_eq!(
+            effective_log_filter("info,kube_client=debug"),
+            "info,kube_client=debug"
+        );
+        assert!(
+            tracing_subscriber::EnvFilter::try_new(effective_log_filter("ferry=debug")).is_ok()
+        );
+    }
 
     /// Every flag and argument of every command says what it is for in `--help`.
     #[test]

@@ -369,35 +369,18 @@ fn watch<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (reader, mut writer) = reflector::store();
-    let store = reader.clone();
-    let waker = waker.clone();
-    let task = tokio::spawn(async move {
-        let mut events = watcher::watcher(api, config).default_backoff().boxed();
-        while let Some(event) = events.next().await {
-            let event = match event {
-                Ok(e) => e,
-                Err(err) => {
-                    tracing::warn!(resource = source, error = %err, "watch failed; retrying with backoff");
-                    continue;
-                }
-            };
-            let wake = match &event {
-                Event::Apply(obj) => {
-                    let old = store.get(&ObjectRef::from_obj(obj));
-                    relevant(obj, old.as_deref())
-                }
-                Event::Delete(obj) => relevant(obj, None),
-                Event::InitDone => true,
-                Event::Init | Event::InitApply(_) => false,
-            };
-            // The first InitDone marks the store ready (`Store::wait_until_ready`).
-            writer.apply_watcher_event(&event);
-            if wake {
-                waker.wake(source);
-            }
-        }
-    });
+    let writer = reflector::store::Writer::default();
+    let reader = writer.as_reader();
+    let task = follow(
+        api,
+        config,
+        (),
+        writer,
+        source,
+        waker,
+        relevant,
+        Failures::Warn,
+    );
     (reader, task)
 }
 
@@ -412,45 +395,87 @@ fn watch_dynamic(
     relevant: impl Fn(&DynamicObject, Option<&DynamicObject>) -> bool + Send + 'static,
 ) -> (Store<DynamicObject>, JoinHandle<()>) {
     let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-    let dt = resource.clone();
-    let mut writer = reflector::store::Writer::new(resource);
+    let writer = reflector::store::Writer::new(resource.clone());
     let reader = writer.as_reader();
-    let store = reader.clone();
+    let config = watcher::Config::default();
+    let task = follow(
+        api,
+        config,
+        resource,
+        writer,
+        source,
+        waker,
+        relevant,
+        Failures::SayOnce,
+    );
+    (reader, task)
+}
+
+/// How a watch reports that it failed (it retries with backoff either way).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failures {
+    /// Every failure, as a warning: the watch is needed.
+    Warn,
+    /// The first as information, the rest at debug: the watch is optional.
+    SayOnce,
+}
+
+/// Feeds `writer` from the watch and wakes a pass on a relevant change.
+#[allow(clippy::too_many_arguments)]
+fn follow<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    dyntype: K::DynamicType,
+    mut writer: reflector::store::Writer<K>,
+    source: &'static str,
+    waker: &Waker,
+    relevant: impl Fn(&K, Option<&K>) -> bool + Send + 'static,
+    failures: Failures,
+) -> JoinHandle<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let store = writer.as_reader();
     let waker = waker.clone();
-    let task = tokio::spawn(async move {
-        let mut events = watcher::watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        let mut said = false;
+    tokio::spawn(async move {
+        let mut events = watcher::watcher(api, config).default_backoff().boxed();
+        let mut failed_before = false;
         while let Some(event) = events.next().await {
             let event = match event {
                 Ok(e) => e,
-                Err(err) if !said => {
-                    said = true;
-                    tracing::info!(resource = source, error = %err, "cannot watch; backups read them from the API server while the watch retries");
-                    continue;
-                }
                 Err(err) => {
-                    tracing::debug!(resource = source, error = %err, "watch failed; retrying with backoff");
+                    match failures {
+                        Failures::Warn => {
+                            tracing::warn!(resource = source, error = %err, "watch failed; retrying with backoff")
+                        }
+                        Failures::SayOnce if !failed_before => {
+                            tracing::info!(resource = source, error = %err, "cannot watch; backups read them from the API server while the watch retries")
+                        }
+                        Failures::SayOnce => {
+                            tracing::debug!(resource = source, error = %err, "watch failed; retrying with backoff")
+                        }
+                    }
+                    failed_before = true;
                     continue;
                 }
             };
             let wake = match &event {
                 Event::Apply(obj) => {
-                    let old = store.get(&ObjectRef::from_obj_with(obj, dt.clone()));
+                    let old = store.get(&ObjectRef::from_obj_with(obj, dyntype.clone()));
                     relevant(obj, old.as_deref())
                 }
                 Event::Delete(obj) => relevant(obj, None),
                 Event::InitDone => true,
                 Event::Init | Event::InitApply(_) => false,
             };
+            // The first InitDone marks the store ready (`Store::wait_until_ready`).
             writer.apply_watcher_event(&event);
             if wake {
                 waker.wake(source);
             }
         }
-    });
-    (reader, task)
+    })
 }
 
 /// Whether `store` holds its first complete list, without waiting for it.

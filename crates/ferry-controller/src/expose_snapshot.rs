@@ -31,24 +31,8 @@ use crate::expose::{
 };
 
 pub use crate::crds::DATA_UPLOAD_LABEL;
-pub const SNAPSHOT_GROUP: &str = "snapshot.storage.k8s.io";
+pub use crate::crds::{SNAPSHOT_GROUP, content_resource, snapshot_resource};
 
-/// The VolumeSnapshot resource (the CRDs are not known to k8s-openapi).
-pub fn snapshot_resource() -> kube::api::ApiResource {
-    kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk(SNAPSHOT_GROUP, "v1", "VolumeSnapshot"),
-        "volumesnapshots",
-    )
-}
-
-/// The VolumeSnapshotContent resource.
-pub fn content_resource() -> kube::api::ApiResource {
-    kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk(SNAPSHOT_GROUP, "v1", "VolumeSnapshotContent"),
-        "volumesnapshotcontents",
-    )
-}
-/// Where the backup pod sees the volume.
 pub const BACKUP_MOUNT_PATH: &str = "/backup-volume";
 pub const BACKUP_DEVICE_PATH: &str = "/dev/backup-volume";
 const VOLUME_NAME: &str = "backup-volume";

@@ -137,7 +137,7 @@ impl Watches {
         let b = backing_up.clone();
         let (snapshots, snapshots_task) = watch_dynamic(
             &client,
-            crate::expose_snapshot::snapshot_resource(),
+            crate::crds::snapshot_resource(),
             "volumesnapshots",
             &waker,
             move |vs, old| changed(vs, old) && b.any(),
@@ -145,7 +145,7 @@ impl Watches {
         let b = backing_up;
         let (snapshot_contents, contents_task) = watch_dynamic(
             &client,
-            crate::expose_snapshot::content_resource(),
+            crate::crds::content_resource(),
             "volumesnapshotcontents",
             &waker,
             move |vsc, old| changed(vsc, old) && b.any(),

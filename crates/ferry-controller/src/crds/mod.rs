@@ -16,6 +16,7 @@ mod progress;
 mod resource;
 pub mod schema;
 mod string_enum;
+pub mod volume_snapshot;
 
 pub use backup_storage_location::{
     BackupStorageLocation, BackupStorageLocationAccessMode, BackupStorageLocationPhase,
@@ -34,3 +35,4 @@ pub use definition::{all_crds, backup_storage_location_crd, data_download_crd, d
 pub use go_duration::{GoDurationError, format_go_duration, parse_go_duration};
 pub use progress::DataMoveOperationProgress;
 pub use string_enum::NodeOs;
+pub use volume_snapshot::{SNAPSHOT_GROUP, content_resource, snapshot_resource};

@@ -7,7 +7,7 @@ use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::expose_snapshot::{content_resource, snapshot_resource};
+use crate::crds::{content_resource, snapshot_resource};
 
 use super::controller::Controller;
 

@@ -4,15 +4,12 @@
 //! a write); every write recorded, so that a later read never goes back behind it.
 
 use kube::Api;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::crds::{content_resource, snapshot_resource};
 
 use super::controller::Controller;
-
-const SNAPSHOT: &str = "volumesnapshot";
-const CONTENT: &str = "volumesnapshotcontent";
 
 /// Which of the two kinds.
 #[derive(Clone, Copy)]
@@ -21,19 +18,37 @@ pub(super) enum SnapshotKind {
     Content,
 }
 
-impl Controller {
-    fn snapshot_api(&self, kind: SnapshotKind, namespace: &str) -> Api<DynamicObject> {
-        let client = self.options.client.clone();
-        match kind {
-            SnapshotKind::Snapshot => Api::namespaced_with(client, namespace, &snapshot_resource()),
-            SnapshotKind::Content => Api::all_with(client, &content_resource()),
+impl SnapshotKind {
+    fn resource(self) -> ApiResource {
+        match self {
+            SnapshotKind::Snapshot => snapshot_resource(),
+            SnapshotKind::Content => content_resource(),
         }
     }
 
-    fn snapshot_store(&self, kind: SnapshotKind) -> (&Store<DynamicObject>, &'static str) {
+    /// The kind under which [`crate::wakeups::OwnWrites`] records this controller's writes.
+    fn recorded_as(self) -> &'static str {
+        match self {
+            SnapshotKind::Snapshot => "volumesnapshot",
+            SnapshotKind::Content => "volumesnapshotcontent",
+        }
+    }
+}
+
+impl Controller {
+    fn snapshot_api(&self, kind: SnapshotKind, namespace: &str) -> Api<DynamicObject> {
+        let client = self.options.client.clone();
+        if namespace.is_empty() {
+            Api::all_with(client, &kind.resource())
+        } else {
+            Api::namespaced_with(client, namespace, &kind.resource())
+        }
+    }
+
+    fn snapshot_store(&self, kind: SnapshotKind) -> &Store<DynamicObject> {
         match kind {
-            SnapshotKind::Snapshot => (&self.watches.snapshots, SNAPSHOT),
-            SnapshotKind::Content => (&self.watches.snapshot_contents, CONTENT),
+            SnapshotKind::Snapshot => &self.watches.snapshots,
+            SnapshotKind::Content => &self.watches.snapshot_contents,
         }
     }
 
@@ -45,21 +60,17 @@ impl Controller {
         name: &str,
     ) -> Result<Option<DynamicObject>, kube::Error> {
         if self.watches.snapshots_synced() {
-            let (store, recorded_as) = self.snapshot_store(kind);
-            let resource = match kind {
-                SnapshotKind::Snapshot => snapshot_resource(),
-                SnapshotKind::Content => content_resource(),
-            };
-            let mut key = ObjectRef::<DynamicObject>::new_with(name, resource);
+            let mut key = ObjectRef::<DynamicObject>::new_with(name, kind.resource());
             if !namespace.is_empty() {
                 key = key.within(namespace);
             }
-            let cached = store.get(&key);
-            if self
-                .watches
-                .own_writes
-                .caught_up(recorded_as, namespace, name, cached.as_deref())
-            {
+            let cached = self.snapshot_store(kind).get(&key);
+            if self.watches.own_writes.caught_up(
+                kind.recorded_as(),
+                namespace,
+                name,
+                cached.as_deref(),
+            ) {
                 return Ok(cached.map(|o| (*o).clone()));
             }
         }
@@ -94,9 +105,7 @@ impl Controller {
             .await
         {
             Ok(created) => {
-                self.watches
-                    .own_writes
-                    .wrote(self.snapshot_store(kind).1, &created);
+                self.watches.own_writes.wrote(kind.recorded_as(), &created);
                 Ok(())
             }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
@@ -114,9 +123,7 @@ impl Controller {
             .snapshot_api(kind, "")
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
-        self.watches
-            .own_writes
-            .wrote(self.snapshot_store(kind).1, &patched);
+        self.watches.own_writes.wrote(kind.recorded_as(), &patched);
         Ok(())
     }
 

@@ -61,7 +61,8 @@ pub enum RestoreTarget {
 pub struct RestoreOptions {
     /// Pack ranges fetched at once.
     pub fetch_concurrency: usize,
-    /// Threads decrypting, decompressing and writing.
+    /// Threads decrypting, decompressing and writing; 0 sizes them to the machine (see
+    /// [`RestoreOptions::workers_for`]).
     pub workers: usize,
     /// Bytes of fetched, not yet written pack data allowed in memory.
     pub memory_budget: usize,
@@ -101,9 +102,7 @@ impl Default for RestoreOptions {
     fn default() -> Self {
         RestoreOptions {
             fetch_concurrency: 8,
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            workers: 0,
             memory_budget: 96 << 20,
             batch_blobs: 200_000,
             filter: RestoreFilter::default(),
@@ -113,6 +112,20 @@ impl Default for RestoreOptions {
             flush: false,
             direct_writes: DirectWrites::Auto,
         }
+    }
+}
+
+impl RestoreOptions {
+    /// The worker count for a restore whose writes wait for the device (`waits`: direct
+    /// writes, or writeback started for a flush) or not: one per CPU, twice that when they
+    /// wait, since a worker blocked in a write leaves its CPU idle (docs/repository.md,
+    /// "How a restore writes", has the figures).
+    pub fn workers_for(&self, waits: bool) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        if waits { cpus * 2 } else { cpus }
     }
 }
 
@@ -725,7 +738,7 @@ impl Run<'_> {
     async fn verify_files(&mut self, files: Vec<verify::ToVerify>) {
         let n = files.len() as u64;
         let target = self.target.clone();
-        let workers = self.opts.workers;
+        let workers = self.opts.workers_for(false);
         let bad =
             crate::repository::blocking(move || verify::verify(target.as_deref(), &files, workers))
                 .await;
@@ -832,7 +845,9 @@ async fn execute(
 ) -> Result<()> {
     let budget_kib = (opts.memory_budget / 1024).max(1) as u32;
     let budget = Arc::new(tokio::sync::Semaphore::new(budget_kib as usize));
-    let cpu = Arc::new(tokio::sync::Semaphore::new(opts.workers.max(1)));
+    let workers = opts.workers_for(opts.flush || shared.direct_writes.load(Ordering::Relaxed));
+    tracing::debug!(workers, "restore: batch workers");
+    let cpu = Arc::new(tokio::sync::Semaphore::new(workers.max(1)));
     let backend = repo.backend().clone();
     let mut stream = futures::stream::iter(jobs)
         .map(|job| {
@@ -1001,4 +1016,23 @@ fn process_blobs(shared: &Shared, job: &RangeJob, data: &[u8], s: &mut Scratch) 
         }
     }
     write_segments(shared, &s.plain[..used], &mut s.writes, Wait::Yes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_sized_to_the_machine_and_doubled_when_writes_wait_for_the_disk() {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let sized = RestoreOptions::default();
+        assert_eq!(sized.workers_for(false), cpus);
+        assert_eq!(sized.workers_for(true), 2 * cpus);
+        let chosen = RestoreOptions {
+            workers: 3,
+            ..Default::default()
+        };
+        assert_eq!(chosen.workers_for(false), 3);
+        assert_eq!(chosen.workers_for(true), 3);
+    }
 }

@@ -87,7 +87,8 @@ pub struct RestoreArgs {
     /// Pack ranges fetched at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Threads decrypting, decompressing and writing (default: the CPU count).
+    /// Threads decrypting, decompressing and writing (default: the CPU count, twice that
+    /// when the restore flushes, since its workers then also wait for the disk).
     #[arg(long)]
     pub workers: Option<usize>,
     /// Restore only entries matching this glob (restic's rules; repeatable), plus the

@@ -284,10 +284,10 @@ struct BackingUp {
 
 impl BackingUp {
     fn any(&self) -> bool {
-        self.uploads.state().iter().any(|du| {
-            du.spec.is_for_data_mover(&self.data_mover_name)
-                && (!du.phase().is_terminal() || du.metadata.deletion_timestamp.is_some())
-        })
+        self.uploads
+            .state()
+            .iter()
+            .any(|du| du.spec.is_for_data_mover(&self.data_mover_name) && du.unfinished())
     }
 }
 

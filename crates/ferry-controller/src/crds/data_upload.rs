@@ -209,3 +209,21 @@ pub struct DataUploadStatus {
 /// Labels the backup pod, PVC, VolumeSnapshot and content of a DataUpload with its name, so a
 /// restarted controller and its watches find them.
 pub const DATA_UPLOAD_LABEL: &str = "ferry.io/data-upload";
+
+/// Held on a DataUpload from acceptance until the removal of its objects needs nothing more
+/// of ferry (as the restore's).
+pub const UPLOAD_FINALIZER: &str = "ferry.io/data-upload-cleanup";
+
+impl DataUpload {
+    /// Whether ferry still has a step to take for it: not ended, being deleted, or ended with
+    /// a cleanup step left (it then still holds [`UPLOAD_FINALIZER`]).
+    pub fn unfinished(&self) -> bool {
+        !self.phase().is_terminal()
+            || self.metadata.deletion_timestamp.is_some()
+            || self
+                .metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| f == UPLOAD_FINALIZER))
+    }
+}

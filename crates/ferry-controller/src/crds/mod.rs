@@ -29,7 +29,7 @@ pub use data_download::{
 pub use data_upload::{
     ASYNC_OPERATION_ID_LABEL, BACKUP_NAME_LABEL, BACKUP_UID_LABEL, CsiSnapshotSpec,
     DATA_UPLOAD_LABEL, DataUpload, DataUploadPhase, DataUploadSpec, DataUploadStatus,
-    SNAPSHOT_TYPE_CSI,
+    SNAPSHOT_TYPE_CSI, UPLOAD_FINALIZER,
 };
 pub use definition::{all_crds, backup_storage_location_crd, data_download_crd, data_upload_crd};
 pub use go_duration::{GoDurationError, format_go_duration, parse_go_duration};

@@ -50,6 +50,15 @@ impl Controller {
         match next_intent(&facts) {
             Intent::CleanUpDeleted => self.deleted(o).await,
             Intent::Wait => Ok(()),
+            // Never left so by this ferry (a restore's cleanup is one step), but an object
+            // found so is cleaned up and let go.
+            Intent::FinishCleanUp => {
+                if self.exposer.cleanup(&o.name).await? {
+                    self.patch_meta(&o.name, json!({ "finalizers": without_finalizer(&o.dd) }))
+                        .await?;
+                }
+                Ok(())
+            }
             Intent::AddFinalizer => {
                 self.patch_meta(&o.name, json!({ "finalizers": with_finalizer(&o.dd) }))
                     .await?;

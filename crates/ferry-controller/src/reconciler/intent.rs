@@ -52,6 +52,10 @@ pub(super) enum Intent {
     CleanUpDeleted,
     /// Nothing this pass: ended, or New and not admitted.
     Wait,
+    /// Ended but still holding the finalizer: something of what it asked to remove needs a
+    /// further step of ferry's (a failed backup's source content, deleted once its snapshot is
+    /// gone). Finish that, then release the finalizer.
+    FinishCleanUp,
     /// Accepted by a ferry that did not set the finalizer: set it, and go on next pass from
     /// the object that holds it (a step from this observation would write the finalizer list
     /// back without it).
@@ -71,7 +75,11 @@ pub(super) fn next_intent(f: &Facts) -> Intent {
         return Intent::CleanUpDeleted;
     }
     if f.phase == Phase::Ended {
-        return Intent::Wait;
+        return if f.holds_finalizer {
+            Intent::FinishCleanUp
+        } else {
+            Intent::Wait
+        };
     }
     if f.phase != Phase::New && !f.holds_finalizer {
         return Intent::AddFinalizer;
@@ -99,7 +107,8 @@ mod tests {
         Facts {
             phase,
             deleting: false,
-            holds_finalizer: phase != Phase::New,
+            // Ended objects normally released it with their last status.
+            holds_finalizer: !matches!(phase, Phase::New | Phase::Ended),
             cancel_requested: false,
             data_moved: false,
             admitted: false,
@@ -133,6 +142,14 @@ mod tests {
             ("in progress", facts(InProgress), Follow),
             ("canceling", facts(Canceling), Cancel),
             ("ended", facts(Ended), Wait),
+            (
+                "ended, still holding the finalizer",
+                Facts {
+                    holds_finalizer: true,
+                    ..facts(Ended)
+                },
+                FinishCleanUp,
+            ),
             (
                 "ended, canceled late",
                 Facts {

@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::backups::*;
 use common::trees::{describe, fill};
 use common::*;
-use ferry_controller::crds::DataUploadPhase;
+use ferry_controller::crds::{DataUpload, DataUploadPhase};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 on_both_clusters! {
@@ -314,5 +314,113 @@ on_both_clusters! {
             }
         }
         ctl.stop().await;
+    }
+}
+
+/// Sets or removes a finalizer of the test's own on the snapshot object `name` of `api`: the
+/// object cannot go while it holds it, as when its controller is slow to release its own.
+/// Written with the version read as a precondition (the snapshot controller changes its own
+/// finalizers meanwhile), again on a conflict.
+async fn hold_snapshot(api: &Api<DynamicObject>, name: &str, hold: bool) {
+    const HOLD: &str = "e2e.ferry.io/hold";
+    loop {
+        let object = api.get(name).await.unwrap();
+        let mut finalizers: Vec<String> = object.metadata.finalizers.unwrap_or_default();
+        finalizers.retain(|f| f != HOLD);
+        if hold {
+            finalizers.push(HOLD.to_string());
+        }
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": object.metadata.resource_version}});
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => panic!("cannot change the finalizers of {name}: {e}"),
+        }
+    }
+}
+
+on_both_clusters! {
+    async fn e2e_backup_completes_once_the_removal_of_its_objects_is_requested(backend: Backend) {
+        let env = env(backend, 1, 0, json!({})).await;
+        snapshot_class(&env).await;
+        source_volume(&env, "src").await;
+        env.movers.hold("du-held");
+        snapshot_and_upload(&env, "du-held", "src").await;
+        let ctl = controller(&env).await;
+        env.movers.wait_started("du-held", 90).await;
+        // The backup snapshot cannot go while this finalizer is on it (a snapshot controller
+        // slow to remove its own, as at its rate limit): the backup must not wait for that.
+        hold_snapshot(&snapshots(&env, NS), "du-held", true).await;
+        env.movers.release("du-held");
+        let du = upload_ended(&env, "du-held", 120).await;
+        assert_eq!(du.phase(), DataUploadPhase::Completed, "{}", message(&du));
+        assert!(
+            !du.metadata.finalizers.unwrap_or_default().contains(&ferry_controller::reconciler::UPLOAD_FINALIZER.to_string()),
+            "the cleanup finalizer is released with Completed"
+        );
+        let held = snapshots(&env, NS).get("du-held").await.unwrap();
+        assert!(held.metadata.deletion_timestamp.is_some(), "the backup snapshot is being deleted when the backup completes");
+        // Once its finalizer goes, everything of the backup goes without the controller.
+        ctl.stop().await;
+        hold_snapshot(&snapshots(&env, NS), "du-held", false).await;
+        assert_no_backup_leftovers(&env).await;
+        env.cluster.stop().await;
+    }
+}
+
+on_both_clusters! {
+    async fn e2e_backup_failed_while_its_source_snapshot_goes_still_removes_its_content(backend: Backend) {
+        let env = env(backend, 1, 0, json!({})).await;
+        snapshot_class(&env).await;
+        source_volume(&env, "src").await;
+        // The source snapshot stays terminating after the take-over deletes it, and the
+        // data mover fails (a wrong password): the backup fails while the source content,
+        // retained and deleted only once its snapshot is gone, is still to be deleted.
+        create(
+            &snapshots(&env, APP),
+            json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+                   "metadata": {"name": "snap", "namespace": APP},
+                   "spec": {"source": {"persistentVolumeClaimName": "src"}, "volumeSnapshotClassName": "kubesim"}}),
+        )
+        .await;
+        hold_snapshot(&snapshots(&env, APP), "snap", true).await;
+        let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
+        secrets
+            .patch(
+                "velero-repo-credentials",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"repository-password": "not-the-password"}})),
+            )
+            .await
+            .unwrap();
+        let ctl = controller(&env).await;
+        data_upload(&env, "held-source", "snap", "src", "default").await;
+        let du = upload_ended(&env, "held-source", 120).await;
+        assert_eq!(du.phase(), DataUploadPhase::Failed);
+        assert!(message(&du).contains("data mover failed"), "{}", message(&du));
+        let finalizers = du.metadata.finalizers.clone().unwrap_or_default();
+        assert!(finalizers.contains(&ferry_controller::reconciler::UPLOAD_FINALIZER.to_string()), "a cleanup step is left: {finalizers:?}");
+        let source_content = du.metadata.annotations.clone().unwrap_or_default()
+            [ferry_controller::reconciler::SOURCE_CONTENT_ANNOTATION]
+            .clone();
+        assert!(contents(&env).get_opt(&source_content).await.unwrap().is_some(), "the source content waits for its snapshot");
+
+        hold_snapshot(&snapshots(&env, APP), "snap", false).await;
+        let uploads: Api<DataUpload> = Api::namespaced(env.client.clone(), NS);
+        wait_for("the cleanup finalizer released", 60, || {
+            let uploads = uploads.clone();
+            async move {
+                let du = uploads.get("held-source").await.ok()?;
+                (!du.metadata.finalizers.unwrap_or_default().contains(&ferry_controller::reconciler::UPLOAD_FINALIZER.to_string()))
+                    .then_some(())
+            }
+        })
+        .await;
+        assert_no_backup_leftovers(&env).await;
+        ctl.stop().await;
+        env.cluster.stop().await;
     }
 }

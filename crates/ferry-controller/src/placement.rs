@@ -98,6 +98,10 @@ pub struct PlacementInput {
     pub nodes: Vec<NodeInfo>,
     /// Restores holding a slot on each node (node chosen, not finished).
     pub in_flight: BTreeMap<String, usize>,
+    /// Data movements the cluster lists on each node, whatever their phase: among nodes
+    /// equally loaded, the one given fewer goes first, so movements that follow one another
+    /// spread over the nodes too (not all to the first by name).
+    pub placed: BTreeMap<String, usize>,
     /// `volume.kubernetes.io/selected-node` of the target PVC, when the workload was scheduled.
     pub selected_node: Option<String>,
     /// The `loadAffinity` node selector for the volume's storage class, if any.
@@ -201,6 +205,7 @@ pub const OS_LABEL: &str = "kubernetes.io/os";
 /// Decides the node for one data mover, restore or backup (their slots are shared).
 pub fn choose_node(input: &PlacementInput) -> Result<NodeChoice, PlacementError> {
     let load = |name: &str| input.in_flight.get(name).copied().unwrap_or(0);
+    let placed = |name: &str| input.placed.get(name).copied().unwrap_or(0);
     if let Some(selected) = &input.selected_node {
         // The workload's node is the only place the volume is usable; the scheduler already
         // checked it, so only the slot limit applies.
@@ -262,7 +267,11 @@ pub fn choose_node(input: &PlacementInput) -> Result<NodeChoice, PlacementError>
     eligible
         .into_iter()
         .filter(|n| load(&n.name) < n.concurrency.max(1))
-        .min_by(|a, b| compare_load(load(&a.name), a, load(&b.name), b))
+        .min_by(|a, b| {
+            compare_load(load(&a.name), a, load(&b.name), b)
+                .then(placed(&a.name).cmp(&placed(&b.name)))
+                .then_with(|| a.name.cmp(&b.name))
+        })
         .map(|n| NodeChoice {
             node: n.name.clone(),
             reason: ChoiceReason::LeastLoaded,
@@ -271,13 +280,10 @@ pub fn choose_node(input: &PlacementInput) -> Result<NodeChoice, PlacementError>
 }
 
 /// Orders nodes by in-flight / concurrency (compared exactly by cross-multiplication), then
-/// by fewer restores in flight, then by name.
+/// by fewer restores in flight.
 fn compare_load(load_a: usize, a: &NodeInfo, load_b: usize, b: &NodeInfo) -> Ordering {
     let (ca, cb) = (a.concurrency.max(1), b.concurrency.max(1));
-    (load_a * cb)
-        .cmp(&(load_b * ca))
-        .then(load_a.cmp(&load_b))
-        .then_with(|| a.name.cmp(&b.name))
+    (load_a * cb).cmp(&(load_b * ca)).then(load_a.cmp(&load_b))
 }
 
 #[cfg(test)]
@@ -396,6 +402,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(choose_node(&input).unwrap().node, "node-1");
+    }
+
+    #[test]
+    fn movements_that_follow_one_another_rotate_over_equally_loaded_nodes() {
+        let mut input = PlacementInput {
+            nodes: four_nodes(2),
+            ..Default::default()
+        };
+        // Each finishes before the next is placed: no load, only what each node was given.
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            let node = choose_node(&input).unwrap().node;
+            *input.placed.entry(node.clone()).or_default() += 1;
+            order.push(node);
+        }
+        assert_eq!(
+            order,
+            ["node-1", "node-2", "node-3", "node-4", "node-1", "node-2"]
+        );
+        // Load comes first: a node with a slot taken waits, however little it was given.
+        input.in_flight.insert("node-3".into(), 1);
+        input.placed.insert("node-3".into(), 0);
+        assert_eq!(choose_node(&input).unwrap().node, "node-4");
     }
 
     #[test]

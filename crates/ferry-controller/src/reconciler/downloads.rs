@@ -93,6 +93,7 @@ impl Controller {
         PlacementInput {
             nodes: nodes.to_vec(),
             in_flight: slots.clone(),
+            placed: self.placed.clone(),
             selected_node,
             load_affinity: self
                 .config

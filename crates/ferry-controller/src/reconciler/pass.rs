@@ -43,6 +43,12 @@ impl Controller {
         let mut slots = slots_in_use(&queue);
         let uploads = self.observe_uploads().await;
         Self::count_upload_slots(&uploads, &mut slots);
+        self.placed = placed_by_node(
+            queue
+                .iter()
+                .filter_map(|q| q.node.as_deref())
+                .chain(uploads.iter().filter_map(|o| o.node())),
+        );
         let node_list = self.observe_nodes().await?;
         let node_infos: Vec<NodeInfo> = node_list
             .iter()
@@ -89,6 +95,15 @@ impl Controller {
             err.report("DataDownload", &o.name);
         }
     }
+}
+
+/// How many of `nodes` name each node.
+fn placed_by_node<'a>(nodes: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
+    let mut placed = BTreeMap::new();
+    for node in nodes {
+        *placed.entry(node.to_string()).or_default() += 1;
+    }
+    placed
 }
 
 /// How many restores' steps (other than node choices) a pass runs at once.

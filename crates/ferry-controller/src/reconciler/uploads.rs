@@ -64,6 +64,11 @@ pub(super) struct ObservedUpload {
 }
 
 impl ObservedUpload {
+    /// The node chosen for it, if one was.
+    pub(super) fn node(&self) -> Option<&str> {
+        self.du.status.as_ref().and_then(|s| s.node.as_deref())
+    }
+
     /// The node holding a data-movement slot for this upload, if it holds one.
     fn slot(&self) -> Option<&str> {
         let holds = matches!(
@@ -73,11 +78,7 @@ impl ObservedUpload {
                 | DataUploadPhase::InProgress
                 | DataUploadPhase::Canceling
         );
-        self.du
-            .status
-            .as_ref()
-            .and_then(|s| s.node.as_deref())
-            .filter(|_| holds)
+        self.node().filter(|_| holds)
     }
 }
 

@@ -8,7 +8,8 @@
 //! Two things are kept, both re-derived from the cluster by a restarted controller:
 //!
 //! - facts that stay true once true: the BackupStorageLocation was found, the take-over is
-//!   done (the backup VolumeSnapshot is ready, with its restore size);
+//!   done (the backup VolumeSnapshot is ready, with its restore size), the source snapshot
+//!   and content are gone (an object of that name found later is not this backup's);
 //! - a pace for steps that wait for what no watch reports (a snapshot to be ready, a
 //!   snapshot's deletion): such a step runs again when its DataUpload changes or [`POLL`]
 //!   after it last ran, not on every pass.
@@ -36,6 +37,7 @@ struct Entry {
     location_found: bool,
     /// The take-over is done: the backup snapshot's restore size (if it gave one).
     taken_over: Option<Option<Quantity>>,
+    source_gone: bool,
     /// The step waits: run it again once the DataUpload's resourceVersion differs from this
     /// one, or at `until`.
     paced: Option<(String, Instant)>,
@@ -84,6 +86,15 @@ impl UploadMemo {
 
     pub(super) fn took_over(&self, du: &DataUpload, restore_size: Option<Quantity>) {
         self.with(du, |e| e.taken_over = Some(restore_size))
+    }
+
+    /// Whether its source snapshot and content are known to be gone.
+    pub(super) fn source_gone(&self, du: &DataUpload) -> bool {
+        self.with(du, |e| e.source_gone)
+    }
+
+    pub(super) fn found_source_gone(&self, du: &DataUpload) {
+        self.with(du, |e| e.source_gone = true)
     }
 
     /// Whether a waiting step of this DataUpload should run now: it never waited, the
@@ -159,12 +170,15 @@ mod tests {
         let du = upload("a", "u1", "10");
         memo.found_location(&du);
         memo.took_over(&du, Some(Quantity("1Gi".into())));
+        memo.found_source_gone(&du);
         assert!(memo.location_found(&du));
+        assert!(memo.source_gone(&du));
         assert_eq!(memo.taken_over(&du), Some(Some(Quantity("1Gi".into()))));
         // Recreated under the same name: nothing of the old one is believed.
         let again = upload("a", "u2", "20");
         assert!(!memo.location_found(&again));
         assert_eq!(memo.taken_over(&again), None);
+        assert!(!memo.source_gone(&again));
         memo.found_location(&again);
         memo.keep_only(["b"]);
         assert!(!memo.location_found(&again), "forgotten once not observed");

@@ -1203,6 +1203,17 @@ impl Controller {
     /// canceled or failed while New or waiting for its snapshot) only the snapshot is deleted;
     /// its content follows its class's deletion policy. Returns how far their removal is.
     async fn release_source(&self, o: &ObservedUpload) -> Result<Removal, kube::Error> {
+        if self.upload_memo.source_gone(&o.du) {
+            return Ok(Removal::Gone);
+        }
+        let removal = self.request_source_removal(o).await?;
+        if removal == Removal::Gone {
+            self.upload_memo.found_source_gone(&o.du);
+        }
+        Ok(removal)
+    }
+
+    async fn request_source_removal(&self, o: &ObservedUpload) -> Result<Removal, kube::Error> {
         let csi = o.du.spec.csi_snapshot.clone().unwrap_or_default();
         let source_ns = o.du.spec.source_namespace.as_str();
         let requested = |there: bool| {

@@ -14,7 +14,7 @@ use common::backups::*;
 use common::trees::{describe, fill};
 use common::*;
 use ferry_controller::crds::{DataUpload, DataUploadPhase};
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -127,13 +127,7 @@ on_both_clusters! {
         let ctl = controller(&env).await;
 
         // A location that does not exist.
-        create(
-            &snapshots(&env, APP),
-            json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
-                   "metadata": {"name": "snap-a", "namespace": APP},
-                   "spec": {"source": {"persistentVolumeClaimName": "src"}, "volumeSnapshotClassName": "kubesim"}}),
-        )
-        .await;
+        source_snapshot(&env, "snap-a", "src").await;
         data_upload(&env, "no-location", "snap-a", "src", "nowhere").await;
         let du = upload_ended(&env, "no-location", 60).await;
         assert_eq!(du.phase(), DataUploadPhase::Failed);
@@ -173,15 +167,7 @@ on_both_clusters! {
 
         // The repository's password is wrong: the data mover's error, and the taken-over
         // snapshot is gone with everything else.
-        let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
-        secrets
-            .patch(
-                "velero-repo-credentials",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"stringData": {"repository-password": "not-the-password"}})),
-            )
-            .await
-            .unwrap();
+        break_repository_password(&env).await;
         // A failed backup's snapshot, made for it alone, is deleted with it, as Velero's
         // exposer cleans up.
         for snapshot in ["snap-a", "snap-b", "snap-c"] {
@@ -190,13 +176,7 @@ on_both_clusters! {
             })
             .await;
         }
-        create(
-            &snapshots(&env, APP),
-            json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
-                   "metadata": {"name": "snap-d", "namespace": APP},
-                   "spec": {"source": {"persistentVolumeClaimName": "src"}, "volumeSnapshotClassName": "kubesim"}}),
-        )
-        .await;
+        source_snapshot(&env, "snap-d", "src").await;
         data_upload(&env, "wrong-password", "snap-d", "src", "default").await;
         let du = upload_ended(&env, "wrong-password", 120).await;
         assert_eq!(du.phase(), DataUploadPhase::Failed);
@@ -379,23 +359,9 @@ on_both_clusters! {
         // The source snapshot stays terminating after the take-over deletes it, and the
         // data mover fails (a wrong password): the backup fails while the source content,
         // retained and deleted only once its snapshot is gone, is still to be deleted.
-        create(
-            &snapshots(&env, APP),
-            json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
-                   "metadata": {"name": "snap", "namespace": APP},
-                   "spec": {"source": {"persistentVolumeClaimName": "src"}, "volumeSnapshotClassName": "kubesim"}}),
-        )
-        .await;
+        source_snapshot(&env, "snap", "src").await;
         hold_snapshot(&snapshots(&env, APP), "snap", true).await;
-        let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
-        secrets
-            .patch(
-                "velero-repo-credentials",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"stringData": {"repository-password": "not-the-password"}})),
-            )
-            .await
-            .unwrap();
+        break_repository_password(&env).await;
         let ctl = controller(&env).await;
         data_upload(&env, "held-source", "snap", "src", "default").await;
         let du = upload_ended(&env, "held-source", 120).await;

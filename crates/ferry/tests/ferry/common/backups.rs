@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferry_controller::crds::DataUpload;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{
+    ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+};
 use serde_json::json;
 
 use super::{APP, Env, NS, PASSWORD, wait_for};
@@ -93,6 +95,12 @@ pub async fn snapshot_class(env: &Env) {
 /// A VolumeSnapshot of `pvc` and a DataUpload for ferry of it, as Velero's CSI plugin makes
 /// them.
 pub async fn snapshot_and_upload(env: &Env, name: &str, pvc: &str) {
+    source_snapshot(env, name, pvc).await;
+    data_upload(env, name, name, pvc, "default").await;
+}
+
+/// A VolumeSnapshot `name` of `pvc` in the application's namespace (class `kubesim`).
+pub async fn source_snapshot(env: &Env, name: &str, pvc: &str) {
     create(
         &snapshots(env, APP),
         json!({
@@ -103,7 +111,19 @@ pub async fn snapshot_and_upload(env: &Env, name: &str, pvc: &str) {
         }),
     )
     .await;
-    data_upload(env, name, name, pvc, "default").await;
+}
+
+/// Sets a wrong repository password in the credentials data movers get: each then fails.
+pub async fn break_repository_password(env: &Env) {
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
+    secrets
+        .patch(
+            "velero-repo-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"repository-password": "not-the-password"}})),
+        )
+        .await
+        .unwrap();
 }
 
 pub async fn data_upload(env: &Env, name: &str, snapshot: &str, pvc: &str, location: &str) {

@@ -14,6 +14,7 @@ mod intent;
 mod options;
 mod pass;
 mod runtime;
+mod upload_cleanup;
 mod upload_memo;
 mod upload_snapshots;
 mod uploads;

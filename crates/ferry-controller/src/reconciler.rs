@@ -17,10 +17,11 @@ mod runtime;
 mod upload_cleanup;
 mod upload_memo;
 mod upload_snapshots;
+mod upload_view;
 mod uploads;
 mod view;
 
 pub use options::ControllerOptions;
 pub use runtime::{ControllerError, ControllerHandle, run_controller, start_controller};
-pub use uploads::{SOURCE_CONTENT_ANNOTATION, UPLOAD_FINALIZER, UPLOADED_ANNOTATION};
+pub use upload_view::{SOURCE_CONTENT_ANNOTATION, UPLOAD_FINALIZER, UPLOADED_ANNOTATION};
 pub use view::{CLEANUP_FINALIZER, DATA_MOVED_ANNOTATION};

@@ -13,7 +13,9 @@ use crate::cluster::RestoreCluster;
 use super::controller::Controller;
 use super::effects::StepError;
 use super::upload_snapshots::SnapshotKind;
-use super::uploads::{ObservedUpload, SOURCE_CONTENT_ANNOTATION, annotation, upload_finalizers};
+use super::upload_view::{
+    ObservedUpload, SOURCE_CONTENT_ANNOTATION, annotation, upload_finalizers,
+};
 
 /// Where the removal of a backup's objects stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,6 +35,10 @@ use super::effects::{human, now, since};
 use super::intent::{Facts, Intent, Phase, next_intent};
 use super::upload_cleanup::{Removal, delete_if_present};
 use super::upload_snapshots::SnapshotKind;
+use super::upload_view::{
+    ObservedUpload, SOURCE_CONTENT_ANNOTATION, UPLOADED_ANNOTATION, annotation,
+    has_upload_finalizer, upload_finalizers,
+};
 use super::view::{created_at, finalizers_with, holds_finalizer, pod_phase};
 use crate::backup_deletion::{
     BackupView, DeleteRequestView, FORGET_ANNOTATION, FORGET_FAILED_ANNOTATION, SNAPSHOT_FINALIZER,
@@ -50,38 +54,6 @@ use crate::expose_snapshot::{
 };
 use crate::queue::{Stage, Waiting, admit};
 
-pub use crate::crds::UPLOAD_FINALIZER;
-/// The source VolumeSnapshotContent taken over (recorded before the source snapshot goes, so
-/// a restarted controller still knows which content to delete).
-pub const SOURCE_CONTENT_ANNOTATION: &str = "ferry.io/source-snapshot-content";
-/// Set once the data mover finished: the result is in the status, cleanup may proceed.
-pub const UPLOADED_ANNOTATION: &str = "ferry.io/data-uploaded";
-
-/// One DataUpload as a pass sees it.
-pub(super) struct ObservedUpload {
-    pub(super) du: DataUpload,
-    pub(super) name: String,
-}
-
-impl ObservedUpload {
-    /// The node chosen for it, if one was.
-    pub(super) fn node(&self) -> Option<&str> {
-        self.du.status.as_ref().and_then(|s| s.node.as_deref())
-    }
-
-    /// The node holding a data-movement slot for this upload, if it holds one.
-    fn slot(&self) -> Option<&str> {
-        let holds = matches!(
-            self.du.phase(),
-            DataUploadPhase::Accepted
-                | DataUploadPhase::Prepared
-                | DataUploadPhase::InProgress
-                | DataUploadPhase::Canceling
-        );
-        self.node().filter(|_| holds)
-    }
-}
-
 /// Where the take-over of the snapshot stands.
 enum SnapshotState {
     /// Not ready yet; the text says what is awaited.
@@ -96,22 +68,6 @@ fn to_json(obj: &DynamicObject) -> serde_json::Value {
 
 fn from_json(value: serde_json::Value) -> Result<DynamicObject, kube::Error> {
     serde_json::from_value(value).map_err(kube::Error::SerdeError)
-}
-
-fn has_upload_finalizer(du: &DataUpload) -> bool {
-    holds_finalizer(&du.metadata, UPLOAD_FINALIZER)
-}
-
-pub(super) fn upload_finalizers(du: &DataUpload, keep: bool) -> Vec<String> {
-    finalizers_with(&du.metadata, UPLOAD_FINALIZER, keep)
-}
-
-pub(super) fn annotation<'a>(du: &'a DataUpload, key: &str) -> Option<&'a str> {
-    du.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(|v| v.as_str())
 }
 
 impl Controller {

@@ -54,6 +54,9 @@ use crate::expose_snapshot::{
 };
 use crate::queue::{Stage, Waiting, admit};
 
+/// How long an error on the source VolumeSnapshot must stand before it fails the backup.
+const SNAPSHOT_ERROR_GRACE_SECONDS: i64 = 15;
+
 /// Where the take-over of the snapshot stands.
 enum SnapshotState {
     /// Not ready yet; the text says what is awaited.
@@ -377,12 +380,33 @@ impl Controller {
                     "VolumeSnapshot {source_id} not found"
                 )));
             };
-            if let Some(message) = source["status"]["error"]["message"].as_str() {
-                return Err(TakeOver::Fail(format!(
-                    "VolumeSnapshot {source_id} failed: {message}"
+            let ready = source["status"]["readyToUse"].as_bool() == Some(true);
+            if let Some(message) = source["status"]["error"]["message"]
+                .as_str()
+                .filter(|_| !ready)
+            {
+                // The snapshot controller retries what may pass (a claim its cache does not
+                // show bound yet) and keeps the error's first time: only an error that
+                // stands fails the backup.
+                let since = source["status"]["error"]["time"]
+                    .as_str()
+                    .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+                let standing = since.is_none_or(|t| {
+                    k8s_openapi::jiff::Timestamp::now()
+                        .duration_since(t)
+                        .as_secs()
+                        >= SNAPSHOT_ERROR_GRACE_SECONDS
+                });
+                if standing {
+                    return Err(TakeOver::Fail(format!(
+                        "VolumeSnapshot {source_id} failed: {message}"
+                    )));
+                }
+                return Ok(SnapshotState::Waiting(format!(
+                    "VolumeSnapshot {source_id} to be ready (it reports: {message})"
                 )));
             }
-            if source["status"]["readyToUse"].as_bool() != Some(true) {
+            if !ready {
                 return Ok(SnapshotState::Waiting(format!(
                     "VolumeSnapshot {source_id} to be ready"
                 )));

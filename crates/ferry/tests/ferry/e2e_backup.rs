@@ -390,3 +390,31 @@ on_both_clusters! {
         env.cluster.stop().await;
     }
 }
+
+on_both_clusters! {
+    async fn e2e_backup_waits_out_a_snapshot_error_that_passes(backend: Backend) {
+        let env = env(backend, 1, 0, json!({})).await;
+        snapshot_class(&env).await;
+        let ctl = controller(&env).await;
+        // A snapshot of a claim not made yet: the snapshot controller reports an error and
+        // retries. The backup waits, showing it, and goes on once the claim is there.
+        source_snapshot(&env, "early", "late").await;
+        data_upload(&env, "early", "early", "late", "default").await;
+        let uploads: Api<DataUpload> = Api::namespaced(env.client.clone(), NS);
+        let waiting = wait_for("the snapshot's error shown while the backup waits", 30, || {
+            let uploads = uploads.clone();
+            async move {
+                let du = uploads.get("early").await.ok()?;
+                message(&du).contains("it reports").then_some(du)
+            }
+        })
+        .await;
+        assert_eq!(waiting.phase(), DataUploadPhase::Accepted, "{}", message(&waiting));
+        source_volume(&env, "late").await;
+        let du = upload_ended(&env, "early", 120).await;
+        assert_eq!(du.phase(), DataUploadPhase::Completed, "{}", message(&du));
+        assert_no_backup_leftovers(&env).await;
+        ctl.stop().await;
+        env.cluster.stop().await;
+    }
+}

@@ -98,8 +98,14 @@ impl Controller {
 
     /// Removes the backup pod, PVC (its PV deleted with it, whatever the class's reclaim
     /// policy) and the backup snapshot (its content, policy Delete, goes with it), and the
-    /// source snapshot once taken over. Returns how far their removal is.
-    pub(super) async fn upload_cleanup(&self, o: &ObservedUpload) -> Result<Removal, StepError> {
+    /// source snapshot once taken over. Returns how far their removal is, looked at no further
+    /// than `needed`: a caller that needs only [`Removal::Requested`] is spared reading back
+    /// what it has just deleted.
+    pub(super) async fn upload_cleanup(
+        &self,
+        o: &ObservedUpload,
+        needed: Removal,
+    ) -> Result<Removal, StepError> {
         let name = o.name.as_str();
         let client = &self.options.client;
         let ns = &self.options.namespace;
@@ -145,6 +151,13 @@ impl Controller {
             .delete_snapshot_object(SnapshotKind::Snapshot, ns, name)
             .await?;
         let source = self.release_source(o).await?;
+        if source == Removal::Pending {
+            self.upload_memo.wait(&o.du);
+            return Ok(Removal::Pending);
+        }
+        if needed == Removal::Requested {
+            return Ok(Removal::Requested);
+        }
         // Only what was there is looked at again (it may have gone at once).
         let gone = source == Removal::Gone
             && (pod.is_none() || pods.get_opt(name).await?.is_none())
@@ -162,8 +175,6 @@ impl Controller {
         }
         Ok(if gone {
             Removal::Gone
-        } else if source == Removal::Pending {
-            Removal::Pending
         } else {
             Removal::Requested
         })
@@ -171,7 +182,7 @@ impl Controller {
 
     /// An ended DataUpload whose cleanup needed another step: take it, then let go.
     pub(super) async fn upload_finish_cleanup(&self, o: &ObservedUpload) -> Result<(), StepError> {
-        if self.upload_cleanup(o).await? == Removal::Pending {
+        if self.upload_cleanup(o, Removal::Requested).await? == Removal::Pending {
             return Ok(());
         }
         self.patch_upload(

@@ -729,7 +729,7 @@ impl Controller {
             // the backup (and the node's slot) while the snapshot controller, at its rate
             // limit, removes finalizers: 10-15 s per backup on a busy control plane, with
             // nothing of the data at stake.
-            if self.upload_cleanup(o).await? == Removal::Pending {
+            if self.upload_cleanup(o, Removal::Requested).await? == Removal::Pending {
                 return Ok(());
             }
             let status = o.du.status.clone().unwrap_or_default();
@@ -871,7 +871,7 @@ impl Controller {
         } else {
             previous.unwrap_or_else(|| "spec.cancel was set".to_string())
         };
-        if self.upload_cleanup(o).await? == Removal::Gone {
+        if self.upload_cleanup(o, Removal::Gone).await? == Removal::Gone {
             self.finish_upload(
                 o,
                 json!({
@@ -896,7 +896,7 @@ impl Controller {
     async fn upload_fail(&self, o: &ObservedUpload, message: &str) -> Result<(), StepError> {
         // The failure is final whatever the cleanup does; what it could not finish keeps the
         // finalizer, and a later step ([`Intent::FinishCleanUp`]) finishes it.
-        let unfinished = match self.upload_cleanup(o).await {
+        let unfinished = match self.upload_cleanup(o, Removal::Requested).await {
             Ok(removal) => removal == Removal::Pending,
             Err(err) => {
                 tracing::warn!(data_upload = %o.name, error = %err, "cleanup after failure incomplete");
@@ -922,7 +922,7 @@ impl Controller {
             }
             return Ok(());
         }
-        if self.upload_cleanup(o).await? != Removal::Gone {
+        if self.upload_cleanup(o, Removal::Gone).await? != Removal::Gone {
             return Ok(());
         }
         if !o.du.phase().is_terminal() {

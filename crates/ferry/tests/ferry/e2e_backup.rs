@@ -73,6 +73,28 @@ on_both_clusters! {
                 .count();
             eprintln!("{reads} reads of snapshots and contents for {VOLUMES} backups");
             assert!(reads <= 8 * VOLUMES, "{reads} reads of snapshots and contents for {VOLUMES} backups");
+            // Nor does it read back the backup pod and PVC it has just deleted: completion needs
+            // only their removal requested.
+            let mut deleted = BTreeSet::new();
+            let mut read_back = Vec::new();
+            for e in audit.events().unwrap() {
+                if e.user != controller_user
+                    || e.namespace.as_deref() != Some(NS)
+                    || !matches!(e.resource.as_str(), "pods" | "persistentvolumeclaims")
+                {
+                    continue;
+                }
+                let object = (e.resource.clone(), e.name.clone());
+                match e.verb.as_str() {
+                    "delete" => {
+                        deleted.insert(object);
+                    }
+                    "get" if deleted.contains(&object) => read_back.push(object),
+                    _ => {}
+                }
+            }
+            assert!(!deleted.is_empty());
+            assert!(read_back.is_empty(), "read back after their deletion: {read_back:?}");
         }
 
         // restic reads what the data mover wrote: the snapshots with Velero's tags.

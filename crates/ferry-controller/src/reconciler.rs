@@ -10,6 +10,7 @@
 mod controller;
 mod downloads;
 mod effects;
+mod event_sink;
 mod intent;
 mod options;
 mod pass;

@@ -1,5 +1,5 @@
 //! The controller's state: its options and node-agent configuration, the watches and the
-//! stores a pass reads, the exposer, the lease, the event recorder and the metrics. Its
+//! stores a pass reads, the exposer, the lease, the event sink and the metrics. Its
 //! behaviour is split by responsibility over the sibling files, each an `impl Controller`.
 
 use std::collections::BTreeMap;
@@ -18,6 +18,7 @@ use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::wakeups::{RecordedApi, Waker, WatchScope, Watches};
 
+use super::event_sink::EventSink;
 use super::options::ControllerOptions;
 use super::upload_memo::UploadMemo;
 
@@ -39,8 +40,9 @@ pub(super) struct Controller {
     pub(super) placed: BTreeMap<String, usize>,
     pub(super) leader: LeaderElector,
     pub(super) watches: Arc<Watches>,
-    /// kube-runtime's recorder: events.k8s.io/v1 Events, a repeated one counted in a series.
-    pub(super) recorder: Recorder,
+    /// Sends events.k8s.io/v1 Events (kube-runtime's recorder: a repeated one counted in a
+    /// series) in the background.
+    pub(super) events: EventSink,
     /// resourceVersion of the ConfigMap `config` was read from (None: read at startup).
     pub(super) config_version: Option<String>,
     /// When the lease was last renewed; this replica acts only within `renew_deadline` of it.
@@ -84,13 +86,13 @@ impl Controller {
             poll_soon: std::sync::atomic::AtomicBool::new(false),
             upload_memo: UploadMemo::default(),
             placed: BTreeMap::new(),
-            recorder: Recorder::new(
+            events: EventSink::start(Recorder::new(
                 client.clone(),
                 Reporter {
                     controller: format!("{}-controller", options.data_mover_name),
                     instance: Some(options.identity.clone()),
                 },
-            ),
+            )),
             watches,
             config_version: None,
             renewed_at: None,

@@ -215,8 +215,7 @@ impl Controller {
                 "Normal",
                 "NodeChosen",
                 &format!("restore runs on node {} ({:?})", choice.node, choice.reason),
-            )
-            .await;
+            );
             return self.expose(o, &choice.node).await;
         };
 
@@ -239,8 +238,7 @@ impl Controller {
                         "Normal",
                         "Prepared",
                         &format!("restore pod {ns}/{} is running on node {node}", o.name),
-                    )
-                    .await;
+                    );
                     // Nothing else is waited for between the two phases: going on in this
                     // pass spares every restore a pass (a wake-up and the pass's reads).
                     self.start_moving(o, &node).await
@@ -408,8 +406,7 @@ impl Controller {
                 "data mover restoring snapshot {} on node {node}",
                 o.dd.spec.snapshot_id
             ),
-        )
-        .await;
+        );
         Ok(())
     }
 
@@ -452,8 +449,7 @@ impl Controller {
                             "{} restored ({total} bytes); rebinding the volume to the target PVC",
                             human_bytes(total)
                         ),
-                    )
-                    .await;
+                    );
                     let warnings = result.map(|r| r.warnings).unwrap_or_default();
                     if !warnings.is_empty() {
                         // Every byte is back, but not everything (see MKNOD in
@@ -467,8 +463,7 @@ impl Controller {
                                 warnings.len(),
                                 warnings.join("; ")
                             ),
-                        )
-                        .await;
+                        );
                     }
                     return Ok(());
                 }
@@ -525,8 +520,7 @@ impl Controller {
                         "target PVC {}/{} is bound to restored PV {pv}",
                         spec.namespace, spec.pvc
                     ),
-                )
-                .await;
+                );
                 Ok(())
             }
             // A transient API error is retried on the next pass, never a failure.
@@ -585,8 +579,7 @@ impl Controller {
                 "Normal",
                 "Canceling",
                 &format!("{reason}: removing the restore's objects"),
-            )
-            .await;
+            );
             reason
         } else {
             previous.unwrap_or_else(|| "spec.cancel was set".to_string())
@@ -607,8 +600,7 @@ impl Controller {
                 "Normal",
                 "Canceled",
                 "restore canceled; its pod and PVC are removed",
-            )
-            .await;
+            );
         }
         Ok(())
     }
@@ -628,7 +620,7 @@ impl Controller {
         )
         .await?;
         self.metrics.restore_failed();
-        self.event(&o.dd, "Warning", "Failed", message).await;
+        self.event(&o.dd, "Warning", "Failed", message);
         tracing::warn!(data_download = %o.name, %message, "restore failed");
         Ok(())
     }

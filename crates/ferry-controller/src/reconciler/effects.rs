@@ -1,4 +1,4 @@
-//! What a step writes beside its decisions: status and metadata patches, Events (through
+//! What a step writes beside its decisions: status and metadata patches, Events (queued for
 //! kube-runtime's Recorder), and the diagnosis of a restore or backup that does not come up.
 
 use std::time::Duration;
@@ -33,7 +33,7 @@ impl Controller {
         if current != Some(message) {
             self.patch_status(&o.name, json!({ "message": message }))
                 .await?;
-            self.event(&o.dd, "Normal", "Waiting", message).await;
+            self.event(&o.dd, "Normal", "Waiting", message);
         }
         Ok(())
     }
@@ -181,13 +181,13 @@ impl Controller {
 
     pub(super) async fn record_accepted<K: kube::Resource<DynamicType = ()>>(&self, object: &K) {
         let message = format!("accepted by {}", self.options.identity);
-        self.event(object, "Normal", "Accepted", &message).await;
+        self.event(object, "Normal", "Accepted", &message);
     }
 
-    /// Records a Kubernetes Event on a DataDownload or DataUpload (best effort), through
-    /// kube-runtime's Recorder: `kubectl describe` and `kubectl get events` show it as any
-    /// controller's.
-    pub(super) async fn event<K: kube::Resource<DynamicType = ()>>(
+    /// Records a Kubernetes Event on a DataDownload or DataUpload (best effort, sent in the
+    /// background: [`super::event_sink`]), through kube-runtime's Recorder: `kubectl
+    /// describe` and `kubectl get events` show it as any controller's.
+    pub(super) fn event<K: kube::Resource<DynamicType = ()>>(
         &self,
         object: &K,
         type_: &str,
@@ -195,10 +195,10 @@ impl Controller {
         message: &str,
     ) {
         let name = object.meta().name.clone().unwrap_or_default();
-        let event = recorded_event(type_, reason, message);
-        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
-            tracing::debug!(error = %err, "cannot record event");
-        }
+        self.events.publish(
+            recorded_event(type_, reason, message),
+            object.object_ref(&()),
+        );
         tracing::info!(kind = %K::kind(&()), name = %name, reason, message, "event");
     }
 }

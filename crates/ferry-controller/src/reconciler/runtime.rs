@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 use super::controller::Controller;
 use super::options::ControllerOptions;
 
+/// How long a stopping controller goes on sending the events it has queued.
+const EVENT_FLUSH: Duration = Duration::from_secs(5);
+
 impl Controller {
     /// Whether this replica may act: it renewed the lease within the renew deadline.
     pub(super) fn leading(&self) -> bool {
@@ -82,6 +85,8 @@ impl Controller {
                 _ = stopped.changed() => {}
             }
         }
+        // What happened before the stop is told before another replica takes over.
+        self.events.flush(EVENT_FLUSH).await;
         self.leader.release().await;
     }
 

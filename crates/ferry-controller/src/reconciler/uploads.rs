@@ -331,8 +331,7 @@ impl Controller {
             "Normal",
             "NodeChosen",
             &format!("backup runs on node {}", choice.node),
-        )
-        .await;
+        );
         self.expose_upload(o, &choice.node, restore_size).await
     }
 
@@ -641,8 +640,7 @@ impl Controller {
                 "Normal",
                 "Prepared",
                 &format!("backup pod {ns}/{} is running on node {node}", o.name),
-            )
-            .await;
+            );
         } else if since(pod.metadata.creation_timestamp.as_ref()) > self.options.expose_timeout {
             return self.upload_expose_timed_out(o, Some(&pod)).await;
         }
@@ -716,8 +714,7 @@ impl Controller {
                 "data mover backing up {}/{} on node {node}",
                 o.du.spec.source_namespace, o.du.spec.source_pvc
             ),
-        )
-        .await;
+        );
         Ok(())
     }
 
@@ -755,8 +752,7 @@ impl Controller {
                     status.snapshot_id.unwrap_or_default(),
                     human_bytes(total.max(0) as u64)
                 ),
-            )
-            .await;
+            );
             return Ok(());
         }
         let Some(pod) = self.backup_pod(&o.name).await? else {
@@ -827,8 +823,7 @@ impl Controller {
                         result.total_bytes,
                         result.snapshot_id
                     ),
-                )
-                .await;
+                );
                 Ok(())
             }
             "Failed" | "Unknown" => {
@@ -865,8 +860,7 @@ impl Controller {
                 "Normal",
                 "Canceling",
                 &format!("{reason}: removing the backup's objects"),
-            )
-            .await;
+            );
             reason
         } else {
             previous.unwrap_or_else(|| "spec.cancel was set".to_string())
@@ -887,8 +881,7 @@ impl Controller {
                 "Normal",
                 "Canceled",
                 "backup canceled; its pod, PVC and snapshot are removed",
-            )
-            .await;
+            );
         }
         Ok(())
     }
@@ -910,7 +903,7 @@ impl Controller {
         )
         .await?;
         self.metrics.backup_ended("failed", 0);
-        self.event(&o.du, "Warning", "Failed", message).await;
+        self.event(&o.du, "Warning", "Failed", message);
         tracing::warn!(data_upload = %o.name, %message, "backup failed");
         Ok(())
     }
@@ -954,8 +947,7 @@ impl Controller {
                         "Normal",
                         "SnapshotKept",
                         &format!("snapshot {snapshot} kept in the repository: {why}"),
-                    )
-                    .await;
+                    );
                     self.metrics.snapshot_deletion("kept");
                     return self.release_snapshot(o).await;
                 }
@@ -979,8 +971,7 @@ impl Controller {
                         &format!(
                             "Velero is deleting backup {backup}: forgetting snapshot {snapshot}"
                         ),
-                    )
-                    .await;
+                    );
                 }
             }
         }
@@ -1040,12 +1031,11 @@ impl Controller {
                                 "Warning",
                                 "SnapshotKept",
                                 &format!("snapshot {snapshot} kept in the repository: {why}"),
-                            )
-                            .await;
+                            );
                             self.metrics.snapshot_deletion("kept");
                         }
                         None => {
-                            self.event(&o.du, "Normal", "SnapshotForgotten", &format!("snapshot {snapshot} removed from the repository (its data goes with the next `ferry repo prune`)")).await;
+                            self.event(&o.du, "Normal", "SnapshotForgotten", &format!("snapshot {snapshot} removed from the repository (its data goes with the next `ferry repo prune`)"));
                             self.metrics.snapshot_deletion("forgotten");
                         }
                     }
@@ -1071,8 +1061,7 @@ impl Controller {
                 "forgetting snapshot {snapshot} failed (retried in {}s): {failure}",
                 self.options.forget_retry.as_secs()
             ),
-        )
-        .await;
+        );
         self.metrics.snapshot_deletion("failed");
         self.patch_upload(
             &o.name,
@@ -1169,7 +1158,7 @@ impl Controller {
         if current != Some(message) {
             self.patch_upload(&o.name, json!({ "status": { "message": message } }))
                 .await?;
-            self.event(&o.du, "Normal", "Waiting", message).await;
+            self.event(&o.du, "Normal", "Waiting", message);
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ mod downloads;
 mod effects;
 mod event_sink;
 mod intent;
+mod node_load;
 mod options;
 mod pass;
 mod runtime;

@@ -2,8 +2,6 @@
 //! stores a pass reads, the exposer, the lease, the event sink and the metrics. Its
 //! behaviour is split by responsibility over the sibling files, each an `impl Controller`.
 
-use std::collections::BTreeMap;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,9 +33,6 @@ pub(super) struct Controller {
     /// What each DataUpload's last steps found, so that a pass reads again only what may
     /// have changed.
     pub(super) upload_memo: UploadMemo,
-    /// The data movements the last pass found on each node, whatever their phase (the
-    /// placement's tie-break, [`crate::placement::PlacementInput::placed`]).
-    pub(super) placed: BTreeMap<String, usize>,
     pub(super) leader: LeaderElector,
     pub(super) watches: Arc<Watches>,
     /// Sends events.k8s.io/v1 Events (kube-runtime's recorder: a repeated one counted in a
@@ -85,7 +80,6 @@ impl Controller {
             ),
             poll_soon: std::sync::atomic::AtomicBool::new(false),
             upload_memo: UploadMemo::default(),
-            placed: BTreeMap::new(),
             events: EventSink::start(Recorder::new(
                 client.clone(),
                 Reporter {

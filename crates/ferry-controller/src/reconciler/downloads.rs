@@ -1,8 +1,6 @@
 //! The DataDownload's steps, one per phase: accept, wait for the target and choose a node,
 //! expose the restore PVC and pod, follow the data mover, rebind, and cancel, fail or clean up.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -25,6 +23,7 @@ use super::controller::Controller;
 use super::effects::StepError;
 use super::effects::{human, now, since};
 use super::intent::{Facts, Intent, Phase, next_intent};
+use super::node_load::NodeLoad;
 use super::view::DATA_MOVED_ANNOTATION;
 use super::view::{
     Observed, data_moved, data_moved_at, has_finalizer, pod_phase, with_finalizer,
@@ -36,7 +35,7 @@ impl Controller {
         &self,
         o: &Observed,
         admitted: &[String],
-        slots: &mut BTreeMap<String, usize>,
+        load: &mut NodeLoad,
         nodes: &[NodeInfo],
     ) -> Result<(), StepError> {
         let facts = Facts {
@@ -73,7 +72,7 @@ impl Controller {
                 self.record_accepted(&o.dd).await;
                 Ok(())
             }
-            Intent::Place => self.accepted(o, slots, nodes).await,
+            Intent::Place => self.accepted(o, load, nodes).await,
             Intent::Start => self.prepared(o).await,
             Intent::Follow => self.in_progress(o).await,
         }
@@ -85,15 +84,15 @@ impl Controller {
     pub(super) fn placement_input(
         &self,
         nodes: &[NodeInfo],
-        slots: &BTreeMap<String, usize>,
+        load: &NodeLoad,
         selected_node: Option<String>,
         class_name: Option<&str>,
         class: Option<&StorageClass>,
     ) -> PlacementInput {
         PlacementInput {
             nodes: nodes.to_vec(),
-            in_flight: slots.clone(),
-            placed: self.placed.clone(),
+            in_flight: load.in_flight.clone(),
+            placed: load.placed.clone(),
             selected_node,
             load_affinity: self
                 .config
@@ -109,7 +108,7 @@ impl Controller {
     pub(super) async fn accepted(
         &self,
         o: &Observed,
-        slots: &mut BTreeMap<String, usize>,
+        load: &mut NodeLoad,
         nodes: &[NodeInfo],
     ) -> Result<(), StepError> {
         if let Some(problem) = crate::spec_checks::data_download_problem(&o.name, &o.dd.spec) {
@@ -175,7 +174,7 @@ impl Controller {
             };
             let input = self.placement_input(
                 nodes,
-                slots,
+                load,
                 selected_node,
                 class_name.as_deref(),
                 class.as_ref(),
@@ -200,7 +199,7 @@ impl Controller {
                         .await;
                 }
             };
-            *slots.entry(choice.node.clone()).or_default() += 1;
+            load.chose(&choice.node);
             // Conditional, as the acceptance: the slot counted for this node must be the
             // only node choice made for what was observed.
             let patch = json!({

@@ -1,5 +1,5 @@
 //! One pass: observe every DataDownload and DataUpload of this data mover, admit from the
-//! prepare queue, count the node slots in use, and step each object once.
+//! prepare queue, count what the nodes carry ([`NodeLoad`]), and step each object once.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,7 @@ use crate::placement::NodeInfo;
 use crate::queue::{QueuedRestore, admit_new, slots_in_use};
 
 use super::controller::Controller;
+use super::node_load::NodeLoad;
 use super::view::{Observed, created, queued};
 
 impl Controller {
@@ -40,10 +41,13 @@ impl Controller {
 
         let queue: Vec<QueuedRestore> = ours.iter().map(queued).collect();
         let admitted = admit_new(&queue, self.config.prepare_queue_length());
-        let mut slots = slots_in_use(&queue);
+        let mut load = NodeLoad {
+            in_flight: slots_in_use(&queue),
+            ..NodeLoad::default()
+        };
         let uploads = self.observe_uploads().await;
-        Self::count_upload_slots(&uploads, &mut slots);
-        self.placed = placed_by_node(
+        Self::count_upload_slots(&uploads, &mut load.in_flight);
+        load.count_placed(
             queue
                 .iter()
                 .filter_map(|q| q.node.as_deref())
@@ -68,7 +72,7 @@ impl Controller {
                 if !this.leading() {
                     break;
                 }
-                if let Err(err) = this.step(o, &admitted, &mut slots, &node_infos).await {
+                if let Err(err) = this.step(o, &admitted, &mut load, &node_infos).await {
                     err.report("DataDownload", &o.name);
                 }
             }
@@ -81,7 +85,7 @@ impl Controller {
             .buffer_unordered(STEPS_AT_ONCE)
             .collect::<Vec<()>>();
         futures::join!(place, rest);
-        self.upload_steps(&uploads, &mut slots, &node_infos).await;
+        self.upload_steps(&uploads, &mut load, &node_infos).await;
         Ok(())
     }
 
@@ -91,19 +95,13 @@ impl Controller {
         if !self.leading() {
             return;
         }
-        if let Err(err) = self.step(o, admitted, &mut BTreeMap::new(), nodes).await {
+        if let Err(err) = self
+            .step(o, admitted, &mut NodeLoad::default(), nodes)
+            .await
+        {
             err.report("DataDownload", &o.name);
         }
     }
-}
-
-/// How many of `nodes` name each node.
-fn placed_by_node<'a>(nodes: impl Iterator<Item = &'a str>) -> BTreeMap<String, usize> {
-    let mut placed = BTreeMap::new();
-    for node in nodes {
-        *placed.entry(node.to_string()).or_default() += 1;
-    }
-    placed
 }
 
 /// How many restores' steps (other than node choices) a pass runs at once.

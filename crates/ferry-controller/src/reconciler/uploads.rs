@@ -33,6 +33,7 @@ use super::controller::Controller;
 use super::effects::StepError;
 use super::effects::{human, now, since};
 use super::intent::{Facts, Intent, Phase, next_intent};
+use super::node_load::NodeLoad;
 use super::upload_cleanup::{Removal, delete_if_present};
 use super::upload_snapshots::SnapshotKind;
 use super::upload_view::{
@@ -121,7 +122,7 @@ impl Controller {
     pub(super) async fn upload_steps(
         &self,
         uploads: &[ObservedUpload],
-        slots: &mut BTreeMap<String, usize>,
+        load: &mut NodeLoad,
         nodes: &[NodeInfo],
     ) {
         let mut phases: BTreeMap<String, u64> = BTreeMap::new();
@@ -150,7 +151,7 @@ impl Controller {
             if !self.leading() {
                 break;
             }
-            if let Err(err) = self.step_upload(o, &admitted, slots, nodes).await {
+            if let Err(err) = self.step_upload(o, &admitted, load, nodes).await {
                 err.report("DataUpload", &o.name);
             }
         }
@@ -160,7 +161,7 @@ impl Controller {
         &self,
         o: &ObservedUpload,
         admitted: &[String],
-        slots: &mut BTreeMap<String, usize>,
+        load: &mut NodeLoad,
         nodes: &[NodeInfo],
     ) -> Result<(), StepError> {
         let facts = Facts {
@@ -209,7 +210,7 @@ impl Controller {
                 self.record_accepted(&o.du).await;
                 Ok(())
             }
-            Intent::Place => self.upload_accepted(o, slots, nodes).await,
+            Intent::Place => self.upload_accepted(o, load, nodes).await,
             Intent::Start => self.upload_prepared(o).await,
             Intent::Follow => self.upload_in_progress(o).await,
         }
@@ -218,7 +219,7 @@ impl Controller {
     async fn upload_accepted(
         &self,
         o: &ObservedUpload,
-        slots: &mut BTreeMap<String, usize>,
+        load: &mut NodeLoad,
         nodes: &[NodeInfo],
     ) -> Result<(), StepError> {
         let status = o.du.status.clone().unwrap_or_default();
@@ -296,7 +297,7 @@ impl Controller {
             None => None,
         };
         let input =
-            self.placement_input(nodes, slots, None, source_class.as_deref(), class.as_ref());
+            self.placement_input(nodes, load, None, source_class.as_deref(), class.as_ref());
         let choice = match choose_node(&input) {
             Ok(c) => c,
             Err(err) => {
@@ -317,7 +318,7 @@ impl Controller {
                     .await;
             }
         };
-        *slots.entry(choice.node.clone()).or_default() += 1;
+        load.chose(&choice.node);
         self.patch_upload(
             &o.name,
             json!({

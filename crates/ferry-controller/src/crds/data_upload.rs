@@ -220,10 +220,6 @@ impl DataUpload {
     pub fn unfinished(&self) -> bool {
         !self.phase().is_terminal()
             || self.metadata.deletion_timestamp.is_some()
-            || self
-                .metadata
-                .finalizers
-                .as_ref()
-                .is_some_and(|f| f.iter().any(|f| f == UPLOAD_FINALIZER))
+            || self.holds_finalizer(UPLOAD_FINALIZER)
     }
 }

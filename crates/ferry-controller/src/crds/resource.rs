@@ -19,6 +19,14 @@ macro_rules! velero_resource {
             pub const PLURAL: &'static str = $plural;
             /// CustomResourceDefinition name (`<plural>.<group>`).
             pub const CRD_NAME: &'static str = concat!($plural, ".", $group);
+
+            /// Whether the object holds `finalizer`.
+            pub fn holds_finalizer(&self, finalizer: &str) -> bool {
+                self.metadata
+                    .finalizers
+                    .as_ref()
+                    .is_some_and(|f| f.iter().any(|f| f == finalizer))
+            }
         }
 
         impl kube::Resource for $kind {

@@ -51,13 +51,7 @@ impl Controller {
             Intent::Wait => Ok(()),
             // Never left so by this ferry (a restore's cleanup is one step), but an object
             // found so is cleaned up and let go.
-            Intent::FinishCleanUp => {
-                if self.exposer.cleanup(&o.name).await? {
-                    self.patch_meta(&o.name, json!({ "finalizers": without_finalizer(&o.dd) }))
-                        .await?;
-                }
-                Ok(())
-            }
+            Intent::FinishCleanUp => self.clean_up_and_let_go(o).await.map(|_| ()),
             Intent::AddFinalizer => {
                 self.patch_meta(&o.name, json!({ "finalizers": with_finalizer(&o.dd) }))
                     .await?;
@@ -630,16 +624,25 @@ impl Controller {
         if !has_finalizer(&o.dd) {
             return Ok(());
         }
-        if !self.exposer.cleanup(&o.name).await? {
+        if !self.clean_up_and_let_go(o).await? {
             return Ok(());
         }
         if !o.dd.phase().is_terminal() {
             self.metrics.restore_canceled();
         }
-        self.patch_meta(&o.name, json!({ "finalizers": without_finalizer(&o.dd) }))
-            .await?;
         tracing::info!(data_download = %o.name, phase = o.dd.phase().as_str(), "deleted: restore objects removed");
         Ok(())
+    }
+
+    /// Removes the restore's objects, then lets go of its finalizer; false while something
+    /// is left (the next pass goes on).
+    async fn clean_up_and_let_go(&self, o: &Observed) -> Result<bool, StepError> {
+        if !self.exposer.cleanup(&o.name).await? {
+            return Ok(false);
+        }
+        self.patch_meta(&o.name, json!({ "finalizers": without_finalizer(&o.dd) }))
+            .await?;
+        Ok(true)
     }
 
     /// Writes a terminal status; the restore's objects are gone, so the finalizer goes too.

@@ -4,7 +4,7 @@
 
 use crate::crds::{DataUpload, DataUploadPhase};
 
-use super::view::{finalizers_with, holds_finalizer};
+use super::view::finalizers_with;
 
 pub use crate::crds::UPLOAD_FINALIZER;
 /// The source VolumeSnapshotContent taken over (recorded before the source snapshot goes, so
@@ -39,7 +39,7 @@ impl ObservedUpload {
 }
 
 pub(super) fn has_upload_finalizer(du: &DataUpload) -> bool {
-    holds_finalizer(&du.metadata, UPLOAD_FINALIZER)
+    du.holds_finalizer(UPLOAD_FINALIZER)
 }
 
 pub(super) fn upload_finalizers(du: &DataUpload, keep: bool) -> Vec<String> {

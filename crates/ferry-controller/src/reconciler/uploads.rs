@@ -40,7 +40,7 @@ use super::upload_view::{
     ObservedUpload, SOURCE_CONTENT_ANNOTATION, UPLOADED_ANNOTATION, annotation,
     has_upload_finalizer, upload_finalizers,
 };
-use super::view::{created_at, finalizers_with, holds_finalizer, pod_phase};
+use super::view::{created_at, finalizers_with, pod_phase};
 use crate::backup_deletion::{
     BackupView, DeleteRequestView, FORGET_ANNOTATION, FORGET_FAILED_ANNOTATION, SNAPSHOT_FINALIZER,
     SnapshotFate, backup_resource, delete_request_resource, forget_pod_for, forget_pod_name,
@@ -911,7 +911,7 @@ impl Controller {
 
     async fn upload_deleted(&self, o: &ObservedUpload) -> Result<(), StepError> {
         if !has_upload_finalizer(&o.du) {
-            if holds_finalizer(&o.du.metadata, SNAPSHOT_FINALIZER) {
+            if o.du.holds_finalizer(SNAPSHOT_FINALIZER) {
                 return self.snapshot_deleted(o).await;
             }
             return Ok(());

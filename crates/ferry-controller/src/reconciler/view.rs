@@ -92,13 +92,6 @@ pub(super) struct Observed {
     pub(super) name: String,
 }
 
-/// Whether `meta` holds `finalizer`.
-pub(super) fn holds_finalizer(meta: &ObjectMeta, finalizer: &str) -> bool {
-    meta.finalizers
-        .as_ref()
-        .is_some_and(|f| f.iter().any(|f| f == finalizer))
-}
-
 /// `meta`'s finalizers with `finalizer` (`keep`) or without it (a merge patch replaces the
 /// whole list).
 pub(super) fn finalizers_with(meta: &ObjectMeta, finalizer: &str, keep: bool) -> Vec<String> {
@@ -111,7 +104,7 @@ pub(super) fn finalizers_with(meta: &ObjectMeta, finalizer: &str, keep: bool) ->
 }
 
 pub(super) fn has_finalizer(dd: &DataDownload) -> bool {
-    holds_finalizer(&dd.metadata, CLEANUP_FINALIZER)
+    dd.holds_finalizer(CLEANUP_FINALIZER)
 }
 
 pub(super) fn with_finalizer(dd: &DataDownload) -> Vec<String> {

@@ -274,7 +274,12 @@ impl Backend for LocalBackend {
                     if name.starts_with('.') {
                         continue;
                     }
-                    let md = e.metadata().map_err(|err| io_err(&e.path(), err))?;
+                    let md = match e.metadata() {
+                        Ok(md) => md,
+                        // Removed since the directory was read (a lock let go): not there.
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(err) => return Err(io_err(&e.path(), err)),
+                    };
                     if md.is_file() {
                         out.push((name, md.len()));
                     }
@@ -439,6 +444,38 @@ fn read_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Locks come and go while others list them: a file removed between the directory's read
+    /// and its `stat` is simply not listed (it failed the whole listing, and with it a backup
+    /// racing another's lock removal).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listing_while_files_are_removed_never_fails() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("repo");
+        let backend = LocalBackend::new(&root);
+        let locks = root.join("locks");
+        std::fs::create_dir_all(&locks).unwrap();
+        for round in 0..100 {
+            let names: Vec<String> = (0..200).map(|i| format!("{round:04}{i:060x}")).collect();
+            for n in &names {
+                std::fs::write(locks.join(n), b"lock").unwrap();
+            }
+            let remover = {
+                let locks = locks.clone();
+                std::thread::spawn(move || {
+                    for n in names.iter().rev() {
+                        std::fs::remove_file(locks.join(n)).unwrap();
+                    }
+                })
+            };
+            while !remover.is_finished() {
+                let listed = backend.list(FileType::Lock).await;
+                assert!(listed.is_ok(), "round {round}: {listed:?}");
+            }
+            remover.join().unwrap();
+        }
+        assert!(backend.list(FileType::Lock).await.unwrap().is_empty());
+    }
 
     #[tokio::test]
     async fn big_files_written_direct_read_back_exactly() {

@@ -99,7 +99,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn publishing_returns_at_once_and_flush_ends_within_its_limit() {
+    async fn publishing_never_waits_a_full_queue_drops_with_a_warning_and_flush_ends() {
         let mut sink = EventSink::start(unreachable_recorder());
         // Nothing is awaited here, so on this test's single thread the sender cannot run:
         // the queue fills, and publishing goes on without waiting for it.

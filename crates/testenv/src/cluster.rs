@@ -272,6 +272,16 @@ impl TestCluster {
         }
     }
 
+    /// The process group of the real control plane's processes (etcd, kube-apiserver, its
+    /// controllers and scheduler), for measuring what they cost (None on kubesim, which runs
+    /// in the caller's process).
+    pub fn control_plane_group(&self) -> Option<i32> {
+        match &self.inner {
+            Inner::Real { plane, .. } => Some(plane.info.group.0),
+            Inner::Kubesim(_) => None,
+        }
+    }
+
     /// Where the real control plane's logs are (None on kubesim).
     pub fn control_plane_logs(&self) -> Option<PathBuf> {
         match &self.inner {

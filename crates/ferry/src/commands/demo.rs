@@ -7,6 +7,7 @@
 pub(crate) mod backup;
 pub(crate) mod backup_run;
 pub(crate) mod controller;
+pub(crate) mod cpu_use;
 mod direct;
 mod internal;
 pub(crate) mod kube_ops;
@@ -24,6 +25,7 @@ mod stages;
 pub(crate) mod timeline;
 pub(crate) mod timings;
 pub(crate) mod verify;
+mod watched;
 pub(crate) mod workload;
 
 use std::path::PathBuf;

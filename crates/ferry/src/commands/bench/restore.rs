@@ -24,6 +24,7 @@ use ferry_controller::install::CONTROLLER_NAME;
 use testenv::{Backend, TestCluster};
 
 use crate::commands::demo::controller::{self, Placement};
+use crate::commands::demo::cpu_use::CpuUse;
 use crate::commands::demo::layout::Layout;
 use crate::commands::demo::objects::FERRY_NAMESPACE;
 use crate::commands::demo::progress::Step;
@@ -36,6 +37,7 @@ use crate::commands::demo::timings::{ModeRun, RestoreTiming, human_seconds};
 use crate::commands::demo::workload;
 use ferry_text::human_bytes;
 
+mod cpu_table;
 mod ideal;
 
 use ideal::Ideal;
@@ -86,6 +88,8 @@ impl ClusterChoice {
 struct ControllerCost {
     requests: usize,
     peak_rss: Option<u64>,
+    /// The CPU time the mode's restores used (the whole machine, by whom).
+    cpu: Option<CpuUse>,
 }
 
 /// One cluster's results.
@@ -124,6 +128,8 @@ pub(super) async fn bench_restore(args: BenchRestoreArgs) -> anyhow::Result<Exit
 
         let mut text = render_figures(&runs, &ideal, files, cpus());
         text.push_str(&render_costs(&runs, &costs));
+        let cpu: Vec<_> = costs.iter().map(|c| c.cpu).collect();
+        text.push_str(&cpu_table::render_cpu(&runs, &cpu, &ideal, cpus()));
         println!("\n{text}");
         if args.out.is_some() {
             let input = TimelineInput {
@@ -217,7 +223,7 @@ async fn measure(
         };
         let controller = backed_up.start_controller(&client, mode, placement).await?;
         let (outcome, dirs, peak_rss) = backed_up
-            .restore_with_controller(&client, mode, controller)
+            .restore_with_controller(&client, mode, controller, cluster.control_plane_group())
             .await?;
         let requests = cluster.requests_of(&user)? - before;
         if !backed_up.verify(mode, &dirs).await? {
@@ -227,7 +233,11 @@ async fn measure(
             );
         }
         runs.push(outcome.run);
-        costs.push(ControllerCost { requests, peak_rss });
+        costs.push(ControllerCost {
+            requests,
+            peak_rss,
+            cpu: outcome.cpu,
+        });
     }
     // The controller has stopped; the disk holds the repository alone again, as before.
     backed_up.clear_restored(&client).await?;
@@ -756,6 +766,7 @@ mod tests {
             },
             slots: nodes.into_iter().map(|n| (n, 1)).collect(),
             makespans: vec![2.5, 2.6],
+            cpu: None,
         }
     }
 
@@ -769,6 +780,61 @@ mod tests {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    #[test]
+    fn the_cpu_table_says_who_used_the_machine_and_what_it_costs_in_makespan() {
+        let used = |wall, machine, data_movers, controller, control_plane| CpuUse {
+            wall,
+            machine,
+            data_movers,
+            controller,
+            control_plane: Some(control_plane),
+        };
+        let cpu = [
+            Some(used(7.8, 6.0, 3.0, Some(0.3), 2.0)),
+            Some(used(2.9, 5.5, 3.1, Some(0.2), 1.6)),
+        ];
+        let measured = Ideal {
+            cpu: Some(used(2.5, 4.8, 3.0, None, 0.4)),
+            ..ideal()
+        };
+        let text = cpu_table::render_cpu(&runs(), &cpu, &measured, 2);
+        assert!(text.contains("this machine's 2 CPUs"), "{text}");
+        assert_eq!(
+            line(&text, "  the whole machine"),
+            "the whole machine 6.00 s (38% busy) 5.50 s (95% busy) 4.80 s (96% busy)"
+        );
+        assert_eq!(
+            line(&text, "  data movers"),
+            "data movers 3.00 s 3.10 s 3.00 s"
+        );
+        assert_eq!(
+            line(&text, "  ferry's controller"),
+            "ferry's controller 0.30 s 0.20 s -"
+        );
+        assert_eq!(
+            line(&text, "  control plane"),
+            "control plane 2.00 s 1.60 s 0.40 s"
+        );
+        assert_eq!(line(&text, "  the rest"), "the rest 0.70 s 0.60 s 1.40 s");
+        // ignoreDelayBinding: 0.7 CPU-s more than the ideal, 0.35 s on 2 CPUs, against its
+        // makespan's 2.9 s − 2.5 s.
+        let beyond = line(&text, "ignoreDelayBinding: ");
+        assert!(
+            beyond.contains(
+                "95% busy; it used 0.70 CPU-seconds more than the data movers alone (control \
+                 plane +1.20, ferry's controller +0.20, data movers +0.10, the rest −0.80), \
+                 0.35 s on 2 CPUs, against the 0.40 s by which its makespan exceeds the \
+                 measured ideal"
+            ),
+            "{beyond}"
+        );
+        // Nothing measured (no /proc): no table.
+        assert_eq!(
+            cpu_table::render_cpu(&runs(), &[None, None], &ideal(), 2),
+            ""
+        );
     }
 
     #[test]
@@ -859,6 +925,7 @@ mod tests {
         let cost = |requests: usize, mib: u64| ControllerCost {
             requests,
             peak_rss: Some(mib * 1024 * 1024),
+            cpu: None,
         };
         let results = [
             ClusterRun {

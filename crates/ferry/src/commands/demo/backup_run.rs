@@ -4,20 +4,21 @@
 //! watcher records when each backup is exposed (backup volume from the snapshot, backup pod)
 //! and moves its data, on which node; the snapshot ids come from the DataUploads' status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ferry_controller::crds::{DataUpload, DataUploadPhase};
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject};
 use serde_json::json;
 
-use super::kube_ops::{self, POLL};
+use super::kube_ops;
 use super::objects::{FERRY_NAMESPACE, LOCATION, STORAGE_CLASS, WORKLOAD_NAMESPACE};
 use super::observe::{PhaseRecorder, Sighting};
 use super::progress::Step;
 use super::timings::{ModeRun, RestoreTiming, RunKind};
+use super::watched::{Changes, IDLE_LOOK, Watched};
 use super::workload::VolumePlan;
 use crate::commands::backup::snapshot_resource;
 
@@ -118,6 +119,8 @@ pub async fn run_backups(
     let started = Instant::now();
     let deadline = started + timeout;
     let mut recorder = PhaseRecorder::default();
+    let mut changes = Changes::default();
+    let watched = changes.watch(uploads.clone());
     let batches: Vec<&[VolumePlan]> = if pass.one_at_a_time {
         plans.chunks(1).collect()
     } else {
@@ -133,7 +136,8 @@ pub async fn run_backups(
                 create_snapshot_and_upload(&snapshots, &uploads, pass, &name, &plan.pvc).await?;
             }
             follow(
-                &uploads,
+                &watched,
+                &mut changes,
                 batch,
                 pass,
                 &mut recorder,
@@ -184,11 +188,12 @@ pub async fn run_backups(
     })
 }
 
-/// Polls the batch's DataUploads until every one completed (an error once one failed),
-/// feeding the recorder and the progress bar; returns their snapshot ids by name.
+/// Follows the batch's DataUploads (a watch) until every one completed (an error once one
+/// failed), feeding the recorder and the progress bar; returns their snapshot ids by name.
 #[allow(clippy::too_many_arguments)]
 async fn follow(
-    uploads: &Api<DataUpload>,
+    watched: &Watched<DataUpload>,
+    changes: &mut Changes,
     batch: &[VolumePlan],
     pass: &Pass,
     recorder: &mut PhaseRecorder,
@@ -197,24 +202,22 @@ async fn follow(
     step: &Step,
     bytes_before: u64,
 ) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut seen = BTreeSet::new();
     loop {
-        let list = uploads
-            .list(&ListParams::default())
-            .await
-            .context("listing DataUploads")?;
         let at = started.elapsed().as_secs_f64();
         let mut bytes_done = bytes_before;
         let mut ids = BTreeMap::new();
         for plan in batch {
             let name = pass.upload_name(&plan.pvc);
-            let Some(du) = list
-                .items
-                .iter()
-                .find(|d| d.metadata.name.as_deref() == Some(&name))
-            else {
-                bail!("DataUpload {FERRY_NAMESPACE}/{name} disappeared");
+            let Some(du) = watched.get(FERRY_NAMESPACE, &name) else {
+                if seen.contains(&name) {
+                    bail!("DataUpload {FERRY_NAMESPACE}/{name} disappeared");
+                }
+                // Created, not yet shown by the watch.
+                continue;
             };
-            let sighting = sighting(du);
+            seen.insert(name.clone());
+            let sighting = sighting(&du);
             bytes_done += if du.phase() == DataUploadPhase::Completed {
                 plan.bytes()
             } else {
@@ -244,7 +247,7 @@ async fn follow(
         if Instant::now() >= deadline {
             bail!("gave up waiting for the DataUploads to complete");
         }
-        tokio::time::sleep(POLL).await;
+        changes.next(IDLE_LOOK).await;
     }
 }
 

@@ -30,6 +30,14 @@ impl Controller {
         &self.description
     }
 
+    /// The controller's process id, when it runs as a process of its own.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.run {
+            Run::InProcess(_) => None,
+            Run::Process(child) => child.id(),
+        }
+    }
+
     /// Stops it (a process as Ctrl-C would, so it releases its Lease for the next one) and
     /// gives a process's peak resident memory in bytes.
     pub async fn stop(self) -> Option<u64> {

@@ -133,6 +133,7 @@ pub async fn run_mode(
                 restores,
             },
             workload_running_after: makespan,
+            cpu: None,
         },
         dirs,
     ))

@@ -82,15 +82,25 @@ pub async fn pod_running(pods: &Api<Pod>, name: &str) -> anyhow::Result<Option<(
         .get(name)
         .await
         .with_context(|| format!("reading pod {name}"))?;
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let phase = pod.status.and_then(|s| s.phase).unwrap_or_default();
+    Ok(running(&pod)?.then_some(()))
+}
+
+/// Whether the pod runs; an error once it failed (its logs are under the cluster directory).
+pub fn running(pod: &Pod) -> anyhow::Result<bool> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default();
     if phase == "Failed" {
         bail!(
             "pod {namespace}/{name} failed; see its logs under the cluster directory \
              (pods/{namespace}_{name}/)"
         );
     }
-    Ok((phase == "Running").then_some(()))
+    Ok(phase == "Running")
 }
 
 /// Deletes every object of the kind in the api's scope (optionally by label) and waits

@@ -8,16 +8,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use ferry_controller::crds::{DataDownload, DataDownloadPhase};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject};
 use tokio::sync::watch;
 
-use super::kube_ops::{self, POLL, wait_for};
+use super::cpu_use::{CpuMeter, CpuUse};
+use super::kube_ops::{self, wait_for};
 use super::objects::{self, FERRY_NAMESPACE, WORKLOAD_NAMESPACE};
 use super::observe::{PhaseRecorder, Sighting};
 use super::progress::Step;
 use super::timings::{ModeRun, RestoreTiming, RunKind};
+use super::watched::{Changes, IDLE_LOOK, Watched};
 
 /// Which restore configuration a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,8 @@ pub struct PodImage {
 pub struct ModeOutcome {
     pub run: ModeRun,
     pub workload_running_after: f64,
+    /// The CPU time used from the first DataDownload's creation until every one had ended.
+    pub cpu: Option<CpuUse>,
 }
 
 /// The DataDownload's name for a volume in a mode (names stay unique across modes).
@@ -108,6 +113,7 @@ pub async fn run_mode(
     nodes: &[String],
     pod_image: &PodImage,
     timeout: Duration,
+    meter: &CpuMeter,
 ) -> anyhow::Result<ModeOutcome> {
     let downloads: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
@@ -115,10 +121,13 @@ pub async fn run_mode(
         &objects::data_download_resource(),
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), WORKLOAD_NAMESPACE);
+    let mut changes = Changes::default();
+    let workload_pods = changes.watch(pods.clone());
 
     let total: u64 = volumes.iter().map(|v| v.bytes).sum();
     let step = Step::start_bytes(format!("restoring ({})", mode.name()), total);
     let started = Instant::now();
+    let cpu_at_start = meter.sample();
     let recorder = Arc::new(Mutex::new(PhaseRecorder::default()));
     // The DataDownloads up front (their target claims exist already), then the workload.
     for volume in volumes {
@@ -149,6 +158,8 @@ pub async fn run_mode(
 
     let result = async {
         let deadline = Instant::now() + timeout;
+        // When the last restore ended (in this mode, before the workload starts).
+        let mut cpu_at_end = None;
         if mode == Mode::IgnoreDelayBinding {
             // Nothing waits for the workload: let every restore finish first, so the
             // picture shows the restores alone; then the workload starts on restored volumes.
@@ -157,6 +168,7 @@ pub async fn run_mode(
                 async move { Ok(recorder.lock().unwrap().all_done().then_some(())) }
             })
             .await?;
+            cpu_at_end = meter.sample();
             fail_on_failed(&recorder)?;
         }
         // The StatefulSet: one pod at a time, the next once the previous runs.
@@ -170,16 +182,13 @@ pub async fn run_mode(
             pods.create(&Default::default(), &pod)
                 .await
                 .with_context(|| format!("creating workload pod {}", volume.pod))?;
-            let left = deadline.saturating_duration_since(Instant::now());
-            wait_for(&format!("workload pod {} to run", volume.pod), left, || {
-                let pods = pods.clone();
-                let recorder = recorder.clone();
-                let name = volume.pod.clone();
-                async move {
-                    fail_on_failed(&recorder)?;
-                    kube_ops::pod_running(&pods, &name).await
-                }
-            })
+            wait_until_running(
+                &workload_pods,
+                &mut changes,
+                &volume.pod,
+                &recorder,
+                deadline,
+            )
             .await?;
         }
         let workload_running_after = started.elapsed().as_secs_f64();
@@ -192,16 +201,17 @@ pub async fn run_mode(
             },
         )
         .await?;
+        let cpu_at_end = cpu_at_end.or_else(|| meter.sample());
         fail_on_failed(&recorder)?;
-        anyhow::Ok(workload_running_after)
+        anyhow::Ok((workload_running_after, cpu_at_end))
     }
     .await;
     let _ = stop_tx.send(true);
     let step = watcher.await.context("the restore watcher panicked")?;
-    let workload_running_after = match result {
-        Ok(t) => {
+    let (workload_running_after, cpu_at_end) = match result {
+        Ok(ended) => {
             step.done(&format!("{} volumes", volumes.len()));
-            t
+            ended
         }
         Err(err) => {
             step.failed();
@@ -227,7 +237,32 @@ pub async fn run_mode(
             restores,
         },
         workload_running_after,
+        cpu: cpu_at_start
+            .zip(cpu_at_end)
+            .map(|(start, end)| start.until(&end)),
     })
+}
+
+/// Waits until the workload pod runs: an error once it or a restore failed, or at `deadline`.
+async fn wait_until_running(
+    pods: &Watched<Pod>,
+    changes: &mut Changes,
+    name: &str,
+    recorder: &Mutex<PhaseRecorder>,
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    loop {
+        fail_on_failed(recorder)?;
+        if let Some(pod) = pods.get(WORKLOAD_NAMESPACE, name)
+            && kube_ops::running(&pod)?
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("gave up waiting for workload pod {WORKLOAD_NAMESPACE}/{name} to run");
+        }
+        changes.next(IDLE_LOOK).await;
+    }
 }
 
 fn fail_on_failed(recorder: &Mutex<PhaseRecorder>) -> anyhow::Result<()> {
@@ -243,8 +278,8 @@ fn fail_on_failed(recorder: &Mutex<PhaseRecorder>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls the DataDownloads and claims until told to stop, feeding the recorder and the
-/// progress bar. Returns the step so the caller can finish it.
+/// Follows the DataDownloads and claims through watches until told to stop, feeding the
+/// recorder and the progress bar at each change. Returns the step so the caller can finish it.
 async fn watch_restores(
     client: Client,
     mode: Mode,
@@ -254,92 +289,78 @@ async fn watch_restores(
     mut stop: watch::Receiver<bool>,
     step: Step,
 ) -> Step {
-    let downloads: Api<DynamicObject> = Api::namespaced_with(
+    let mut changes = Changes::default();
+    let downloads = changes.watch(Api::<DataDownload>::namespaced(
         client.clone(),
         FERRY_NAMESPACE,
-        &objects::data_download_resource(),
-    );
-    let targets: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), WORKLOAD_NAMESPACE);
-    let restore_claims: Api<PersistentVolumeClaim> = Api::namespaced(client, FERRY_NAMESPACE);
+    ));
+    let targets = changes.watch(Api::<PersistentVolumeClaim>::namespaced(
+        client.clone(),
+        WORKLOAD_NAMESPACE,
+    ));
+    let restore_claims = changes.watch(Api::<PersistentVolumeClaim>::namespaced(
+        client,
+        FERRY_NAMESPACE,
+    ));
     loop {
         if *stop.borrow() {
             break;
         }
-        let all = ListParams::default();
-        let (dds, target_list, restore_list) = tokio::join!(
-            downloads.list(&all),
-            targets.list(&all),
-            restore_claims.list(&all),
-        );
-        let at = started.elapsed().as_secs_f64();
-        if let (Ok(dds), Ok(target_list), Ok(restore_list)) = (dds, target_list, restore_list) {
-            let selected: BTreeMap<String, bool> = target_list
-                .items
-                .iter()
-                .map(|c| {
-                    let annotated = c
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .is_some_and(|a| a.contains_key("volume.kubernetes.io/selected-node"));
-                    (c.metadata.name.clone().unwrap_or_default(), annotated)
-                })
-                .collect();
-            let restore_claim_names: Vec<String> = restore_list
-                .items
-                .iter()
-                .filter_map(|c| c.metadata.name.clone())
-                .collect();
-            let mut bytes_done = 0;
+        let bytes_done = {
+            let at = started.elapsed().as_secs_f64();
             let mut recorder = recorder.lock().unwrap();
+            let mut bytes_done = 0;
             for volume in &volumes {
                 let name = data_download_name(mode, &volume.claim);
-                let Some(dd) = dds
-                    .items
-                    .iter()
-                    .find(|d| d.metadata.name.as_deref() == Some(&name))
-                else {
+                let Some(dd) = downloads.get(FERRY_NAMESPACE, &name) else {
                     continue;
                 };
-                let status = dd.data.get("status");
-                let field = |path: &[&str]| {
-                    let mut value = status?;
-                    for key in path {
-                        value = value.get(key)?;
-                    }
-                    Some(value.clone())
-                };
-                let phase = field(&["phase"]).and_then(|v| v.as_str().map(String::from));
-                let data_moved = dd.metadata.annotations.as_ref().is_some_and(|a| {
-                    a.contains_key(ferry_controller::reconciler::DATA_MOVED_ANNOTATION)
+                let target_node_selected = targets
+                    .get(WORKLOAD_NAMESPACE, &volume.claim)
+                    .is_some_and(|c| {
+                        c.metadata
+                            .annotations
+                            .as_ref()
+                            .is_some_and(|a| a.contains_key("volume.kubernetes.io/selected-node"))
+                    });
+                let sighting = sighting(&dd, || {
+                    target_node_selected || restore_claims.get(FERRY_NAMESPACE, &name).is_some()
                 });
-                let sighting = Sighting {
-                    consumed: selected.get(&volume.claim).copied().unwrap_or(false)
-                        || restore_claim_names.iter().any(|c| c == &name),
-                    node: field(&["node"]).and_then(|v| v.as_str().map(String::from)),
-                    total_bytes: field(&["progress", "totalBytes"])
-                        .and_then(|v| v.as_u64())
-                        .unwrap_or(0),
-                    bytes_done: field(&["progress", "bytesDone"])
-                        .and_then(|v| v.as_u64())
-                        .unwrap_or(0),
-                    data_moved,
-                    message: field(&["message"]).and_then(|v| v.as_str().map(String::from)),
-                    phase: phase.clone(),
-                };
-                bytes_done += if phase.as_deref() == Some("Completed") {
+                bytes_done += if dd.phase() == DataDownloadPhase::Completed {
                     volume.bytes
                 } else {
                     sighting.bytes_done.min(volume.bytes)
                 };
                 recorder.saw(&name, at, &sighting);
             }
-            step.set_position(bytes_done);
-        }
+            bytes_done
+        };
+        step.set_position(bytes_done);
         tokio::select! {
-            _ = tokio::time::sleep(POLL) => {}
+            _ = changes.next(IDLE_LOOK) => {}
             _ = stop.changed() => {}
         }
     }
     step
+}
+
+/// What a look at a DataDownload tells: `consumed` says whether its volume is taken already
+/// (a node chosen for the target claim, or the restore claim created).
+fn sighting(dd: &DataDownload, consumed: impl FnOnce() -> bool) -> Sighting {
+    let status = dd.status.clone().unwrap_or_default();
+    let progress = status.progress.unwrap_or_default();
+    let phase = dd.phase();
+    Sighting {
+        consumed: consumed(),
+        node: status.node.filter(|n| !n.is_empty()),
+        total_bytes: progress.total_bytes.unwrap_or(0).max(0) as u64,
+        bytes_done: progress.bytes_done.unwrap_or(0).max(0) as u64,
+        data_moved: dd
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(ferry_controller::reconciler::DATA_MOVED_ANNOTATION)),
+        message: status.message,
+        phase: Some(phase.as_str().to_string()),
+    }
 }

@@ -18,6 +18,7 @@ use kube::api::{Api, DynamicObject};
 use super::backup;
 use super::backup_run;
 use super::controller::{self, Controller};
+use super::cpu_use::CpuMeter;
 use super::kube_ops::{self, wait_for};
 use super::layout::Layout;
 use super::objects::{self, FERRY_NAMESPACE, WORKLOAD_NAMESPACE};
@@ -280,7 +281,12 @@ impl BackedUp {
         client: &Client,
         mode: Mode,
         controller: Controller,
+        control_plane: Option<i32>,
     ) -> anyhow::Result<(ModeOutcome, Vec<PathBuf>, Option<u64>)> {
+        let meter = CpuMeter {
+            control_plane,
+            controller: controller.pid(),
+        };
         let outcome = restore_run::run_mode(
             client,
             mode,
@@ -288,6 +294,7 @@ impl BackedUp {
             &self.written.nodes,
             &self.written.pod_image,
             RESTORE_TIMEOUT,
+            &meter,
         )
         .await;
         let peak_rss = controller.stop().await;

@@ -122,7 +122,7 @@ async fn in_cluster(
         let (outcome, dirs) = match controller {
             Some(controller) => {
                 let (outcome, dirs, _) = backed_up
-                    .restore_with_controller(&client, mode, controller)
+                    .restore_with_controller(&client, mode, controller, None)
                     .await?;
                 (outcome, dirs)
             }

@@ -29,6 +29,7 @@ use kube::Api;
 use kube::api::{DeleteParams, DynamicObject};
 use testenv::TestCluster;
 
+use crate::commands::demo::cpu_use::{CpuMeter, CpuUse};
 use crate::commands::demo::layout::Layout;
 use crate::commands::demo::objects::{self, FERRY_NAMESPACE, NODE_AGENT_CONFIGMAP};
 use crate::commands::demo::progress::Step;
@@ -52,23 +53,26 @@ pub(in crate::commands::bench) struct Ideal {
     pub(in crate::commands::bench) slots: Vec<(String, usize)>,
     /// Every measurement's makespan, in the order measured (`run` is the fastest).
     pub(in crate::commands::bench) makespans: Vec<f64>,
+    /// The CPU time `run` used while its data movers ran.
+    pub(in crate::commands::bench) cpu: Option<CpuUse>,
 }
 
 impl Ideal {
     /// The fastest of `runs` (measured with `slots`): what the machine can do, when it was
     /// least disturbed. None without a run.
     pub(in crate::commands::bench) fn fastest(
-        runs: Vec<ModeRun>,
+        runs: Vec<(ModeRun, Option<CpuUse>)>,
         slots: Vec<(String, usize)>,
     ) -> Option<Ideal> {
-        let makespans: Vec<f64> = runs.iter().map(ModeRun::makespan).collect();
-        let run = runs
+        let makespans: Vec<f64> = runs.iter().map(|(run, _)| run.makespan()).collect();
+        let (run, cpu) = runs
             .into_iter()
-            .min_by(|a, b| a.makespan().total_cmp(&b.makespan()))?;
+            .min_by(|a, b| a.0.makespan().total_cmp(&b.0.makespan()))?;
         Some(Ideal {
             run,
             slots,
             makespans,
+            cpu,
         })
     }
 
@@ -240,8 +244,12 @@ pub(in crate::commands::bench) async fn measure_ideal(
     backed_up: &BackedUp,
     (config, slots): &(NodeAgentConfig, Vec<(String, usize)>),
     round: usize,
-) -> anyhow::Result<ModeRun> {
+) -> anyhow::Result<(ModeRun, Option<CpuUse>)> {
     let client = cluster.client();
+    let meter = CpuMeter {
+        control_plane: cluster.control_plane_group(),
+        controller: None,
+    };
     let lanes = lanes(slots);
     if lanes.is_empty() {
         bail!("the node-agent configuration gives the nodes no data mover slots");
@@ -281,7 +289,10 @@ pub(in crate::commands::bench) async fn measure_ideal(
                 .with_context(|| format!("creating DataDownload {name}"))?;
             jobs.push_back(job(&typed, config, &root, index, volume, name, &kubeconfig).await?);
         }
-        run_data_movers(jobs, lanes, backed_up.total_bytes(), round).await
+        let before = meter.sample();
+        let ended = run_data_movers(jobs, lanes, backed_up.total_bytes(), round).await?;
+        let cpu = before.zip(meter.sample()).map(|(a, b)| a.until(&b));
+        anyhow::Ok((ended, cpu))
     }
     .await;
     for name in &names {
@@ -291,7 +302,7 @@ pub(in crate::commands::bench) async fn measure_ideal(
             Err(err) => return Err(err).context(format!("deleting DataDownload {name}")),
         }
     }
-    let ended = outcome?;
+    let (ended, cpu) = outcome?;
 
     for end in &ended {
         let failure = match (&end.result, end.exit) {
@@ -321,14 +332,15 @@ pub(in crate::commands::bench) async fn measure_ideal(
             bytes: e.result.as_ref().map_or(0, |r| r.total_bytes),
         })
         .collect();
-    Ok(ModeRun {
+    let run = ModeRun {
         name: NAME.into(),
         description: "the measured ideal: the restore pods' data mover without the controller"
             .into(),
         kind: RunKind::Restore,
         nodes: backed_up.written.nodes.clone(),
         restores,
-    })
+    };
+    Ok((run, cpu))
 }
 
 /// The data mover for one volume: the restore pod ferry's controller would create for its
@@ -535,6 +547,7 @@ mod tests {
             },
             slots: slots(&[("node-1", 2), ("node-2", 2)]),
             makespans: Vec::new(),
+            cpu: None,
         };
         assert_eq!(ideal.concurrency(), 4);
         assert_eq!(ideal.slots_words(), "2 nodes × 2");
@@ -564,7 +577,18 @@ mod tests {
                 bytes: 1,
             }],
         };
-        let ideal = Ideal::fastest(vec![run(3.0), run(2.5)], slots(&[("node-1", 1)])).unwrap();
+        let cpu = |machine: f64| {
+            Some(CpuUse {
+                machine,
+                ..CpuUse::default()
+            })
+        };
+        let ideal = Ideal::fastest(
+            vec![(run(3.0), cpu(5.0)), (run(2.5), cpu(4.0))],
+            slots(&[("node-1", 1)]),
+        )
+        .unwrap();
+        assert_eq!(ideal.cpu.unwrap().machine, 4.0, "the fastest run's CPU");
         assert_eq!(ideal.makespan(), 2.5);
         assert_eq!(ideal.makespans, [3.0, 2.5]);
         assert!((ideal.spread() - 1.2).abs() < 1e-12);

@@ -1,0 +1,130 @@
+//! Who used the machine's CPUs while the restores ran, beside the measured ideal: on a
+//! machine whose CPUs the simulated nodes share with the control plane, the CPU time a mode
+//! uses beyond the data movers' own is taken from them, and that (over the CPUs) is how much
+//! of its makespan above the ideal the machine, not the orchestration's waiting, explains.
+
+use std::fmt::Write as _;
+
+use crate::commands::demo::cpu_use::CpuUse;
+use crate::commands::demo::restore_run::Mode;
+use crate::commands::demo::timings::{ModeRun, human_seconds};
+
+use super::ideal::Ideal;
+use super::table_row;
+
+/// The CPU table (the modes, then the ideal) and, for ignoreDelayBinding, what its CPU time
+/// beyond the ideal's amounts to. Empty when no run was measured.
+pub(super) fn render_cpu(
+    runs: &[ModeRun],
+    cpu: &[Option<CpuUse>],
+    ideal: &Ideal,
+    cpus: usize,
+) -> String {
+    let columns: Vec<Option<CpuUse>> = cpu.iter().copied().chain([ideal.cpu]).collect();
+    if columns.iter().all(Option::is_none) {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nCPU time while the restores ran (this machine's {cpus} CPUs; from the first \
+         DataDownload's creation until every one had ended):\n"
+    );
+    let cell = |f: &dyn Fn(&CpuUse) -> Option<String>| {
+        columns
+            .iter()
+            .map(|c| c.as_ref().and_then(f).unwrap_or_else(|| "-".into()))
+            .collect::<Vec<String>>()
+    };
+    let names = runs
+        .iter()
+        .map(|r| r.name.clone())
+        .chain([ideal.run.name.clone()]);
+    table_row(&mut out, "", names);
+    table_row(
+        &mut out,
+        "  the whole machine",
+        cell(&|c| {
+            Some(format!(
+                "{} ({:.0}% busy)",
+                human_seconds(c.machine),
+                c.busy(cpus) * 100.0
+            ))
+        }),
+    );
+    table_row(
+        &mut out,
+        "  data movers",
+        cell(&|c| Some(human_seconds(c.data_movers))),
+    );
+    if columns.iter().flatten().any(|c| c.controller.is_some()) {
+        table_row(
+            &mut out,
+            "  ferry's controller",
+            cell(&|c| c.controller.map(human_seconds)),
+        );
+    }
+    if columns.iter().flatten().any(|c| c.control_plane.is_some()) {
+        table_row(
+            &mut out,
+            "  control plane",
+            cell(&|c| c.control_plane.map(human_seconds)),
+        );
+    }
+    table_row(
+        &mut out,
+        "  the rest",
+        cell(&|c| Some(human_seconds(c.rest()))),
+    );
+    out.push_str(
+        "the control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and \
+         the snapshot controller; the rest: this process (the simulated nodes), the kernel's \
+         writeback of the restored files, anything else running on the machine.\n",
+    );
+    let idb = runs
+        .iter()
+        .zip(cpu)
+        .find(|(r, _)| r.name == Mode::IgnoreDelayBinding.name());
+    if let (Some((run, Some(used))), Some(alone)) = (idb, ideal.cpu) {
+        let _ = writeln!(out, "{}", beyond_the_ideal(run, used, &alone, ideal, cpus));
+    }
+    out
+}
+
+/// What a mode's CPU time beyond the ideal's comes to on this machine's CPUs, against the time
+/// its makespan exceeds the ideal's.
+fn beyond_the_ideal(
+    run: &ModeRun,
+    used: &CpuUse,
+    alone: &CpuUse,
+    ideal: &Ideal,
+    cpus: usize,
+) -> String {
+    let more = used.machine - alone.machine;
+    let signed = |v: f64| format!("{}{:.2}", if v < 0.0 { "−" } else { "+" }, v.abs());
+    let mut parts = Vec::new();
+    if let Some(plane) = used.control_plane {
+        parts.push(format!(
+            "control plane {}",
+            signed(plane - alone.control_plane.unwrap_or(0.0))
+        ));
+    }
+    if let Some(controller) = used.controller {
+        parts.push(format!("ferry's controller {}", signed(controller)));
+    }
+    parts.push(format!(
+        "data movers {}",
+        signed(used.data_movers - alone.data_movers)
+    ));
+    parts.push(format!("the rest {}", signed(used.rest() - alone.rest())));
+    format!(
+        "{}: {:.0}% busy; it used {:.2} CPU-seconds {} than the data movers alone ({}), {} on \
+         {cpus} CPUs, against the {} by which its makespan exceeds the measured ideal. A \
+         cluster's control plane runs on machines of its own, not on its nodes' CPUs.",
+        run.name,
+        used.busy(cpus) * 100.0,
+        more.abs(),
+        if more < 0.0 { "less" } else { "more" },
+        parts.join(", "),
+        human_seconds(more.max(0.0) / cpus.max(1) as f64),
+        human_seconds((run.makespan() - ideal.makespan()).max(0.0)),
+    )
+}

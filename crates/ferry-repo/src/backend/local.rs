@@ -239,7 +239,13 @@ impl Backend for LocalBackend {
 
     async fn remove(&self, handle: &Handle) -> Result<(), BackendError> {
         let path = self.path(handle);
-        blocking(move || std::fs::remove_file(&path).map_err(|e| io_err(&path, e))).await
+        blocking(move || match std::fs::remove_file(&path) {
+            // Gone already counts as removed, as on S3: two processes clearing the same stale
+            // lock, or two forgets of one snapshot, both end with the file gone.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other.map_err(|e| io_err(&path, e)),
+        })
+        .await
     }
 
     async fn list(&self, kind: FileType) -> Result<Vec<(String, u64)>, BackendError> {
@@ -444,6 +450,25 @@ fn read_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn removing_a_file_already_gone_succeeds_as_on_s3() {
+        let t = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::new(t.path());
+        let handle = Handle::new(FileType::Lock, "ab".repeat(32));
+        assert!(
+            backend
+                .save_new(&handle, Bytes::from_static(b"{}"))
+                .await
+                .unwrap()
+        );
+        backend.remove(&handle).await.unwrap();
+        assert!(matches!(
+            backend.stat(&handle).await,
+            Err(BackendError::NotFound(_))
+        ));
+        backend.remove(&handle).await.unwrap();
+    }
 
     /// Locks come and go while others list them: a file removed between the directory's read
     /// and its `stat` is simply not listed (it failed the whole listing, and with it a backup

@@ -127,6 +127,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     -> Result<Bytes, BackendError>;
     /// The size of a file.
     async fn stat(&self, handle: &Handle) -> Result<u64, BackendError>;
+    /// Removes a file; one that is not there counts as removed (S3's DELETE says so too).
     async fn remove(&self, handle: &Handle) -> Result<(), BackendError>;
     /// Reads a byte range into `buf` (cleared first, its allocation reused), so callers
     /// that read many ranges can recycle their buffers instead of allocating each time.

@@ -1,11 +1,13 @@
 //! The real API server's audit log, read back: who asked for what and what they got. Tests
 //! use it to prove that ferry's identities were allowed everything they asked for, and
-//! benchmarks to count a controller's requests.
+//! benchmarks to count a controller's requests. kubesim's request log reads the same way
+//! ([`Requests`]), so a test's assertions on requests hold on both clusters.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// One completed request.
+/// One completed request (`uri` is empty on kubesim, whose log keeps the request in RBAC's
+/// terms only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     pub user: String,
@@ -48,6 +50,38 @@ impl AuditLog {
         let mut text = String::new();
         file.read_to_string(&mut text)?;
         Ok(text.lines().filter_map(parse).collect())
+    }
+}
+
+/// The requests a test cluster's API server completed: the real one's audit log since the
+/// cluster was taken, or kubesim's request log (recording from the first service account
+/// kubeconfig written, which is when ferry's identities start asking).
+#[derive(Clone, Copy)]
+pub enum Requests<'a> {
+    Real(&'a AuditLog),
+    Kubesim(&'a kubesim::audit::AuditLog),
+}
+
+impl Requests<'_> {
+    pub fn events(&self) -> anyhow::Result<Vec<AuditEvent>> {
+        match self {
+            Requests::Real(log) => log.events(),
+            Requests::Kubesim(log) => Ok(log
+                .records()
+                .into_iter()
+                .map(|r| AuditEvent {
+                    user: r.user,
+                    verb: r.verb,
+                    api_group: r.api_group,
+                    resource: r.resource,
+                    subresource: r.subresource,
+                    namespace: r.namespace,
+                    name: r.name,
+                    code: r.code,
+                    uri: String::new(),
+                })
+                .collect()),
+        }
     }
 }
 

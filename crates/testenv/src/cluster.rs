@@ -14,7 +14,7 @@ use kube::Api;
 use kube::api::PostParams;
 use kubesim::nodes::{NodeComponents, NodesConfig, NodesMode, PodAccess};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, Requests};
 use crate::control_plane::audit_log_path;
 use crate::kubeconfig::{self, Credentials};
 use crate::shared::{self, SharedControlPlane};
@@ -156,15 +156,13 @@ impl TestCluster {
     }
 
     /// A client acting as service account `namespace/name`, with a token as a kubelet
-    /// would project it. On kubesim (no authorizer) it is the admin client.
+    /// would project it. kubesim authorizes nothing but records its requests under the
+    /// account's name, so tests read them back from [`TestCluster::audit`] on both clusters.
     pub async fn service_account_client(
         &self,
         namespace: &str,
         name: &str,
     ) -> anyhow::Result<kube::Client> {
-        if self.backend == Backend::Kubesim {
-            return Ok(self.client.clone());
-        }
         kubeconfig::client(&self.service_account_kubeconfig(namespace, name).await?).await
     }
 
@@ -213,16 +211,12 @@ impl TestCluster {
     /// How many requests `user` made since the cluster was taken (the real API server's audit
     /// log), or since a service account kubeconfig was first written (kubesim's request log).
     pub fn requests_of(&self, user: &str) -> anyhow::Result<usize> {
-        Ok(match &self.inner {
-            Inner::Real { audit, .. } => audit.events()?.iter().filter(|e| e.user == user).count(),
-            Inner::Kubesim(cluster) => cluster
-                .api_server()
-                .audit()
-                .records()
-                .iter()
-                .filter(|r| r.user == user)
-                .count(),
-        })
+        Ok(self
+            .audit()
+            .events()?
+            .iter()
+            .filter(|e| e.user == user)
+            .count())
     }
 
     /// Waits until the control plane's own controllers (kube-controller-manager's, each under
@@ -264,11 +258,12 @@ impl TestCluster {
         }
     }
 
-    /// The real API server's audit log since this cluster was taken (None on kubesim).
-    pub fn audit(&self) -> Option<&AuditLog> {
+    /// The requests the API server completed: the real one's audit log since this cluster was
+    /// taken, kubesim's request log since a service account kubeconfig was first written.
+    pub fn audit(&self) -> Requests<'_> {
         match &self.inner {
-            Inner::Real { audit, .. } => Some(audit),
-            Inner::Kubesim(_) => None,
+            Inner::Real { audit, .. } => Requests::Real(audit),
+            Inner::Kubesim(cluster) => Requests::Kubesim(cluster.api_server().audit()),
         }
     }
 

@@ -61,7 +61,8 @@ on_both_clusters! {
         // The controller waits for the snapshot controller from its watches: it asks the API
         // server for a snapshot or content only when its watch cannot tell yet (its own write
         // not shown, the first passes). Polling them cost hundreds of reads per backup.
-        if let Some(audit) = env.cluster.audit() {
+        {
+            let audit = env.cluster.audit();
             let controller_user =
                 format!("system:serviceaccount:{NS}:{}", ferry_controller::install::CONTROLLER_NAME);
             let reads = audit

@@ -251,7 +251,7 @@ async fn measure(
 /// rate-limited (20 requests a second), so their leftover work would be paid by the restores
 /// measured next, which a cluster at rest does not ask of them.
 async fn settle(cluster: &TestCluster) -> anyhow::Result<()> {
-    if cluster.audit().is_none() {
+    if cluster.backend() == Backend::Kubesim {
         return Ok(());
     }
     let step = Step::start("letting the control plane settle");

@@ -830,6 +830,14 @@ mod tests {
             ),
             "{beyond}"
         );
+        // A makespan within the ideal's needs no explaining.
+        let within = Ideal {
+            run: runs().remove(1),
+            ..measured
+        };
+        let text = cpu_table::render_cpu(&runs(), &cpu, &within, 2);
+        assert!(text.contains("  the whole machine"), "{text}");
+        assert!(!text.contains("ignoreDelayBinding: "), "{text}");
         // Nothing measured (no /proc): no table.
         assert_eq!(
             cpu_table::render_cpu(&runs(), &[None, None], &ideal(), 2),

@@ -12,8 +12,8 @@ use crate::commands::demo::timings::{ModeRun, human_seconds};
 use super::ideal::Ideal;
 use super::table_row;
 
-/// The CPU table (the modes, then the ideal) and, for ignoreDelayBinding, what its CPU time
-/// beyond the ideal's amounts to. Empty when no run was measured.
+/// The CPU table (the modes, then the ideal) and, when ignoreDelayBinding took longer than
+/// the ideal, what its CPU time beyond the ideal's amounts to. Empty when nothing was measured.
 pub(super) fn render_cpu(
     runs: &[ModeRun],
     cpu: &[Option<CpuUse>],
@@ -83,7 +83,9 @@ pub(super) fn render_cpu(
         .iter()
         .zip(cpu)
         .find(|(r, _)| r.name == Mode::IgnoreDelayBinding.name());
-    if let (Some((run, Some(used))), Some(alone)) = (idb, ideal.cpu) {
+    if let (Some((run, Some(used))), Some(alone)) = (idb, ideal.cpu)
+        && run.makespan() > ideal.makespan()
+    {
         let _ = writeln!(out, "{}", beyond_the_ideal(run, used, &alone, ideal, cpus));
     }
     out
@@ -117,8 +119,7 @@ fn beyond_the_ideal(
     parts.push(format!("the rest {}", signed(used.rest() - alone.rest())));
     format!(
         "{}: {:.0}% busy; it used {:.2} CPU-seconds {} than the data movers alone ({}), {} on \
-         {cpus} CPUs, against the {} by which its makespan exceeds the measured ideal. A \
-         cluster's control plane runs on machines of its own, not on its nodes' CPUs.",
+         {cpus} CPUs, against the {} by which its makespan exceeds the measured ideal.{}",
         run.name,
         used.busy(cpus) * 100.0,
         more.abs(),
@@ -126,5 +127,10 @@ fn beyond_the_ideal(
         parts.join(", "),
         human_seconds(more.max(0.0) / cpus.max(1) as f64),
         human_seconds((run.makespan() - ideal.makespan()).max(0.0)),
+        if used.control_plane.is_some() {
+            " A cluster's control plane runs on machines of its own, not on its nodes' CPUs."
+        } else {
+            ""
+        }
     )
 }

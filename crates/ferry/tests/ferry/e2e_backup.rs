@@ -61,42 +61,38 @@ on_both_clusters! {
         // The controller waits for the snapshot controller from its watches: it asks the API
         // server for a snapshot or content only when its watch cannot tell yet (its own write
         // not shown, the first passes). Polling them cost hundreds of reads per backup.
-        {
-            let audit = env.cluster.audit();
-            let controller_user =
-                format!("system:serviceaccount:{NS}:{}", ferry_controller::install::CONTROLLER_NAME);
-            let reads = audit
-                .events()
-                .unwrap()
-                .into_iter()
-                .filter(|e| e.user == controller_user && e.verb == "get")
-                .filter(|e| matches!(e.resource.as_str(), "volumesnapshots" | "volumesnapshotcontents"))
-                .count();
-            eprintln!("{reads} reads of snapshots and contents for {VOLUMES} backups");
-            assert!(reads <= 8 * VOLUMES, "{reads} reads of snapshots and contents for {VOLUMES} backups");
-            // Nor does it read back the backup pod and PVC it has just deleted: completion needs
-            // only their removal requested.
-            let mut deleted = BTreeSet::new();
-            let mut read_back = Vec::new();
-            for e in audit.events().unwrap() {
-                if e.user != controller_user
-                    || e.namespace.as_deref() != Some(NS)
-                    || !matches!(e.resource.as_str(), "pods" | "persistentvolumeclaims")
-                {
-                    continue;
-                }
-                let object = (e.resource.clone(), e.name.clone());
-                match e.verb.as_str() {
-                    "delete" => {
-                        deleted.insert(object);
-                    }
-                    "get" if deleted.contains(&object) => read_back.push(object),
-                    _ => {}
-                }
+        let events = env.cluster.audit().events().unwrap();
+        let controller_user =
+            format!("system:serviceaccount:{NS}:{}", ferry_controller::install::CONTROLLER_NAME);
+        let reads = events
+            .iter()
+            .filter(|e| e.user == controller_user && e.verb == "get")
+            .filter(|e| matches!(e.resource.as_str(), "volumesnapshots" | "volumesnapshotcontents"))
+            .count();
+        eprintln!("{reads} reads of snapshots and contents for {VOLUMES} backups");
+        assert!(reads <= 8 * VOLUMES, "{reads} reads of snapshots and contents for {VOLUMES} backups");
+        // Nor does it read back the backup pod and PVC it has just deleted: completion needs
+        // only their removal requested.
+        let mut deleted = BTreeSet::new();
+        let mut read_back = Vec::new();
+        for e in &events {
+            if e.user != controller_user
+                || e.namespace.as_deref() != Some(NS)
+                || !matches!(e.resource.as_str(), "pods" | "persistentvolumeclaims")
+            {
+                continue;
             }
-            assert!(!deleted.is_empty());
-            assert!(read_back.is_empty(), "read back after their deletion: {read_back:?}");
+            let object = (e.resource.clone(), e.name.clone());
+            match e.verb.as_str() {
+                "delete" => {
+                    deleted.insert(object);
+                }
+                "get" if deleted.contains(&object) => read_back.push(object),
+                _ => {}
+            }
         }
+        assert!(!deleted.is_empty());
+        assert!(read_back.is_empty(), "read back after their deletion: {read_back:?}");
 
         // restic reads what the data mover wrote: the snapshots with Velero's tags.
         restic(&env, &["check", "--read-data"]);

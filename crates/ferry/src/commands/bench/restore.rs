@@ -83,12 +83,13 @@ impl ClusterChoice {
     }
 }
 
-/// The controller process's cost in one mode.
+/// What one mode cost: the controller process's API requests and peak memory, and the CPU
+/// time the whole machine used while its restores ran.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct ControllerCost {
+struct ModeCost {
     requests: usize,
     peak_rss: Option<u64>,
-    /// The CPU time the mode's restores used (the whole machine, by whom).
+    /// By whom (machine, data movers, controller, control plane).
     cpu: Option<CpuUse>,
 }
 
@@ -96,7 +97,7 @@ struct ControllerCost {
 struct ClusterRun {
     backend: Backend,
     runs: Vec<ModeRun>,
-    costs: Vec<ControllerCost>,
+    costs: Vec<ModeCost>,
     /// The measured ideal's makespan, seconds.
     ideal: f64,
 }
@@ -181,7 +182,7 @@ async fn measure(
     nodes: usize,
     volumes: usize,
     args: &BenchRestoreArgs,
-) -> anyhow::Result<(Vec<ModeRun>, Vec<ControllerCost>, Ideal, usize)> {
+) -> anyhow::Result<(Vec<ModeRun>, Vec<ModeCost>, Ideal, usize)> {
     let client = cluster.client();
     let plans = workload::plan_workload(volumes, args.size, args.seed);
     // The controller's service account first: its kubeconfig runs the backup's controller.
@@ -233,7 +234,7 @@ async fn measure(
             );
         }
         runs.push(outcome.run);
-        costs.push(ControllerCost {
+        costs.push(ModeCost {
             requests,
             peak_rss,
             cpu: outcome.cpu,
@@ -268,7 +269,7 @@ async fn settle(cluster: &TestCluster) -> anyhow::Result<()> {
 }
 
 /// The controller process's API requests per restore and peak memory, per mode.
-fn render_costs(runs: &[ModeRun], costs: &[ControllerCost]) -> String {
+fn render_costs(runs: &[ModeRun], costs: &[ModeCost]) -> String {
     let mut out = String::from("\nthe controller process (ferry-controller's service account):\n");
     for (run, cost) in runs.iter().zip(costs) {
         let per_restore = cost.requests as f64 / run.restores.len().max(1) as f64;
@@ -930,7 +931,7 @@ mod tests {
 
     #[test]
     fn the_comparison_puts_each_cluster_side_by_side_with_the_ratio() {
-        let cost = |requests: usize, mib: u64| ControllerCost {
+        let cost = |requests: usize, mib: u64| ModeCost {
             requests,
             peak_rss: Some(mib * 1024 * 1024),
             cpu: None,

@@ -4,11 +4,18 @@
 use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher, generic_array::GenericArray};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use poly1305::Poly1305;
-use poly1305::universal_hash::UniversalHash;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
+
+pub(crate) mod poly1305_ifma;
+use poly1305_ifma::Mac;
+
+/// The Poly1305 tag of `data` under the one-time key `key` (r, then s; RFC 8439), as restic's
+/// MAC computes it once s is AES-encrypted: with AVX-512 IFMA where the CPU has it.
+pub fn poly1305(key: &[u8; 32], data: &[u8]) -> [u8; 16] {
+    Mac::new(key).tag(data)
+}
 
 type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
 
@@ -81,11 +88,11 @@ impl Key {
     }
 
     fn mac(&self, nonce: &[u8; 16], data: &[u8]) -> [u8; 16] {
-        self.mac_state(nonce).compute_unpadded(data).into()
+        self.mac_state(nonce).tag(data)
     }
 
     /// The Poly1305-AES state for one message under `nonce`.
-    fn mac_state(&self, nonce: &[u8; 16]) -> Poly1305 {
+    fn mac_state(&self, nonce: &[u8; 16]) -> Mac {
         // s = AES-128_k(nonce); the poly1305 crate clamps r as restic's masking does.
         let aes = aes::Aes128::new(GenericArray::from_slice(&self.mac_k));
         let mut s = GenericArray::clone_from_slice(nonce);
@@ -93,7 +100,7 @@ impl Key {
         let mut pkey = [0u8; 32];
         pkey[..16].copy_from_slice(&self.mac_r);
         pkey[16..].copy_from_slice(&s);
-        let mac = Poly1305::new(GenericArray::from_slice(&pkey));
+        let mac = Mac::new(&pkey);
         pkey.zeroize();
         s.as_mut_slice().zeroize();
         mac
@@ -145,14 +152,12 @@ impl Key {
         let (blocks, tail) = body.split_at_mut(whole);
         for segment in blocks.chunks_mut(SEGMENT) {
             cipher.apply_keystream(segment);
-            for block in segment.chunks_exact(MAC_SIZE) {
-                mac.update(std::slice::from_ref(GenericArray::from_slice(block)));
-            }
+            mac.update(segment);
             sealed(segment);
         }
         cipher.apply_keystream(tail);
         sealed(tail);
-        let tag: [u8; 16] = mac.compute_unpadded(tail).into();
+        let tag = mac.finish(tail);
         sealed(&tag);
         buf.extend_from_slice(&tag);
     }

@@ -18,6 +18,34 @@ pub fn fixed_key() -> Key {
     Key::from_kdf_output(&out)
 }
 
+/// Poly1305: ferry's MAC (AVX-512 IFMA eight blocks at a time where this CPU has it) gives the
+/// `poly1305` crate's tag, however the message is cut into updates. Input: a 32-byte key,
+/// one byte for the updates' length (in blocks), the message.
+pub fn poly1305(data: &[u8]) {
+    use poly1305::universal_hash::KeyInit;
+    let Some((key, rest)) = data.split_first_chunk::<32>() else {
+        return;
+    };
+    let Some((&cut, message)) = rest.split_first() else {
+        return;
+    };
+    let want: [u8; 16] = poly1305::Poly1305::new(key.into())
+        .compute_unpadded(message)
+        .into();
+    assert_eq!(crate::crypto::poly1305(key, message), want, "one update");
+    let piece = (cut as usize + 1) * 16;
+    let whole = message.len() / 16 * 16;
+    let mut mac = crate::crypto::poly1305_ifma::Mac::new(key);
+    for blocks in message[..whole].chunks(piece) {
+        mac.update(blocks);
+    }
+    assert_eq!(
+        mac.finish(&message[whole..]),
+        want,
+        "updates of {piece} bytes"
+    );
+}
+
 /// A tree blob: parsed, checked for unsafe names, and written back to the same tree.
 pub fn tree(data: &[u8]) {
     let Ok(t) = serde_json::from_slice::<Tree>(data) else {

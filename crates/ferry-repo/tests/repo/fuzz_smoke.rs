@@ -68,6 +68,11 @@ fn pack_header_parser() {
 }
 
 #[test]
+fn poly1305_mac() {
+    run("poly1305", fuzzing::poly1305);
+}
+
+#[test]
 fn configmap_loader() {
     run("configmap", ferry_config::fuzzing::load);
 }

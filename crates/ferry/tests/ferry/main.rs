@@ -4,6 +4,7 @@
 mod common;
 
 mod backup_cli;
+mod bench_restore;
 mod config_validate;
 mod demo;
 mod docs_quickstarts;

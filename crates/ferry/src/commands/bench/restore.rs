@@ -819,6 +819,10 @@ mod tests {
             "control plane 2.00 s 1.60 s 0.40 s"
         );
         assert_eq!(line(&text, "  the rest"), "the rest 0.70 s 0.60 s 1.40 s");
+        assert!(
+            text.contains("the control plane: etcd, kube-apiserver"),
+            "{text}"
+        );
         // ignoreDelayBinding: 0.7 CPU-s more than the ideal, 0.35 s on 2 CPUs, against its
         // makespan's 2.9 s − 2.5 s.
         let beyond = line(&text, "ignoreDelayBinding: ");
@@ -839,6 +843,20 @@ mod tests {
         let text = cpu_table::render_cpu(&runs(), &cpu, &within, 2);
         assert!(text.contains("  the whole machine"), "{text}");
         assert!(!text.contains("ignoreDelayBinding: "), "{text}");
+        // kubesim: no control plane to name, in the table or its legend.
+        let no_plane = |c: &Option<CpuUse>| {
+            c.map(|c| CpuUse {
+                control_plane: None,
+                ..c
+            })
+        };
+        let kubesim = Ideal {
+            cpu: no_plane(&measured.cpu),
+            ..ideal()
+        };
+        let text = cpu_table::render_cpu(&runs(), &cpu.map(|c| no_plane(&c)), &kubesim, 2);
+        assert!(text.contains("  the rest"), "{text}");
+        assert!(!text.contains("control plane"), "{text}");
         // Nothing measured (no /proc): no table.
         assert_eq!(
             cpu_table::render_cpu(&runs(), &[None, None], &ideal(), 2),

@@ -62,7 +62,8 @@ pub(super) fn render_cpu(
             cell(&|c| c.controller.map(human_seconds)),
         );
     }
-    if columns.iter().flatten().any(|c| c.control_plane.is_some()) {
+    let control_plane = columns.iter().flatten().any(|c| c.control_plane.is_some());
+    if control_plane {
         table_row(
             &mut out,
             "  control plane",
@@ -74,10 +75,15 @@ pub(super) fn render_cpu(
         "  the rest",
         cell(&|c| Some(human_seconds(c.rest()))),
     );
+    if control_plane {
+        out.push_str(
+            "the control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler \
+             and the snapshot controller; ",
+        );
+    }
     out.push_str(
-        "the control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and \
-         the snapshot controller; the rest: this process (the simulated nodes), the kernel's \
-         writeback of the restored files, anything else running on the machine.\n",
+        "the rest: this process (the simulated nodes), the kernel's writeback of the restored \
+         files, anything else running on the machine.\n",
     );
     let idb = runs
         .iter()

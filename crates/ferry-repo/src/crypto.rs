@@ -93,7 +93,7 @@ impl Key {
 
     /// The Poly1305-AES state for one message under `nonce`.
     fn mac_state(&self, nonce: &[u8; 16]) -> Mac {
-        // s = AES-128_k(nonce); the poly1305 crate clamps r as restic's masking does.
+        // s = AES-128_k(nonce); Mac clamps r as restic's masking does.
         let aes = aes::Aes128::new(GenericArray::from_slice(&self.mac_k));
         let mut s = GenericArray::clone_from_slice(nonce);
         aes.encrypt_block(&mut s);

@@ -46,6 +46,42 @@ pub fn poly1305(data: &[u8]) {
     );
 }
 
+/// SHA-256 of several messages at once (four interleaved with SHA-NI where this CPU has it)
+/// gives the `sha2` crate's digest of each. Input: one byte per message for its length
+/// (times 7, so that lengths reach past a few blocks), then the bytes the messages are cut
+/// from, reused from the start when they run out.
+pub fn sha256_lanes(data: &[u8]) {
+    use sha2::Digest;
+    let Some((&count, rest)) = data.split_first() else {
+        return;
+    };
+    let count = (count % 9) as usize;
+    if rest.len() < count {
+        return;
+    }
+    let (lens, bytes) = rest.split_at(count);
+    let msgs: Vec<Vec<u8>> = lens
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| {
+            let n = l as usize * 7 + i;
+            if bytes.is_empty() {
+                vec![0; n]
+            } else {
+                bytes.iter().copied().cycle().skip(i).take(n).collect()
+            }
+        })
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    let mut got = Vec::new();
+    crate::id::Id::hash_each(&refs, &mut got);
+    for (m, id) in msgs.iter().zip(&got) {
+        let want: [u8; 32] = sha2::Sha256::digest(m).into();
+        assert_eq!(id.0, want, "message of {} bytes", m.len());
+    }
+    assert_eq!(got.len(), msgs.len());
+}
+
 /// A tree blob: parsed, checked for unsafe names, and written back to the same tree.
 pub fn tree(data: &[u8]) {
     let Ok(t) = serde_json::from_slice::<Tree>(data) else {

@@ -39,7 +39,10 @@ impl<'a> SnapshotWriter<'a> {
     }
 
     fn add(&mut self, kind: BlobType, plain: &[u8]) -> Id {
-        let id = Id::hash(plain);
+        self.add_as(kind, Id::hash(plain), plain)
+    }
+
+    fn add_as(&mut self, kind: BlobType, id: Id, plain: &[u8]) -> Id {
         if !self.seen.insert((kind, id)) {
             return id;
         }
@@ -60,6 +63,12 @@ impl<'a> SnapshotWriter<'a> {
     /// Stores a data blob (once per content); returns its id.
     pub fn data(&mut self, plain: &[u8]) -> Id {
         self.add(BlobType::Data, plain)
+    }
+
+    /// Stores `plain` as the data blob `id`, whatever its hash: a blob sealed with the right
+    /// key whose content is not what its id says (a bug in the writer, or a forgery).
+    pub fn forged_data(&mut self, id: Id, plain: &[u8]) {
+        self.add_as(BlobType::Data, id, plain);
     }
 
     /// Stores `data` cut into blobs of at most `blob_size` bytes; returns the content list.

@@ -6,6 +6,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+pub mod sha256_lanes;
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Id(pub [u8; 32]);
 
@@ -13,6 +15,12 @@ impl Id {
     /// The id of some bytes: their SHA-256.
     pub fn hash(data: &[u8]) -> Id {
         Id(Sha256::digest(data).into())
+    }
+
+    /// The id of each of `msgs`, in order, into `out`: several messages hashed side by side
+    /// where the CPU allows ([`sha256_lanes`]), faster than one [`Id::hash`] after another.
+    pub fn hash_each(msgs: &[&[u8]], out: &mut Vec<Id>) {
+        sha256_lanes::hash_each(msgs, out)
     }
 
     pub fn random() -> Id {

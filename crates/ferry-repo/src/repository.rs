@@ -556,6 +556,33 @@ pub fn decode_blob_to(
     out: &mut [u8],
     decrypted: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
+    decode_blob_unhashed_to(key, sealed, uncompressed_length, id, out, decrypted)?;
+    check_blob_id(id, out)
+}
+
+/// The error [`decode_blob_to`] gives when the plaintext's SHA-256 is not the blob's id.
+pub fn blob_id_mismatch(id: &Id) -> String {
+    format!("blob {id}: content does not match its id")
+}
+
+fn check_blob_id(id: &Id, plain: &[u8]) -> std::result::Result<(), String> {
+    if Id::hash(plain) != *id {
+        return Err(blob_id_mismatch(id));
+    }
+    Ok(())
+}
+
+/// [`decode_blob_to`] without its last step, the SHA-256 of the plaintext against `id`
+/// (MAC verified, decrypted, decompressed): for a caller that hashes several blobs at once
+/// ([`Id::hash_each`]) and then must compare each id itself ([`blob_id_mismatch`]).
+pub fn decode_blob_unhashed_to(
+    key: &Key,
+    sealed: &[u8],
+    uncompressed_length: u32,
+    id: &Id,
+    out: &mut [u8],
+    decrypted: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
     let n = sealed.len().saturating_sub(crate::crypto::OVERHEAD);
     let mac = |_| format!("blob {id}: MAC verification failed");
     if uncompressed_length == 0 {
@@ -580,9 +607,6 @@ pub fn decode_blob_to(
         key.open_to(sealed, plain).map_err(mac)?;
         crate::compression::decompress_to_slice(plain, out)
             .map_err(|e| format!("blob {id}: zstd: {e}"))?;
-    }
-    if Id::hash(out) != *id {
-        return Err(format!("blob {id}: content does not match its id"));
     }
     Ok(())
 }

@@ -33,14 +33,16 @@ use crate::backend::{FileType, Handle, RangeData};
 use crate::error::{RepoError, Result};
 use crate::fsmeta;
 use crate::id::Id;
+use crate::id::sha256_lanes::LANES;
 use crate::index::MasterIndex;
 use crate::pack::BlobType;
-use crate::repository::{Repository, decode_blob_to};
+use crate::repository::{Repository, blob_id_mismatch, decode_blob_unhashed_to};
 use crate::restore_report::Warnings;
 use crate::snapshot::Snapshot;
 use crate::tree::{self, Node};
 use batch::{
-    BlobTarget, Fault, FileTarget, PlannedBlob, RangeJob, Scratch, Segment, Shared, WRITE_BATCH,
+    BlobTarget, Fault, FileTarget, PlannedBlob, RangeJob, Scratch, Segment, Shared, Unhashed,
+    WRITE_BATCH,
 };
 use target::TargetDir;
 use write::{Wait, direct_padding, finish_one, is_zero, write_segments};
@@ -966,20 +968,22 @@ fn fault_blob(shared: &Shared, pack: Id, b: &PlannedBlob, reason: String) {
     }
 }
 
-/// Verifies and decrypts each blob of the fetched range, decompresses it and checks its
-/// hash, then writes it while it is still in the CPU's cache, unless another worker is
-/// writing that file: then the blob waits in the buffer and the next one is decoded; the
-/// waiting blobs are written later, those that follow each other at once. A blob that
-/// fails costs only its files.
+/// Verifies and decrypts each blob of the fetched range and decompresses it; every few
+/// blobs ([`LANES`]) checks their hashes together, then writes them while they are still in
+/// the CPU's cache, unless another worker is writing that file: then the blob waits in the
+/// buffer and the next ones are decoded; the waiting blobs are written later, those that
+/// follow each other at once. A blob that fails costs only its files.
 fn process_blobs(shared: &Shared, job: &RangeJob, data: &[u8], s: &mut Scratch) -> Result<()> {
     let mut used = 0usize;
     s.writes.clear();
-    for b in &job.blobs {
+    s.unhashed.clear();
+    for (i, b) in job.blobs.iter().enumerate() {
         let len = b.loc.plain_len() as usize;
         let direct = shared.direct_writes.load(Ordering::Relaxed);
         let first = b.targets.first().map_or(0, |t| t.offset);
         let mut pad = direct_padding(direct, used, first, len);
         if used > 0 && used + pad + len > WRITE_BATCH {
+            check_ids(shared, job, s);
             write_segments(shared, &s.plain[..used], &mut s.writes, Wait::Yes)?;
             used = 0;
             pad = direct_padding(direct, used, first, len);
@@ -989,7 +993,7 @@ fn process_blobs(shared: &Shared, job: &RangeJob, data: &[u8], s: &mut Scratch) 
         let at = (b.loc.offset as u64 - job.start) as usize;
         let sealed = &data[at..at + b.loc.length as usize];
         let out = &mut s.plain[used..used + len];
-        match decode_blob_to(
+        match decode_blob_unhashed_to(
             &shared.key,
             sealed,
             b.loc.uncompressed_length,
@@ -998,24 +1002,56 @@ fn process_blobs(shared: &Shared, job: &RangeJob, data: &[u8], s: &mut Scratch) 
             &mut s.decrypted,
         ) {
             Ok(()) => {
-                let zero = is_zero(out);
-                s.writes.extend(b.targets.iter().map(|t| Segment {
-                    file: t.file,
-                    offset: t.offset,
+                s.unhashed.push(Unhashed {
+                    blob: i,
                     start: used,
-                    end: used + len,
-                    zero,
-                }));
+                    len,
+                });
                 used += len;
-                write_segments(shared, &s.plain[..used], &mut s.writes, Wait::No)?;
-                if s.writes.is_empty() {
-                    used = 0;
+                if s.unhashed.len() == LANES {
+                    check_ids(shared, job, s);
+                    write_segments(shared, &s.plain[..used], &mut s.writes, Wait::No)?;
+                    if s.writes.is_empty() {
+                        used = 0;
+                    }
                 }
             }
             Err(reason) => fault_blob(shared, job.pack, b, reason),
         }
     }
+    check_ids(shared, job, s);
     write_segments(shared, &s.plain[..used], &mut s.writes, Wait::Yes)
+}
+
+/// Hashes the decoded blobs waiting in `s.unhashed` together; each whose hash is its id gets
+/// its writes queued, each other one faults its files.
+fn check_ids(shared: &Shared, job: &RangeJob, s: &mut Scratch) {
+    if s.unhashed.is_empty() {
+        return;
+    }
+    let plain = &s.plain;
+    let mut msgs: [&[u8]; LANES] = [&[]; LANES];
+    for (m, u) in msgs.iter_mut().zip(&s.unhashed) {
+        *m = &plain[u.start..u.start + u.len];
+    }
+    Id::hash_each(&msgs[..s.unhashed.len()], &mut s.ids);
+    for (u, id) in s.unhashed.iter().zip(&s.ids) {
+        let b = &job.blobs[u.blob];
+        if *id != b.id {
+            fault_blob(shared, job.pack, b, blob_id_mismatch(&b.id));
+            continue;
+        }
+        let (start, end) = (u.start, u.start + u.len);
+        let zero = is_zero(&plain[start..end]);
+        s.writes.extend(b.targets.iter().map(|t| Segment {
+            file: t.file,
+            offset: t.offset,
+            start,
+            end,
+            zero,
+        }));
+    }
+    s.unhashed.clear();
 }
 
 #[cfg(test)]

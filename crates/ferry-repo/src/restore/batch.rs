@@ -129,14 +129,26 @@ impl Shared {
 }
 
 /// A worker's buffers: decrypted (still compressed) blobs, the decoded plaintext of up to
-/// [`WRITE_BATCH`] bytes, and where each piece of it goes. Both buffers keep their length
-/// (the largest seen), so they are never zeroed again. The plaintext buffer is page-aligned,
-/// so that a blob placed at its file offset's position within a page can be written directly.
+/// [`WRITE_BATCH`] bytes, the decoded blobs whose ids are still to be checked, and where
+/// each checked piece goes. Both byte buffers keep their length (the largest seen), so they
+/// are never zeroed again. The plaintext buffer is page-aligned, so that a blob placed at its
+/// file offset's position within a page can be written directly.
 #[derive(Default)]
 pub(super) struct Scratch {
     pub(super) decrypted: Vec<u8>,
     pub(super) plain: crate::sys::PageAligned,
+    pub(super) unhashed: Vec<Unhashed>,
+    pub(super) ids: Vec<crate::id::Id>,
     pub(super) writes: Vec<Segment>,
+}
+
+/// A decoded blob (`plain[start..start + len]`, the job's blob `blob`) whose SHA-256 is
+/// computed together with the next few ([`crate::id::Id::hash_each`]).
+#[derive(Clone, Copy)]
+pub(super) struct Unhashed {
+    pub(super) blob: usize,
+    pub(super) start: usize,
+    pub(super) len: usize,
 }
 
 /// One blob's plaintext (`plain[start..end]` of the worker's buffer) at `offset` of a file.

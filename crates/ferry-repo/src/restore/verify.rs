@@ -1,5 +1,6 @@
 //! `--verify`: after a batch of files is written, each one is read back and every blob's
-//! SHA-256 is compared with the id the snapshot lists for that place in the file.
+//! SHA-256 is compared with the id the snapshot lists for that place in the file (a few
+//! blobs hashed together, [`Id::hash_each`]).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::target::TargetDir;
 use crate::id::Id;
+use crate::id::sha256_lanes::LANES;
 use crate::restore_report::DamagedEntry;
 
 /// A restored file and the content it must have.
@@ -63,22 +65,45 @@ fn verify_one(
         _ => std::fs::File::open(&f.rel),
     };
     let mut file = opened.map_err(|e| fail(None, format!("cannot read it back: {e}")))?;
+    // Read a few blobs, then hash them together (Id::hash_each).
     let mut offset = 0u64;
-    for (id, len) in &f.content {
-        buf.resize(*len as usize, 0);
-        file.read_exact(buf).map_err(|e| {
-            fail(
-                Some(id),
-                format!("cannot read {len} bytes at offset {offset}: {e}"),
-            )
-        })?;
-        if Id::hash(buf) != *id {
-            return Err(fail(
-                Some(id),
-                format!("the {len} bytes at offset {offset} differ from the snapshot's"),
-            ));
+    let mut ids = Vec::new();
+    for group in f.content.chunks(LANES) {
+        let total: usize = group.iter().map(|(_, len)| *len as usize).sum();
+        buf.resize(total, 0);
+        let mut at = 0usize;
+        let mut starts = [0usize; LANES];
+        for (k, (id, len)) in group.iter().enumerate() {
+            let piece = &mut buf[at..at + *len as usize];
+            file.read_exact(piece).map_err(|e| {
+                fail(
+                    Some(id),
+                    format!(
+                        "cannot read {len} bytes at offset {}: {e}",
+                        offset + at as u64
+                    ),
+                )
+            })?;
+            starts[k] = at;
+            at += *len as usize;
         }
-        offset += len;
+        let mut msgs: [&[u8]; LANES] = [&[]; LANES];
+        for (k, (_, len)) in group.iter().enumerate() {
+            msgs[k] = &buf[starts[k]..starts[k] + *len as usize];
+        }
+        Id::hash_each(&msgs[..group.len()], &mut ids);
+        for (k, ((want, len), got)) in group.iter().zip(&ids).enumerate() {
+            if got != want {
+                return Err(fail(
+                    Some(want),
+                    format!(
+                        "the {len} bytes at offset {} differ from the snapshot's",
+                        offset + starts[k] as u64
+                    ),
+                ));
+            }
+        }
+        offset += total as u64;
     }
     // A device may be larger than the volume; a file must end where its content ends.
     if !f.device {

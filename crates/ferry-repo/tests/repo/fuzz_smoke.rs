@@ -73,6 +73,11 @@ fn poly1305_mac() {
 }
 
 #[test]
+fn sha256_lanes() {
+    run("sha256_lanes", fuzzing::sha256_lanes);
+}
+
+#[test]
 fn configmap_loader() {
     run("configmap", ferry_config::fuzzing::load);
 }

@@ -209,6 +209,47 @@ async fn a_corrupt_blob_costs_only_its_files_and_their_hard_links() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_whose_content_is_not_its_id_costs_only_its_file() {
+    // Restore hashes a few decoded blobs together: the forged blob sits among intact ones of
+    // the same pack, in the same hashing batch and in the ones before and after it.
+    let t = tempfile::tempdir().unwrap();
+    let repo = init_repo(&t.path().join("repo")).await;
+    let mut w = SnapshotWriter::new(&repo);
+    let good = random_bytes(1, 9 * 50_000);
+    let victim = random_bytes(2, 3 * 50_000);
+    let ids_good = w.content(&good[..5 * 50_000], 50_000);
+    let mut ids_victim = Vec::new();
+    for (i, piece) in victim.chunks(50_000).enumerate() {
+        if i == 1 {
+            let id = Id::hash(piece);
+            w.forged_data(id, &random_bytes(3, 50_000));
+            ids_victim.push(id);
+        } else {
+            ids_victim.push(w.data(piece));
+        }
+    }
+    let mut all_good = ids_good;
+    all_good.extend(w.content(&good[5 * 50_000..], 50_000));
+    let root = w.tree(vec![
+        handmade::file(b"good", all_good, good.len() as u64),
+        handmade::file(b"victim", ids_victim.clone(), victim.len() as u64),
+    ]);
+    let (snap, packs) = w.finish(root).await.unwrap();
+    assert_eq!(packs.len(), 1, "one pack holds every blob");
+
+    let target = t.path().join("out");
+    let summary = incomplete(restore_to(&repo, &snap, &target).await);
+    assert_eq!(summary.damaged.len(), 1, "{:?}", summary.damaged);
+    let d = &summary.damaged[0];
+    assert_eq!(d.path, target.join("victim").display().to_string());
+    assert_eq!(d.blob.as_deref(), Some(ids_victim[1].to_hex().as_str()));
+    assert!(d.reason.contains("does not match its id"), "{d}");
+    assert!(std::fs::read(target.join("good")).unwrap() == good);
+    assert!(!target.join("victim").exists());
+    assert_no_temporaries(&target);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_packs_and_trees_cost_only_what_they_hold() {
     let t = tempfile::tempdir().unwrap();
     let repo_dir = t.path().join("repo");

@@ -1,14 +1,16 @@
 //! restic's authenticated encryption: AES-256-CTR with a random 16-byte IV, then a
 //! Poly1305-AES MAC over the ciphertext. Layout of a sealed message: `IV || ciphertext || MAC`.
 
-use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher, generic_array::GenericArray};
+use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+pub(crate) mod aes_ctr_vaes;
 pub(crate) mod poly1305_ifma;
+use aes_ctr_vaes::Keystream;
 use poly1305_ifma::Mac;
 
 /// The Poly1305 tag of `data` under the one-time key `key` (r, then s; RFC 8439), as restic's
@@ -17,7 +19,11 @@ pub fn poly1305(key: &[u8; 32], data: &[u8]) -> [u8; 16] {
     Mac::new(key).tag(data)
 }
 
-type Aes256Ctr = ctr::Ctr128BE<aes::Aes256>;
+/// XORs AES-256-CTR's keystream for `key` and the initial counter `iv` (big-endian, 128
+/// bits, as restic counts) into `buf`: with VAES where the CPU has it.
+pub fn aes256_ctr(key: &[u8; 32], iv: &[u8; 16], buf: &mut [u8]) {
+    Keystream::new(key, iv).apply(buf)
+}
 
 pub const IV_SIZE: usize = 16;
 pub const MAC_SIZE: usize = 16;
@@ -117,11 +123,7 @@ impl Key {
         let iv: [u8; 16] = rand::random();
         out.extend_from_slice(&iv);
         out.extend_from_slice(plaintext);
-        let mut cipher = Aes256Ctr::new(
-            GenericArray::from_slice(&self.encrypt),
-            GenericArray::from_slice(&iv),
-        );
-        cipher.apply_keystream(&mut out[IV_SIZE..]);
+        Keystream::new(&self.encrypt, &iv).apply(&mut out[IV_SIZE..]);
         let tag = self.mac(&iv, &out[IV_SIZE..]);
         out.extend_from_slice(&tag);
         out
@@ -142,20 +144,17 @@ impl Key {
         let iv: [u8; 16] = rand::random();
         buf[start..start + IV_SIZE].copy_from_slice(&iv);
         sealed(&iv);
-        let mut cipher = Aes256Ctr::new(
-            GenericArray::from_slice(&self.encrypt),
-            GenericArray::from_slice(&iv),
-        );
+        let mut cipher = Keystream::new(&self.encrypt, &iv);
         let mut mac = self.mac_state(&iv);
         let body = &mut buf[start + IV_SIZE..];
         let whole = body.len() / MAC_SIZE * MAC_SIZE;
         let (blocks, tail) = body.split_at_mut(whole);
         for segment in blocks.chunks_mut(SEGMENT) {
-            cipher.apply_keystream(segment);
+            cipher.apply(segment);
             mac.update(segment);
             sealed(segment);
         }
-        cipher.apply_keystream(tail);
+        cipher.apply(tail);
         sealed(tail);
         let tag = mac.finish(tail);
         sealed(&tag);
@@ -176,13 +175,7 @@ impl Key {
         if !self.verify(&iv, ct, tag) {
             return Err(CryptoError::BadMac);
         }
-        let mut cipher = Aes256Ctr::new(
-            GenericArray::from_slice(&self.encrypt),
-            GenericArray::from_slice(&iv),
-        );
-        cipher
-            .apply_keystream_b2b(ct, out)
-            .expect("lengths checked above");
+        Keystream::new(&self.encrypt, &iv).apply_to(ct, out);
         Ok(())
     }
 
@@ -198,11 +191,7 @@ impl Key {
             return Err(CryptoError::BadMac);
         }
         let mut out = ct.to_vec();
-        let mut cipher = Aes256Ctr::new(
-            GenericArray::from_slice(&self.encrypt),
-            GenericArray::from_slice(&iv),
-        );
-        cipher.apply_keystream(&mut out);
+        Keystream::new(&self.encrypt, &iv).apply(&mut out);
         Ok(out)
     }
 }

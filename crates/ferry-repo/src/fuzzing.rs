@@ -46,6 +46,37 @@ pub fn poly1305(data: &[u8]) {
     );
 }
 
+/// AES-256-CTR: ferry's keystream (VAES where this CPU has it) gives the `aes` and `ctr`
+/// crates' ciphertext, however the message is cut into pieces. Input: a 32-byte key, a
+/// 16-byte initial counter, one byte for the pieces' length, the message.
+pub fn aes_ctr(data: &[u8]) {
+    let Some((key, rest)) = data.split_first_chunk::<32>() else {
+        return;
+    };
+    let Some((iv, rest)) = rest.split_first_chunk::<16>() else {
+        return;
+    };
+    let Some((&cut, message)) = rest.split_first() else {
+        return;
+    };
+    let mut want = message.to_vec();
+    crate::crypto::aes_ctr_vaes::Keystream::portable(key, iv).apply(&mut want);
+    let mut got = message.to_vec();
+    crate::crypto::aes256_ctr(key, iv, &mut got);
+    assert!(got == want, "one piece");
+    let mut ks = crate::crypto::aes_ctr_vaes::Keystream::new(key, iv);
+    let mut pieces = message.to_vec();
+    for (i, piece) in pieces.chunks_mut(cut as usize + 1).enumerate() {
+        if i % 2 == 0 {
+            ks.apply(piece);
+        } else {
+            let input = piece.to_vec();
+            ks.apply_to(&input, piece);
+        }
+    }
+    assert!(pieces == want, "pieces of {} bytes", cut as usize + 1);
+}
+
 /// SHA-256 of several messages at once (four interleaved with SHA-NI where this CPU has it)
 /// gives the `sha2` crate's digest of each. Input: one byte per message for its length
 /// (times 7, so that lengths reach past a few blocks), then the bytes the messages are cut

@@ -73,6 +73,11 @@ fn poly1305_mac() {
 }
 
 #[test]
+fn aes_ctr_keystream() {
+    run("aes_ctr", fuzzing::aes_ctr);
+}
+
+#[test]
 fn sha256_lanes() {
     run("sha256_lanes", fuzzing::sha256_lanes);
 }

@@ -7,26 +7,13 @@
 //! thread's CPU time are printed, with the ratio. Restore decrypts every byte it reads,
 //! backup encrypts every byte it writes.
 
+mod common;
+use common::{median, thread_cpu};
+
 use aes::cipher::{KeyIvInit, StreamCipher, generic_array::GenericArray};
 
 const MESSAGE: usize = 1 << 20;
 const TOTAL: usize = 1 << 30;
-
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
-}
-
-/// This thread's CPU time in seconds.
-fn thread_cpu() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: t is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-}
 
 fn crates(key: &[u8; 32], iv: &[u8; 16], buf: &mut [u8]) {
     ctr::Ctr128BE::<aes::Aes256>::new(GenericArray::from_slice(key), GenericArray::from_slice(iv))

@@ -5,17 +5,15 @@
 //! give the same tags; then each runs five times and the medians are printed, with the
 //! ratio. Restore MACs every byte it reads, backup every byte it writes.
 
+mod common;
+use common::median;
+
 use std::time::Instant;
 
 use poly1305::universal_hash::KeyInit;
 
 const MESSAGE: usize = 1 << 20;
 const TOTAL: usize = 1 << 30;
-
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
-}
 
 fn main() {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -6,27 +6,14 @@
 //! printed (so that another process on the machine does not count), with the ratio. Restore
 //! checks the id of every blob it writes, backup computes the id of every chunk it reads.
 
+mod common;
+use common::{median, thread_cpu};
+
 use ferry_repo::id::Id;
 
 const MESSAGE: usize = 1 << 20;
 const TOTAL: usize = 1 << 30;
 const BATCH: usize = 4;
-
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
-}
-
-/// This thread's CPU time in seconds.
-fn thread_cpu() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: t is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
-}
 
 fn main() {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

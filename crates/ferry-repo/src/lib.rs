@@ -30,6 +30,8 @@ pub mod snapshot;
 pub mod stats;
 pub mod sys;
 pub mod targets;
+#[cfg(test)]
+mod test_bytes;
 pub mod tree;
 mod usage;
 mod xattr;

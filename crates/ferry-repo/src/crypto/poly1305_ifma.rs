@@ -343,18 +343,7 @@ mod tests {
             .into()
     }
 
-    /// A deterministic byte stream (xorshift), so a failure names its seed.
-    fn bytes(seed: u64, len: usize) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::test_bytes::xorshift as bytes;
 
     /// The tag through the vector path: `pieces` (in blocks) as updates of their own, then
     /// the rest of the whole blocks at once, then the tail.

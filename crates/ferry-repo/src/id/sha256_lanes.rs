@@ -295,15 +295,7 @@ mod tests {
     use super::*;
 
     fn message(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::test_bytes::spread(seed, len)
     }
 
     fn check(msgs: &[Vec<u8>]) {

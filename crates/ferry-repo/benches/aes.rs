@@ -8,7 +8,7 @@
 //! backup encrypts every byte it writes.
 
 mod common;
-use common::{median, thread_cpu};
+use common::{Bytes, median, thread_cpu};
 
 use aes::cipher::{KeyIvInit, StreamCipher, generic_array::GenericArray};
 
@@ -21,21 +21,10 @@ fn crates(key: &[u8; 32], iv: &[u8; 16], buf: &mut [u8]) {
 }
 
 fn main() {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let mut message: Vec<u8> = (0..MESSAGE).map(|_| next() as u8).collect();
+    let mut bytes = Bytes::new();
+    let mut message = bytes.vec(MESSAGE);
     let keys: Vec<([u8; 32], [u8; 16])> = (0..TOTAL / MESSAGE)
-        .map(|_| {
-            (
-                std::array::from_fn(|_| next() as u8),
-                std::array::from_fn(|_| next() as u8),
-            )
-        })
+        .map(|_| (bytes.array(), bytes.array()))
         .collect();
     for (key, iv) in &keys[..8] {
         let mut a = message.clone();

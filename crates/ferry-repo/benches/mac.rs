@@ -6,7 +6,7 @@
 //! ratio. Restore MACs every byte it reads, backup every byte it writes.
 
 mod common;
-use common::median;
+use common::{Bytes, median};
 
 use std::time::Instant;
 
@@ -16,17 +16,9 @@ const MESSAGE: usize = 1 << 20;
 const TOTAL: usize = 1 << 30;
 
 fn main() {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let message: Vec<u8> = (0..MESSAGE).map(|_| next() as u8).collect();
-    let keys: Vec<[u8; 32]> = (0..TOTAL / MESSAGE)
-        .map(|_| std::array::from_fn(|_| next() as u8))
-        .collect();
+    let mut bytes = Bytes::new();
+    let message = bytes.vec(MESSAGE);
+    let keys: Vec<[u8; 32]> = (0..TOTAL / MESSAGE).map(|_| bytes.array()).collect();
     let ferry = |key: &[u8; 32]| ferry_repo::crypto::poly1305(key, &message);
     let crate_tag = |key: &[u8; 32]| -> [u8; 16] {
         poly1305::Poly1305::new(key.into())

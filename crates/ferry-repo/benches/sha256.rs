@@ -7,7 +7,7 @@
 //! checks the id of every blob it writes, backup computes the id of every chunk it reads.
 
 mod common;
-use common::{median, thread_cpu};
+use common::{Bytes, median, thread_cpu};
 
 use ferry_repo::id::Id;
 
@@ -16,19 +16,8 @@ const TOTAL: usize = 1 << 30;
 const BATCH: usize = 4;
 
 fn main() {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let messages: Vec<Vec<u8>> = (0..BATCH)
-        .map(|_| {
-            (0..MESSAGE)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        })
-        .collect();
+    let mut bytes = Bytes::new();
+    let messages: Vec<Vec<u8>> = (0..BATCH).map(|_| bytes.vec(MESSAGE)).collect();
     let refs: Vec<&[u8]> = messages.iter().map(|m| m.as_slice()).collect();
     let mut ids = Vec::new();
     Id::hash_each(&refs, &mut ids);

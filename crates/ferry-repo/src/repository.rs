@@ -557,19 +557,15 @@ pub fn decode_blob_to(
     decrypted: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
     decode_blob_unhashed_to(key, sealed, uncompressed_length, id, out, decrypted)?;
-    check_blob_id(id, out)
+    if Id::hash(out) != *id {
+        return Err(blob_id_mismatch(id));
+    }
+    Ok(())
 }
 
 /// The error [`decode_blob_to`] gives when the plaintext's SHA-256 is not the blob's id.
 pub fn blob_id_mismatch(id: &Id) -> String {
     format!("blob {id}: content does not match its id")
-}
-
-fn check_blob_id(id: &Id, plain: &[u8]) -> std::result::Result<(), String> {
-    if Id::hash(plain) != *id {
-        return Err(blob_id_mismatch(id));
-    }
-    Ok(())
 }
 
 /// [`decode_blob_to`] without its last step, the SHA-256 of the plaintext against `id`

@@ -133,45 +133,34 @@ mod shani {
     /// The CPU must have SHA-NI, SSSE3 and SSE4.1 ([`available`]).
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
     pub(super) unsafe fn hash_each(msgs: &[&[u8]], out: &mut [Id]) {
-        let mut lanes: [Option<Lane>; LANES] = std::array::from_fn(|_| None);
-        let mut next = 0;
+        let mut lanes: Vec<Lane> = Vec::with_capacity(LANES);
+        let mut next = msgs.iter().enumerate();
         loop {
-            for lane in lanes.iter_mut().filter(|l| l.is_none()) {
-                if next < msgs.len() {
-                    *lane = Some(Lane::new(next, msgs[next]));
-                    next += 1;
-                }
+            while lanes.len() < LANES {
+                let Some((index, msg)) = next.next() else {
+                    break;
+                };
+                lanes.push(Lane::new(index, msg));
             }
-            let mut active: [Option<&mut Lane>; LANES] = std::array::from_fn(|_| None);
-            let mut k = 0;
-            for lane in lanes.iter_mut().flatten() {
-                active[k] = Some(lane);
-                k += 1;
-            }
-            if k == 0 {
+            let Some(blocks) = lanes.iter().map(|l| l.next_run().1).min() else {
                 return;
-            }
-            let active = &mut active[..k];
-            let blocks = active
-                .iter()
-                .map(|l| l.as_ref().unwrap().next_run().1)
-                .min()
-                .unwrap();
+            };
             // SAFETY: every lane's run holds at least `blocks` blocks.
             unsafe {
-                match k {
-                    1 => compress_lanes::<1>(active, blocks),
-                    2 => compress_lanes::<2>(active, blocks),
-                    3 => compress_lanes::<3>(active, blocks),
-                    _ => compress_lanes::<4>(active, blocks),
+                match lanes.len() {
+                    1 => compress_lanes::<1>(&mut lanes, blocks),
+                    2 => compress_lanes::<2>(&mut lanes, blocks),
+                    3 => compress_lanes::<3>(&mut lanes, blocks),
+                    _ => compress_lanes::<4>(&mut lanes, blocks),
                 }
             }
-            for slot in lanes.iter_mut() {
-                if slot.as_ref().is_some_and(|l| l.finished()) {
-                    let lane = slot.take().unwrap();
-                    out[lane.index] = Id(digest(lane.state));
+            lanes.retain(|l| {
+                let finished = l.finished();
+                if finished {
+                    out[l.index] = Id(digest(l.state));
                 }
-            }
+                !finished
+            });
         }
     }
 
@@ -180,14 +169,9 @@ mod shani {
     /// # Safety
     /// Each lane's [`Lane::next_run`] must hold at least `blocks` blocks.
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-    unsafe fn compress_lanes<const N: usize>(lanes: &mut [Option<&mut Lane>], blocks: usize) {
-        let mut states = [load_state(&H0); N];
-        let mut at = [std::ptr::null::<u8>(); N];
-        for (j, lane) in lanes.iter().enumerate() {
-            let lane = lane.as_ref().unwrap();
-            states[j] = lane.state;
-            at[j] = lane.next_run().0;
-        }
+    unsafe fn compress_lanes<const N: usize>(lanes: &mut [Lane], blocks: usize) {
+        let mut states: [State; N] = std::array::from_fn(|j| lanes[j].state);
+        let mut at: [*const u8; N] = std::array::from_fn(|j| lanes[j].next_run().0);
         for _ in 0..blocks {
             let saved = states;
             // SAFETY: the caller guarantees a whole block at each `at`.
@@ -207,9 +191,8 @@ mod shani {
                 at[j] = unsafe { at[j].add(64) };
             }
         }
-        for (j, lane) in lanes.iter_mut().enumerate() {
-            let lane = lane.as_mut().unwrap();
-            lane.state = states[j];
+        for (lane, state) in lanes.iter_mut().zip(states) {
+            lane.state = state;
             lane.done += blocks;
         }
     }

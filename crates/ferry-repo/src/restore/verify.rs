@@ -71,37 +71,34 @@ fn verify_one(
     for group in f.content.chunks(LANES) {
         let total: usize = group.iter().map(|(_, len)| *len as usize).sum();
         buf.resize(total, 0);
-        let mut at = 0usize;
-        let mut starts = [0usize; LANES];
-        for (k, (id, len)) in group.iter().enumerate() {
-            let piece = &mut buf[at..at + *len as usize];
+        let mut at = offset;
+        let mut rest = &mut buf[..];
+        for (id, len) in group {
+            let (piece, after) = rest.split_at_mut(*len as usize);
             file.read_exact(piece).map_err(|e| {
                 fail(
                     Some(id),
-                    format!(
-                        "cannot read {len} bytes at offset {}: {e}",
-                        offset + at as u64
-                    ),
+                    format!("cannot read {len} bytes at offset {at}: {e}"),
                 )
             })?;
-            starts[k] = at;
-            at += *len as usize;
+            rest = after;
+            at += len;
         }
         let mut msgs: [&[u8]; LANES] = [&[]; LANES];
-        for (k, (_, len)) in group.iter().enumerate() {
-            msgs[k] = &buf[starts[k]..starts[k] + *len as usize];
+        let mut rest = &buf[..];
+        for (m, (_, len)) in msgs.iter_mut().zip(group) {
+            (*m, rest) = rest.split_at(*len as usize);
         }
         Id::hash_each(&msgs[..group.len()], &mut ids);
-        for (k, ((want, len), got)) in group.iter().zip(&ids).enumerate() {
+        let mut at = offset;
+        for ((want, len), got) in group.iter().zip(&ids) {
             if got != want {
                 return Err(fail(
                     Some(want),
-                    format!(
-                        "the {len} bytes at offset {} differ from the snapshot's",
-                        offset + starts[k] as u64
-                    ),
+                    format!("the {len} bytes at offset {at} differ from the snapshot's"),
                 ));
             }
+            at += len;
         }
         offset += total as u64;
     }

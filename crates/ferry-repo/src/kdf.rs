@@ -122,8 +122,30 @@ fn alloc_zeroed<T: Clone + Default>(len: usize, params: KdfParams) -> Result<Vec
         r: params.r,
         p: params.p,
     })?;
+    huge_pages(&mut v);
     v.resize(len, T::default());
     Ok(v)
+}
+
+/// Asks for transparent huge pages under a table before its first touch. Each thread's
+/// tables (64 MiB at restic's N=2^15, r=8, two lanes side by side) took 16,384 page faults
+/// with 4 KiB pages: 0.07-0.10 s of system time in a 0.22 s key derivation on the 2-CPU VM;
+/// with 2 MiB pages 0.01-0.02 s, and the derivation 0.17-0.18 s. Advice only: where the
+/// kernel has huge pages off (or none free), nothing changes.
+fn huge_pages<T>(v: &mut Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = v.capacity() * std::mem::size_of::<T>();
+        let start = v.as_mut_ptr() as usize;
+        // Only whole 2 MiB pages inside the allocation can be huge.
+        let (first, end) = (start.next_multiple_of(HUGE), (start + bytes) & !(HUGE - 1));
+        if end > first {
+            // SAFETY: the range lies inside this Vec's allocation; MADV_HUGEPAGE changes
+            // how its pages are backed, never their contents.
+            unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+        }
+    }
 }
 
 /// scrypt into `out`, lanes spread over up to `threads` threads (and side by side in vector

@@ -288,6 +288,28 @@ mod tests {
         let want: Vec<Id> = msgs.iter().map(|m| Id(Sha256::digest(m).into())).collect();
         let lens: Vec<usize> = msgs.iter().map(|m| m.len()).collect();
         assert_eq!(got, want, "lengths {lens:?}");
+        // The interleaved code itself, whatever the dispatch above chose (it leaves one
+        // message to the sha2 crate).
+        #[cfg(target_arch = "x86_64")]
+        if shani::available() {
+            let mut direct = vec![Id::default(); msgs.len()];
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { shani::hash_each(&refs, &mut direct) };
+            assert_eq!(direct, want, "interleaved, lengths {lens:?}");
+        }
+    }
+
+    #[test]
+    fn sha_ni_is_used_where_the_cpu_has_it() {
+        // So that the tests here compare the interleaved code with the sha2 crate on such a
+        // CPU, and restores on it hash four blobs at once.
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("sha")
+            && is_x86_feature_detected!("sse4.1")
+            && is_x86_feature_detected!("ssse3")
+        {
+            assert!(interleaved());
+        }
     }
 
     #[test]

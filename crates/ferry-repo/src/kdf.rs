@@ -131,7 +131,8 @@ fn alloc_zeroed<T: Clone + Default>(len: usize, params: KdfParams) -> Result<Vec
 /// tables (64 MiB at restic's N=2^15, r=8, two lanes side by side) took 16,384 page faults
 /// with 4 KiB pages: 0.07-0.10 s of system time in a 0.22 s key derivation on the 2-CPU VM;
 /// with 2 MiB pages 0.01-0.02 s, and the derivation 0.17-0.18 s. Advice only: where the
-/// kernel has huge pages off (or none free), nothing changes.
+/// kernel has huge pages off (or none free), nothing changes; a buffer holding no whole
+/// 2 MiB page (the lanes' PBKDF2 output) is left alone.
 fn huge_pages<T>(v: &mut Vec<T>) {
     #[cfg(target_os = "linux")]
     {

@@ -18,7 +18,7 @@ pub const LANES: usize = 4;
 pub fn hash_each(msgs: &[&[u8]], out: &mut Vec<Id>) {
     out.clear();
     #[cfg(target_arch = "x86_64")]
-    if msgs.len() > 1 && shani::available() {
+    if msgs.len() > 1 && interleaved() {
         out.resize(msgs.len(), Id::default());
         // SAFETY: the CPU has the features the function is compiled for.
         unsafe { shani::hash_each(msgs, out) };
@@ -301,8 +301,8 @@ mod tests {
 
     #[test]
     fn sha_ni_is_used_where_the_cpu_has_it() {
-        // So that the tests here compare the interleaved code with the sha2 crate on such a
-        // CPU, and restores on it hash four blobs at once.
+        // `hash_each` dispatches on `interleaved()`: on such a CPU restores hash four blobs
+        // at once.
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("sha")
             && is_x86_feature_detected!("sse4.1")

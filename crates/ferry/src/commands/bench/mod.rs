@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod backup;
+mod cpu_split;
 mod repo;
 mod restore;
 mod scale;

@@ -139,6 +139,17 @@ fn parse_process_stat(stat: &str) -> Option<(i32, f64)> {
     Some((group, utime + stime))
 }
 
+/// The live processes of a process group.
+pub fn group_members(group: i32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| process_ticks(*pid).is_some_and(|(g, _)| g == group))
+        .collect()
+}
+
 /// The CPU clock ticks of every live process of a process group.
 fn group_ticks(group: i32) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -483,6 +483,18 @@ impl Repository {
 
     /// Loads one blob: fetch, verify MAC, decrypt, decompress, verify its id.
     pub async fn load_blob(&self, kind: BlobType, id: &Id) -> Result<Vec<u8>> {
+        self.load_blob_then(kind, id, Ok).await
+    }
+
+    /// Loads one blob and turns it into a `T` with `then`, on the same blocking thread as the
+    /// decoding: a tree's JSON is parsed there too, so a level of trees loaded at once is
+    /// parsed on every CPU, not one after another on the task that awaits them.
+    async fn load_blob_then<T: Send + 'static>(
+        &self,
+        kind: BlobType,
+        id: &Id,
+        then: impl FnOnce(Vec<u8>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let index = self.index().await?;
         let loc = index.get(kind, id).ok_or_else(|| RepoError::MissingBlob {
             blob: id.to_hex(),
@@ -499,23 +511,28 @@ impl Repository {
         let key = self.key.clone();
         let id = *id;
         blocking(move || {
-            decode_blob(&key, &raw, loc.uncompressed_length, &id).map_err(|reason| {
-                RepoError::Corrupt {
-                    pack: pack.to_hex(),
-                    file: format!("{kind} blob {id}"),
-                    reason,
-                }
-            })
+            let plain =
+                decode_blob(&key, &raw, loc.uncompressed_length, &id).map_err(|reason| {
+                    RepoError::Corrupt {
+                        pack: pack.to_hex(),
+                        file: format!("{kind} blob {id}"),
+                        reason,
+                    }
+                })?;
+            then(plain)
         })
         .await
     }
 
     pub async fn load_tree(&self, id: &Id) -> Result<Tree> {
-        let raw = self.load_blob(BlobType::Tree, id).await?;
-        serde_json::from_slice(&raw).map_err(|e| RepoError::CorruptFile {
-            what: format!("tree {id}"),
-            reason: e.to_string(),
+        let tree = *id;
+        self.load_blob_then(BlobType::Tree, id, move |raw| {
+            serde_json::from_slice(&raw).map_err(|e| RepoError::CorruptFile {
+                what: format!("tree {tree}"),
+                reason: e.to_string(),
+            })
         })
+        .await
     }
 }
 

@@ -34,7 +34,7 @@ use crate::error::{RepoError, Result};
 use crate::fsmeta;
 use crate::id::Id;
 use crate::id::sha256_lanes::LANES;
-use crate::index::MasterIndex;
+use crate::index::{IdMap, MasterIndex};
 use crate::pack::BlobType;
 use crate::repository::{Repository, blob_id_mismatch, decode_blob_unhashed_to};
 use crate::restore_report::Warnings;
@@ -759,7 +759,7 @@ fn device_size(f: &std::fs::File) -> std::io::Result<u64> {
 /// packs in the order the files need them.
 /// A file with a blob the index does not know is marked damaged and not planned at all.
 fn plan_ranges(files: &mut [FileTarget], index: &MasterIndex) -> Vec<RangeJob> {
-    let mut per_pack: HashMap<u32, HashMap<Id, PlannedBlob>> = HashMap::new();
+    let mut per_pack: HashMap<u32, IdMap<PlannedBlob>> = HashMap::new();
     // Packs in the order the files first need them: files complete early and in turn, so
     // few are open at once and each is written mostly front to back.
     let mut pack_order = Vec::new();
@@ -784,7 +784,7 @@ fn plan_ranges(files: &mut [FileTarget], index: &MasterIndex) -> Vec<RangeJob> {
                 .entry(loc.pack)
                 .or_insert_with(|| {
                     pack_order.push(loc.pack);
-                    HashMap::new()
+                    IdMap::default()
                 })
                 .entry(*id)
                 .or_insert_with(|| PlannedBlob {

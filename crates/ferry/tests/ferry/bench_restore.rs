@@ -23,26 +23,29 @@ fn seconds(cell: &str) -> f64 {
         .unwrap_or_else(|e| panic!("{cell:?}: {e}"))
 }
 
+/// `ferry bench restore --cluster kubesim` with more arguments.
+fn bench_restore_on_kubesim(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["bench", "restore", "--cluster", "kubesim"])
+        .args(args)
+        .output()
+        .expect("ferry runs")
+}
+
 #[test]
 fn bench_restore_on_kubesim_measures_both_modes_against_the_ideal() {
     let out = tempfile::tempdir().expect("a temporary directory");
-    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "bench",
-            "restore",
-            "--cluster",
-            "kubesim",
-            "--nodes",
-            "2",
-            "--volumes",
-            "4",
-            "--size",
-            "8MiB",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .expect("ferry runs");
+    let dir = out.path().to_str().expect("a UTF-8 path");
+    let output = bench_restore_on_kubesim(&[
+        "--nodes",
+        "2",
+        "--volumes",
+        "4",
+        "--size",
+        "8MiB",
+        "--out",
+        dir,
+    ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -160,17 +163,7 @@ fn bench_restore_on_kubesim_measures_both_modes_against_the_ideal() {
 
 #[test]
 fn bench_restore_refuses_control_plane_cpus_without_the_real_control_plane() {
-    let output = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "bench",
-            "restore",
-            "--cluster",
-            "kubesim",
-            "--control-plane-cpus",
-            "1",
-        ])
-        .output()
-        .expect("ferry runs");
+    let output = bench_restore_on_kubesim(&["--control-plane-cpus", "1"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(

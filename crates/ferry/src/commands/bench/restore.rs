@@ -930,15 +930,26 @@ mod tests {
             .join(" ")
     }
 
-    #[test]
-    fn the_cpu_table_says_who_used_the_machine_and_what_it_costs_in_makespan() {
-        let used = |wall, machine, data_movers, controller, control_plane| CpuUse {
+    /// CPU seconds over `wall`: the machine's, the data movers', the controller's and the
+    /// control plane's.
+    fn used(
+        wall: f64,
+        machine: f64,
+        data_movers: f64,
+        controller: Option<f64>,
+        control_plane: f64,
+    ) -> CpuUse {
+        CpuUse {
             wall,
             machine,
             data_movers,
             controller,
             control_plane: Some(control_plane),
-        };
+        }
+    }
+
+    #[test]
+    fn the_cpu_table_says_who_used_the_machine_and_what_it_costs_in_makespan() {
         let cpu = [
             Some(used(7.8, 6.0, 3.0, Some(0.3), 2.0)),
             Some(used(2.9, 5.5, 3.1, Some(0.2), 1.6)),
@@ -1013,13 +1024,6 @@ mod tests {
 
     #[test]
     fn with_the_control_plane_on_cpus_of_its_own_only_the_nodes_cpus_count_beyond_the_ideal() {
-        let used = |wall, machine, data_movers, controller, control_plane| CpuUse {
-            wall,
-            machine,
-            data_movers,
-            controller,
-            control_plane: Some(control_plane),
-        };
         let cpu = [
             Some(used(7.8, 6.0, 3.0, Some(0.3), 2.0)),
             Some(used(2.9, 5.5, 3.1, Some(0.2), 1.2)),

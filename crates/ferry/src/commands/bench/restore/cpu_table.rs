@@ -121,22 +121,7 @@ fn beyond_the_ideal(
     cpus: usize,
 ) -> String {
     let more = used.machine - alone.machine;
-    let signed = |v: f64| format!("{}{:.2}", if v < 0.0 { "−" } else { "+" }, v.abs());
-    let mut parts = Vec::new();
-    if let Some(plane) = used.control_plane {
-        parts.push(format!(
-            "control plane {}",
-            signed(plane - alone.control_plane.unwrap_or(0.0))
-        ));
-    }
-    if let Some(controller) = used.controller {
-        parts.push(format!("ferry's controller {}", signed(controller)));
-    }
-    parts.push(format!(
-        "data movers {}",
-        signed(used.data_movers - alone.data_movers)
-    ));
-    parts.push(format!("the rest {}", signed(used.rest() - alone.rest())));
+    let parts = differences(used, alone, true);
     format!(
         "{}: {:.0}% busy; it used {:.2} CPU-seconds {} than the data movers alone ({}), {} on \
          {cpus} CPUs, against the {} by which its makespan exceeds the measured ideal.{}",
@@ -144,7 +129,7 @@ fn beyond_the_ideal(
         used.busy(cpus) * 100.0,
         more.abs(),
         if more < 0.0 { "less" } else { "more" },
-        parts.join(", "),
+        parts,
         human_seconds(more.max(0.0) / cpus.max(1) as f64),
         human_seconds((run.makespan() - ideal.makespan()).max(0.0)),
         if used.control_plane.is_some() {
@@ -167,8 +152,32 @@ fn beyond_the_ideal_on_the_nodes(
 ) -> String {
     let on_nodes = |c: &CpuUse| c.machine - c.control_plane.unwrap_or(0.0);
     let more = on_nodes(used) - on_nodes(alone);
+    let parts = differences(used, alone, false);
+    format!(
+        "{}: outside the control plane (on its own CPUs) it used {:.2} CPU-seconds {} than the \
+         data movers alone ({}), {} on the nodes' {}, against the {} by which its makespan \
+         exceeds the measured ideal.",
+        run.name,
+        more.abs(),
+        if more < 0.0 { "less" } else { "more" },
+        parts,
+        human_seconds(more.max(0.0) / cpus.max(1) as f64),
+        count_words(cpus),
+        human_seconds((run.makespan() - ideal.makespan()).max(0.0)),
+    )
+}
+
+/// Who used how much more CPU time than the data movers alone: "control plane +1.20, ferry's
+/// controller +0.20, data movers +0.10, the rest −0.80" (the control plane if asked and known).
+fn differences(used: &CpuUse, alone: &CpuUse, control_plane: bool) -> String {
     let signed = |v: f64| format!("{}{:.2}", if v < 0.0 { "−" } else { "+" }, v.abs());
     let mut parts = Vec::new();
+    if let (true, Some(plane)) = (control_plane, used.control_plane) {
+        parts.push(format!(
+            "control plane {}",
+            signed(plane - alone.control_plane.unwrap_or(0.0))
+        ));
+    }
     if let Some(controller) = used.controller {
         parts.push(format!("ferry's controller {}", signed(controller)));
     }
@@ -177,16 +186,5 @@ fn beyond_the_ideal_on_the_nodes(
         signed(used.data_movers - alone.data_movers)
     ));
     parts.push(format!("the rest {}", signed(used.rest() - alone.rest())));
-    format!(
-        "{}: outside the control plane (on its own CPUs) it used {:.2} CPU-seconds {} than the \
-         data movers alone ({}), {} on the nodes' {}, against the {} by which its makespan \
-         exceeds the measured ideal.",
-        run.name,
-        more.abs(),
-        if more < 0.0 { "less" } else { "more" },
-        parts.join(", "),
-        human_seconds(more.max(0.0) / cpus.max(1) as f64),
-        count_words(cpus),
-        human_seconds((run.makespan() - ideal.makespan()).max(0.0)),
-    )
+    parts.join(", ")
 }

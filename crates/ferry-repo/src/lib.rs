@@ -22,6 +22,7 @@ pub mod keyfile;
 pub mod lock;
 mod ls;
 pub mod pack;
+mod prefetch;
 pub mod prune;
 pub mod repository;
 pub mod restore;

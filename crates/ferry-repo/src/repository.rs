@@ -14,6 +14,7 @@ use crate::index::{IndexJson, MasterIndex};
 use crate::kdf::KdfParams;
 use crate::keyfile::{KeyFile, KeyFileError};
 use crate::pack::BlobType;
+use crate::prefetch::Prefetched;
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
 
@@ -27,6 +28,8 @@ pub struct Repository {
     key: Key,
     config: RepoConfig,
     index: Arc<tokio::sync::Mutex<Option<Arc<MasterIndex>>>>,
+    /// Snapshot and index files read while the key was derived.
+    prefetched: Arc<Prefetched>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -114,7 +117,18 @@ impl Repository {
             return Err(RepoError::NoKey { location });
         }
         keys.sort();
-        let key = open_master_key(&backend, keys, password).await?;
+        let prefetched = Arc::new(Prefetched::default());
+        let key = {
+            let key = open_master_key(&backend, keys, password);
+            let fill = prefetched.fill(&backend);
+            tokio::pin!(key, fill);
+            // The reads go on only while the key is derived: once it is ready, whatever
+            // they have not read yet is read when asked for.
+            tokio::select! {
+                key = &mut key => key,
+                () = &mut fill => key.await,
+            }
+        }?;
         let plain = key.open(&config_raw).map_err(|_| RepoError::CorruptFile {
             what: format!("{location}/config"),
             reason: "MAC verification failed".into(),
@@ -136,6 +150,7 @@ impl Repository {
             key,
             config,
             index: Arc::new(tokio::sync::Mutex::new(None)),
+            prefetched,
         })
     }
 
@@ -210,6 +225,7 @@ impl Repository {
             key,
             config,
             index: Arc::new(tokio::sync::Mutex::new(None)),
+            prefetched: Arc::default(),
         })
     }
 
@@ -299,7 +315,10 @@ impl Repository {
     /// Loads, verifies, decrypts and decompresses a non-pack file.
     pub async fn load_unpacked(&self, kind: FileType, id: &Id) -> Result<Vec<u8>> {
         let h = Handle::new(kind, id.to_hex());
-        let raw = self.backend.load(&h, None).await?;
+        let raw = match self.prefetched.take(kind, id) {
+            Some(raw) => raw,
+            None => self.backend.load(&h, None).await?,
+        };
         let key = self.key.clone();
         let id = *id;
         blocking(move || {
@@ -366,6 +385,7 @@ impl Repository {
             .buffer_unordered(8)
             .collect()
             .await;
+        self.prefetched.forget(FileType::Snapshot);
         let mut snaps = Vec::new();
         let mut unreadable = Vec::new();
         for (id, r) in loaded {
@@ -392,6 +412,7 @@ impl Repository {
             .buffer_unordered(8)
             .try_collect()
             .await?;
+        self.prefetched.forget(FileType::Snapshot);
         snaps.sort_by_key(|s| s.unix_time());
         Ok(snaps)
     }
@@ -467,6 +488,7 @@ impl Repository {
             .buffer_unordered(8)
             .try_collect()
             .await?;
+        self.prefetched.forget(FileType::Index);
         let mut mi = MasterIndex::default();
         for f in &files {
             mi.add(f);

@@ -8,6 +8,7 @@ mod fuzz_smoke;
 mod key_files;
 mod key_once_per_process;
 mod lock_interop;
+mod read_ahead;
 mod repo_behaviour;
 mod restic_interop;
 mod restic_maintenance;

@@ -142,6 +142,12 @@ impl TargetDir {
         Ok(rfs::syncfs(&self.root)?)
     }
 
+    /// Bytes free on the target's file system for an unprivileged writer.
+    pub(crate) fn free_bytes(&self) -> io::Result<u64> {
+        let st = rfs::fstatvfs(&self.root)?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     /// Opens an existing regular file below the root for reading.
     pub(crate) fn open_read(&self, rel: &Path) -> io::Result<File> {
         Ok(File::from(self.open_beneath(

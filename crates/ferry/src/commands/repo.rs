@@ -88,7 +88,8 @@ pub struct RestoreArgs {
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Threads decrypting, decompressing and writing (default: the CPU count, twice that
-    /// when the restore flushes, since its workers then also wait for the disk).
+    /// when the workers also wait for the disk: the restore flushes, or its data would take
+    /// more than half of the target's free space).
     #[arg(long)]
     pub workers: Option<usize>,
     /// Restore only entries matching this glob (restic's rules; repeatable), plus the

@@ -669,12 +669,17 @@ fn measurements(ideal: &Ideal) -> String {
         all => format!(
             "; the fastest of {} runs ({})",
             all.len(),
-            all.iter()
-                .map(|s| human_seconds(*s))
-                .collect::<Vec<_>>()
-                .join(", ")
+            seconds_list(all)
         ),
     }
+}
+
+/// `2.50 s, 2.60 s, 2.70 s`.
+fn seconds_list(all: &[f64]) -> String {
+    all.iter()
+        .map(|s| human_seconds(*s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `makespan / ideal` rounded to the two decimals shown, so the verdict agrees with the text
@@ -789,10 +794,7 @@ fn render_figures(
                 all => format!(
                     " (the fastest of {} runs, each after an ideal's but the first: {})",
                     all.len(),
-                    all.iter()
-                        .map(|s| human_seconds(*s))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    seconds_list(all)
                 ),
             }
         );

@@ -120,9 +120,8 @@ impl Default for RestoreOptions {
 impl RestoreOptions {
     /// The worker count for a restore whose writes wait for the device (`waits`: direct
     /// writes, writeback started for a flush, or a target the data nearly fills) or not:
-    /// one per CPU, twice that when they
-    /// wait, since a worker blocked in a write leaves its CPU idle (docs/repository.md,
-    /// "How a restore writes", has the figures).
+    /// one per CPU, twice that when they wait, since a worker blocked in a write leaves its
+    /// CPU idle (docs/repository.md, "How a restore writes", has the figures).
     pub fn workers_for(&self, waits: bool) -> usize {
         if self.workers > 0 {
             return self.workers;
@@ -764,7 +763,7 @@ impl Run<'_> {
 /// Whether writing `bytes` through the page cache nearly fills a file system with `free`
 /// bytes free: ext4 forces the writeback of delayed allocations, and makes the writer wait
 /// for it, once they exceed half of the free space (`ext4_nonda_switch`). Restoring 1 GiB of
-/// small files into a 1.34 GiB ext4 spent ~1 s of thread time waiting there.
+/// small files into a 1.34 GiB ext4 spent ~1.5 s of thread time waiting there.
 fn fills_the_target(bytes: u64, free: Option<u64>) -> bool {
     free.is_some_and(|free| bytes.saturating_mul(2) > free)
 }

@@ -177,7 +177,7 @@ async fn the_loser_of_a_creation_writes_nothing() {
     let config = std::fs::read(dir.join("config")).unwrap();
     // A creator that checked for the config just before the winner wrote it: simulated by
     // hiding the config from its first look only.
-    let late = Arc::new(HideConfigOnce::new(LocalBackend::new(&dir)));
+    let late = Arc::new(common::HookedBackend::new(&dir, HideConfigOnce::default()));
     let err = Repository::init_with_kdf(late, PASSWORD, Some(TEST_KDF))
         .await
         .unwrap_err();
@@ -248,52 +248,16 @@ async fn waiting_for_a_creator_ends_with_a_clear_error_and_a_wrong_password_at_o
     );
 }
 
-/// A backend whose first `stat` of the config says it is not there.
-#[derive(Debug)]
+/// Hooks whose first `stat` of the config says it is not there.
+#[derive(Debug, Default)]
 struct HideConfigOnce {
-    inner: LocalBackend,
     hidden: std::sync::atomic::AtomicBool,
 }
 
-impl HideConfigOnce {
-    fn new(inner: LocalBackend) -> Self {
-        Self {
-            inner,
-            hidden: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for HideConfigOnce {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn save(&self, h: &Handle, data: bytes::Bytes) -> Result<(), BackendError> {
-        self.inner.save(h, data).await
-    }
-    async fn save_new(&self, h: &Handle, data: bytes::Bytes) -> Result<bool, BackendError> {
-        self.inner.save_new(h, data).await
-    }
-    async fn load(
-        &self,
-        h: &Handle,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<bytes::Bytes, BackendError> {
-        self.inner.load(h, range).await
-    }
-    async fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
-        if h.kind == FileType::Config
-            && !self.hidden.swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            return Err(BackendError::NotFound(h.to_string()));
-        }
-        self.inner.stat(h).await
-    }
-    async fn remove(&self, h: &Handle) -> Result<(), BackendError> {
-        self.inner.remove(h).await
-    }
-    async fn list(&self, kind: FileType) -> Result<Vec<(String, u64)>, BackendError> {
-        self.inner.list(kind).await
+impl common::BackendHooks for HideConfigOnce {
+    fn stat(&self, h: &Handle) -> Option<Result<u64, BackendError>> {
+        (h.kind == FileType::Config
+            && !self.hidden.swap(true, std::sync::atomic::Ordering::Relaxed))
+        .then(|| Err(BackendError::NotFound(h.to_string())))
     }
 }

@@ -10,15 +10,13 @@ use std::time::Duration;
 
 use common::*;
 use ferry_repo::Repository;
-use ferry_repo::backend::local::LocalBackend;
-use ferry_repo::backend::{Backend, BackendError, FileType, Handle};
+use ferry_repo::backend::{FileType, Handle};
 use ferry_repo::backup::{BackupOptions, BackupSource};
 
-/// A local backend whose key files load slowly (a key derivation's time, whatever the
-/// process has cached) and which counts the whole-file loads of each kind.
-#[derive(Debug)]
+/// Hooks under which key files load slowly (a key derivation's time, whatever the process
+/// has cached) and whole-file loads are counted by kind.
+#[derive(Debug, Default)]
 struct SlowKeys {
-    inner: LocalBackend,
     loads: Mutex<HashMap<FileType, usize>>,
 }
 
@@ -29,37 +27,14 @@ impl SlowKeys {
 }
 
 #[async_trait::async_trait]
-impl Backend for SlowKeys {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn save(&self, h: &Handle, data: bytes::Bytes) -> Result<(), BackendError> {
-        self.inner.save(h, data).await
-    }
-    async fn save_new(&self, h: &Handle, data: bytes::Bytes) -> Result<bool, BackendError> {
-        self.inner.save_new(h, data).await
-    }
-    async fn load(
-        &self,
-        h: &Handle,
-        range: Option<std::ops::Range<u64>>,
-    ) -> Result<bytes::Bytes, BackendError> {
+impl BackendHooks for SlowKeys {
+    async fn before_load(&self, h: &Handle, range: Option<&std::ops::Range<u64>>) {
         if h.kind == FileType::Key {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         if range.is_none() {
             *self.loads.lock().unwrap().entry(h.kind).or_default() += 1;
         }
-        self.inner.load(h, range).await
-    }
-    async fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
-        self.inner.stat(h).await
-    }
-    async fn remove(&self, h: &Handle) -> Result<(), BackendError> {
-        self.inner.remove(h).await
-    }
-    async fn list(&self, kind: FileType) -> Result<Vec<(String, u64)>, BackendError> {
-        self.inner.list(kind).await
     }
 }
 
@@ -96,13 +71,18 @@ async fn snapshot_and_index_files_are_read_while_the_key_is_derived() {
         (2, 2)
     );
 
-    let backend = Arc::new(SlowKeys {
-        inner: LocalBackend::new(&dir),
-        loads: Mutex::default(),
-    });
+    let backend = Arc::new(HookedBackend::new(&dir, SlowKeys::default()));
     let repo = Repository::open(backend.clone(), PASSWORD).await.unwrap();
-    assert_eq!(backend.loads(FileType::Snapshot), 2, "read during the open");
-    assert_eq!(backend.loads(FileType::Index), 2, "read during the open");
+    assert_eq!(
+        backend.hooks.loads(FileType::Snapshot),
+        2,
+        "read during the open"
+    );
+    assert_eq!(
+        backend.hooks.loads(FileType::Index),
+        2,
+        "read during the open"
+    );
 
     // A third backup after the open, and one of the first snapshots forgotten.
     back_up(&writer, &src, 3).await;
@@ -119,10 +99,14 @@ async fn snapshot_and_index_files_are_read_while_the_key_is_derived() {
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert!(!ids.contains(&oldest) && ids.contains(&newest.id));
     // Only the new snapshot file was read again.
-    assert_eq!(backend.loads(FileType::Snapshot), 3);
+    assert_eq!(backend.hooks.loads(FileType::Snapshot), 3);
 
     let index = repo.index().await.unwrap();
-    assert_eq!(backend.loads(FileType::Index), 3, "only the new index file");
+    assert_eq!(
+        backend.hooks.loads(FileType::Index),
+        3,
+        "only the new index file"
+    );
     let out = t.path().join("out");
     let summary = restore_latest(&repo, &out).await.unwrap();
     assert_eq!(summary.files, 3);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use ferry_repo::Repository;
 use ferry_repo::backend::local::LocalBackend;
+use ferry_repo::backend::{Backend, BackendError, FileType, Handle};
 use ferry_repo::restore::RestoreProgress;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -294,4 +295,63 @@ pub async fn restore_latest_with(
 /// Allocated bytes of a file (to see holes).
 pub fn allocated(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// What a test changes about a local backend ([`HookedBackend`]): a step before each read,
+/// and an answer to `stat` in place of the file system's.
+#[async_trait::async_trait]
+pub trait BackendHooks: Send + Sync + std::fmt::Debug {
+    async fn before_load(&self, _handle: &Handle, _range: Option<&std::ops::Range<u64>>) {}
+    fn stat(&self, _handle: &Handle) -> Option<Result<u64, BackendError>> {
+        None
+    }
+}
+
+/// A local backend whose reads pass through `hooks`; everything else is the local one's.
+#[derive(Debug)]
+pub struct HookedBackend<H> {
+    pub inner: LocalBackend,
+    pub hooks: H,
+}
+
+impl<H> HookedBackend<H> {
+    pub fn new(dir: &Path, hooks: H) -> Self {
+        Self {
+            inner: LocalBackend::new(dir),
+            hooks,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<H: BackendHooks> Backend for HookedBackend<H> {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn save(&self, h: &Handle, data: bytes::Bytes) -> Result<(), BackendError> {
+        self.inner.save(h, data).await
+    }
+    async fn save_new(&self, h: &Handle, data: bytes::Bytes) -> Result<bool, BackendError> {
+        self.inner.save_new(h, data).await
+    }
+    async fn load(
+        &self,
+        h: &Handle,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<bytes::Bytes, BackendError> {
+        self.hooks.before_load(h, range.as_ref()).await;
+        self.inner.load(h, range).await
+    }
+    async fn stat(&self, h: &Handle) -> Result<u64, BackendError> {
+        match self.hooks.stat(h) {
+            Some(answer) => answer,
+            None => self.inner.stat(h).await,
+        }
+    }
+    async fn remove(&self, h: &Handle) -> Result<(), BackendError> {
+        self.inner.remove(h).await
+    }
+    async fn list(&self, kind: FileType) -> Result<Vec<(String, u64)>, BackendError> {
+        self.inner.list(kind).await
+    }
 }

@@ -269,7 +269,7 @@ async fn measure(
     let (default, default_cost) = restorer.restore(Mode::Default, 1).await?;
     backed_up.clear_restored(&client).await?;
     let mut idbs = vec![restorer.restore(Mode::IgnoreDelayBinding, 1).await?];
-    for round in 2..=usize::from(args.runs.max(1)) {
+    for round in 2..=usize::from(args.runs) {
         // The controller has stopped; the disk holds the repository alone again, as before.
         backed_up.clear_restored(&client).await?;
         ideals.push(ideal::measure_ideal(cluster, layout, &backed_up, &slots, round).await?);
